@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ragward's tests talk to, when they are missing.
+# Java and Maven (for Kafka) and PostgreSQL are expected from the base machine;
+# this script adds what a fresh Debian machine lacks.
+set -euo pipefail
+
+declare -A needs=(
+  [redis-server]=redis-server
+  [kcat]=kcat
+  [promtool]=prometheus
+  [chromium]=chromium
+)
+missing=()
+for cmd in "${!needs[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${needs[$cmd]}")
+done
+for cmd in java mvn; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$( [ "$cmd" = java ] && echo openjdk-17-jre-headless || echo maven )")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+  echo "error: missing system packages: ${missing[*]} (install them with apt-get as root)" >&2
+  exit 1
+fi
+echo "installing Debian packages: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,177 @@
+"""The ``ragward`` command (CONTRACT §2).
+
+Each subcommand names the function that runs it as ``"module:function"``; the
+module is imported only when that subcommand runs, so ``--help`` is instant and
+nothing happens at import. A handler has the signature
+``handler(settings: Settings, args: argparse.Namespace) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ragward.errors import ConfigError
+from ragward.logs import configure_logging
+from ragward.settings import Settings, load_settings
+
+Handler = Callable[[Settings, argparse.Namespace], int]
+NOT_BUILT_EXIT = 2
+
+
+def _add_serve_options(parser: argparse.ArgumentParser, default_port: str) -> None:
+    parser.add_argument("--host", help="bind address (default: RAGWARD_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help=f"port (default: {default_port})")
+
+
+def _configure_serve(sub: Any) -> None:
+    p = sub.add_parser("serve", help="all-in-one: gateway, rag_core and the three consumers")
+    _add_serve_options(p, "RAGWARD_PORT or 8000")
+    p.set_defaults(handler="ragward.serve:main")
+
+    p = sub.add_parser("gateway", help="the gateway alone, forwarding to RAGWARD_RAG_CORE_URL")
+    _add_serve_options(p, "RAGWARD_PORT or 8000")
+    p.set_defaults(handler="gateway.app:main")
+
+    p = sub.add_parser("rag-core", help="the RAG service alone (internal)")
+    _add_serve_options(p, "RAGWARD_RAG_CORE_PORT or 8001")
+    p.set_defaults(handler="rag_core.app:main")
+
+
+def _configure_consumers(sub: Any) -> None:
+    p = sub.add_parser("consumer", help="run one Kafka consumer group")
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="metrics|alerts|audit")
+    for kind, handler, text in (
+        ("metrics", "telemetry.metrics_consumer:main", "rolling metrics, /metrics, dashboard"),
+        ("alerts", "alerting.consumer:main", "evaluate alert rules and notify"),
+        ("audit", "telemetry.audit_consumer:main", "write the compliance audit log"),
+    ):
+        c = kinds.add_parser(kind, help=text)
+        c.add_argument("--port", type=int, help="HTTP port for /metrics (default: 9100)")
+        c.add_argument("--group", help="consumer group id (default: ragward-<kind>)")
+        c.set_defaults(handler=handler)
+
+
+def _configure_data(sub: Any) -> None:
+    p = sub.add_parser("ingest", help="load documents, build and persist an index")
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or directories")
+    p.add_argument("--index", default=None, help="index name (default: RAGWARD_DEFAULT_INDEX)")
+    p.add_argument("--sample", action="store_true", help="ingest the bundled sample corpus")
+    p.set_defaults(handler="rag_core.ingest:main")
+
+    p = sub.add_parser("token", help="mint a development HS256 token with the configured secret")
+    p.add_argument("--sub", required=True, help="subject (the caller)")
+    p.add_argument("--tenant", required=True, help="tenant")
+    p.add_argument("--role", action="append", required=True, dest="roles", help="role (repeat)")
+    p.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    p.set_defaults(handler="ragward.tokens:main")
+
+    p = sub.add_parser("redact", help="redact PII from stdin, line by line")
+    p.add_argument("--json", action="store_true", help="print {text, spans} per line")
+    p.set_defaults(handler="gateway.redaction_cli:main")
+
+
+def _configure_audit(sub: Any) -> None:
+    p = sub.add_parser("audit", help="verify, query, export or replay the audit log")
+    actions = p.add_subparsers(dest="action", required=True, metavar="verify|query|export|replay")
+    v = actions.add_parser("verify", help="recompute every hash chain; exit 1 on a break")
+    v.set_defaults(handler="telemetry.audit_cli:verify")
+
+    q = actions.add_parser("query", help="query records (newest first)")
+    for flag in ("--tenant", "--subject", "--request-id", "--since", "--until"):
+        q.add_argument(flag)
+    q.add_argument("--limit", type=int, default=100)
+    q.add_argument("--format", choices=["json", "table"], default="table")
+    q.set_defaults(handler="telemetry.audit_cli:query")
+
+    e = actions.add_parser("export", help="export JSONL with the chain fields")
+    e.add_argument("--output", "-o", type=Path, help="file (default: stdout)")
+    e.add_argument("--since")
+    e.add_argument("--until")
+    e.set_defaults(handler="telemetry.audit_cli:export")
+
+    r = actions.add_parser("replay", help="rebuild a fresh store from the Kafka audit topic")
+    start = r.add_mutually_exclusive_group()
+    start.add_argument("--from-offset", type=int, help="start offset in every partition")
+    start.add_argument("--from-time", help="RFC 3339 timestamp (uses offsets_for_times)")
+    r.add_argument("--store", help="target store: SQLite path or PostgreSQL DSN (must be empty)")
+    r.set_defaults(handler="telemetry.audit_cli:replay")
+
+
+def _configure_alerts(sub: Any) -> None:
+    p = sub.add_parser("alerts", help="alert silences and state")
+    actions = p.add_subparsers(dest="action", required=True, metavar="silence|silences|state")
+    s = actions.add_parser("silence", help="add a silence: label matchers for a time window")
+    s.add_argument("matchers", nargs="+", help="label=value or label=~regex")
+    s.add_argument("--duration", default="1h", help="e.g. 30m, 2h (default 1h)")
+    s.add_argument("--comment", default="")
+    s.add_argument("--author", default="cli")
+    s.set_defaults(handler="alerting.silences_cli:add")
+    ls = actions.add_parser("silences", help="list active silences")
+    ls.set_defaults(handler="alerting.silences_cli:list_")
+    st = actions.add_parser("state", help="show alert states")
+    st.set_defaults(handler="alerting.silences_cli:state")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ragward",
+        description="Production front door and flight recorder for LlamaIndex RAG services.",
+    )
+    parser.add_argument("--config", type=Path, help="TOML config file (env wins over it)")
+    parser.add_argument("--log-format", choices=["json", "console"], help="log line format")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _configure_serve(sub)
+    _configure_consumers(sub)
+    _configure_data(sub)
+    _configure_audit(sub)
+    _configure_alerts(sub)
+    return parser
+
+
+def _resolve(spec: str) -> Handler | None:
+    module_name, _, func_name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+    handler: Handler | None = getattr(module, func_name, None)
+    return handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    overrides = {}
+    if args.log_format:
+        overrides["log_format"] = args.log_format
+    if args.log_level:
+        overrides["log_level"] = args.log_level
+    try:
+        settings = load_settings(args.config, **overrides)
+    except ConfigError as exc:
+        print(f"ragward: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    handler = _resolve(args.handler)
+    if handler is None:
+        print(f"ragward: '{args.command}' is not built yet", file=sys.stderr)
+        return NOT_BUILT_EXIT
+    try:
+        return handler(settings, args)
+    except ConfigError as exc:
+        print(f"ragward: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

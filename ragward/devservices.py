@@ -1,0 +1,343 @@
+"""Real Kafka (KRaft) and Redis as local processes, for development and tests.
+
+No Docker needed: Kafka's jars come from Maven Central through
+``deploy/kafka/pom.xml`` into a cache directory that later runs reuse, and Redis
+is Debian's ``redis-server``. Both bind to 127.0.0.1 on free ports and keep
+their data in a temporary directory that is removed when they stop.
+
+``make services`` / ``make services-down`` and the pytest fixtures use this
+module; ``python -m ragward.devservices up|down`` is the command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+KAFKA_POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
+KAFKA_VERSION = "3.9.1"
+STATE_FILE = REPO_ROOT / ".services" / "state.json"
+
+_LOG4J = """\
+log4j.rootLogger=WARN, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+"""
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be fetched, started or reached."""
+
+
+@dataclass
+class RunningService:
+    name: str
+    address: str  # "127.0.0.1:PORT" for Kafka, "redis://127.0.0.1:PORT/0" for Redis
+    pid: int
+    workdir: str
+    # kept so the child is reaped by us, not warned about by the garbage collector
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+
+    def state(self) -> dict[str, object]:
+        return {"name": self.name, "address": self.address, "pid": self.pid,
+                "workdir": self.workdir}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("RAGWARD_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME")
+    return Path(base) / "ragward" if base else Path.home() / ".cache" / "ragward"
+
+
+# ---------------------------------------------------------------- Kafka
+
+
+def kafka_libs(fetch: bool = True) -> Path:
+    """Return the directory of Kafka's jars, fetching them with Maven when absent."""
+    libs = _cache_root() / f"kafka-{KAFKA_VERSION}" / "libs"
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    if not fetch:
+        raise ServiceError(f"Kafka jars not found in {libs}")
+    if shutil.which("mvn") is None:
+        raise ServiceError("Kafka jars are unavailable: 'mvn' is not installed to fetch them")
+    if shutil.which("java") is None:
+        raise ServiceError("Kafka cannot run: 'java' is not installed")
+    print(f"fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central into {libs}",
+          file=sys.stderr)
+    shutil.rmtree(libs, ignore_errors=True)
+    libs.mkdir(parents=True)
+    result = subprocess.run(
+        ["mvn", "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
+         "-DincludeScope=runtime", f"-DoutputDirectory={libs}"],
+        capture_output=True, text=True, check=False,
+    )
+    jars = list(libs.glob("kafka_2.13-*.jar"))
+    if result.returncode != 0 or not jars:
+        tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
+        shutil.rmtree(libs, ignore_errors=True)
+        raise ServiceError(
+            "Kafka jars are unavailable: 'mvn dependency:copy-dependencies' failed: "
+            + " | ".join(tail)
+        )
+    marker.touch()
+    return libs
+
+
+def _kafka_properties(workdir: Path, port: int, controller_port: int) -> Path:
+    props = workdir / "server.properties"
+    props.write_text(
+        "\n".join([
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={workdir / 'data'}",
+            "num.partitions=3",
+            "auto.create.topics.enable=true",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=3",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "log.flush.interval.messages=9223372036854775807",
+            "",
+        ])
+    )
+    (workdir / "log4j.properties").write_text(_LOG4J)
+    return props
+
+
+def _java(libs: Path, workdir: Path, *args: str) -> list[str]:
+    return [
+        "java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+        f"-Dlog4j.configuration=file:{workdir / 'log4j.properties'}",
+        "-cp", f"{libs}/*", *args,
+    ]
+
+
+async def _kafka_round_trip(bootstrap: str) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    topic = f"ragward-ready-{uuid.uuid4().hex[:8]}"
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await producer.start()
+        await producer.send_and_wait(topic, b"ping")
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    try:
+        await consumer.start()
+        message = await asyncio.wait_for(consumer.getone(), timeout=10)
+        if message.value != b"ping":
+            raise ServiceError("Kafka round trip returned a different message")
+    finally:
+        await consumer.stop()
+
+
+def start_kafka(timeout: float = 90.0) -> RunningService:
+    """Start one KRaft broker+controller; ready once a produce/consume round trip works."""
+    libs = kafka_libs()
+    workdir = Path(tempfile.mkdtemp(prefix="ragward-kafka-"))
+    port, controller_port = free_port(), free_port()
+    props = _kafka_properties(workdir, port, controller_port)
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    fmt = subprocess.run(
+        _java(libs, workdir, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+              "-c", str(props)),
+        capture_output=True, text=True, check=False,
+    )
+    if fmt.returncode != 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise ServiceError(f"formatting KRaft storage failed: {fmt.stderr.strip()[-400:]}")
+    with (workdir / "kafka.log").open("wb") as log:
+        proc = subprocess.Popen(
+            _java(libs, workdir, "kafka.Kafka", str(props)),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    service = RunningService("kafka", f"127.0.0.1:{port}", proc.pid, str(workdir), proc)
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (workdir / "kafka.log").read_text(errors="replace")[-800:]
+            stop(service)
+            raise ServiceError(f"Kafka exited with code {proc.returncode}: {tail}")
+        if not _port_open(port):
+            time.sleep(0.2)
+            continue
+        try:
+            asyncio.run(_kafka_round_trip(service.address))
+            return service
+        except Exception as exc:  # not up yet: keep polling until the deadline
+            last_error = exc
+            time.sleep(0.5)
+    stop(service)
+    raise ServiceError(f"Kafka did not become ready in {timeout:.0f}s: {last_error!r}")
+
+
+# ---------------------------------------------------------------- Redis
+
+
+def _redis_binary() -> str:
+    found = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing Debian's redis-server with apt-get", file=sys.stderr)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-q", "redis-server"], check=False,
+                       capture_output=True, env=env)
+        if Path("/usr/bin/redis-server").exists():
+            return "/usr/bin/redis-server"
+    raise ServiceError("redis-server is not installed (apt-get install redis-server)")
+
+
+def start_redis(timeout: float = 20.0) -> RunningService:
+    """Start redis-server on a free loopback port, without persistence."""
+    binary = _redis_binary()
+    workdir = Path(tempfile.mkdtemp(prefix="ragward-redis-"))
+    port = free_port()
+    with (workdir / "redis.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(workdir), "--protected-mode", "yes"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    service = RunningService("redis", f"redis://127.0.0.1:{port}/0", proc.pid, str(workdir), proc)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            stop(service)
+            raise ServiceError(f"redis-server exited with code {proc.returncode}")
+        if _redis_ping(port):
+            return service
+        time.sleep(0.05)
+    stop(service)
+    raise ServiceError(f"redis-server did not answer PING in {timeout:.0f}s")
+
+
+def _port_open(port: int) -> bool:
+    with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+def stop(service: RunningService, timeout: float = 15.0) -> None:
+    """Stop the process group cleanly (SIGTERM, then SIGKILL) and delete its data."""
+    with suppress(ProcessLookupError):
+        os.killpg(service.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(service.pid):
+            time.sleep(0.1)
+        if _alive(service.pid):
+            os.killpg(service.pid, signal.SIGKILL)
+    if service.process is not None:
+        with suppress(subprocess.TimeoutExpired):
+            service.process.wait(timeout=5)
+    shutil.rmtree(service.workdir, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    with suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@contextmanager
+def running(name: str) -> Iterator[RunningService]:
+    service = start_kafka() if name == "kafka" else start_redis()
+    try:
+        yield service
+    finally:
+        stop(service)
+
+
+def up() -> int:
+    if STATE_FILE.exists():
+        print("services already running; `make services-down` first", file=sys.stderr)
+        return 1
+    services = [start_kafka(), start_redis()]
+    STATE_FILE.parent.mkdir(exist_ok=True)
+    STATE_FILE.write_text(json.dumps([s.state() for s in services]))
+    kafka, redis = services
+    print(f"export RAGWARD_KAFKA_BOOTSTRAP={kafka.address}")
+    print(f"export RAGWARD_REDIS_URL={redis.address}")
+    return 0
+
+
+def down() -> int:
+    if not STATE_FILE.exists():
+        print("no services running", file=sys.stderr)
+        return 0
+    for entry in json.loads(STATE_FILE.read_text()):
+        stop(RunningService(**entry))
+        print(f"stopped {entry['name']} (pid {entry['pid']})", file=sys.stderr)
+    STATE_FILE.unlink()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    commands = {"up": up, "down": down, "fetch": lambda: (kafka_libs(), 0)[1]}
+    if len(args) != 1 or args[0] not in commands:
+        print("usage: python -m ragward.devservices up|down|fetch", file=sys.stderr)
+        return 2
+    try:
+        return commands[args[0]]()
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""One mapping from exceptions to the contract's error JSON, for every Litestar app.
+
+``{"error": {"code", "message", "request_id"}}`` with the status the domain error
+names. Unknown exceptions become a bare 500: the detail goes to the log, never to
+the client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    ValidationException,
+)
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from ragward.errors import RagwardError
+
+log = structlog.get_logger("ragward.http")
+
+_CODES_BY_STATUS = {
+    400: "bad_request",
+    401: "invalid_token",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "quota_exceeded",
+    503: "unavailable",
+}
+
+
+def request_id_of(request: Request[Any, Any, Any]) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def error_response(
+    request: Request[Any, Any, Any],
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> Response[dict[str, Any]]:
+    request_id = request_id_of(request)
+    all_headers = {"X-Request-ID": request_id, **(headers or {})} if request_id else headers
+    return Response(
+        {"error": {"code": code, "message": message, "request_id": request_id}},
+        status_code=status,
+        headers=all_headers,
+        media_type="application/json",
+    )
+
+
+def _validation_message(exc: ValidationException) -> tuple[int, str]:
+    """Litestar reports malformed JSON and wrong types as one exception: split them."""
+    detail = exc.extra if isinstance(exc.extra, list) else []
+    fields = [str(item.get("key")) for item in detail if isinstance(item, dict) and item.get("key")]
+    if not fields and "JSON" in str(exc.detail):
+        return 400, "malformed JSON body"
+    if fields:
+        messages = [
+            f"{item.get('key')}: {item.get('message')}" for item in detail if isinstance(item, dict)
+        ]
+        return 422, "; ".join(messages)
+    return 422, str(exc.detail or "invalid request")
+
+
+def handle_ragward_error(request: Request[Any, Any, Any], exc: RagwardError) -> Response[Any]:
+    if exc.status >= 500:
+        log.warning("request_failed", code=exc.code, status=exc.status)
+    return error_response(request, exc.status, exc.code, exc.message, exc.headers())
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    if isinstance(exc, ValidationException):
+        status, message = _validation_message(exc)
+        code = "bad_request" if status == 400 else "validation_error"
+    else:
+        code = _CODES_BY_STATUS.get(status, "error")
+        message = str(exc.detail) if status < 500 else "internal error"
+        if isinstance(exc, NotAuthorizedException):
+            headers.setdefault("WWW-Authenticate", 'Bearer error="invalid_token"')
+    return error_response(request, status, code, message, headers)
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.error("unhandled_exception", exc_type=type(exc).__name__, exc_info=exc)
+    return error_response(request, HTTP_500_INTERNAL_SERVER_ERROR, "internal", "internal error")
+
+
+EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    RagwardError: handle_ragward_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

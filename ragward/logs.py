@@ -1,0 +1,61 @@
+"""structlog set-up: JSON lines to stderr (or console output for humans).
+
+``merge_contextvars`` runs first so a ``request_id`` bound once per request
+appears on every line that request logs. Call :func:`configure_logging` once
+from the command line entry point, never at import.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal
+
+import structlog
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}
+
+_SECRET_KEYS = frozenset({"authorization", "token", "password", "secret", "api_key",
+                          "jwt", "internal_token"})
+
+
+def _drop_secrets(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+    """Last line of defence: a secret-looking key never reaches the log."""
+    for key in _SECRET_KEYS.intersection(event):
+        event[key] = "[redacted]"
+    return event
+
+
+def configure_logging(
+    fmt: Literal["json", "console"] = "json", level: str = "info"
+) -> None:
+    numeric = _LEVELS.get(level, logging.INFO)
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _drop_secrets,
+    ]
+    renderer: structlog.types.Processor = (
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        if fmt == "console"
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    # Libraries (aiokafka, uvicorn, httpx) log through the standard library: same format.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=renderer,
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(numeric, logging.WARNING) if numeric < logging.WARNING else numeric)

@@ -1,0 +1,244 @@
+"""ragward's one settings object: environment (``RAGWARD_*``) over an optional TOML file.
+
+Validated once at start-up by :func:`load_settings`; a bad value raises
+:class:`~ragward.errors.ConfigError` naming the environment variable. Code never
+reads ``os.environ`` elsewhere: components receive the ``Settings`` they need.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from ragward.errors import ConfigError
+
+ENV_PREFIX = "RAGWARD_"
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "ragward_config_file", default=None
+)
+
+DEFAULT_ROLES: dict[str, list[str]] = {
+    "reader": ["query"],
+    "batch": ["query", "batch"],
+    "compliance": ["audit:read"],
+    "admin": ["*"],
+}
+
+QuotaMode = Literal["fail_open", "fail_closed"]
+PiiAction = Literal["redact", "keep", "block"]
+
+
+class TenantQuota(BaseModel):
+    """Per-tenant override of the default quotas (``[quotas.tenants.NAME]``)."""
+
+    rpm: int | None = Field(default=None, ge=1)
+    tokens_per_day: int | None = Field(default=None, ge=1)
+
+
+class QuotaOverrides(BaseModel):
+    tenants: dict[str, TenantQuota] = Field(default_factory=dict)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+    )
+
+    # -- general ---------------------------------------------------------------
+    data_dir: Path = Field(Path(".ragward"), description="Indexes, spool, audit store, state.")
+    host: str = Field("127.0.0.1", description="Address the HTTP servers bind to.")
+    port: int = Field(8000, ge=1, le=65535, description="Gateway / serve port.")
+    rag_core_port: int = Field(8001, ge=1, le=65535, description="`ragward rag-core` port.")
+    consumer_port: int = Field(9100, ge=0, le=65535, description="Consumers' /metrics port.")
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_public: bool = Field(True, description="Serve /metrics without a token.")
+
+    # -- authentication and roles ---------------------------------------------
+    jwt_secret: SecretStr | None = Field(None, description="HS256/384/512 shared secret.")
+    jwks_url: str | None = Field(None, description="JWKS endpoint for RS/PS/ES/EdDSA keys.")
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_s: float = Field(30.0, ge=0, le=300)
+    jwt_tenant_claim: str = "tenant"
+    jwt_roles_claim: str = "roles"
+    jwt_max_token_bytes: int = Field(8192, ge=256)
+    jwks_cache_ttl_s: float = Field(300.0, gt=0)
+    jwks_min_refresh_interval_s: float = Field(
+        10.0, ge=0, description="At most one JWKS refetch per interval on an unknown kid."
+    )
+    roles: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_ROLES))
+    index_allow: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Role or tenant -> indexes it may query; absent means any index.",
+    )
+
+    # -- upstream rag_core -----------------------------------------------------
+    rag_core_url: str | None = Field(None, description="rag_core to front; None = in-process.")
+    internal_token: SecretStr | None = Field(None, description="X-Internal-Token for rag_core.")
+    upstream_timeout_s: float = Field(30.0, gt=0)
+    upstream_connect_timeout_s: float = Field(2.0, gt=0)
+    upstream_retries: int = Field(2, ge=0, le=5)
+    circuit_failure_threshold: int = Field(5, ge=1)
+    circuit_reset_s: float = Field(5.0, gt=0)
+    max_concurrent_upstream: int = Field(128, ge=1)
+    upstream_queue: int = Field(256, ge=0, description="Requests waiting for a slot, then 503.")
+    upstream_queue_timeout_s: float = Field(2.0, gt=0)
+
+    # -- request limits --------------------------------------------------------
+    max_body_bytes: int = Field(262_144, ge=1024)
+    max_question_chars: int = Field(8000, ge=1)
+    max_batch: int = Field(32, ge=1)
+
+    # -- cache -----------------------------------------------------------------
+    redis_url: str | None = Field(None, description="Shared cache and quotas; None = in-process.")
+    redis_timeout_s: float = Field(0.25, gt=0)
+    cache_enabled: bool = True
+    cache_ttl_s: int = Field(300, ge=1)
+    cache_max_entries: int = Field(10_000, ge=1)
+
+    # -- quotas ----------------------------------------------------------------
+    quota_rpm: int = Field(600, ge=1, description="Requests per minute per tenant.")
+    quota_tokens_per_day: int = Field(2_000_000, ge=1)
+    quota_answer_allowance_tokens: int = Field(512, ge=0)
+    quota_rpm_mode: QuotaMode = "fail_open"
+    quota_tokens_mode: QuotaMode = "fail_open"
+    quota_expected_replicas: int = Field(2, ge=1)
+    quotas: QuotaOverrides = Field(default_factory=QuotaOverrides)
+
+    # -- PII -------------------------------------------------------------------
+    pii_actions: dict[str, PiiAction] = Field(
+        default_factory=dict, description="Entity type -> redact | keep | block."
+    )
+
+    # -- events ----------------------------------------------------------------
+    kafka_bootstrap: str | None = Field(None, description="Kafka; None = in-process bus.")
+    kafka_client_id: str = "ragward"
+    kafka_compression: Literal["gzip", "lz4", "zstd", "snappy", "none"] = "gzip"
+    kafka_linger_ms: int = Field(5, ge=0)
+    topic_audit: str = "ragward.audit.v1"
+    topic_usage: str = "ragward.usage.v1"
+    topic_alerts: str = "ragward.alerts.v1"
+    topic_dead_letter: str = "ragward.deadletter.v1"
+    spool_max_bytes: int = Field(256 * 1024 * 1024, ge=4096)
+    spool_full_policy: Literal["reject", "accept"] = "reject"
+
+    # -- audit store -----------------------------------------------------------
+    audit_dsn: str | None = Field(None, description="PostgreSQL DSN; None = SQLite.")
+    audit_checkpoint_every: int = Field(1000, ge=1)
+    audit_retention_days: int = Field(400, ge=1)
+    audit_client_ip: Literal["truncate", "hash", "drop"] = "truncate"
+
+    # -- RAG -------------------------------------------------------------------
+    llm: Literal["local", "openai"] = "local"
+    openai_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("RAGWARD_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("RAGWARD_OPENAI_BASE_URL", "OPENAI_BASE_URL")
+    )
+    openai_model: str = "gpt-4o-mini"
+    openai_embedding_model: str = "text-embedding-3-small"
+    llm_timeout_s: float = Field(30.0, gt=0)
+    llm_max_retries: int = Field(3, ge=0, le=10)
+    pricing_file: Path | None = None
+    default_index: str = "default"
+
+    # -- alerting --------------------------------------------------------------
+    alert_rules: Path | None = Field(None, description="YAML rules file; None = defaults.")
+    slack_webhook_url: SecretStr | None = None
+    smtp_url: SecretStr | None = Field(None, description="smtp[s]://user:pass@host:port")
+    smtp_starttls: bool = False
+    alert_email_to: list[str] = Field(default_factory=list)
+    alert_email_from: str = "ragward@localhost"
+    alert_webhook_url: SecretStr | None = None
+    alert_eval_interval_s: float = Field(5.0, gt=0)
+
+    @field_validator("alert_email_to", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _refuse_weak_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret = value.get_secret_value()
+            if secret.lower() in {"changeme", "change-me", "secret", "placeholder", ""}:
+                raise ValueError("is a placeholder; set a real secret")
+            if len(secret) < 32:
+                raise ValueError("must be at least 32 characters for HS256")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file.get()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    # -- derived ---------------------------------------------------------------
+    def quota_for(self, tenant: str) -> tuple[int, int]:
+        """(requests per minute, tokens per day) for a tenant, overrides applied."""
+        override = self.quotas.tenants.get(tenant)
+        rpm = override.rpm if override and override.rpm else self.quota_rpm
+        tokens = (
+            override.tokens_per_day
+            if override and override.tokens_per_day
+            else self.quota_tokens_per_day
+        )
+        return rpm, tokens
+
+    @property
+    def indexes_dir(self) -> Path:
+        return self.data_dir / "indexes"
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a field."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[-1])
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read and validate settings once; raise ConfigError naming the bad variable."""
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+    token = _config_file.set(config_file)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = [str(part) for part in error["loc"]]
+            name = env_name(loc[0]) if loc else "?"
+            where = ".".join(loc[1:])
+            problems.append(f"{name}{'.' + where if where else ''}: {error['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    finally:
+        _config_file.reset(token)

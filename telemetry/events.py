@@ -1,0 +1,120 @@
+"""The events ragward publishes (CONTRACT §6), as typed msgspec structs.
+
+Each event has ``event_id`` (unique), ``schema_version``, ``ts`` (RFC 3339 UTC)
+and ``request_id``. New fields get defaults so older readers and newer writers
+stay compatible (msgspec schema evolution). One encoder and one decoder per
+type are built once and reused. ``docs/events.md`` holds the JSON Schemas,
+generated from these types.
+
+No event carries raw PII or secrets: questions appear only redacted and as
+SHA-256 hashes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Literal
+
+import msgspec
+
+Decision = Literal["allow", "deny", "rate_limited", "invalid", "error"]
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class AuditEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="audit"):
+    """One per request that reaches the gateway, whatever its outcome."""
+
+    event_id: str
+    request_id: str
+    ts: str
+    schema_version: int = 1
+    # who
+    tenant: str = "-"
+    subject: str = "-"
+    roles: list[str] = msgspec.field(default_factory=list)
+    # what
+    method: str = ""
+    route: str = ""
+    action: str = ""
+    index: str | None = None
+    # where
+    client_addr: str = ""
+    user_agent: str = ""
+    # outcome
+    status: int = 0
+    decision: Decision = "allow"
+    reason: str | None = None
+    latency_ms: float = 0.0
+    cached: bool = False
+    # content, never raw
+    question_sha256: list[str] = msgspec.field(default_factory=list)
+    questions_redacted: list[str] = msgspec.field(default_factory=list)
+    redactions: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class UsageEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="usage"):
+    """One per request answered by rag_core or the cache."""
+
+    event_id: str
+    request_id: str
+    ts: str
+    schema_version: int = 1
+    tenant: str = "-"
+    subject: str = "-"
+    route: str = ""
+    index: str | None = None
+    model: str = ""
+    status: int = 200
+    latency_ms: float = 0.0
+    cached: bool = False
+    questions: int = 1
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    embedding_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class AlertEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="alert"):
+    """Every alert state change (pending, firing, resolved)."""
+
+    event_id: str
+    ts: str
+    request_id: str = ""
+    schema_version: int = 1
+    alertname: str = ""
+    state: Literal["inactive", "pending", "firing", "resolved"] = "pending"
+    fingerprint: str = ""
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    annotations: dict[str, str] = msgspec.field(default_factory=dict)
+    value: float | None = None
+    starts_at: str | None = None
+    ends_at: str | None = None
+
+
+Event = AuditEvent | UsageEvent | AlertEvent
+
+_encoder = msgspec.json.Encoder()
+audit_decoder = msgspec.json.Decoder(AuditEvent)
+usage_decoder = msgspec.json.Decoder(UsageEvent)
+alert_decoder = msgspec.json.Decoder(AlertEvent)
+any_decoder = msgspec.json.Decoder(Event)
+
+
+def encode(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def json_schemas() -> dict[str, object]:
+    """JSON Schema per event type, for docs/events.md and consumers outside ragward."""
+    return {
+        cls.__name__: msgspec.json.schema(cls) for cls in (AuditEvent, UsageEvent, AlertEvent)
+    }

@@ -1,0 +1,65 @@
+"""Session-wide real services and per-test isolation helpers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ragward.devservices import ServiceError
+from ragward.settings import Settings, load_settings
+from tests.services import kafka_service, redis_service
+
+TEST_SECRET = "test-secret-0123456789-0123456789-abcdef"
+
+
+def _fail_or_skip(what: str, exc: Exception) -> None:
+    # In CI a missing broker is a failure, never a silent skip.
+    if os.environ.get("CI") == "true" or os.environ.get("RAGWARD_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{what} could not start: {exc}", pytrace=False)
+    pytest.skip(f"{what} unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap address of a real Kafka broker, shared by the session."""
+    try:
+        ctx = kafka_service()
+        address = ctx.__enter__()
+    except ServiceError as exc:
+        _fail_or_skip("Kafka", exc)
+        raise
+    try:
+        yield address
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a real Redis server, shared by the session."""
+    try:
+        ctx = redis_service()
+        url = ctx.__enter__()
+    except ServiceError as exc:
+        _fail_or_skip("Redis", exc)
+        raise
+    try:
+        yield url
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix for topics, groups and key prefixes of one test."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Embedded-mode settings isolated in a temporary data directory."""
+    return load_settings(data_dir=tmp_path / "data", jwt_secret=TEST_SECRET)
