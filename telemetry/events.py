@@ -100,7 +100,22 @@ class AlertEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="alert"):
     ends_at: str | None = None
 
 
-Event = AuditEvent | UsageEvent | AlertEvent
+class StatusEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="status"):
+    """A gateway instance's health, published periodically (default every 15 s) on the
+    usage topic so the alert consumer sees degraded quota control and spool filling."""
+
+    event_id: str
+    ts: str
+    request_id: str = ""
+    schema_version: int = 1
+    instance: str = ""
+    quota_degraded: dict[str, bool] = msgspec.field(default_factory=dict)
+    spool_bytes: int = 0
+    spool_capacity_bytes: int = 0
+    circuit_state: str = "closed"
+
+
+Event = AuditEvent | UsageEvent | AlertEvent | StatusEvent
 
 _encoder = msgspec.json.Encoder()
 audit_decoder = msgspec.json.Decoder(AuditEvent)
@@ -116,5 +131,5 @@ def encode(event: Event) -> bytes:
 def json_schemas() -> dict[str, object]:
     """JSON Schema per event type, for docs/events.md and consumers outside ragward."""
     return {
-        cls.__name__: msgspec.json.schema(cls) for cls in (AuditEvent, UsageEvent, AlertEvent)
+        cls.__name__: msgspec.json.schema(cls) for cls in (AuditEvent, UsageEvent, AlertEvent, StatusEvent)
     }

@@ -1,0 +1,66 @@
+"""The query API's wire shapes (CONTRACT §4), shared by rag_core and the gateway.
+
+The gateway speaks the same shape to clients that rag_core speaks to it, so it
+can front any RAG service that answers ``POST /v1/query`` like this.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+Question = Annotated[str, msgspec.Meta(min_length=1, max_length=8000)]
+TopK = Annotated[int, msgspec.Meta(ge=1, le=20)]
+IndexName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+class QueryRequest(msgspec.Struct, forbid_unknown_fields=True):
+    question: Question
+    top_k: TopK = 3
+    index: IndexName = "default"
+
+
+class BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    questions: Annotated[list[Question], msgspec.Meta(min_length=1, max_length=32)]
+    top_k: TopK = 3
+    index: IndexName = "default"
+
+
+class Source(msgspec.Struct):
+    id: str
+    text: str
+    score: float | None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    embedding_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class QueryResponse(msgspec.Struct):
+    answer: str
+    sources: list[Source]
+    usage: Usage
+    cached: bool = False
+    request_id: str = ""
+
+
+class BatchResponse(msgspec.Struct):
+    results: list[QueryResponse]
+
+
+class IndexInfo(msgspec.Struct):
+    name: str
+    version: str
+    documents: int = 0
+    chunks: int = 0
+    model: str = ""
+
+
+class IndexList(msgspec.Struct):
+    indexes: list[IndexInfo]
