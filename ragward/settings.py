@@ -134,12 +134,21 @@ class Settings(BaseSettings):
     topic_dead_letter: str = "ragward.deadletter.v1"
     spool_max_bytes: int = Field(256 * 1024 * 1024, ge=4096)
     spool_full_policy: Literal["reject", "accept"] = "reject"
+    kafka_partitions: int = Field(3, ge=1, description="Partitions of topics ragward creates.")
+    kafka_replication_factor: int = Field(1, ge=1, description="Replicas of topics it creates.")
+    kafka_ack_timeout_s: float = Field(
+        2.0, gt=0, description="Wait this long for Kafka's ack before spooling the record."
+    )
+    dedupe_window: int = Field(100_000, ge=1, description="Event ids a consumer remembers.")
 
     # -- audit store -----------------------------------------------------------
     audit_dsn: str | None = Field(None, description="PostgreSQL DSN; None = SQLite.")
     audit_checkpoint_every: int = Field(1000, ge=1)
     audit_retention_days: int = Field(400, ge=1)
     audit_client_ip: Literal["truncate", "hash", "drop"] = "truncate"
+    audit_ip_hash_key: SecretStr | None = Field(
+        None, description="HMAC key for audit_client_ip=hash (required then; keep it stable)."
+    )
 
     # -- RAG -------------------------------------------------------------------
     llm: Literal["local", "openai"] = "local"
