@@ -178,7 +178,26 @@ def start_kafka(timeout: float = 90.0) -> RunningService:
     if fmt.returncode != 0:
         shutil.rmtree(workdir, ignore_errors=True)
         raise ServiceError(f"formatting KRaft storage failed: {fmt.stderr.strip()[-400:]}")
-    with (workdir / "kafka.log").open("wb") as log:
+    return _launch_kafka(libs, workdir, props, port, timeout)
+
+
+def restart_kafka(service: RunningService, timeout: float = 90.0) -> RunningService:
+    """Start a broker stopped with ``stop(service, keep_data=True)`` again: same port,
+    same data directory, so topics, offsets and producer state survive (fault tests)."""
+    if _alive(service.pid):
+        raise ServiceError(f"Kafka (pid {service.pid}) is still running")
+    workdir = Path(service.workdir)
+    props = workdir / "server.properties"
+    if not props.exists():
+        raise ServiceError(f"{props} is gone; was the broker stopped with keep_data=True?")
+    port = int(service.address.rsplit(":", 1)[1])
+    return _launch_kafka(kafka_libs(), workdir, props, port, timeout)
+
+
+def _launch_kafka(
+    libs: Path, workdir: Path, props: Path, port: int, timeout: float
+) -> RunningService:
+    with (workdir / "kafka.log").open("ab") as log:
         proc = subprocess.Popen(
             _java(libs, workdir, "kafka.Kafka", str(props)),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -266,8 +285,9 @@ def _redis_ping(port: int) -> bool:
 # ---------------------------------------------------------------- lifecycle
 
 
-def stop(service: RunningService, timeout: float = 15.0) -> None:
-    """Stop the process group cleanly (SIGTERM, then SIGKILL) and delete its data."""
+def stop(service: RunningService, timeout: float = 15.0, *, keep_data: bool = False) -> None:
+    """Stop the process group cleanly (SIGTERM, then SIGKILL) and delete its data,
+    unless ``keep_data`` (then :func:`restart_kafka` can start it again)."""
     with suppress(ProcessLookupError):
         os.killpg(service.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -278,7 +298,8 @@ def stop(service: RunningService, timeout: float = 15.0) -> None:
     if service.process is not None:
         with suppress(subprocess.TimeoutExpired):
             service.process.wait(timeout=5)
-    shutil.rmtree(service.workdir, ignore_errors=True)
+    if not keep_data:
+        shutil.rmtree(service.workdir, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
