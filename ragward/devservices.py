@@ -243,11 +243,15 @@ def _redis_binary() -> str:
     raise ServiceError("redis-server is not installed (apt-get install redis-server)")
 
 
-def start_redis(timeout: float = 20.0) -> RunningService:
-    """Start redis-server on a free loopback port, without persistence."""
+def start_redis(timeout: float = 20.0, port: int | None = None) -> RunningService:
+    """Start redis-server on a free loopback port (or ``port``), without persistence.
+
+    Passing the port of a stopped instance restarts Redis at the same address,
+    empty: tests use it to take Redis away from a running client and bring it back.
+    """
     binary = _redis_binary()
     workdir = Path(tempfile.mkdtemp(prefix="ragward-redis-"))
-    port = free_port()
+    port = port or free_port()
     with (workdir / "redis.log").open("wb") as log:
         proc = subprocess.Popen(
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
