@@ -58,7 +58,13 @@ if TYPE_CHECKING:
 
     from ragward.settings import Settings
 
-log = structlog.get_logger(__name__)
+
+
+def _log() -> Any:
+    # Looked up per use (only on state transitions): a logger cached at import would
+    # escape structlog's test capture and any configuration done after import.
+    return structlog.get_logger(__name__)
+
 
 DAY_S = 86_400
 DEFAULT_KEY_PREFIX = "ragward:quota:"
@@ -572,7 +578,7 @@ class RedisQuota:
             self._degraded = True
             self._degraded_since = time.monotonic()
             modes = self._modes()
-            log.warning(
+            _log().warning(
                 "quota_store_unavailable",
                 during=during,
                 error=type(exc).__name__,
@@ -599,7 +605,7 @@ class RedisQuota:
                 except _REDIS_FAILURES:
                     continue
                 self._degraded = False
-                log.warning(
+                _log().warning(
                     "quota_store_recovered",
                     degraded_for_s=round(time.monotonic() - self._degraded_since, 3),
                     settlements_replayed=replayed,
@@ -719,7 +725,7 @@ class RedisQuota:
             with suppress(asyncio.CancelledError):
                 await task
         if self._pending:
-            log.warning("quota_settlements_unsent", count=len(self._pending))
+            _log().warning("quota_settlements_unsent", count=len(self._pending))
 
 
 def make_quota(

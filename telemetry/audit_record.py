@@ -1,0 +1,202 @@
+"""What an audit record holds: the fields PCI DSS 10.2.2 asks for, and nothing raw.
+
+:func:`build_record` turns one Kafka record of the audit topic into the dict
+that the store canonicalises and chains (see :mod:`telemetry.audit_chain`):
+
+* who: ``subject``, ``tenant``, ``roles``
+* what: ``method``, ``route``, ``action``, ``index``
+* when: ``ts`` (the event's RFC 3339 time)
+* where: ``client_addr`` under the configured policy (``truncate``: IPv4 /24,
+  IPv6 /48; ``hash``: HMAC-SHA-256 with ``RAGWARD_AUDIT_IP_HASH_KEY``; ``drop``),
+  ``user_agent`` (cut to 512 characters)
+* outcome: ``status``, ``decision``, ``reason``, ``cached``
+* ``latency_us`` (integer microseconds: records hold no floats, so any JSON
+  library canonicalises them identically), ``redactions`` (count per PII type),
+  ``question_sha256``
+* position: ``partition`` and ``offset`` in the audit topic, ``record_version``
+
+The redacted question text (``questions_redacted`` in the event) is **not**
+stored: a redactor can miss PII, and a hash-chained log cannot be edited later
+without breaking its proof; the SHA-256 is enough to match a known question.
+A value that is not an AuditEvent becomes a ``malformed`` record that keeps its
+place in the chain with the value's SHA-256, never its bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+from ragward.errors import ConfigError
+from ragward.settings import Settings
+from telemetry.bus import Record
+from telemetry.events import audit_decoder
+
+RECORD_VERSION = 1
+MAX_TEXT = 512
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_ERROR_PATH = re.compile(r"at `([^`]{1,100})`")
+
+
+def parse_ts_us(value: str) -> int | None:
+    """Microseconds since the epoch of an RFC 3339 time (naive means UTC), or None."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except (ValueError, AttributeError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def format_ts_us(ts_us: int) -> str:
+    moment = datetime.fromtimestamp(ts_us / 1_000_000, tz=UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAddressPolicy:
+    """How a client address is kept: truncated to its network, keyed hash, or dropped."""
+
+    mode: Literal["truncate", "hash", "drop"] = "truncate"
+    key: bytes | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClientAddressPolicy:
+        key = settings.audit_ip_hash_key
+        if settings.audit_client_ip == "hash" and key is None:
+            raise ConfigError(
+                "RAGWARD_AUDIT_IP_HASH_KEY must be set when RAGWARD_AUDIT_CLIENT_IP=hash"
+            )
+        return cls(settings.audit_client_ip, key.get_secret_value().encode() if key else None)
+
+    def apply(self, addr: str) -> str:
+        addr = addr.strip()
+        if not addr or self.mode == "drop":
+            return ""
+        if addr.startswith("hmac:"):  # already hashed upstream
+            return addr if self.mode == "hash" else ""
+        if self.mode == "hash":
+            assert self.key is not None
+            return "hmac:" + hmac.new(self.key, addr.encode(), hashlib.sha256).hexdigest()
+        return truncate_address(addr)
+
+
+def truncate_address(addr: str) -> str:
+    """IPv4 to its /24, IPv6 to its /48 (narrower prefixes kept); '?' if not an address."""
+    try:
+        net = ipaddress.ip_network(addr, strict=False)
+    except ValueError:
+        return "?"
+    if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped:
+        net = ipaddress.ip_network(f"{net.network_address.ipv4_mapped}/32")
+    limit = 24 if net.version == 4 else 48
+    prefix = min(net.prefixlen, limit)
+    return str(net.supernet(new_prefix=prefix) if prefix < net.prefixlen else net)
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltRecord:
+    """One record ready to chain, with the columns the store indexes."""
+
+    partition: int
+    offset: int
+    event_id: str
+    ts_us: int
+    tenant: str
+    subject: str
+    request_id: str
+    record: dict[str, Any]
+
+
+def _cut(text: str | None) -> str | None:
+    return None if text is None else text[:MAX_TEXT]
+
+
+def _sha_list(values: list[str]) -> list[str]:
+    # Defence in depth: anything that is not already a SHA-256 is hashed, never kept.
+    return [v if _HEX64.fullmatch(v) else hashlib.sha256(v.encode()).hexdigest() for v in values]
+
+
+def build_record(rec: Record, policy: ClientAddressPolicy) -> BuiltRecord:
+    """The stored record for one Kafka record of the audit topic."""
+    kafka_ts_us = rec.timestamp_ms * 1000
+    try:
+        event = audit_decoder.decode(rec.value)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        found = _ERROR_PATH.search(str(exc))
+        record: dict[str, Any] = {
+            "record_version": RECORD_VERSION,
+            "partition": rec.partition,
+            "offset": rec.offset,
+            "malformed": True,
+            "error": ("invalid value at " + found.group(1)) if found else "not an AuditEvent",
+            "value_sha256": hashlib.sha256(rec.value).hexdigest(),
+            "ts": format_ts_us(kafka_ts_us),
+            "event_id": f"malformed:{rec.partition}:{rec.offset}",
+            "request_id": "",
+            "tenant": "-",
+            "subject": "-",
+        }
+        return BuiltRecord(
+            rec.partition, rec.offset, record["event_id"], kafka_ts_us, "-", "-", "", record
+        )
+    ts_us = parse_ts_us(event.ts)
+    record = {
+        "record_version": RECORD_VERSION,
+        "partition": rec.partition,
+        "offset": rec.offset,
+        "event_id": event.event_id,
+        "request_id": event.request_id,
+        "schema_version": event.schema_version,
+        "ts": event.ts if ts_us is not None else format_ts_us(kafka_ts_us),
+        "tenant": event.tenant,
+        "subject": event.subject,
+        "roles": list(event.roles),
+        "method": event.method,
+        "route": event.route,
+        "action": event.action,
+        "index": event.index,
+        "client_addr": policy.apply(event.client_addr),
+        "user_agent": _cut(event.user_agent),
+        "status": event.status,
+        "decision": event.decision,
+        "reason": _cut(event.reason),
+        "cached": event.cached,
+        "latency_us": round(event.latency_ms * 1000) if math.isfinite(event.latency_ms) else -1,
+        "question_sha256": _sha_list(event.question_sha256),
+        "redactions": {str(k): int(v) for k, v in event.redactions.items()},
+    }
+    if ts_us is None:
+        record["ts_invalid"] = True
+        ts_us = kafka_ts_us
+    return BuiltRecord(
+        rec.partition,
+        rec.offset,
+        event.event_id,
+        ts_us,
+        event.tenant,
+        event.subject,
+        event.request_id,
+        record,
+    )
+
+
+def record_columns(record: dict[str, Any]) -> tuple[str, int | None, str, str, str]:
+    """(event_id, ts_us, tenant, subject, request_id) as derived from a stored record."""
+    return (
+        str(record.get("event_id")),
+        parse_ts_us(str(record.get("ts", ""))),
+        str(record.get("tenant")),
+        str(record.get("subject")),
+        str(record.get("request_id")),
+    )
