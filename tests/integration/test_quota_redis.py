@@ -1,0 +1,213 @@
+"""RedisQuota against the session's real Redis: the contract's quota behaviour.
+
+Each test uses its own key prefix (``unique``). Short windows (``window_s``)
+let tests cross window boundaries in seconds; the clock is always Redis' TIME.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.quota import LUA_CIVIL_FROM_DAYS, Admission, RedisQuota, make_quota
+from ragward.errors import QuotaExceeded
+from ragward.settings import load_settings
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    redis = aioredis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+def quota_for(client: aioredis.Redis, tmp_path: Path, unique: str, *, window_s: float = 60.0,
+              **limits: object) -> RedisQuota:
+    settings = load_settings(data_dir=tmp_path, **limits)
+    return RedisQuota(client, settings, key_prefix=f"test:{unique}:", window_s=window_s)
+
+
+async def test_eleventh_request_in_a_10_per_minute_window_gets_429_headers(
+    client: aioredis.Redis, tmp_path: Path, unique: str
+) -> None:
+    """Ten requests pass with falling X-RateLimit-Remaining; the 11th raises QuotaExceeded
+    whose headers carry Retry-After, the limit, 0 remaining and the reset epoch."""
+    quota = quota_for(client, tmp_path, unique, quota_rpm=10)
+    admitted = [await quota.admit("acme", 0) for _ in range(10)]
+    assert [a.rpm_remaining for a in admitted] == list(range(9, -1, -1))
+    assert all(a.backend == "redis" and not a.degraded for a in admitted)
+    first = admitted[0].admitted_at
+    with pytest.raises(QuotaExceeded) as caught:
+        await quota.admit("acme", 0)
+    exc = caught.value
+    headers = exc.headers()
+    print("11th request:", exc.status, exc.message, headers)
+    assert exc.status == 429 and "requests per minute" in exc.message
+    assert headers["X-RateLimit-Limit"] == "10"
+    assert headers["X-RateLimit-Remaining"] == "0"
+    assert headers["X-RateLimit-Reset"] == str(math.ceil(first + 60))
+    assert 59 <= int(headers["Retry-After"]) <= 60
+    assert admitted[-1].headers()["X-RateLimit-Reset"] == str(math.ceil(first + 60))
+    await quota.close()
+
+
+async def test_the_clock_is_redis_time(client: aioredis.Redis, tmp_path: Path, unique: str) -> None:
+    """Admissions are stamped with the server's TIME, so replicas' own clocks do not matter;
+    keys carry their own expiry (window + 1 s; the day's budget until the next day ends)."""
+    quota = quota_for(client, tmp_path, unique)
+    seconds, micros = await client.time()
+    admission = await quota.admit("acme", 25)
+    assert abs(admission.admitted_at - (seconds + micros / 1e6)) < 0.5
+    assert admission.day == (date(1970, 1, 1)
+                             + timedelta(days=int(admission.admitted_at // 86400))).isoformat()
+    window_ttl = await client.pttl(f"test:{unique}:{{acme}}:rpm")
+    assert 60_000 < window_ttl <= 61_000
+    token_ttl = await client.ttl(quota.token_key("acme", admission.day))
+    assert 86_400 < token_ttl <= 2 * 86_400
+    await quota.close()
+
+
+async def test_window_boundary_lets_no_burst_through(
+    client: aioredis.Redis, tmp_path: Path, unique: str
+) -> None:
+    """A burst that fills a 2 s window is followed by refusals until the burst itself
+    leaves the window; a fixed window would have reset and admitted a second burst."""
+    quota = quota_for(client, tmp_path, unique, window_s=2.0, quota_rpm=5)
+    burst = [await quota.admit("acme", 0) for _ in range(5)]
+    await asyncio.sleep(1.2)  # past any 1 s fixed-window boundary, inside the sliding window
+    with pytest.raises(QuotaExceeded) as caught:
+        await quota.admit("acme", 0)
+    assert caught.value.retry_after == 1
+    assert caught.value.reset == math.ceil(burst[0].admitted_at + 2.0)
+    await asyncio.sleep(max(0.0, burst[-1].admitted_at + 2.05 - time.time()))
+    again = [await quota.admit("acme", 0) for _ in range(5)]
+    assert again[0].admitted_at - burst[0].admitted_at >= 2.0
+    with pytest.raises(QuotaExceeded):
+        await quota.admit("acme", 0)
+    await quota.close()
+
+
+async def test_spread_requests_never_exceed_the_limit_in_any_window_span(
+    client: aioredis.Redis, tmp_path: Path, unique: str
+) -> None:
+    """Requests every 25 ms across four 1 s windows: no window-length span (measured on the
+    server's clock) holds more than 4 admissions, and the limiter is not stricter than that."""
+    quota = quota_for(client, tmp_path, unique, window_s=1.0, quota_rpm=4)
+    admitted: list[float] = []
+    refused = 0
+    deadline = time.monotonic() + 4.0
+    while time.monotonic() < deadline:
+        try:
+            admitted.append((await quota.admit("acme", 0)).admitted_at)
+        except QuotaExceeded as exc:
+            refused += 1
+            assert exc.retry_after == 1 and exc.remaining == 0
+        await asyncio.sleep(0.025)
+    worst = max(sum(1 for t in admitted[i:] if t < start + 1.0)
+                for i, start in enumerate(admitted))
+    print(f"admitted={len(admitted)} refused={refused} max in any 1 s span={worst}")
+    assert worst <= 4
+    assert len(admitted) >= 4 * 4 - 1 and refused > len(admitted)
+    await quota.close()
+
+
+async def test_100_concurrent_admits_against_a_budget_for_10_admit_exactly_10(
+    client: aioredis.Redis, tmp_path: Path, unique: str
+) -> None:
+    """Token reservations are atomic: 100 concurrent requests each estimating 612 tokens
+    against a 6,120-token budget let exactly 10 through; settling frees the unused part."""
+    quota = quota_for(client, tmp_path, unique, quota_rpm=1000, quota_tokens_per_day=6120)
+
+    async def one() -> Admission | QuotaExceeded:
+        try:
+            return await quota.admit("acme", 612)
+        except QuotaExceeded as exc:
+            return exc
+
+    results = await asyncio.gather(*(one() for _ in range(100)))
+    admitted = [r for r in results if isinstance(r, Admission)]
+    refused = [r for r in results if isinstance(r, QuotaExceeded)]
+    print(f"admitted={len(admitted)} refused={len(refused)}")
+    assert len(admitted) == 10 and len(refused) == 90
+    assert all("tokens per day" in exc.message for exc in refused)
+    assert sorted(a.tokens_remaining for a in admitted) == [612 * i for i in range(10)]
+    usage = await quota.usage("acme")
+    assert usage["tokens_per_day"]["reserved"] == 6120
+    assert usage["requests_per_minute"]["used"] == 10  # refused requests are not recorded
+    await asyncio.gather(*(quota.settle(a, 300) for a in admitted))
+    tokens = (await quota.usage("acme"))["tokens_per_day"]
+    assert (tokens["used"], tokens["reserved"], tokens["remaining"]) == (3000, 0, 3120)
+    await quota.close()
+
+
+async def test_settle_release_and_overrun(
+    client: aioredis.Redis, tmp_path: Path, unique: str
+) -> None:
+    """release() returns a failed request's reservation; settle() records real usage even
+    above the estimate, after which nothing more is admitted until the next UTC day."""
+    quota = quota_for(client, tmp_path, unique, quota_rpm=1000, quota_tokens_per_day=1000)
+    a = await quota.admit("acme", 600)
+    with pytest.raises(QuotaExceeded) as caught:
+        await quota.admit("acme", 600)
+    assert caught.value.retry_after == 1  # only the in-flight reservation is in the way
+    await quota.release(a)
+    await quota.release(a)  # once per admission
+    b = await quota.admit("acme", 600)
+    await quota.settle(b, 1100)
+    with pytest.raises(QuotaExceeded) as caught:
+        await quota.admit("acme", 1)
+    exc = caught.value
+    assert "tokens per day" in exc.message
+    assert exc.headers()["X-RateLimit-Limit"] == "1000"
+    assert exc.headers()["X-RateLimit-Remaining"] == "0"
+    assert exc.reset == b.token_reset_at and exc.reset % 86_400 == 0
+    assert abs(exc.retry_after - (exc.reset - time.time())) <= 2  # seconds to midnight
+    usage = await quota.usage("acme")
+    print("usage:", usage)
+    assert usage["tokens_per_day"]["used"] == 1100
+    assert usage["tokens_per_day"]["reset"].endswith("T00:00:00Z")
+    await quota.close()
+
+
+async def test_per_tenant_overrides_apply_in_redis(
+    client: aioredis.Redis, tmp_path: Path, unique: str
+) -> None:
+    """A [quotas.tenants.X] override limits that tenant; other tenants keep the default."""
+    config = tmp_path / "ragward.toml"
+    config.write_text("[quotas.tenants.small]\nrpm = 2\n")
+    settings = load_settings(config, data_dir=tmp_path, quota_rpm=50)
+    quota = make_quota(settings, client, key_prefix=f"test:{unique}:")
+    assert isinstance(quota, RedisQuota)
+    for _ in range(2):
+        await quota.admit("small", 0)
+    with pytest.raises(QuotaExceeded) as caught:
+        await quota.admit("small", 0)
+    assert caught.value.limit == 2
+    assert (await quota.admit("big", 0)).rpm_limit == 50
+    assert (await quota.usage("small"))["requests_per_minute"]["limit"] == 2
+    await quota.close()
+
+
+async def test_lua_day_names_match_python_dates(client: aioredis.Redis) -> None:
+    """The script's days-since-epoch -> YYYY-MM-DD conversion agrees with Python's calendar
+    (leap years, century rules) over four centuries around today."""
+    days = [*range(-70_000, 80_000, 7), 0, -1, 11_016, 11_015, 47_541, 47_540]  # 2000-02-29..
+    script = LUA_CIVIL_FROM_DAYS + """
+local out = {}
+for i = 1, #ARGV do out[i] = civil(tonumber(ARGV[i])) end
+return out
+"""
+    names = await client.eval(script, 0, *days)
+    epoch = date(1970, 1, 1)
+    assert [n.decode() for n in names] == [(epoch + timedelta(days=d)).isoformat() for d in days]
