@@ -108,7 +108,8 @@ class UpstreamUnavailable(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
-    code, status, default_message = "upstream_timeout", 504, "the RAG service did not answer in time"
+    code, status = "upstream_timeout", 504
+    default_message = "the RAG service did not answer in time"
 
 
 class Overloaded(RagwardError):

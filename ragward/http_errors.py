@@ -37,7 +37,9 @@ _CODES_BY_STATUS = {
 
 
 def request_id_of(request: Request[Any, Any, Any]) -> str:
-    return str(request.scope.get("state", {}).get("request_id", ""))
+    state = request.scope.get("state", {})
+    record = state.get("ragward_record")
+    return str(getattr(record, "request_id", None) or state.get("request_id", ""))
 
 
 def error_response(
@@ -46,9 +48,16 @@ def error_response(
     code: str,
     message: str,
     headers: dict[str, str] | None = None,
+    reason: str | None = None,
 ) -> Response[dict[str, Any]]:
+    # Kept in the scope for the audit event: the code, and a finer internal reason
+    # (e.g. why a token was rejected) that the client never sees.
+    state = request.scope.setdefault("state", {})
+    state["error_code"], state["error_reason"] = code, reason or code
     request_id = request_id_of(request)
-    all_headers = {"X-Request-ID": request_id, **(headers or {})} if request_id else headers
+    all_headers = dict(headers or {})
+    if request_id and "ragward_record" not in state:  # the gateway's recorder adds it itself
+        all_headers["X-Request-ID"] = request_id
     return Response(
         {"error": {"code": code, "message": message, "request_id": request_id}},
         status_code=status,
@@ -74,7 +83,8 @@ def _validation_message(exc: ValidationException) -> tuple[int, str]:
 def handle_ragward_error(request: Request[Any, Any, Any], exc: RagwardError) -> Response[Any]:
     if exc.status >= 500:
         log.warning("request_failed", code=exc.code, status=exc.status)
-    return error_response(request, exc.status, exc.code, exc.message, exc.headers())
+    reason = getattr(exc, "reason", None)
+    return error_response(request, exc.status, exc.code, exc.message, exc.headers(), reason)
 
 
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

@@ -20,7 +20,9 @@ _SECRET_KEYS = frozenset({"authorization", "token", "password", "secret", "api_k
                           "jwt", "internal_token"})
 
 
-def _drop_secrets(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+def _drop_secrets(
+    _: object, __: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
     """Last line of defence: a secret-looking key never reaches the log."""
     for key in _SECRET_KEYS.intersection(event):
         event[key] = "[redacted]"

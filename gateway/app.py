@@ -1,0 +1,200 @@
+"""The gateway's HTTP surface (CONTRACT §4): authenticate, authorise, hand over, answer.
+
+``create_app(settings)`` builds the Litestar app; every client it needs is
+created in the lifespan (:func:`gateway.components.open_components`) unless the
+caller hands ready-made ones in (``ragward serve``, tests). ``main`` runs it
+under uvicorn for ``ragward gateway``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+import uvicorn
+from litestar import Litestar, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.params import FromQuery, JSONBody
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from gateway.auth import Principal
+from gateway.components import Components, open_components
+from gateway.forward import Caller
+from gateway.metrics import GatewayMetrics
+from gateway.recorder import RecordingASGI, record_of
+from rag_core.schemas import BatchRequest, BatchResponse, QueryRequest, QueryResponse
+from ragward.errors import Forbidden, ValidationFailed
+from ragward.http_errors import EXCEPTION_HANDLERS
+from ragward.settings import Settings
+
+ADMIN = "*"
+
+
+def _components(state: State) -> Components:
+    components: Components = state.components
+    return components
+
+
+async def _authorise(
+    request: Request[Any, Any, Any], permission: str | None, index: str | None = None
+) -> Principal:
+    gw = _components(request.app.state)
+    record = record_of(request.scope)
+    principal = await gw.authenticator.authenticate(request.headers.get("authorization"))
+    record.tenant, record.subject, record.roles = (
+        principal.tenant, principal.subject, list(principal.roles),
+    )
+    if permission is not None:
+        gw.policy.require(principal, permission, index)
+    return principal
+
+
+def _use_cache(request: Request[Any, Any, Any], principal: Principal) -> bool:
+    """``Cache-Control: no-cache`` bypasses the cache, for admins only."""
+    wants_fresh = "no-cache" in request.headers.get("cache-control", "").lower()
+    if not wants_fresh:
+        return True
+    return ADMIN not in _components(request.app.state).policy.permissions(principal)
+
+
+def _caller(request: Request[Any, Any, Any], principal: Principal) -> Caller:
+    return Caller(principal.tenant, principal.subject, record_of(request.scope).request_id)
+
+
+@post("/v1/query", status_code=200, summary="Answer one question")
+async def query(request: Request[Any, Any, Any], data: JSONBody[QueryRequest]) -> QueryResponse:
+    record_of(request.scope).action = "query"
+    principal = await _authorise(request, "query", data.index)
+    pipeline = _components(request.app.state).pipeline
+    return await pipeline.query(
+        data, _caller(request, principal), record_of(request.scope),
+        use_cache=_use_cache(request, principal),
+    )
+
+
+@post("/v1/query/batch", status_code=200, summary="Answer up to 32 questions concurrently")
+async def query_batch(request: Request[Any, Any, Any], data: JSONBody[BatchRequest]) -> BatchResponse:
+    record_of(request.scope).action = "query.batch"
+    principal = await _authorise(request, "query", data.index)
+    gw = _components(request.app.state)
+    gw.policy.require(principal, "batch")
+    if len(data.questions) > gw.settings.max_batch:
+        raise ValidationFailed(f"questions: at most {gw.settings.max_batch}", field="questions")
+    return await gw.pipeline.query_batch(
+        data, _caller(request, principal), record_of(request.scope),
+        use_cache=_use_cache(request, principal),
+    )
+
+
+@get("/v1/usage", summary="The caller's tenant: limits, used, remaining, reset times")
+async def usage(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    record_of(request.scope).action = "usage.read"
+    principal = await _authorise(request, None)
+    usage_now: dict[str, Any] = await _components(request.app.state).quota.usage(
+        principal.tenant
+    )
+    return {"tenant": principal.tenant, **usage_now}
+
+
+@get("/v1/audit", summary="Audit records, newest first (role with audit:read)")
+async def audit(
+    request: Request[Any, Any, Any],
+    tenant: FromQuery[str | None] = None,
+    subject: FromQuery[str | None] = None,
+    request_id: FromQuery[str | None] = None,
+    since: FromQuery[str | None] = None,
+    until: FromQuery[str | None] = None,
+    limit: FromQuery[int] = 100,
+    cursor: FromQuery[str | None] = None,
+) -> dict[str, Any]:
+    record = record_of(request.scope)
+    record.action = "audit.read"
+    await _authorise(request, "audit:read")
+    if not 1 <= limit <= 1000:
+        raise ValidationFailed("limit: must be between 1 and 1000", field="limit")
+    reader = _components(request.app.state).audit_reader
+    if reader is None:
+        raise Forbidden("the audit log is not served by this instance")
+    page: dict[str, Any] = await reader(
+        tenant=tenant, subject=subject, request_id=request_id, since=since, until=until,
+        limit=limit, cursor=cursor,
+    )
+    return page
+
+
+@get("/health", summary="Liveness", include_in_schema=True)
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/ready", summary="Readiness: index loaded and dependencies answering")
+async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    status, checks = await _components(request.app.state).readiness()
+    code = 503 if status == "unavailable" else 200
+    return Response({"status": status, "checks": checks}, status_code=code)
+
+
+@get("/metrics", summary="Prometheus exposition", media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    gw = _components(request.app.state)
+    if not gw.settings.metrics_public:
+        await _authorise(request, "metrics:read")
+    return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(
+    settings: Settings, components: Components | None = None, **given: Any
+) -> Litestar:
+    """The gateway app. Its clients are built in the lifespan from settings, except
+    those ``given`` (upstream, publisher, spool_state, audit_reader: see
+    :func:`gateway.components.open_components`) or a whole ready ``components``."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if components is not None:
+            app.state.components = components
+            yield
+            return
+        async with open_components(settings, metrics=shared_metrics, **given) as built:
+            app.state.components = built
+            yield
+
+    shared_metrics = components.metrics if components else GatewayMetrics(CollectorRegistry())
+    app = Litestar(
+        route_handlers=[query, query_batch, usage, audit, health, ready, metrics],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="ragward gateway", version="1", path="/schema"),
+        type_encoders={msgspec.Struct: msgspec.to_builtins},
+        debug=False,
+    )
+    # Wrap outside Litestar's exception handling so every response — including 404s
+    # and errors — is audited before it leaves (see gateway.recorder).
+    app.asgi_handler = RecordingASGI(
+        app.asgi_handler,
+        components=lambda: app.state.get("components"),
+        metrics=shared_metrics,
+        settings=settings,
+        salt=secrets.token_bytes(16),
+    )
+    return app
+
+
+def main(settings: Settings, args: argparse.Namespace) -> int:
+    from ragward.errors import ConfigError
+    from ragward.settings import env_name
+
+    if settings.rag_core_url is None:
+        raise ConfigError(f"{env_name('rag_core_url')} must name the rag_core to forward to")
+    app = create_app(settings)
+    uvicorn.run(
+        app, host=args.host or settings.host, port=args.port or settings.port,
+        log_config=None, access_log=False, loop="uvloop", http="httptools",
+    )
+    return 0

@@ -1,0 +1,223 @@
+"""Who is calling: bearer JWT verification with pyjwt (CONTRACT §5).
+
+* HS256/384/512 with the shared secret; RS256/PS256/ES256/EdDSA from a JWKS
+  endpoint, the key chosen by ``kid``. Each key type has its own algorithm
+  allow-list, so an HMAC token can never be checked against a public key
+  ("algorithm confusion") and ``alg: none`` is never accepted.
+* JWKS keys are cached; an unknown ``kid`` triggers at most one refetch per
+  ``jwks_min_refresh_interval_s``, so a flood of made-up kids cannot hammer the
+  JWKS server.
+* ``exp`` is required; ``nbf``/``iat`` are checked with a small leeway;
+  ``iss``/``aud`` when configured.
+
+Every failure raises :class:`~ragward.errors.Unauthenticated` with the same
+generic message: the client learns nothing that helps an attacker. The reason
+is kept on the exception for the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import jwt
+import structlog
+from jwt import PyJWK, PyJWKSet
+
+from ragward.errors import Forbidden, Unauthenticated
+from ragward.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+# Algorithms accepted per JWK key type: a key is only ever used with its own family.
+ALGORITHMS_BY_KEY_TYPE: dict[str, frozenset[str]] = {
+    "RSA": frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}),
+    "EC": frozenset({"ES256", "ES384", "ES512"}),
+    "OKP": frozenset({"EdDSA"}),
+}
+ASYMMETRIC_ALGORITHMS = frozenset().union(*ALGORITHMS_BY_KEY_TYPE.values())
+
+
+class TokenRejected(Unauthenticated):
+    """A token failed verification; ``reason`` is for the audit log, never the client."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    subject: str
+    tenant: str
+    roles: tuple[str, ...]
+    claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+class JwksCache:
+    """Keys from a JWKS endpoint by ``kid``, refetched on rotation but rate-limited."""
+
+    def __init__(
+        self,
+        url: str,
+        session: aiohttp.ClientSession,
+        ttl_s: float,
+        min_refresh_interval_s: float,
+    ) -> None:
+        self._url = url
+        self._session = session
+        self._ttl_s = ttl_s
+        self._min_interval_s = min_refresh_interval_s
+        self._keys: dict[str, PyJWK] = {}
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str) -> PyJWK | None:
+        now = time.monotonic()
+        if kid not in self._keys or now - self._fetched_at > self._ttl_s:
+            await self._refresh(now)
+        return self._keys.get(kid)
+
+    async def _refresh(self, requested_at: float) -> None:
+        async with self._lock:
+            if self._fetched_at >= requested_at:  # someone refreshed while we waited
+                return
+            if time.monotonic() - self._fetched_at < self._min_interval_s:
+                return
+            self._fetched_at = time.monotonic()
+            try:
+                async with self._session.get(
+                    self._url, timeout=aiohttp.ClientTimeout(total=5)
+                ) as response:
+                    response.raise_for_status()
+                    keys = PyJWKSet.from_dict(await response.json(content_type=None)).keys
+            except (aiohttp.ClientError, TimeoutError, jwt.PyJWTError, ValueError) as exc:
+                log.warning("jwks_fetch_failed", url=self._url, error=type(exc).__name__)
+                return
+            self._keys = {k.key_id: k for k in keys if k.key_id}
+            log.info("jwks_refreshed", keys=len(self._keys))
+
+
+class Authenticator:
+    def __init__(self, settings: Settings, jwks: JwksCache | None = None) -> None:
+        self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+        self._jwks = jwks
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._leeway = settings.jwt_leeway_s
+        self._tenant_claim = settings.jwt_tenant_claim
+        self._roles_claim = settings.jwt_roles_claim
+        self._max_bytes = settings.jwt_max_token_bytes
+        self._options: dict[str, Any] = {
+            "require": ["exp", "sub"],
+            "verify_aud": self._audience is not None,
+            "verify_iss": self._issuer is not None,
+        }
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        token = self._bearer(authorization)
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise TokenRejected("malformed") from None
+        alg = header.get("alg")
+        if alg in HMAC_ALGORITHMS:
+            if self._secret is None:
+                raise TokenRejected("hmac_not_configured")
+            key: Any = self._secret
+        elif alg in ASYMMETRIC_ALGORITHMS:
+            key = await self._public_key(header.get("kid"), alg)
+        else:
+            raise TokenRejected("algorithm_not_allowed")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options=self._options,
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenRejected("expired") from None
+        except jwt.ImmatureSignatureError:
+            raise TokenRejected("not_yet_valid") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise TokenRejected(f"missing_{exc.claim}") from None
+        except (jwt.InvalidAudienceError, jwt.InvalidIssuerError):
+            raise TokenRejected("wrong_issuer_or_audience") from None
+        except jwt.PyJWTError:
+            raise TokenRejected("invalid_signature_or_claims") from None
+        return self._principal(claims)
+
+    def _bearer(self, authorization: str | None) -> str:
+        if not authorization:
+            raise TokenRejected("missing")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise TokenRejected("not_bearer")
+        if len(token) > self._max_bytes:
+            raise TokenRejected("oversized")
+        return token
+
+    async def _public_key(self, kid: object, alg: str) -> Any:
+        if self._jwks is None:
+            raise TokenRejected("jwks_not_configured")
+        if not isinstance(kid, str) or not kid or len(kid) > 256:
+            raise TokenRejected("missing_kid")
+        jwk = await self._jwks.key(kid)
+        if jwk is None:
+            raise TokenRejected("unknown_kid")
+        allowed = ALGORITHMS_BY_KEY_TYPE.get(str(jwk.key_type), frozenset())
+        declared = getattr(jwk, "algorithm_name", None)
+        if alg not in allowed or (declared and declared != alg and declared in allowed):
+            raise TokenRejected("algorithm_key_mismatch")
+        return jwk.key
+
+    def _principal(self, claims: dict[str, Any]) -> Principal:
+        subject = claims.get("sub")
+        tenant = claims.get(self._tenant_claim)
+        roles = claims.get(self._roles_claim, [])
+        if isinstance(roles, str):
+            roles = roles.split()
+        if not isinstance(subject, str) or not subject:
+            raise TokenRejected("bad_subject")
+        if not isinstance(tenant, str) or not tenant or len(tenant) > 128:
+            raise TokenRejected("bad_tenant")
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise TokenRejected("bad_roles")
+        return Principal(subject=subject, tenant=tenant, roles=tuple(roles), claims=claims)
+
+
+class AccessPolicy:
+    """Roles → permissions (CONTRACT §5 defaults), plus optional index allow-lists."""
+
+    def __init__(self, roles: dict[str, list[str]], index_allow: dict[str, list[str]]) -> None:
+        self._permissions = {role: frozenset(perms) for role, perms in roles.items()}
+        self._index_allow = {name: frozenset(indexes) for name, indexes in index_allow.items()}
+
+    def permissions(self, principal: Principal) -> frozenset[str]:
+        granted: set[str] = set()
+        for role in principal.roles:
+            granted |= self._permissions.get(role, frozenset())
+        return frozenset(granted)
+
+    def require(self, principal: Principal, permission: str, index: str | None = None) -> None:
+        granted = self.permissions(principal)
+        if "*" not in granted and permission not in granted:
+            raise Forbidden(f"the token's roles do not grant '{permission}'")
+        if index is not None and not self._index_allowed(principal, index):
+            raise Forbidden(f"index '{index}' is not allowed for this caller")
+
+    def _index_allowed(self, principal: Principal, index: str) -> bool:
+        # Each of the caller's roles and its tenant may carry an allow-list; when any
+        # applies, the index must be on one of them.
+        lists = [self._index_allow[n] for n in (principal.tenant, *principal.roles)
+                 if n in self._index_allow]
+        return not lists or any(index in allowed for allowed in lists)

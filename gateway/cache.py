@@ -1,0 +1,91 @@
+"""Tenant-isolated answer cache: Redis when configured, in-process otherwise.
+
+The key is a SHA-256 over tenant, index, index version, top_k and the
+normalised *redacted* question, so no answer can cross tenants, a re-ingest
+(new index version) makes old entries unreachable, and no raw PII is ever part
+of a key. Values are the redacted answer as msgspec JSON; entries expire after
+the configured TTL. A cache that fails (Redis down) is a miss, never an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import unicodedata
+from collections import OrderedDict
+from typing import Protocol
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+log = structlog.get_logger(__name__)
+
+KEY_PREFIX = "ragward:cache:"
+
+
+def normalise_question(question: str) -> str:
+    """Case, width and whitespace differences do not change the answer."""
+    return " ".join(unicodedata.normalize("NFKC", question).casefold().split())
+
+
+def cache_key(tenant: str, index: str, version: str, top_k: int, redacted_question: str) -> str:
+    material = "\x1f".join(
+        (tenant, index, version, str(top_k), normalise_question(redacted_question))
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+class AnswerCache(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes) -> None: ...
+
+
+class LocalCache:
+    """Bounded LRU with TTL, for one process (embedded mode)."""
+
+    def __init__(self, ttl_s: int, max_entries: int) -> None:
+        self._ttl = ttl_s
+        self._max = max_entries
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    async def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, value = entry
+        if expires < time.monotonic():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    async def set(self, key: str, value: bytes) -> None:
+        self._entries[key] = (time.monotonic() + self._ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+
+class RedisCache:
+    """Shared by every gateway replica; errors degrade to misses."""
+
+    def __init__(self, client: aioredis.Redis, ttl_s: int, prefix: str = KEY_PREFIX) -> None:
+        self._client = client
+        self._ttl = ttl_s
+        self._prefix = prefix
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            value: bytes | None = await self._client.get(self._prefix + key)
+            return value
+        except (RedisError, TimeoutError, OSError) as exc:
+            log.warning("cache_unavailable", op="get", error=type(exc).__name__)
+            return None
+
+    async def set(self, key: str, value: bytes) -> None:
+        try:
+            await self._client.set(self._prefix + key, value, ex=self._ttl)
+        except (RedisError, TimeoutError, OSError) as exc:
+            log.warning("cache_unavailable", op="set", error=type(exc).__name__)

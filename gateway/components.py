@@ -1,0 +1,215 @@
+"""Every long-lived client the gateway uses, built and closed in one place.
+
+:func:`open_components` is the gateway's lifespan: it creates the pooled HTTP
+session, Redis client, event publisher, quota limiter, cache, redactor and
+upstream from settings — or takes ready-made ones (``ragward serve`` passes its
+in-process rag_core and bus; tests pass theirs) — and closes what it created in
+``finally``. Background tasks (index-version refresh, status events) are
+awaited on the way out, never left dangling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+import structlog
+
+from gateway.auth import AccessPolicy, Authenticator, JwksCache
+from gateway.cache import AnswerCache, LocalCache, RedisCache
+from gateway.forward import HttpUpstream, ResilientUpstream, Upstream
+from gateway.metrics import GatewayMetrics
+from gateway.pipeline import QueryPipeline
+from gateway.quota import QuotaLimiter, make_quota
+from gateway.redaction import Redactor
+from ragward.errors import ConfigError
+from ragward.settings import Settings, env_name
+from telemetry.bus import Publisher
+from telemetry.events import StatusEvent, encode, new_event_id, now_rfc3339
+
+log = structlog.get_logger(__name__)
+
+AuditReader = Callable[..., Awaitable[dict[str, Any]]]
+STATUS_INTERVAL_S = 15.0
+VERSION_REFRESH_S = 2.0
+
+
+@dataclass
+class Components:
+    settings: Settings
+    authenticator: Authenticator
+    policy: AccessPolicy
+    pipeline: QueryPipeline
+    quota: QuotaLimiter
+    publisher: Publisher
+    metrics: GatewayMetrics
+    upstream: ResilientUpstream
+    audit_reader: AuditReader | None = None
+    spool_state: Callable[[], tuple[int, int]] = lambda: (0, 0)
+    redis: aioredis.Redis | None = None
+    instance: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    async def readiness(self) -> tuple[str, dict[str, str]]:
+        """("ok" | "degraded" | "unavailable", reason per check)."""
+        checks: dict[str, str] = {}
+        up, reason = await self.upstream.ready()
+        checks["rag_core"] = reason
+        status = "ok" if up else "unavailable"
+        modes = {"rpm": self.settings.quota_rpm_mode, "tokens": self.settings.quota_tokens_mode}
+        for control, degraded in self.quota.status().items():
+            if degraded:
+                checks[f"quota_{control}"] = f"degraded: Redis unreachable, {modes[control]}"
+                if modes[control] == "fail_closed":
+                    status = "unavailable"
+                elif status == "ok":
+                    status = "degraded"
+            else:
+                checks[f"quota_{control}"] = "ok"
+        used, capacity = self.spool_state()
+        if used:
+            checks["audit_spool"] = f"{used} of {capacity} bytes waiting for Kafka"
+            if status == "ok":
+                status = "degraded"
+        return status, checks
+
+
+def model_name(settings: Settings) -> str:
+    return settings.openai_model if settings.llm == "openai" else "local-extractive"
+
+
+@contextlib.asynccontextmanager
+async def open_components(
+    settings: Settings,
+    *,
+    metrics: GatewayMetrics,
+    upstream: Upstream | None = None,
+    publisher: Publisher | None = None,
+    spool_state: Callable[[], tuple[int, int]] | None = None,
+    audit_reader: AuditReader | None = None,
+) -> AsyncIterator[Components]:
+    if settings.jwt_secret is None and settings.jwks_url is None:
+        raise ConfigError(
+            f"set {env_name('jwt_secret')} or {env_name('jwks_url')}: the gateway verifies tokens"
+        )
+    async with contextlib.AsyncExitStack() as stack:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=settings.max_concurrent_upstream, ttl_dns_cache=300,
+                enable_cleanup_closed=True,
+            ),
+            raise_for_status=False,
+        )
+        stack.push_async_callback(session.close)
+
+        redis_client: aioredis.Redis | None = None
+        if settings.redis_url:
+            redis_client = aioredis.from_url(
+                settings.redis_url,
+                socket_timeout=settings.redis_timeout_s,
+                socket_connect_timeout=settings.redis_timeout_s,
+                health_check_interval=5,
+            )
+            stack.push_async_callback(redis_client.aclose)
+
+        if publisher is None:
+            from telemetry.factory import make_bus
+
+            bus = make_bus(settings)
+            publisher = bus.publisher()
+            await publisher.start()
+            stack.push_async_callback(publisher.stop)
+            spool_state = spool_state or _spool_reader(publisher)
+
+        http_upstream: HttpUpstream | None = None
+        if upstream is None:
+            if not settings.rag_core_url:
+                raise ConfigError(f"{env_name('rag_core_url')} is not set")
+            http_upstream = HttpUpstream(settings, session)
+            upstream = http_upstream
+        resilient = ResilientUpstream(upstream, settings)
+
+        quota = make_quota(settings, redis_client)
+        stack.push_async_callback(quota.close)
+        cache: AnswerCache | None = None
+        if settings.cache_enabled:
+            cache = (
+                RedisCache(redis_client, settings.cache_ttl_s)
+                if redis_client is not None
+                else LocalCache(settings.cache_ttl_s, settings.cache_max_entries)
+            )
+        jwks = (
+            JwksCache(settings.jwks_url, session, settings.jwks_cache_ttl_s,
+                      settings.jwks_min_refresh_interval_s)
+            if settings.jwks_url else None
+        )
+        components = Components(
+            settings=settings,
+            authenticator=Authenticator(settings, jwks),
+            policy=AccessPolicy(settings.roles, settings.index_allow),
+            pipeline=QueryPipeline(
+                resilient, quota, Redactor(settings.pii_actions), cache,
+                answer_allowance_tokens=settings.quota_answer_allowance_tokens,
+                max_question_chars=settings.max_question_chars,
+                model=model_name(settings),
+            ),
+            quota=quota,
+            publisher=publisher,
+            metrics=metrics,
+            upstream=resilient,
+            audit_reader=audit_reader,
+            spool_state=spool_state or (lambda: (0, 0)),
+            redis=redis_client,
+        )
+        metrics.watch(
+            circuit_state=lambda: float(resilient.breaker.state),
+            quota_status=quota.status,
+            spool=components.spool_state,
+        )
+        tasks = [asyncio.create_task(_publish_status(components), name="status-events")]
+        if http_upstream is not None:
+            tasks.append(asyncio.create_task(_refresh_versions(http_upstream), name="versions"))
+        try:
+            yield components
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _spool_reader(publisher: Publisher) -> Callable[[], tuple[int, int]]:
+    def read() -> tuple[int, int]:
+        return (int(getattr(publisher, "spool_bytes", 0)),
+                int(getattr(publisher, "spool_capacity_bytes", 0)))
+    return read
+
+
+async def _refresh_versions(upstream: HttpUpstream) -> None:
+    """Index versions feed the cache key: a re-ingest must make old entries unreachable."""
+    while True:
+        with contextlib.suppress(Exception):  # rag_core down: keep the last known versions
+            await upstream.refresh_versions()
+        await asyncio.sleep(VERSION_REFRESH_S)
+
+
+async def _publish_status(components: Components) -> None:
+    """Tell the alert consumer about degraded quota control and a filling spool."""
+    while True:
+        used, capacity = components.spool_state()
+        event = StatusEvent(
+            event_id=new_event_id(), ts=now_rfc3339(), instance=components.instance,
+            quota_degraded=components.quota.status(), spool_bytes=used,
+            spool_capacity_bytes=capacity,
+            circuit_state=components.upstream.breaker.state.name.lower(),
+        )
+        with contextlib.suppress(Exception):
+            await components.publisher.publish(
+                components.settings.topic_usage, "_status", encode(event)
+            )
+        await asyncio.sleep(STATUS_INTERVAL_S)

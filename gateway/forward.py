@@ -1,0 +1,305 @@
+"""Forwarding a question to rag_core: over HTTP or in process, through one resilient path.
+
+``Upstream`` is what the gateway calls. Two transports implement it —
+:class:`HttpUpstream` (one pooled aiohttp session per process: measured at a
+sixth of httpx's CPU per request, ../shared/PEERS.md) and :class:`LocalUpstream`
+(the in-process :class:`rag_core.service.RagService` of ``ragward serve``) — and
+:class:`ResilientUpstream` wraps either with the same protections:
+
+* a bound on concurrent calls with a short wait queue, then 503 (never unbounded memory);
+* retries with jittered backoff, only for failures that are safe to retry
+  (the request never reached rag_core, or rag_core said 503);
+* a circuit breaker: after N consecutive failures it answers 503 at once for a
+  cool-down, then lets one probe through and closes again when it succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+import aiohttp
+import msgspec
+import structlog
+
+from rag_core.schemas import BatchRequest, BatchResponse, IndexList, QueryRequest, QueryResponse
+from ragward.errors import (
+    NotFound,
+    Overloaded,
+    RagwardError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+if TYPE_CHECKING:
+    from rag_core.service import RagService
+    from ragward.settings import Settings
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    tenant: str
+    subject: str
+    request_id: str
+
+
+class Upstream(Protocol):
+    async def query(self, request: QueryRequest, caller: Caller) -> QueryResponse: ...
+
+    async def query_batch(self, request: BatchRequest, caller: Caller) -> BatchResponse: ...
+
+    def index_version(self, index: str) -> str | None: ...
+
+    async def ready(self) -> tuple[bool, str]: ...
+
+
+# --------------------------------------------------------------------- transports
+
+
+class _NotSent(UpstreamUnavailable):
+    """The request never reached rag_core: always safe to retry."""
+
+
+class HttpUpstream:
+    """rag_core (or any service speaking its API) over HTTP."""
+
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
+        assert settings.rag_core_url
+        self._base = settings.rag_core_url.rstrip("/")
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(
+            total=settings.upstream_timeout_s, sock_connect=settings.upstream_connect_timeout_s
+        )
+        token = settings.internal_token.get_secret_value() if settings.internal_token else None
+        self._static_headers = {"Content-Type": "application/json"}
+        if token:
+            self._static_headers["X-Internal-Token"] = token
+        self._versions: dict[str, str] = {}
+        self._response = msgspec.json.Decoder(QueryResponse)
+        self._batch_response = msgspec.json.Decoder(BatchResponse)
+        self._indexes = msgspec.json.Decoder(IndexList)
+        self._encoder = msgspec.json.Encoder()
+
+    def index_version(self, index: str) -> str | None:
+        return self._versions.get(index)
+
+    async def refresh_versions(self) -> None:
+        """Learn index versions (cache keys) from rag_core; called periodically."""
+        body = await self._call("GET", "/v1/indexes", None, None)
+        self._versions = {i.name: i.version for i in self._indexes.decode(body).indexes}
+
+    async def ready(self) -> tuple[bool, str]:
+        try:
+            async with self._session.get(
+                self._base + "/ready", timeout=aiohttp.ClientTimeout(total=2)
+            ) as response:
+                if response.status == 200:
+                    return True, "ok"
+                return False, f"rag_core /ready answered {response.status}"
+        except (aiohttp.ClientError, TimeoutError):
+            return False, "rag_core unreachable"
+
+    async def query(self, request: QueryRequest, caller: Caller) -> QueryResponse:
+        body = await self._call("POST", "/v1/query", self._encoder.encode(request), caller,
+                                index=request.index)
+        return self._response.decode(body)
+
+    async def query_batch(self, request: BatchRequest, caller: Caller) -> BatchResponse:
+        body = await self._call("POST", "/v1/query/batch", self._encoder.encode(request), caller,
+                                index=request.index)
+        return self._batch_response.decode(body)
+
+    async def _call(
+        self, method: str, path: str, payload: bytes | None, caller: Caller | None,
+        index: str | None = None,
+    ) -> bytes:
+        headers = dict(self._static_headers)
+        if caller is not None:
+            headers.update({"X-Tenant": caller.tenant, "X-Subject": caller.subject,
+                            "X-Request-ID": caller.request_id})
+        try:
+            async with self._session.request(
+                method, self._base + path, data=payload, headers=headers, timeout=self._timeout
+            ) as response:
+                body = await response.read()
+                status = response.status
+                version = response.headers.get("X-Index-Version")
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+            raise _NotSent(f"rag_core unreachable ({type(exc).__name__})") from None
+        except TimeoutError:
+            raise UpstreamTimeout() from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"rag_core failed ({type(exc).__name__})") from None
+        if status == 200:
+            if version and index:
+                self._versions[index] = version
+            return body
+        if status == 404:
+            raise NotFound("unknown index")
+        if status == 503:
+            raise UpstreamUnavailable()
+        if status == 504:
+            raise UpstreamTimeout()
+        raise UpstreamError(f"rag_core answered {status}")
+
+
+class LocalUpstream:
+    """The in-process rag_core of ``ragward serve``."""
+
+    def __init__(self, service: RagService) -> None:
+        self._service = service
+
+    def index_version(self, index: str) -> str | None:
+        return self._service.index_version(index)
+
+    async def ready(self) -> tuple[bool, str]:
+        return (True, "ok") if self._service.ready else (False, "indexes not loaded")
+
+    async def query(self, request: QueryRequest, caller: Caller) -> QueryResponse:
+        return await self._service.query(
+            request, tenant=caller.tenant, subject=caller.subject, request_id=caller.request_id
+        )
+
+    async def query_batch(self, request: BatchRequest, caller: Caller) -> BatchResponse:
+        return await self._service.query_batch(
+            request, tenant=caller.tenant, subject=caller.subject, request_id=caller.request_id
+        )
+
+
+# --------------------------------------------------------------------- protections
+
+
+class CircuitState(IntEnum):
+    CLOSED = 0
+    HALF_OPEN = 1
+    OPEN = 2
+
+
+class CircuitBreaker:
+    def __init__(self, failure_threshold: int, reset_s: float) -> None:
+        self._threshold = failure_threshold
+        self._reset_s = reset_s
+        self._failures = 0
+        self._opened_at = 0.0
+        self._probing = False
+        self.state = CircuitState.CLOSED
+
+    def before_call(self) -> None:
+        if self.state is CircuitState.CLOSED:
+            return
+        if self.state is CircuitState.OPEN and time.monotonic() - self._opened_at >= self._reset_s:
+            self.state = CircuitState.HALF_OPEN
+            self._probing = False
+        if self.state is CircuitState.HALF_OPEN and not self._probing:
+            self._probing = True  # this caller is the probe
+            return
+        raise UpstreamUnavailable("rag_core is unavailable (circuit open)")
+
+    def on_success(self) -> None:
+        if self.state is not CircuitState.CLOSED:
+            log.info("circuit_closed")
+        self._failures = 0
+        self._probing = False
+        self.state = CircuitState.CLOSED
+
+    def on_failure(self) -> None:
+        self._failures += 1
+        self._probing = False
+        if self.state is CircuitState.HALF_OPEN or self._failures >= self._threshold:
+            if self.state is not CircuitState.OPEN:
+                log.warning("circuit_opened", consecutive_failures=self._failures)
+            self.state = CircuitState.OPEN
+            self._opened_at = time.monotonic()
+
+
+class ConcurrencyLimit:
+    """At most ``limit`` calls at once, ``queue`` more waiting briefly; the rest get 503."""
+
+    def __init__(self, limit: int, queue: int, queue_timeout_s: float) -> None:
+        self._semaphore = asyncio.Semaphore(limit)
+        self._max_waiting = queue
+        self._waiting = 0
+        self._timeout = queue_timeout_s
+        self.in_flight = 0
+
+    async def __aenter__(self) -> None:
+        if self._semaphore.locked():
+            if self._waiting >= self._max_waiting:
+                raise Overloaded()
+            self._waiting += 1
+            try:
+                await asyncio.wait_for(self._semaphore.acquire(), self._timeout)
+            except TimeoutError:
+                raise Overloaded() from None
+            finally:
+                self._waiting -= 1
+        else:
+            await self._semaphore.acquire()
+        self.in_flight += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.in_flight -= 1
+        self._semaphore.release()
+
+
+class ResilientUpstream:
+    """Any Upstream behind a concurrency bound, safe retries and a circuit breaker."""
+
+    def __init__(self, inner: Upstream, settings: Settings) -> None:
+        self.inner = inner
+        self.breaker = CircuitBreaker(settings.circuit_failure_threshold, settings.circuit_reset_s)
+        self.limit = ConcurrencyLimit(
+            settings.max_concurrent_upstream, settings.upstream_queue,
+            settings.upstream_queue_timeout_s,
+        )
+        self._retries = settings.upstream_retries
+
+    def index_version(self, index: str) -> str | None:
+        return self.inner.index_version(index)
+
+    async def ready(self) -> tuple[bool, str]:
+        return await self.inner.ready()
+
+    async def query(self, request: QueryRequest, caller: Caller) -> QueryResponse:
+        async with self.limit:
+            return await self._with_retries(lambda: self.inner.query(request, caller))
+
+    async def query_batch(self, request: BatchRequest, caller: Caller) -> BatchResponse:
+        async with self.limit:
+            return await self._with_retries(lambda: self.inner.query_batch(request, caller))
+
+    async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
+        attempt = 0
+        while True:
+            self.breaker.before_call()
+            try:
+                result = await call()
+            except UpstreamError as exc:
+                self.breaker.on_failure()
+                safe = isinstance(exc, _NotSent) or type(exc) is UpstreamUnavailable
+                if not safe or attempt >= self._retries:
+                    raise _public(exc) from None
+                attempt += 1
+                await asyncio.sleep(min(1.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.5))
+                continue
+            except RagwardError:
+                self.breaker.on_success()  # rag_core answered (e.g. unknown index): it is up
+                raise
+            self.breaker.on_success()
+            return result
+
+
+def _public(exc: UpstreamError) -> UpstreamError:
+    """Drop internal subclasses so the client sees the contract's codes only."""
+    if isinstance(exc, _NotSent):
+        return UpstreamUnavailable()
+    return exc

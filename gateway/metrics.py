@@ -1,0 +1,63 @@
+"""The gateway's own Prometheus metrics (route templates, never raw paths)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "ragward_gateway_requests_total", "Requests answered, by route template and status.",
+            ["route", "method", "status"], registry=registry,
+        )
+        self.duration = Histogram(
+            "ragward_gateway_request_duration_seconds", "Time to the response's first byte.",
+            ["route"], buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.in_flight = Gauge(
+            "ragward_gateway_in_flight", "Requests being handled now.", registry=registry,
+        )
+        self.events = Counter(
+            "ragward_gateway_events_published_total",
+            "Audit and usage events made durable, by how.", ["topic", "path"], registry=registry,
+        )
+        self._circuit = Gauge(
+            "ragward_gateway_circuit_state",
+            "rag_core circuit breaker: 0 closed, 1 half-open, 2 open.", registry=registry,
+        )
+        self._quota_degraded = Gauge(
+            "ragward_gateway_quota_degraded",
+            "1 while a quota control runs without Redis.", ["control"], registry=registry,
+        )
+        self._spool_bytes = Gauge(
+            "ragward_gateway_spool_bytes", "Audit spool bytes waiting for Kafka.",
+            registry=registry,
+        )
+        self._spool_capacity = Gauge(
+            "ragward_gateway_spool_capacity_bytes", "Audit spool capacity.", registry=registry,
+        )
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.duration.labels(route).observe(seconds)
+
+    def watch(
+        self,
+        circuit_state: Callable[[], float],
+        quota_status: Callable[[], dict[str, bool]],
+        spool: Callable[[], tuple[int, int]],
+    ) -> None:
+        """Gauges read live state when scraped, so they can never go stale."""
+        self._circuit.set_function(circuit_state)
+        for control in ("rpm", "tokens"):
+            self._quota_degraded.labels(control).set_function(
+                lambda c=control: float(quota_status().get(c, False))
+            )
+        self._spool_bytes.set_function(lambda: float(spool()[0]))
+        self._spool_capacity.set_function(lambda: float(spool()[1]))

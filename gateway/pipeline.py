@@ -1,0 +1,193 @@
+"""What the gateway does with an authorised question:
+
+    redact → quota → cache → forward → redact
+
+Redaction runs before the quota (DESIGN.md draws them the other way round) so
+a request blocked for its PII costs no reservation, and the token estimate is
+taken on exactly the text that will be forwarded.
+
+The HTTP layer (:mod:`gateway.app`) authenticates and authorises, then hands the
+question here; the :class:`RequestRecord` collects what the audit and usage
+events need along the way. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import msgspec
+
+from gateway.cache import AnswerCache, cache_key
+from gateway.forward import Caller, Upstream
+from gateway.quota import Admission, QuotaLimiter
+from gateway.redaction import RedactionSession, Redactor, sha256_hex
+from gateway.tokens import count_tokens
+from rag_core.schemas import (
+    BatchRequest,
+    BatchResponse,
+    QueryRequest,
+    QueryResponse,
+    Source,
+    Usage,
+)
+from ragward.errors import ValidationFailed
+
+_cached_decoder = msgspec.json.Decoder(QueryResponse)
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass
+class RequestRecord:
+    """Everything about one request the audit and usage events report. Never raw text."""
+
+    request_id: str
+    tenant: str = "-"
+    subject: str = "-"
+    roles: list[str] = field(default_factory=list)
+    action: str = ""
+    index: str | None = None
+    reason: str | None = None
+    question_sha256: list[str] = field(default_factory=list)
+    questions_redacted: list[str] = field(default_factory=list)
+    redactions: dict[str, int] = field(default_factory=dict)
+    cached: bool = False
+    usage: Usage | None = None
+    questions: int = 0
+    rate_headers: dict[str, str] = field(default_factory=dict)
+
+
+class QueryPipeline:
+    def __init__(
+        self,
+        upstream: Upstream,
+        quota: QuotaLimiter,
+        redactor: Redactor,
+        cache: AnswerCache | None,
+        *,
+        answer_allowance_tokens: int,
+        max_question_chars: int,
+        model: str,
+    ) -> None:
+        self.upstream = upstream
+        self.quota = quota
+        self.redactor = redactor
+        self.cache = cache
+        self._allowance = answer_allowance_tokens
+        self._max_chars = max_question_chars
+        self.model = model
+
+    async def query(
+        self, request: QueryRequest, caller: Caller, record: RequestRecord, *, use_cache: bool
+    ) -> QueryResponse:
+        batch = BatchRequest(questions=[request.question], top_k=request.top_k,
+                             index=request.index)
+        results = await self._answer(batch, caller, record, use_cache=use_cache)
+        return results[0]
+
+    async def query_batch(
+        self, request: BatchRequest, caller: Caller, record: RequestRecord, *, use_cache: bool
+    ) -> BatchResponse:
+        return BatchResponse(results=await self._answer(request, caller, record,
+                                                        use_cache=use_cache))
+
+    async def _answer(
+        self, request: BatchRequest, caller: Caller, record: RequestRecord, *, use_cache: bool
+    ) -> list[QueryResponse]:
+        for position, question in enumerate(request.questions):
+            if len(question) > self._max_chars:
+                name = "question" if len(request.questions) == 1 else f"questions[{position}]"
+                raise ValidationFailed(
+                    f"{name}: longer than {self._max_chars} characters", field=name
+                )
+        record.index, record.questions = request.index, len(request.questions)
+        session = self.redactor.session()
+        redacted = [session.redact(q).text for q in request.questions]  # may raise PiiBlocked
+        record.question_sha256 = [sha256_hex(q) for q in request.questions]
+        record.questions_redacted = redacted
+        record.redactions = dict(session.counts)
+
+        estimate = sum(count_tokens(q) for q in redacted) + self._allowance * len(redacted)
+        admission = await self.quota.admit(caller.tenant, estimate)
+        record.rate_headers = admission.headers()
+        try:
+            results = await self._lookup_or_forward(request, redacted, caller, session, use_cache)
+        except BaseException:
+            await asyncio.shield(self.quota.release(admission))
+            raise
+        record.redactions = dict(session.counts)
+        record.usage = _sum_usage(r.usage for r in results)
+        record.cached = all(r.cached for r in results)
+        await self._settle(admission, record.usage.total_tokens)
+        return results
+
+    async def _lookup_or_forward(
+        self,
+        request: BatchRequest,
+        redacted: list[str],
+        caller: Caller,
+        session: RedactionSession,
+        use_cache: bool,
+    ) -> list[QueryResponse]:
+        version = self.upstream.index_version(request.index) or "unversioned"
+        keys = [cache_key(caller.tenant, request.index, version, request.top_k, q)
+                for q in redacted]
+        results: list[QueryResponse | None] = [None] * len(redacted)
+        if self.cache is not None and use_cache:
+            hits = await asyncio.gather(*(self.cache.get(k) for k in keys))
+            for i, hit in enumerate(hits):
+                if hit is not None:
+                    cached = _cached_decoder.decode(hit)
+                    results[i] = msgspec.structs.replace(
+                        cached, cached=True, request_id=caller.request_id, usage=Usage()
+                    )
+        misses = [i for i, r in enumerate(results) if r is None]
+        if misses:
+            answers = await self._forward([redacted[i] for i in misses], request, caller)
+            for i, answer in zip(misses, answers, strict=True):
+                clean = _redact_answer(answer, session, caller.request_id)
+                results[i] = clean
+                if self.cache is not None:
+                    await self.cache.set(keys[i], _encoder.encode(clean))
+        return [r for r in results if r is not None]
+
+    async def _forward(
+        self, questions: list[str], request: BatchRequest, caller: Caller
+    ) -> list[QueryResponse]:
+        if len(questions) == 1:
+            single = QueryRequest(question=questions[0], top_k=request.top_k, index=request.index)
+            return [await self.upstream.query(single, caller)]
+        batch = BatchRequest(questions=questions, top_k=request.top_k, index=request.index)
+        return (await self.upstream.query_batch(batch, caller)).results
+
+    async def _settle(self, admission: Admission, tokens: int) -> None:
+        await asyncio.shield(self.quota.settle(admission, tokens))
+
+
+def _redact_answer(
+    answer: QueryResponse, session: RedactionSession, request_id: str
+) -> QueryResponse:
+    """PII inside documents or generated text never reaches the client."""
+    sources = [
+        Source(id=s.id, text=session.redact(s.text).text, score=s.score, metadata=s.metadata)
+        for s in answer.sources
+    ]
+    return QueryResponse(
+        answer=session.redact(answer.answer).text,
+        sources=sources,
+        usage=answer.usage,
+        cached=False,
+        request_id=request_id,
+    )
+
+
+def _sum_usage(usages: object) -> Usage:
+    total = Usage()
+    for u in usages:  # type: ignore[attr-defined]
+        total.prompt_tokens += u.prompt_tokens
+        total.completion_tokens += u.completion_tokens
+        total.embedding_tokens += u.embedding_tokens
+        total.total_tokens += u.total_tokens
+        total.cost_usd += u.cost_usd
+    total.cost_usd = round(total.cost_usd, 8)
+    return total

@@ -1,0 +1,217 @@
+"""Exactly one audit event per request, durable before the response leaves.
+
+:class:`RecordingASGI` wraps the whole Litestar app — outside its exception
+handling, so it sees every answer: 2xx, 401, 404, 413, 429, 5xx, malformed
+JSON. When the app starts its response, the wrapper builds the request's audit
+event (and a usage event when rag_core or the cache answered), and awaits the
+publisher, which returns only once the events are acknowledged by Kafka or
+fsynced to the local spool. Only then do the status line and body go out.
+If the audit event cannot be made durable, a 2xx becomes a 503: no
+acknowledged request without its audit record (DESIGN.md).
+
+The wrapper also assigns the request id, adds ``X-Request-ID``, writes the one
+log line per request and records the gateway's Prometheus metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+import structlog
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.metrics import GatewayMetrics
+from gateway.pipeline import RequestRecord
+from ragward.errors import DependencyUnavailable
+from telemetry.events import AuditEvent, UsageEvent, encode, new_event_id, now_rfc3339
+
+if TYPE_CHECKING:
+    from gateway.components import Components
+    from ragward.settings import Settings
+
+log = structlog.get_logger("ragward.gateway")
+
+RECORD_KEY = "ragward_record"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+_UNAUDITED = frozenset({"/health", "/ready", "/metrics"})  # probes and scrapes
+_error_body = msgspec.json.Encoder()
+
+
+def record_of(scope: Scope) -> RequestRecord:
+    """The request's record, created by the wrapper before the app runs."""
+    record: RequestRecord = scope["state"][RECORD_KEY]
+    return record
+
+
+def _decision(status: int) -> Literal["allow", "deny", "rate_limited", "invalid", "error"]:
+    if status < 400:
+        return "allow"
+    if status in (401, 403):
+        return "deny"
+    if status == 429:
+        return "rate_limited"
+    if status < 500:
+        return "invalid"
+    return "error"
+
+
+def client_address(raw: str, mode: str, salt: bytes) -> str:
+    """PCI-style minimisation: /24 (IPv4) or /48 (IPv6), a keyed hash, or nothing."""
+    if not raw or mode == "drop":
+        return ""
+    if mode == "hash":
+        return "sha256:" + hashlib.sha256(salt + raw.encode()).hexdigest()[:32]
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return ""
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+class RecordingASGI:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        components: Callable[[], Components | None],
+        metrics: GatewayMetrics,
+        settings: Settings,
+        salt: bytes,
+    ) -> None:
+        self._app = app
+        self._components = components
+        self._metrics = metrics
+        self._audit_topic = settings.topic_audit
+        self._usage_topic = settings.topic_usage
+        self._ip_mode = settings.audit_client_ip
+        self._salt = salt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = self._request_id(scope)
+        record = RequestRecord(request_id=request_id)
+        scope.setdefault("state", {})[RECORD_KEY] = record
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        replaced = False
+        status = 500
+
+        async def send_recorded(message: Message) -> None:
+            nonlocal replaced, status
+            if replaced:
+                return  # the app's own body for a response we had to replace
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                headers.extend((k.lower().encode(), v.encode())
+                               for k, v in record.rate_headers.items())
+                message["headers"] = headers  # type: ignore[typeddict-unknown-key]
+                if scope["path"] not in _UNAUDITED:
+                    try:
+                        await self._publish(scope, record, status, started)
+                    except DependencyUnavailable:
+                        if status < 400:
+                            replaced, status = True, 503
+                            await self._send_unavailable(send, request_id)
+                            return
+            await send(message)
+
+        self._metrics.in_flight.inc()
+        try:
+            await self._app(scope, receive, send_recorded)
+        finally:
+            self._metrics.in_flight.dec()
+            elapsed = time.perf_counter() - started
+            route = scope.get("path_template") or "unmatched"
+            self._metrics.observe(route, scope["method"], status, elapsed)
+            if scope["path"] not in _UNAUDITED:
+                log.info(
+                    "request", method=scope["method"], route=route, status=status,
+                    latency_ms=round(elapsed * 1000, 3), tenant=record.tenant,
+                    subject=record.subject, reason=record.reason, cached=record.cached,
+                )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    def _request_id(self, scope: Scope) -> str:
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _SANE_REQUEST_ID.match(candidate):
+                    return candidate
+                break
+        return uuid.uuid4().hex
+
+    async def _publish(
+        self, scope: Scope, record: RequestRecord, status: int, started: float
+    ) -> None:
+        components = self._components()
+        if components is None:  # not started, or already shut down
+            raise DependencyUnavailable("the audit log is unavailable")
+        publisher, model = components.publisher, components.pipeline.model
+        headers = dict(scope["headers"])
+        client = scope.get("client")
+        ts = now_rfc3339()
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        route = scope.get("path_template") or "unmatched"
+        state = scope.get("state", {})
+        if status >= 400 and record.reason is None:
+            record.reason = state.get("error_reason") or f"http_{status}"
+        audit = AuditEvent(
+            event_id=new_event_id(), request_id=record.request_id, ts=ts,
+            tenant=record.tenant, subject=record.subject, roles=record.roles,
+            method=scope["method"], route=route, action=record.action, index=record.index,
+            client_addr=client_address(client[0] if client else "", self._ip_mode, self._salt),
+            user_agent=headers.get(b"user-agent", b"").decode("latin-1")[:256],
+            status=status, decision=_decision(status), reason=record.reason,
+            latency_ms=latency_ms, cached=record.cached,
+            question_sha256=record.question_sha256,
+            questions_redacted=record.questions_redacted, redactions=record.redactions,
+        )
+        publishes = [publisher.publish(self._audit_topic, record.tenant, encode(audit))]
+        if record.usage is not None and status < 400:
+            u = record.usage
+            usage = UsageEvent(
+                event_id=new_event_id(), request_id=record.request_id, ts=ts,
+                tenant=record.tenant, subject=record.subject, route=route, index=record.index,
+                model=model, status=status, latency_ms=latency_ms, cached=record.cached,
+                questions=record.questions, prompt_tokens=u.prompt_tokens,
+                completion_tokens=u.completion_tokens, embedding_tokens=u.embedding_tokens,
+                total_tokens=u.total_tokens, cost_usd=u.cost_usd,
+            )
+            publishes.append(
+                publisher.publish(self._usage_topic, record.tenant, encode(usage))
+            )
+        results = await asyncio.gather(*publishes, return_exceptions=True)
+        audit_result = results[0]
+        if isinstance(audit_result, BaseException):
+            log.error("audit_event_not_durable", error=type(audit_result).__name__)
+            raise DependencyUnavailable("the audit log is unavailable")
+        for result in results[1:]:
+            if isinstance(result, BaseException):
+                log.warning("usage_event_lost", error=type(result).__name__)
+
+    async def _send_unavailable(self, send: Send, request_id: str) -> None:
+        body = _error_body.encode({"error": {
+            "code": "dependency_unavailable",
+            "message": "the audit log is unavailable; the request was not completed",
+            "request_id": request_id,
+        }})
+        await send({
+            "type": "http.response.start", "status": 503,
+            "headers": [(b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"retry-after", b"5"), (b"x-request-id", request_id.encode())],
+        })
+        await send({"type": "http.response.body", "body": body, "more_body": False})
