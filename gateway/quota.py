@@ -627,10 +627,11 @@ class RedisQuota:
         return replayed
 
     def _unavailable(self, what: str) -> DependencyUnavailable:
-        closed = [c for c, mode in self._modes().items() if mode == "fail_closed"]
+        names = {"rpm": "requests per minute", "tokens": "tokens per day"}
+        closed = [names[c] for c, mode in self._modes().items() if mode == "fail_closed"]
         return DependencyUnavailable(
-            f"the quota store (Redis) is unavailable and {' and '.join(closed)} "
-            f"quota {'is' if len(closed) == 1 else 'are'} fail_closed; {what}"
+            f"quota store (Redis) unavailable and the {' and '.join(closed)} "
+            f"quota {'is' if len(closed) == 1 else 'are'} fail_closed: {what}"
         )
 
     def _fallback_admit(self, tenant: str, estimated_tokens: int) -> Admission:
