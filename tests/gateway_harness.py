@@ -60,11 +60,12 @@ class RunningGateway:
 
     def audit_events(self) -> list[AuditEvent]:
         decoded = [any_decoder.decode(r.value) for r in self.bus.records(self.settings.topic_audit)]
-        return [e for e in decoded if isinstance(e, AuditEvent)]
+        # partitions interleave: put events back in the order the requests happened
+        return sorted((e for e in decoded if isinstance(e, AuditEvent)), key=lambda e: e.ts)
 
     def usage_events(self) -> list[UsageEvent]:
         decoded = [any_decoder.decode(r.value) for r in self.bus.records(self.settings.topic_usage)]
-        return [e for e in decoded if isinstance(e, UsageEvent)]
+        return sorted((e for e in decoded if isinstance(e, UsageEvent)), key=lambda e: e.ts)
 
 
 @asynccontextmanager
