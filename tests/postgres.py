@@ -62,9 +62,21 @@ def start_postgres(timeout: float = 30.0) -> tuple[str, Path, list[str], Path]:
         shutil.chown(workdir, "postgres")
         shutil.chown(sockets, "postgres")
     init = subprocess.run(
-        [*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "ragward", "--auth=trust",
-         "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"],
-        capture_output=True, text=True, check=False,
+        [
+            *prefix,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "ragward",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if init.returncode != 0:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -76,12 +88,26 @@ def start_postgres(timeout: float = 30.0) -> tuple[str, Path, list[str], Path]:
         " -c max_connections=100"
     )
     start = subprocess.run(
-        [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l",
-         str(workdir / "postgres.log"), "-w", "-t", str(int(timeout)), "start"],
-        capture_output=True, text=True, check=False,
+        [
+            *prefix,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(workdir / "postgres.log"),
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "start",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if start.returncode != 0:
-        log = (workdir / "postgres.log")
+        log = workdir / "postgres.log"
         tail = log.read_text(errors="replace")[-400:] if log.exists() else start.stderr
         shutil.rmtree(workdir, ignore_errors=True)
         raise PostgresUnavailable(f"pg_ctl start failed: {tail.strip()}")
@@ -90,9 +116,18 @@ def start_postgres(timeout: float = 30.0) -> tuple[str, Path, list[str], Path]:
 
 def stop_postgres(workdir: Path, prefix: list[str], bindir: Path) -> None:
     subprocess.run(
-        [*prefix, str(bindir / "pg_ctl"), "-D", str(workdir / "data"), "-m", "immediate",
-         "-w", "stop"],
-        capture_output=True, check=False,
+        [
+            *prefix,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(workdir / "data"),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ],
+        capture_output=True,
+        check=False,
     )
     shutil.rmtree(workdir, ignore_errors=True)
 

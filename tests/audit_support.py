@@ -1,0 +1,191 @@
+"""Helpers for the audit tests: events, records, a store per backend, Kafka plumbing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from ragward.settings import Settings, load_settings
+from telemetry.audit_store import AuditBackend, open_backend
+from telemetry.bus import Record, Subscription
+from telemetry.events import AuditEvent, encode, now_rfc3339
+from tests.conftest import TEST_SECRET
+from tests.postgres import fresh_database
+
+TENANTS = ("acme", "globex", "initech")
+
+
+def make_event(
+    i: int, *, tenant: str | None = None, ts: str | None = None, **fields: Any
+) -> AuditEvent:
+    values: dict[str, Any] = {
+        "event_id": uuid.uuid4().hex,
+        "request_id": f"req-{i:06d}",
+        "ts": ts or now_rfc3339(),
+        "tenant": tenant or TENANTS[i % len(TENANTS)],
+        "subject": f"user-{i % 5}",
+        "roles": ["reader"],
+        "method": "POST",
+        "route": "/v1/query",
+        "action": "query",
+        "index": "default",
+        "client_addr": f"203.0.113.{i % 250}",
+        "user_agent": "pytest/1",
+        "status": 200,
+        "decision": "allow",
+        "latency_ms": 1.5 + i,
+        "question_sha256": ["ab" * 32],
+        "questions_redacted": ["mail <EMAIL_1>"],
+        "redactions": {"EMAIL": 1},
+    }
+    values.update(fields)
+    return AuditEvent(**values)
+
+
+def as_records(
+    events: Sequence[AuditEvent], partitions: int = 3, topic: str = "audit", start_offset: int = 0
+) -> list[Record]:
+    """Records as Kafka would deliver them: round-robin partitions, offsets per partition."""
+    next_offset = [start_offset] * partitions
+    out = []
+    for i, event in enumerate(events):
+        p = i % partitions
+        out.append(
+            Record(
+                topic,
+                p,
+                next_offset[p],
+                event.tenant.encode(),
+                encode(event),
+                1_700_000_000_000 + i,
+            )
+        )
+        next_offset[p] += 1
+    return out
+
+
+def settings_for(tmp_path: Path, target: str | None, **overrides: Any) -> Settings:
+    return load_settings(
+        data_dir=tmp_path / "data",
+        jwt_secret=TEST_SECRET,
+        audit_dsn=target if target and target.startswith("postgresql") else None,
+        **overrides,
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def audit_target(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
+    """None for the default SQLite store, or the DSN of a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    dsn: str = request.getfixturevalue("postgres_dsn")
+    return fresh_database(dsn)
+
+
+@pytest.fixture
+def audit_settings(tmp_path: Path, audit_target: str | None) -> Settings:
+    return settings_for(tmp_path, audit_target, audit_checkpoint_every=10)
+
+
+@pytest.fixture
+def backend(audit_settings: Settings) -> Iterator[AuditBackend]:
+    b = open_backend(audit_settings)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+def raw_execute(backend: AuditBackend, sql: str, params: Sequence[Any] = ()) -> None:
+    """Tamper with the store behind its back (what an attacker with DB access does)."""
+    conn = backend.conn()
+    conn.execute(backend._sql(sql), params)
+    if backend.placeholder == "?":
+        conn.commit()
+
+
+# ---------------------------------------------------------------- Kafka
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def produce(
+    bootstrap: str, topic: str, events: Sequence[AuditEvent], timestamp_ms: int | None = None
+) -> list[tuple[int, int]]:
+    """Publish events keyed by tenant (as the gateway does); return (partition, offset) each."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, encode(e), key=e.tenant.encode(), timestamp_ms=timestamp_ms)
+            for e in events
+        ]
+        metas = [await f for f in futures]
+    finally:
+        await producer.stop()
+    return [(m.partition, m.offset) for m in metas]
+
+
+class StubKafkaSubscription:
+    """The bus protocol on plain aiokafka, used only while telemetry.kafka_bus is not on main."""
+
+    def __init__(self, bootstrap: str, topics: Sequence[str], group_id: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+        )
+        self._positions: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def poll(self, timeout_s: float = 1.0, max_records: int = 1000) -> list[Record]:
+        batches = await self._consumer.getmany(
+            timeout_ms=int(timeout_s * 1000), max_records=max_records
+        )
+        out: list[Record] = []
+        for tp, messages in batches.items():
+            out.extend(
+                Record(m.topic, m.partition, m.offset, m.key, m.value or b"", m.timestamp)
+                for m in messages
+            )
+            if messages:
+                self._positions[tp] = messages[-1].offset + 1
+        return out
+
+    async def commit(self) -> None:
+        if self._positions:
+            await self._consumer.commit(dict(self._positions))
+
+    async def lag(self) -> int:
+        return 0
+
+
+def subscribe(settings: Settings, group: str) -> Subscription:
+    """A subscription to the audit topic: the real KafkaBus when it exists, else the stub."""
+    try:
+        from telemetry.factory import make_bus
+    except ImportError:
+        assert settings.kafka_bootstrap
+        return StubKafkaSubscription(settings.kafka_bootstrap, [settings.topic_audit], group)
+    return make_bus(settings).subscribe([settings.topic_audit], group, from_beginning=True)
