@@ -19,14 +19,13 @@ from telemetry.audit_record import parse_ts_us
 from telemetry.audit_store import AuditBackend, AuditQuery, AuditStore, open_backend
 from telemetry.bus import Record
 from telemetry.events import encode
-from tests.audit_support import (  # noqa: F401 (fixtures)
-    as_records,
-    audit_settings,
-    audit_target,
-    backend,
-    make_event,
-    raw_execute,
-)
+from tests import audit_support
+from tests.audit_support import as_records, make_event, raw_execute
+
+# fixtures: a store per backend (SQLite, PostgreSQL)
+audit_target = audit_support.audit_target
+audit_settings = audit_support.audit_settings
+backend = audit_support.backend
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -130,7 +129,7 @@ def test_deleted_newest_records_are_caught_by_the_head(backend: AuditBackend) ->
 
 
 def test_inserted_record_is_named(backend: AuditBackend) -> None:
-    """A forged record in an offset gap, with a correct own hash and columns, breaks the next link."""
+    """A forged record in an offset gap, correct own hash and columns, breaks the next link."""
     events = [make_event(i) for i in range(10)]
     backend.append([Record("audit", 0, 2 * i, None, encode(e), 0) for i, e in enumerate(events)])
     prev = next(r for r in backend.export() if r["offset"] == 4)
@@ -181,7 +180,7 @@ def test_checkpoints_and_retention_keep_the_rest_verifiable(audit_settings: Sett
 
 
 def test_pruning_the_whole_anchor_is_detected(audit_settings: Settings) -> None:
-    """Dropping the oldest segment together with its checkpoint fails verify at the first record left."""
+    """Dropping the oldest segment and its checkpoint fails verify at the first record left."""
     b = open_backend(audit_settings)
     try:
         b.append(as_records([make_event(i) for i in range(30)], partitions=1))
