@@ -106,8 +106,8 @@ end
 # KEYS[2] token budget key base; the script appends the server's UTC day
 #         (same hash slot: both keys carry the tenant as hash tag)
 # ARGV: rpm_limit, window_us, member, token_limit, estimate, key_lifetime_days
-# Returns {rpm_ok, tokens_ok, window_count, now_us, rpm_reset_us, used,
-#          reserved, day, day_number}; counts are after recording when admitted.
+# Returns "rpm_ok tokens_ok window_count now_us rpm_reset_us used reserved day
+#          day_number" (space-separated); counts are after recording when admitted.
 LUA_ADMIT = LUA_CIVIL_FROM_DAYS + """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
@@ -148,8 +148,9 @@ else
   local nth = redis.call('ZRANGE', KEYS[1], count - rpm_limit, count - rpm_limit, 'WITHSCORES')
   rpm_reset_us = tonumber(nth[2]) + window_us
 end
-return {rpm_ok and 1 or 0, tokens_ok and 1 or 0, count, now_us, rpm_reset_us,
-        used, reserved, day, day_number}
+-- one bulk string, not an array: a single reply line is cheaper for the client to parse
+return string.format('%d %d %d %.0f %.0f %d %d %s %d', rpm_ok and 1 or 0, tokens_ok and 1 or 0,
+                     count, now_us, rpm_reset_us, used, reserved, day, day_number)
 """
 
 # KEYS[1] the admission day's budget key
@@ -168,7 +169,7 @@ else
   used = tonumber(redis.call('HGET', KEYS[1], 'used')) or 0
 end
 if used > 0 or reserved > 0 then redis.call('EXPIREAT', KEYS[1], ARGV[3]) end
-return {used, reserved}
+return used
 """
 
 # Read-only view for GET /v1/usage.
@@ -657,10 +658,12 @@ class RedisQuota:
         except _REDIS_FAILURES as exc:
             self._enter_degraded(exc, "admit")
             return self._fallback_admit(tenant, estimated_tokens)
+        fields = raw.split()
         check = _Check(
-            rpm_ok=bool(raw[0]), tokens_ok=bool(raw[1]), count=int(raw[2]),
-            now=int(raw[3]) / 1e6, rpm_reset=int(raw[4]) / 1e6,
-            used=int(raw[5]), reserved=int(raw[6]), day=_text(raw[7]), day_number=int(raw[8]),
+            rpm_ok=fields[0] in (b"1", "1"), tokens_ok=fields[1] in (b"1", "1"),
+            count=int(fields[2]), now=int(fields[3]) / 1e6, rpm_reset=int(fields[4]) / 1e6,
+            used=int(fields[5]), reserved=int(fields[6]), day=_text(fields[7]),
+            day_number=int(fields[8]),
         )
         return _verdict(check, tenant, rpm_limit, token_limit, estimated_tokens,
                         degraded=False, backend="redis")
