@@ -12,6 +12,10 @@ Two controls, checked together in one atomic step by :meth:`QuotaLimiter.admit`:
   therefore never admit past the budget; the day can only end over budget by
   what admitted requests really used beyond their estimate.
 
+Refused requests are not recorded in the window; admitted requests stay in it
+even when they later fail (``release`` gives back tokens, not the request).
+``settle``/``release`` act once per :class:`Admission`; later calls are no-ops.
+
 Implementations:
 
 * :class:`RedisQuota` — state in Redis, so every gateway replica enforces one
@@ -31,6 +35,9 @@ Redis down or slower than ``settings.redis_timeout_s``: when either control is
 the controls degraded, one warning is logged per transition, settlements that
 could not reach Redis are kept and replayed, and a background probe (at most
 once per ``probe_interval_s``) switches back as soon as Redis answers.
+While degraded no request waits on Redis. An admit that timed out may still
+have been applied by Redis (if the server was already running it): that
+request then counts twice — once locally, once in Redis — erring strict.
 """
 
 from __future__ import annotations
