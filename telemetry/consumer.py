@@ -1,0 +1,284 @@
+"""The one consumer loop every ragward consumer runs (metrics, alerts, audit).
+
+::
+
+    poll -> decode -> dead-letter what does not decode -> drop repeats (event_id)
+         -> handler(batch) -> commit -> poll ...
+
+* **At least once, counted once.** The loop commits only after the handler
+  returned for the whole batch; a crash before that means the batch is read
+  again (by this consumer after a restart, or by the partition's next owner).
+  Repeats are dropped by ``event_id`` over a bounded window (the last
+  ``dedupe_window`` ids, two generations of sets: O(1), bounded memory). An id
+  is remembered only once its batch was handled, so a batch whose handler
+  failed is handled again in full.
+* **Handler failures** are retried on the same batch with backoff (0.1 s
+  doubling to 10 s); nothing is committed until it succeeds.
+* **Undecodable records** (not JSON, unknown ``type``, missing or wrong-typed
+  fields) are published unchanged, same key, to the dead-letter topic —
+  durably, before the batch commits — and counted.
+* **Stopping** finishes the batch in hand, commits it, and closes the
+  subscription and publisher in ``finally``.
+
+Dedupe is per consumer instance: two instances of one group do not share their
+windows, so a batch redelivered to another member after a rebalance in the
+middle of handling is counted by both (Kafka's usual at-least-once window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from typing import ClassVar, NamedTuple
+
+import msgspec
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from telemetry.bus import EventBus, Publisher, Record, Subscription
+from telemetry.events import Event, any_decoder
+
+log = structlog.get_logger(__name__)
+
+
+class Delivery(NamedTuple):
+    record: Record
+    event: Event
+
+
+BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
+
+
+class SeenIds:
+    """Membership over roughly the last ``window`` ids (between window/2 and window)."""
+
+    def __init__(self, window: int) -> None:
+        self._half = max(1, window // 2)
+        self._current: set[str] = set()
+        self._previous: set[str] = set()
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._current or event_id in self._previous
+
+    def add(self, event_id: str) -> None:
+        self._current.add(event_id)
+        if len(self._current) >= self._half:
+            self._previous, self._current = self._current, set()
+
+    def __len__(self) -> int:
+        return len(self._current) + len(self._previous)
+
+
+class ConsumerMetrics:
+    """ragward_events_consumed_total{topic}, ragward_events_dead_lettered_total{topic},
+    ragward_events_duplicate_total and ragward_consumer_lag{group} — one set per registry,
+    shared by every consumer loop that uses it."""
+
+    _by_registry: ClassVar[weakref.WeakKeyDictionary[CollectorRegistry, ConsumerMetrics]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.consumed = Counter("ragward_events_consumed", "Events consumed, by topic.",
+                                ["topic"], registry=registry)
+        self.dead_lettered = Counter("ragward_events_dead_lettered",
+                                     "Undecodable records sent to the dead-letter topic.",
+                                     ["topic"], registry=registry)
+        self.duplicates = Counter("ragward_events_duplicate",
+                                  "Events dropped as repeats of an event_id already handled.",
+                                  registry=registry)
+        self.lag = Gauge("ragward_consumer_lag", "Records not yet consumed, by group.",
+                         ["group"], registry=registry)
+
+    @classmethod
+    def for_registry(cls, registry: CollectorRegistry) -> ConsumerMetrics:
+        metrics = cls._by_registry.get(registry)
+        if metrics is None:
+            metrics = cls._by_registry[registry] = cls(registry)
+        return metrics
+
+
+class EventConsumer:
+    """Runs :data:`BatchHandler` over a consumer group's events; see module docstring."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        topics: Sequence[str],
+        group_id: str,
+        handler: BatchHandler,
+        *,
+        dead_letter_topic: str,
+        dedupe_window: int = 100_000,
+        registry: CollectorRegistry | None = None,
+        from_beginning: bool = True,
+        poll_timeout_s: float = 0.5,
+        max_records: int = 5000,
+    ) -> None:
+        self.bus = bus
+        self.topics = list(topics)
+        self.group_id = group_id
+        self.handler = handler
+        self.dead_letter_topic = dead_letter_topic
+        self.seen = SeenIds(dedupe_window)
+        self.metrics = ConsumerMetrics.for_registry(registry) if registry is not None else None
+        self._from_beginning = from_beginning
+        self._poll_timeout = poll_timeout_s
+        self._max_records = max_records
+        self._subscription: Subscription | None = None
+        self._publisher: Publisher | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        # plain counters, for tests and the snapshot
+        self.consumed = 0
+        self.handled = 0
+        self.duplicates = 0
+        self.dead_lettered = 0
+        self.lag: int | None = None
+        self.ready = False
+        self.last_error: str | None = None
+
+    # -- lifecycle --------------------------------------------------------------
+    async def start(self) -> None:
+        """Join the group and run the loop in a background task."""
+        if self._task is not None:
+            return
+        self._stopping.clear()
+        subscription = self.bus.subscribe(self.topics, self.group_id,
+                                          from_beginning=self._from_beginning)
+        publisher = self.bus.publisher()
+        await subscription.start()
+        try:
+            await publisher.start()
+        except BaseException:
+            await subscription.stop()
+            raise
+        self._subscription, self._publisher = subscription, publisher
+        self.ready = True
+        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.group_id}")
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Finish and commit the batch in hand, then leave the group."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout_s)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def wait(self) -> None:
+        """Until the loop ends (stop() or a fatal error)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # -- the loop ---------------------------------------------------------------
+    async def _run(self) -> None:
+        subscription, publisher = self._subscription, self._publisher
+        assert subscription is not None and publisher is not None
+        backoff = 0.1
+        try:
+            while not self._stopping.is_set():
+                try:
+                    records = await subscription.poll(self._poll_timeout, self._max_records)
+                    self.lag = await subscription.lag()
+                    if self.metrics is not None:
+                        self.metrics.lag.labels(self.group_id).set(self.lag)
+                except Exception as exc:
+                    self._failed("consumer.poll_failed", exc)
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                    continue
+                if not records:
+                    continue
+                batch = await self._decode(records, publisher)
+                while not await self._handle(batch):
+                    if self._stopping.is_set():
+                        return  # not committed: the batch is read again later
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                try:
+                    await subscription.commit()
+                except Exception as exc:  # rebalanced meanwhile: the new owner re-reads
+                    self._failed("consumer.commit_failed", exc)
+                backoff = 0.1
+        finally:
+            self.ready = False
+            try:
+                await subscription.stop()
+            finally:
+                await publisher.stop()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def _failed(self, event: str, exc: BaseException) -> None:
+        self.last_error = repr(exc)
+        log.warning(event, group=self.group_id, error=repr(exc))
+
+    async def _decode(self, records: list[Record], publisher: Publisher) -> list[Delivery]:
+        batch: list[Delivery] = []
+        in_batch: set[str] = set()
+        seen = self.seen
+        decode = any_decoder.decode
+        consumed: dict[str, int] = {}
+        for record in records:
+            consumed[record.topic] = consumed.get(record.topic, 0) + 1
+            try:
+                event = decode(record.value)
+            except msgspec.DecodeError as exc:
+                await self._dead_letter(record, publisher, exc)
+                continue
+            event_id = event.event_id
+            if event_id in seen or event_id in in_batch:
+                self.duplicates += 1
+                if self.metrics is not None:
+                    self.metrics.duplicates.inc()
+                continue
+            in_batch.add(event_id)
+            batch.append(Delivery(record, event))
+        self.consumed += len(records)
+        if self.metrics is not None:
+            for topic, count in consumed.items():
+                self.metrics.consumed.labels(topic).inc(count)
+        return batch
+
+    async def _dead_letter(self, record: Record, publisher: Publisher, exc: Exception) -> None:
+        log.warning("consumer.undecodable", topic=record.topic, partition=record.partition,
+                    offset=record.offset, error=str(exc)[:200])
+        key = record.key.decode(errors="replace") if record.key else "-"
+        while True:
+            try:
+                await publisher.publish(self.dead_letter_topic, key, record.value)
+                break
+            except Exception as exc2:  # must not commit past a record we could not park
+                self._failed("consumer.dead_letter_failed", exc2)
+                if self._stopping.is_set():
+                    raise
+                await self._sleep(1.0)
+        self.dead_lettered += 1
+        if self.metrics is not None:
+            self.metrics.dead_lettered.labels(record.topic).inc()
+
+    async def _handle(self, batch: list[Delivery]) -> bool:
+        if batch:
+            try:
+                await self.handler(batch)
+            except Exception as exc:
+                log.exception("consumer.handler_failed", group=self.group_id, events=len(batch))
+                self.last_error = repr(exc)
+                return False
+            for delivery in batch:
+                self.seen.add(delivery.event.event_id)
+            self.handled += len(batch)
+        return True

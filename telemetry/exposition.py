@@ -1,0 +1,122 @@
+"""Prometheus exposition of the rolling metrics (names fixed in the team notes).
+
+The figures are read from :class:`~telemetry.rolling.RollingMetrics` at scrape
+time by a custom collector, so the consumer's hot loop updates plain dicts
+instead of prometheus-client objects. Labels are tenant, route template,
+model, status class, window, quantile, instance, control — never raw paths or
+user text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from telemetry.rolling import LATENCY_BUCKETS, QUANTILES, WINDOWS, RollingMetrics
+
+
+def _le(bound: float) -> str:
+    return repr(bound) if bound != int(bound) else f"{bound:.1f}"
+
+
+class RollingCollector(Collector):
+    def __init__(self, view: RollingMetrics) -> None:
+        self.view = view
+
+    def collect(self) -> Iterator[Metric]:
+        view, totals = self.view, self.view.totals
+
+        requests = CounterMetricFamily("ragward_requests", "Requests seen in audit events.",
+                                       labels=["tenant", "route", "status_class"])
+        for key, count in sorted(totals.requests.items()):
+            requests.add_metric(list(key), count)
+        yield requests
+
+        latency = HistogramMetricFamily("ragward_request_latency_seconds",
+                                        "Request latency from audit events.",
+                                        labels=["tenant", "route"])
+        for key, hist in sorted(totals.latency.items()):
+            cumulative, buckets = 0.0, []
+            for bound, count in zip(LATENCY_BUCKETS, hist, strict=False):
+                cumulative += count
+                buckets.append((_le(bound), cumulative))
+            buckets.append(("+Inf", hist[-1]))
+            latency.add_metric(list(key), buckets, sum_value=hist[-2])
+        yield latency
+
+        tokens = CounterMetricFamily("ragward_tokens", "Tokens used, from usage events.",
+                                     labels=["tenant", "model", "kind"])
+        for key, count in sorted(totals.tokens.items()):
+            tokens.add_metric(list(key), count)
+        yield tokens
+
+        cost = CounterMetricFamily("ragward_cost_usd", "Cost in US dollars, from usage events.",
+                                   labels=["tenant", "model"])
+        for key, usd in sorted(totals.cost.items()):
+            cost.add_metric(list(key), usd)
+        yield cost
+
+        hits = CounterMetricFamily("ragward_cache_hits", "Answers served from the cache.",
+                                   labels=["tenant"])
+        lookups = CounterMetricFamily("ragward_cache_lookups", "Answers looked up in the cache.",
+                                      labels=["tenant"])
+        for tenant, count in sorted(totals.cache_lookups.items()):
+            lookups.add_metric([tenant], count)
+            hits.add_metric([tenant], totals.cache_hits.get(tenant, 0))
+        yield hits
+        yield lookups
+
+        error_rate = GaugeMetricFamily("ragward_rolling_error_rate",
+                                       "5xx answers over all answers in the window.",
+                                       labels=["tenant", "window"])
+        request_rate = GaugeMetricFamily("ragward_rolling_request_rate",
+                                         "Requests per second over the window.",
+                                         labels=["tenant", "window"])
+        quantiles = GaugeMetricFamily("ragward_rolling_latency_seconds",
+                                      "Latency quantiles over the window (DDSketch, 1% accuracy).",
+                                      labels=["tenant", "window", "quantile"])
+        tokens_avg = GaugeMetricFamily("ragward_rolling_tokens_avg",
+                                       "Tokens per answered request over the window.",
+                                       labels=["tenant", "window"])
+        now = view.clock()
+        for window in WINDOWS:
+            for (tenant,), agg in sorted(view.aggregate(window, ["tenant"], now).items()):
+                if agg.cells.requests:
+                    request_rate.add_metric([tenant, window], agg.value("request_rate") or 0.0)
+                    error_rate.add_metric([tenant, window], agg.value("error_rate") or 0.0)
+                    for name, q in QUANTILES.items():
+                        value = agg.value(name)
+                        if value is not None:
+                            quantiles.add_metric([tenant, window, str(q)], value)
+                avg = agg.value("tokens_avg")
+                if avg is not None:
+                    tokens_avg.add_metric([tenant, window], avg)
+        yield error_rate
+        yield request_rate
+        yield quantiles
+        yield tokens_avg
+
+        yield GaugeMetricFamily("ragward_last_event_timestamp_seconds",
+                                "Timestamp (ts) of the newest event consumed.",
+                                value=view.last_event_ts or 0.0)
+
+        degraded = GaugeMetricFamily("ragward_quota_degraded",
+                                     "1 when a gateway instance reports a degraded quota control.",
+                                     labels=["control", "instance"])
+        fill = GaugeMetricFamily("ragward_audit_spool_fill_ratio",
+                                 "Event spool bytes over capacity, per gateway instance.",
+                                 labels=["instance"])
+        for instance, status in sorted(view.status.items()):
+            for control, bad in sorted(status.quota_degraded.items()):
+                degraded.add_metric([control, instance], 1.0 if bad else 0.0)
+            capacity = status.spool_capacity_bytes
+            fill.add_metric([instance], status.spool_bytes / capacity if capacity else 0.0)
+        yield degraded
+        yield fill

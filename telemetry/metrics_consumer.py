@@ -1,0 +1,199 @@
+"""The metrics consumer: audit and usage events in, rolling metrics out.
+
+``ragward consumer metrics [--port P] [--group G]`` runs it alone (consumer
+group ``ragward-metrics`` by default; scale by running more, each owns some
+partitions — merge their state with :meth:`RollingMetrics.merge` for exact
+totals). ``ragward serve`` embeds it::
+
+    consumer = MetricsConsumer(settings, bus, registry=registry)   # registry: serve's /metrics
+    await consumer.start()            # in serve's lifespan
+    ...
+    await consumer.stop()             # in its finally
+    app = Litestar(route_handlers=[..., metrics_router(consumer)])   # /dashboard, snapshot API
+
+HTTP (its own app, :func:`create_metrics_app`):
+
+* ``GET /metrics`` — Prometheus text (the registry passed in, fresh by default)
+* ``GET /api/metrics/snapshot`` — JSON: per-tenant figures for 1m/5m/1h,
+  overall figures, an hour of per-minute history per tenant, gateway status,
+  consumer lag and counters
+* ``GET /dashboard`` — the live dashboard (SVG charts, no CDN)
+* ``GET /health``, ``GET /ready`` (503 until the consumer joined its group)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import structlog
+from litestar import Litestar, Response, Router, get
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from ragward.http_errors import EXCEPTION_HANDLERS
+from ragward.settings import Settings
+from telemetry.bus import EventBus
+from telemetry.consumer import Delivery, EventConsumer
+from telemetry.exposition import RollingCollector
+from telemetry.rolling import RollingMetrics
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_GROUP = "ragward-metrics"
+
+
+class MetricsConsumer:
+    """Consumes the audit and usage topics into a :class:`RollingMetrics` view."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bus: EventBus,
+        *,
+        group_id: str = DEFAULT_GROUP,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+        from_beginning: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.view = RollingMetrics(clock, lag_source=lambda: self.loop.lag)
+        self.loop = EventConsumer(
+            bus,
+            [settings.topic_audit, settings.topic_usage],
+            group_id,
+            self._handle,
+            dead_letter_topic=settings.topic_dead_letter,
+            dedupe_window=settings.dedupe_window,
+            registry=self.registry,
+            from_beginning=from_beginning,
+        )
+        self.registry.register(RollingCollector(self.view))
+        self._snapshot: tuple[float, dict[str, Any]] | None = None
+
+    @property
+    def group_id(self) -> str:
+        return self.loop.group_id
+
+    @property
+    def ready(self) -> bool:
+        return self.loop.ready and self.loop.running
+
+    async def start(self) -> None:
+        await self.loop.start()
+        log.info("metrics_consumer.started", group=self.group_id, topics=self.loop.topics)
+
+    async def stop(self) -> None:
+        await self.loop.stop()
+        log.info("metrics_consumer.stopped", group=self.group_id, handled=self.loop.handled)
+
+    async def _handle(self, batch: list[Delivery]) -> None:
+        self.view.ingest(d.event for d in batch)
+
+    def snapshot(self, max_age_s: float = 1.0) -> dict[str, Any]:
+        """The dashboard's JSON, recomputed at most once per ``max_age_s``."""
+        now = time.monotonic()
+        if self._snapshot is not None and now - self._snapshot[0] < max_age_s:
+            return self._snapshot[1]
+        data = self.view.snapshot(lag=self.loop.lag)
+        data["consumer"].update(
+            group=self.group_id, consumed=self.loop.consumed, handled=self.loop.handled,
+            duplicates=self.loop.duplicates, dead_lettered=self.loop.dead_lettered,
+            ready=self.ready,
+        )
+        self._snapshot = (now, data)
+        return data
+
+
+# -------------------------------------------------------------------- HTTP
+
+
+def dashboard_html(snapshot_url: str = "api/metrics/snapshot") -> str:
+    """The dashboard page with its script and styles inlined (package data)."""
+    static = resources.files("telemetry") / "static"
+    page = (static / "dashboard.html").read_text(encoding="utf-8")
+    return (
+        page.replace("/*STYLE*/", (static / "dashboard.css").read_text(encoding="utf-8"))
+        .replace("/*SCRIPT*/", (static / "dashboard.js").read_text(encoding="utf-8"))
+        .replace("__SNAPSHOT_URL__", snapshot_url)
+    )
+
+
+def metrics_router(consumer: MetricsConsumer, path: str = "/") -> Router:
+    """``GET {path}dashboard`` and ``GET {path}api/metrics/snapshot``, to mount in any
+    Litestar app (``ragward serve``). The page fetches the snapshot by absolute path."""
+    prefix = "/" + path.strip("/") if path.strip("/") else ""
+    page = dashboard_html(f"{prefix}/api/metrics/snapshot")
+
+    @get("/dashboard", media_type="text/html", include_in_schema=False, sync_to_thread=False)
+    def dashboard() -> Response[str]:
+        return Response(page, media_type="text/html",
+                        headers={"Cache-Control": "no-cache",
+                                 "Content-Security-Policy": "default-src 'self'; "
+                                 "script-src 'unsafe-inline'; style-src 'unsafe-inline'"})
+
+    @get("/api/metrics/snapshot", summary="Rolling metrics per tenant and an hour of history",
+         sync_to_thread=False)
+    def snapshot() -> Response[dict[str, Any]]:
+        return Response(consumer.snapshot(), headers={"Cache-Control": "no-store"})
+
+    return Router(path=prefix or "/", route_handlers=[dashboard, snapshot])
+
+
+def create_metrics_app(consumer: MetricsConsumer, *, manage_consumer: bool = True) -> Litestar:
+    """The metrics consumer's own app: /metrics, /api/metrics/snapshot, /dashboard,
+    /health, /ready. With ``manage_consumer`` its lifespan starts and stops the consumer."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if manage_consumer:
+            await consumer.start()
+        try:
+            yield
+        finally:
+            if manage_consumer:
+                await consumer.stop()
+
+    @get("/metrics", media_type=CONTENT_TYPE_LATEST, sync_to_thread=False)
+    def metrics() -> Response[bytes]:
+        return Response(generate_latest(consumer.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @get("/health", sync_to_thread=False)
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/ready", sync_to_thread=False)
+    def ready() -> Response[dict[str, Any]]:
+        if consumer.ready:
+            return Response({"status": "ready", "group": consumer.group_id})
+        return Response(
+            {"status": "unavailable", "reason": consumer.loop.last_error or "consumer not running"},
+            status_code=503,
+        )
+
+    return Litestar(
+        route_handlers=[metrics, health, ready, metrics_router(consumer)],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=None,
+        debug=False,
+    )
+
+
+def main(settings: Settings, args: argparse.Namespace) -> int:
+    """``ragward consumer metrics [--port P] [--group G]``."""
+    import uvicorn
+
+    from telemetry.factory import make_bus
+
+    consumer = MetricsConsumer(settings, make_bus(settings),
+                               group_id=getattr(args, "group", None) or DEFAULT_GROUP)
+    app = create_metrics_app(consumer)
+    port = getattr(args, "port", None) or settings.consumer_port
+    log.info("metrics_consumer.serving", host=settings.host, port=port)
+    uvicorn.run(app, host=settings.host, port=port, log_config=None, access_log=False)
+    return 0
