@@ -12,10 +12,10 @@ tasks).
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 import httpx
@@ -66,8 +66,8 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     if raw.isdigit():
         return float(raw)
     try:
-        when = email.utils.parsedate_to_datetime(raw)
-        sent = email.utils.parsedate_to_datetime(headers["date"])
+        when = parsedate_to_datetime(raw)
+        sent = parsedate_to_datetime(headers["date"])
     except (KeyError, TypeError, ValueError):
         return None
     return max(0.0, (when - sent).total_seconds())
