@@ -12,6 +12,9 @@ through ``inactive → pending → firing → resolved``:
   ``resolved_retention_s`` so the resolved notification can go out, then dropped.
 * no decision (fewer than ``min_requests`` requests in the window): the alert
   keeps its state — a thin window can neither start nor end an incident.
+* warm-up: until ``warmup_from`` + the rule's window has passed (the view was
+  empty at start, e.g. after a restart), a missing label set or value is no
+  decision either, so a restart mid-incident does not resolve what still fires.
 
 Time comes only from the ``now`` passed in. The engine does no I/O beyond
 ``view.query``; the service persists :meth:`Engine.take_changes` and publishes
@@ -31,7 +34,7 @@ import structlog
 
 from alerting import templates
 from alerting.rules import Rule, RuleSet
-from alerting.view import MetricsView, SampleLike
+from alerting.view import MetricsView, Sample, window_seconds
 
 log = structlog.get_logger(__name__)
 
@@ -93,6 +96,8 @@ class Engine:
     rules: RuleSet
     view: MetricsView
     resolved_retention_s: float = 900.0
+    warmup_from: float | None = None
+    """When the view started filling (service start); None: it has always been full."""
     _alerts: dict[str, Alert] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
     _removed: set[str] = field(default_factory=set)
@@ -155,18 +160,25 @@ class Engine:
     def _labels(self, rule: Rule, sample_labels: Mapping[str, str]) -> dict[str, str]:
         return {**sample_labels, **rule.labels, "alertname": rule.name}
 
-    def _query(self, rule: Rule, window: str, now: float) -> Sequence[SampleLike]:
+    def _query(self, rule: Rule, window: str, now: float) -> Sequence[Sample]:
         return self.view.query(rule.metric, window, list(rule.group_by), now=now)
+
+    def _warming(self, rule: Rule, now: float) -> bool:
+        if self.warmup_from is None:
+            return False
+        windows = [p.long for p in rule.windows] if rule.is_burn_rate else [rule.window]
+        return now - self.warmup_from < max(window_seconds(w) for w in windows)
 
     def _threshold(self, rule: Rule, now: float) -> dict[str, _Verdict]:
         verdicts: dict[str, _Verdict] = {}
         compare = _COMPARE[rule.op]
+        no_data = None if self._warming(rule, now) else False
         for sample in self._query(rule, rule.window, now):
             labels = self._labels(rule, sample.labels)
             value = sample.value
             holds: bool | None
             if value is None:
-                holds = False
+                holds = no_data
             elif sample.requests < rule.min_requests:
                 holds = None
             else:
@@ -178,6 +190,7 @@ class Engine:
         assert rule.slo is not None
         budget = 1.0 - rule.slo
         per_set: dict[str, tuple[dict[str, str], list[tuple[bool | None, float | None]]]] = {}
+        no_data = None if self._warming(rule, now) else False
         for pair in rule.windows:
             longs = {fingerprint(s.labels): s for s in self._query(rule, pair.long, now)}
             shorts = {fingerprint(s.labels): s for s in self._query(rule, pair.short, now)}
@@ -186,11 +199,11 @@ class Engine:
                 burn = None if long.value is None else long.value / budget
                 holds: bool | None
                 if burn is None:
-                    holds = False
+                    holds = no_data
                 elif long.requests < rule.min_requests:
                     holds = None
                 elif short is None or short.value is None:
-                    holds = False
+                    holds = no_data
                 else:
                     holds = burn > pair.factor and short.value / budget > pair.factor
                 entry = per_set.setdefault(key, (self._labels(rule, long.labels), []))
@@ -239,6 +252,8 @@ class Engine:
                 alert.state, alert.fired_at = "firing", now
                 transitions.append(Transition(replace(alert), previous, "firing", now))
                 self._dirty.add(key)
+        if self._warming(rule, now):
+            return  # a label set missing from a view still filling up says nothing
         for key, alert in list(self._alerts.items()):
             if alert.rule == rule.name and key not in verdicts:
                 self._condition_false(rule, alert, now, transitions)

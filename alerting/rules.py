@@ -27,8 +27,7 @@ from typing import Any, Literal
 
 import yaml
 
-from alerting import templates
-from alerting.view import GROUP_BY_LABELS, METRICS, WINDOWS
+from alerting import templates, view
 from ragward.errors import ConfigError
 
 Op = Literal[">", ">=", "<", "<="]
@@ -45,6 +44,8 @@ ROUTING_KEYS = frozenset({
 })
 TOP_KEYS = frozenset({"rules", "routing"})
 
+METRICS = frozenset(view.METRICS)
+WINDOWS = frozenset(view.WINDOWS)
 _LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -181,9 +182,9 @@ def _label_list(data: Mapping[str, Any], key: str, allowed: frozenset[str] | Non
         raise _Problem(f'key "{key}": must be a list of label names')
     for item in value:
         if allowed is not None and item not in allowed:
-            raise _Problem(
-                f'key "{key}": unknown label "{item}" (one of {", ".join(sorted(allowed))})'
-            )
+            choices = (f'one of {", ".join(sorted(allowed))}' if allowed
+                       else "this metric has one global sample: leave group_by empty")
+            raise _Problem(f'key "{key}": unknown label "{item}" ({choices})')
         if not _LABEL_NAME.match(item):
             raise _Problem(f'key "{key}": {item!r} is not a valid label name')
     if len(set(value)) != len(value):
@@ -241,7 +242,7 @@ def _rule(data: Mapping[str, Any]) -> Rule:
         "name": name,
         "metric": metric,
         "min_requests": min_requests,
-        "group_by": _label_list(data, "group_by", GROUP_BY_LABELS, ()),
+        "group_by": _label_list(data, "group_by", view.group_by_labels(metric), ()),
         "for_s": _duration(data, "for", "0s"),
         "keep_firing_for_s": _duration(data, "keep_firing_for", "0s"),
         "labels": labels,

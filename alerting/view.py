@@ -1,50 +1,39 @@
-"""The rolling-metrics query interface alerting consumes (telemetry implements it).
+"""What alerting reads: the rolling-metrics query interface telemetry implements.
 
-This is alerting's own copy of the protocol agreed in the team notes; it is
-structural, so :class:`telemetry.rolling` (or any object with a matching
-``query``) satisfies it without importing this module.
+:class:`telemetry.rolling.MetricsView` is the protocol (``query(metric, window,
+group_by, now)`` → samples with ``labels``, ``value``, ``requests``);
+:class:`telemetry.rolling.RollingMetrics` implements it. This module adds what
+rule validation needs to know about it: the metric names, the windows, and the
+labels each metric can be grouped by.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from telemetry.rolling import (
+    DIMENSIONS,
+    METRICS,
+    REQUEST_METRICS,
+    USAGE_METRICS,
+    WINDOWS,
+    MetricsView,
+    Sample,
+)
 
-METRICS: frozenset[str] = frozenset({
-    "error_rate", "request_rate", "latency_p50", "latency_p95", "latency_p99",
-    "tokens_avg", "tokens_total", "cost_total", "cache_hit_rate", "consumer_lag",
-    "events_silence", "quota_degraded", "spool_fill_ratio",
-})
-"""Metric names a rule may use (team notes, "Rolling-metrics query interface")."""
+__all__ = ["METRICS", "WINDOWS", "MetricsView", "Sample", "group_by_labels", "window_seconds"]
 
-WINDOWS: frozenset[str] = frozenset({"1m", "5m", "1h"})
-GROUP_BY_LABELS: frozenset[str] = frozenset({"tenant", "route", "model", "status_class"})
-
-
-class SampleLike(Protocol):
-    @property
-    def labels(self) -> Mapping[str, str]: ...
-
-    @property
-    def value(self) -> float | None: ...
-
-    @property
-    def requests(self) -> int: ...
+_GROUP_BY: dict[str, frozenset[str]] = {
+    **{metric: frozenset(DIMENSIONS) for metric in REQUEST_METRICS | USAGE_METRICS},
+    "quota_degraded": frozenset({"instance", "control"}),
+    "spool_fill_ratio": frozenset({"instance"}),
+    "consumer_lag": frozenset(),
+    "events_silence": frozenset(),
+}
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One value of a metric for one label set over one window."""
-
-    labels: dict[str, str] = field(default_factory=dict)
-    value: float | None = None
-    requests: int = 0
+def group_by_labels(metric: str) -> frozenset[str]:
+    """The labels ``metric`` can be grouped by (an empty set: one global sample only)."""
+    return _GROUP_BY.get(metric, frozenset())
 
 
-class MetricsView(Protocol):
-    def query(
-        self, metric: str, window: str, group_by: Sequence[str], now: float | None = None
-    ) -> Sequence[SampleLike]:
-        """One sample per label set of ``group_by`` (``[]``: one global sample)."""
-        ...
+def window_seconds(window: str) -> float:
+    return WINDOWS[window]

@@ -262,3 +262,22 @@ def test_dead_mans_switch_fires_on_silence_and_resolves_when_events_return() -> 
     assert transitions[0].alert.value == 605
     view.set("events_silence", Sample({}, 1.0, 0))
     assert _states(engine.evaluate(clock.advance(5))) == [("", "firing", "resolved")]
+
+
+def test_warm_up_missing_data_does_not_resolve_a_restored_alert() -> None:
+    """After a restart the view is empty: until the rule's window has filled, a missing label
+    set is no decision (a firing alert stays firing); data that shows recovery still resolves."""
+    engine, view, clock = _engine(RULES.replace("for: 30s", "for: 0s"))
+    view.set("error_rate", error_rate("acme", 0.5))
+    engine.evaluate(clock.now())
+    restarted, view2, _ = _engine(RULES.replace("for: 30s", "for: 0s"))
+    restarted.restore(engine.alerts(), clock.now())
+    restarted.warmup_from = clock.now()
+    assert restarted.evaluate(clock.advance(30)) == []
+    assert restarted.alerts()[0].state == "firing"
+    assert _states(restarted.evaluate(clock.advance(30))) == [("acme", "firing", "resolved")]
+    third, view3, _ = _engine(RULES.replace("for: 30s", "for: 0s"))
+    third.restore(engine.alerts(), clock.now())
+    third.warmup_from = clock.now()
+    view3.set("error_rate", error_rate("acme", 0.0))
+    assert _states(third.evaluate(clock.advance(5))) == [("acme", "firing", "resolved")]

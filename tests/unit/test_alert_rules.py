@@ -189,3 +189,12 @@ def test_template_rendering_escapes_nothing() -> None:
     assert rendered == "v=0.08333 t=<acme & co> m="
     assert templates.render("{{ value }}", 12.0, {}) == "12"
     assert templates.render("{{ value }}", None, {}) == "NaN"
+
+
+def test_group_by_labels_depend_on_the_metric() -> None:
+    """Gateway-status metrics group by instance/control; global ones cannot be grouped."""
+    ok = rules_from_yaml(GOOD.replace("metric: error_rate", "metric: quota_degraded")
+                         .replace("group_by: [tenant]", "group_by: [instance, control]"))
+    assert ok.rules[0].group_by == ("instance", "control")
+    message = _refused(GOOD.replace("metric: error_rate", "metric: events_silence"))
+    assert 'key "group_by": unknown label "tenant"' in message
