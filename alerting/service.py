@@ -179,6 +179,7 @@ class AlertService:
         if self._started:
             return
         now = self.clock.now()
+        self.engine.warmup_from = now
         self.store.open()
         try:
             self.store.prune(now)
@@ -253,6 +254,36 @@ class AlertService:
             await asyncio.gather(*list(self._deliveries), return_exceptions=True)
         if self._publisher_task is not None:
             await self._events.join()
+
+    def snapshot(self) -> dict[str, object]:
+        """Alerts and silences as JSON-able data (``GET /api/alerts``)."""
+        now = self.clock.now()
+        silences = self.store.silences(now) if self.store.is_open else []
+        alerts = []
+        for alert in sorted(self.engine.alerts(), key=lambda a: (a.rule, a.fingerprint)):
+            alerts.append({
+                "alertname": alert.alertname,
+                "state": alert.state,
+                "fingerprint": alert.fingerprint,
+                "labels": alert.labels,
+                "annotations": alert.annotations,
+                "value": alert.value,
+                "activeAt": _event_ts(alert.active_at),
+                "startsAt": _event_ts(alert.fired_at),
+                "endsAt": _event_ts(alert.resolved_at),
+                "silencedBy": [s.id for s in silences if s.mutes(alert.labels, now)],
+            })
+        return {
+            "alerts": alerts,
+            "silences": [
+                {"id": s.id, "matchers": [str(m) for m in s.matchers],
+                 "startsAt": _event_ts(s.starts_at), "endsAt": _event_ts(s.ends_at),
+                 "createdBy": s.created_by, "comment": s.comment}
+                for s in silences
+            ],
+            "receivers": list(self._notifiers),
+            "rules": self.rules.source,
+        }
 
     # -- evaluation ------------------------------------------------------------
     async def _run(self) -> None:

@@ -1,0 +1,170 @@
+"""``ragward consumer alerts``: the alert service fed by its own consumer group.
+
+It consumes the audit and usage topics (status events travel on the usage
+topic) into telemetry's :class:`~telemetry.rolling.RollingMetrics`, runs an
+:class:`~alerting.service.AlertService` over that view, publishes every alert
+state change to ``ragward.alerts.v1`` and serves::
+
+    GET /metrics      Prometheus text: ragward_alert_notifications_total{receiver,outcome},
+                      ragward_alerts_firing{alertname}, ragward_consumer_lag{group}, ...
+    GET /api/alerts   current alerts and active silences (JSON)
+    GET /health       liveness
+    GET /ready        503 until the consumer has joined its group
+
+A new group starts at the topics' end (``from_beginning=False``): replaying old
+events would only make the dead-man's switch and lag rules fire while catching
+up. Run one instance per deployment (see docs/alerting.md): instances of one
+group would each see only their partitions, and instances in different groups
+would each notify.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from litestar import Litestar, Response, get
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from alerting.clock import Clock, SystemClock
+from alerting.service import AlertService
+from ragward.errors import ConfigError
+from ragward.http_errors import EXCEPTION_HANDLERS
+from ragward.settings import Settings
+from telemetry.bus import EventBus
+from telemetry.consumer import Delivery, EventConsumer
+from telemetry.rolling import RollingMetrics
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_GROUP = "ragward-alerts"
+
+
+class AlertConsumer:
+    """EventConsumer → RollingMetrics → AlertService, started and stopped together."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bus: EventBus,
+        *,
+        group_id: str = DEFAULT_GROUP,
+        registry: CollectorRegistry | None = None,
+        clock: Clock | None = None,
+        from_beginning: bool = False,
+        **service_options: Any,
+    ) -> None:
+        """``service_options`` go to :class:`AlertService` (rules, retry, notifiers, ...)."""
+        self.settings = settings
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.clock = clock or SystemClock()
+        self.view = RollingMetrics(self.clock.now, lag_source=lambda: self.loop.lag)
+        self.loop = EventConsumer(
+            bus,
+            [settings.topic_audit, settings.topic_usage],
+            group_id,
+            self._handle,
+            dead_letter_topic=settings.topic_dead_letter,
+            dedupe_window=settings.dedupe_window,
+            registry=self.registry,
+            from_beginning=from_beginning,
+        )
+        self.publisher = bus.publisher()
+        self.service = AlertService(settings, self.view, self.publisher, clock=self.clock,
+                                    registry=self.registry, **service_options)
+
+    @property
+    def ready(self) -> bool:
+        return self.loop.ready and self.loop.running
+
+    async def _handle(self, batch: list[Delivery]) -> None:
+        self.view.ingest(d.event for d in batch)
+
+    async def start(self, *, run_loop: bool = True) -> None:
+        await self.publisher.start()
+        try:
+            await self.loop.start()
+            try:
+                await self.service.start(run_loop=run_loop)
+            except BaseException:
+                await self.loop.stop()
+                raise
+        except BaseException:
+            await self.publisher.stop()
+            raise
+        log.info("alert_consumer_started", group=self.loop.group_id, topics=self.loop.topics)
+
+    async def stop(self) -> None:
+        try:
+            await self.service.stop()
+        finally:
+            try:
+                await self.loop.stop()
+            finally:
+                await self.publisher.stop()
+        log.info("alert_consumer_stopped", group=self.loop.group_id, handled=self.loop.handled)
+
+
+def create_alerts_app(consumer: AlertConsumer) -> Litestar:
+    """The consumer's HTTP app; its lifespan starts and stops the consumer."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await consumer.start()
+        try:
+            yield
+        finally:
+            await consumer.stop()
+
+    @get("/metrics", media_type=CONTENT_TYPE_LATEST, sync_to_thread=False)
+    def metrics() -> Response[bytes]:
+        return Response(generate_latest(consumer.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @get("/api/alerts", sync_to_thread=False)
+    def alerts() -> Response[dict[str, Any]]:
+        return Response(consumer.service.snapshot(), headers={"Cache-Control": "no-store"})
+
+    @get("/health", sync_to_thread=False)
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/ready", sync_to_thread=False)
+    def ready() -> Response[dict[str, Any]]:
+        if consumer.ready:
+            return Response({"status": "ready", "group": consumer.loop.group_id})
+        return Response(
+            {"status": "unavailable", "reason": consumer.loop.last_error or "consumer not running"},
+            status_code=503,
+        )
+
+    return Litestar(
+        route_handlers=[metrics, alerts, health, ready],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=None,
+        debug=False,
+    )
+
+
+def main(settings: Settings, args: argparse.Namespace) -> int:
+    """``ragward consumer alerts [--port P] [--group G]``."""
+    import uvicorn
+
+    from telemetry.kafka_bus import KafkaBus
+
+    if not settings.kafka_bootstrap:
+        raise ConfigError(
+            "RAGWARD_KAFKA_BOOTSTRAP: `ragward consumer alerts` reads the Kafka topics; set it "
+            "(without Kafka, `ragward serve` runs alerting in-process)"
+        )
+    # Its own spool directory: the gateway on this host owns DATA_DIR/spool.
+    bus = KafkaBus(settings, spool_dir=settings.data_dir / "spool-alerts")
+    consumer = AlertConsumer(settings, bus, group_id=getattr(args, "group", None) or DEFAULT_GROUP)
+    app = create_alerts_app(consumer)
+    port = getattr(args, "port", None) or settings.consumer_port
+    log.info("alert_consumer_serving", host=settings.host, port=port)
+    uvicorn.run(app, host=settings.host, port=port, log_config=None, access_log=False)
+    return 0
