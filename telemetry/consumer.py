@@ -165,12 +165,13 @@ class EventConsumer:
         if task is None:
             return
         self._stopping.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout_s)
-        except TimeoutError:
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        if not done:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.gather(task, return_exceptions=True)
+        elif not task.cancelled() and task.exception() is not None:
+            log.warning("consumer.ended_with_error", group=self.group_id,
+                        error=repr(task.exception()))
 
     async def wait(self) -> None:
         """Until the loop ends (stop() or a fatal error)."""

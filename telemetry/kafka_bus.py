@@ -211,7 +211,8 @@ class KafkaBus:
     """An :class:`~telemetry.bus.EventBus` on Kafka."""
 
     def __init__(
-        self, settings: Settings, *, bootstrap: str | None = None, spool_dir: Path | None = None
+        self, settings: Settings, *, bootstrap: str | None = None, spool_dir: Path | None = None,
+        session_timeout_ms: int = 10_000,
     ) -> None:
         address = bootstrap or settings.kafka_bootstrap
         if not address:
@@ -220,6 +221,7 @@ class KafkaBus:
         self.settings = settings
         self.bootstrap = address
         self.spool_dir = spool_dir or settings.data_dir / "spool"
+        self.session_timeout_ms = session_timeout_ms
         self._publisher: DurablePublisher | None = None
         self._users = 0
         self._lock = asyncio.Lock()
@@ -235,7 +237,8 @@ class KafkaBus:
     def subscribe(
         self, topics: Sequence[str], group_id: str, *, from_beginning: bool = True
     ) -> KafkaSubscription:
-        return KafkaSubscription(self, list(topics), group_id, from_beginning=from_beginning)
+        return KafkaSubscription(self, list(topics), group_id, from_beginning=from_beginning,
+                                 session_timeout_ms=self.session_timeout_ms)
 
     def _durable(self) -> DurablePublisher:
         if self._publisher is None:

@@ -58,6 +58,7 @@ class MetricsConsumer:
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
         from_beginning: bool = True,
+        max_records: int = 5000,
     ) -> None:
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -71,6 +72,7 @@ class MetricsConsumer:
             dedupe_window=settings.dedupe_window,
             registry=self.registry,
             from_beginning=from_beginning,
+            max_records=max_records,
         )
         self.registry.register(RollingCollector(self.view))
         self._snapshot: tuple[float, dict[str, Any]] | None = None
