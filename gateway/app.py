@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import msgspec
@@ -20,6 +20,7 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromQuery, JSONBody
+from litestar.types import ControllerRouterHandler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gateway.auth import Principal
@@ -78,7 +79,9 @@ async def query(request: Request[Any, Any, Any], data: JSONBody[QueryRequest]) -
 
 
 @post("/v1/query/batch", status_code=200, summary="Answer up to 32 questions concurrently")
-async def query_batch(request: Request[Any, Any, Any], data: JSONBody[BatchRequest]) -> BatchResponse:
+async def query_batch(
+    request: Request[Any, Any, Any], data: JSONBody[BatchRequest]
+) -> BatchResponse:
     record_of(request.scope).action = "query.batch"
     principal = await _authorise(request, "query", data.index)
     gw = _components(request.app.state)
@@ -140,7 +143,7 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
 
 
 @get("/metrics", summary="Prometheus exposition", media_type=CONTENT_TYPE_LATEST)
-async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     gw = _components(request.app.state)
     if not gw.settings.metrics_public:
         await _authorise(request, "metrics:read")
@@ -148,11 +151,22 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 def create_app(
-    settings: Settings, components: Components | None = None, **given: Any
+    settings: Settings,
+    components: Components | None = None,
+    *,
+    metrics: GatewayMetrics | None = None,
+    routes: Sequence[ControllerRouterHandler] = (),
+    lifespans: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
+    **given: Any,
 ) -> Litestar:
-    """The gateway app. Its clients are built in the lifespan from settings, except
-    those ``given`` (upstream, publisher, spool_state, audit_reader: see
-    :func:`gateway.components.open_components`) or a whole ready ``components``."""
+    """The gateway app.
+
+    Its clients are built in the lifespan from settings, except those ``given``
+    (upstream, publisher, spool_state, audit_reader: see
+    :func:`gateway.components.open_components`) or a whole ready ``components``.
+    ``ragward serve`` adds its own ``routes`` (the dashboard) and ``lifespans``
+    (rag_core and the consumers, started before the gateway's clients).
+    """
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -163,11 +177,15 @@ def create_app(
         async with open_components(settings, metrics=shared_metrics, **given) as built:
             app.state.components = built
             yield
+        app.state.components = None
 
-    shared_metrics = components.metrics if components else GatewayMetrics(CollectorRegistry())
+    shared_metrics = (
+        components.metrics if components else metrics or GatewayMetrics(CollectorRegistry())
+    )
     app = Litestar(
-        route_handlers=[query, query_batch, usage, audit, health, ready, metrics],
-        lifespan=[lifespan],
+        route_handlers=[query, query_batch, usage, audit, health, ready, metrics_endpoint,
+                        *routes],
+        lifespan=[*lifespans, lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="ragward gateway", version="1", path="/schema"),

@@ -115,7 +115,6 @@ class QueryPipeline:
         except BaseException:
             await asyncio.shield(self.quota.release(admission))
             raise
-        record.redactions = dict(session.counts)
         record.usage = _sum_usage(r.usage for r in results)
         record.cached = all(r.cached for r in results)
         await self._settle(admission, record.usage.total_tokens)
