@@ -237,13 +237,13 @@ class Engine:
                 self._alerts[key] = alert
                 self._removed.discard(key)
                 self._dirty.add(key)
-                if rule.for_s > 0:
-                    transitions.append(Transition(replace(alert), "inactive", "pending", now))
             alert.value = verdict.value
             alert.annotations = {
                 name: templates.render(text, verdict.value, alert.labels)
                 for name, text in rule.annotations.items()
             }
+            if alert.active_at == now and alert.state == "pending" and rule.for_s > 0:
+                transitions.append(Transition(replace(alert), "inactive", "pending", now))
             if alert.keep_firing_since is not None:
                 alert.keep_firing_since = None
                 self._dirty.add(key)

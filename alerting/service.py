@@ -24,6 +24,7 @@ import ssl
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import structlog
@@ -255,7 +256,7 @@ class AlertService:
         if self._publisher_task is not None:
             await self._events.join()
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> dict[str, Any]:
         """Alerts and silences as JSON-able data (``GET /api/alerts``)."""
         now = self.clock.now()
         silences = self.store.silences(now) if self.store.is_open else []
