@@ -291,6 +291,18 @@ class _Check:
     day_number: int
 
 
+@dataclass(frozen=True)
+class Seed:
+    """What Redis last reported for a tenant; starts the fail-open fallback from there."""
+
+    day: str
+    committed_tokens: int  # used + reserved on that day
+    window_count: int  # requests in the window
+    seen_at: float  # local clock when Redis said so
+    rpm_limit: int
+    token_limit: int
+
+
 def _verdict(
     check: _Check, tenant: str, rpm_limit: int, token_limit: int, estimate: int,
     *, degraded: bool, backend: Backend,
@@ -355,7 +367,10 @@ class LocalQuota:
     Every operation is synchronous under a lock, so it is atomic for asyncio
     tasks and threads alike. ``divisor`` splits each limit (floor, at least 1):
     the fail-open fallback runs at limit ÷ expected replicas so that the
-    replicas together stay within the configured limit.
+    replicas together stay within the configured limit. ``seed`` (fallback only)
+    gives what Redis last reported for a tenant: the tenant's local window and
+    budget then start at the share of it already spent, so each replica admits
+    at most its share of what was *left*, not a fresh limit ÷ replicas.
     """
 
     def __init__(
@@ -367,6 +382,7 @@ class LocalQuota:
         clock: Callable[[], float] = time.time,
         backend: Backend = "local",
         degraded: bool = False,
+        seed: Callable[[str], Seed | None] | None = None,
     ) -> None:
         if window_s <= 0 or divisor < 1:
             raise ValueError("window_s must be > 0 and divisor >= 1")
@@ -376,6 +392,7 @@ class LocalQuota:
         self._clock = clock
         self._backend = backend
         self._degraded = degraded  # marks admissions made as a fallback
+        self._seed = seed
         self._lock = threading.Lock()
         self._windows: dict[str, deque[float]] = {}
         self._budgets: dict[tuple[str, str], list[int]] = {}  # (tenant, day) -> [used, reserved]
@@ -394,12 +411,17 @@ class LocalQuota:
                              if not q or q[-1] <= now - self._window]:
                     del self._windows[name]
             log_ = self._windows[tenant] = deque()
+            seed = self._seed(tenant) if self._seed else None
+            if seed is not None and seed.seen_at > now - self._window:
+                local_limit = max(1, seed.rpm_limit // self._divisor)
+                left = max(0, seed.rpm_limit - seed.window_count) // self._divisor
+                log_.extend([min(seed.seen_at, now)] * max(0, local_limit - left))
         cutoff = now - self._window
         while log_ and log_[0] <= cutoff:
             log_.popleft()
         return log_
 
-    def _budget_of(self, tenant: str, day: str, create: bool) -> list[int]:
+    def _budget_of(self, tenant: str, day: str) -> list[int]:
         if day != self._current_day:  # a new day: drop budgets older than yesterday
             self._current_day = day
             keep = {day, (date.fromisoformat(day) - timedelta(days=1)).isoformat()}
@@ -407,9 +429,12 @@ class LocalQuota:
                 del self._budgets[key]
         budget = self._budgets.get((tenant, day))
         if budget is None:
-            budget = [0, 0]
-            if create:
-                self._budgets[(tenant, day)] = budget
+            budget = self._budgets[(tenant, day)] = [0, 0]
+            seed = self._seed(tenant) if self._seed else None
+            if seed is not None and seed.day == day:
+                local_limit = max(1, seed.token_limit // self._divisor)
+                left = max(0, seed.token_limit - seed.committed_tokens) // self._divisor
+                budget[0] = max(0, local_limit - left)
         return budget
 
     def admit_now(self, tenant: str, estimated_tokens: int) -> Admission:
@@ -422,14 +447,12 @@ class LocalQuota:
             count = len(log_)
             rpm_ok = count < rpm_limit
             day, day_number = _day_of(now)
-            budget = self._budget_of(tenant, day, create=False)
+            budget = self._budget_of(tenant, day)
             tokens_ok = budget[0] + budget[1] + estimated_tokens <= token_limit
             if rpm_ok and tokens_ok:
                 log_.append(max(now, log_[-1]) if log_ else now)  # the clock may step back
                 count += 1
-                if estimated_tokens:
-                    budget = self._budget_of(tenant, day, create=True)
-                    budget[1] += estimated_tokens
+                budget[1] += estimated_tokens
             if rpm_ok:
                 rpm_reset = log_[0] + self._window if log_ else now + self._window
             else:
@@ -450,7 +473,7 @@ class LocalQuota:
             if budget is None:
                 if actual_tokens == 0 or admission.day != _day_of(self._clock())[0]:
                     return  # its day is gone: nothing left to adjust
-                budget = self._budget_of(admission.tenant, admission.day, create=True)
+                budget = self._budget_of(admission.tenant, admission.day)
             budget[1] = max(0, budget[1] - admission.reserved_tokens)
             budget[0] += actual_tokens
 
@@ -471,7 +494,7 @@ class LocalQuota:
             count = len(log_)
             rpm_reset = log_[0] + self._window if log_ else now
             day, day_number = _day_of(now)
-            used, reserved = self._budget_of(tenant, day, create=False)
+            used, reserved = self._budget_of(tenant, day)
         return _usage_view(tenant, rpm_limit, self._window, count, rpm_reset, token_limit,
                            used, reserved, day, day_number, degraded=self._degraded)
 
@@ -546,8 +569,8 @@ class RedisQuota:
         self._admit_script = redis.register_script(LUA_ADMIT)
         self._settle_script = redis.register_script(LUA_SETTLE)
         self._usage_script = redis.register_script(LUA_USAGE)
-        self._fallback = LocalQuota(settings, window_s=window_s,
-                                    divisor=settings.quota_expected_replicas, degraded=True)
+        self._seen: dict[str, Seed] = {}  # per tenant, what Redis said last
+        self._fallback = self._new_fallback()
         self._member_base = os.urandom(6).hex()
         self._sequence = itertools.count()
         self._degraded = False
@@ -557,11 +580,33 @@ class RedisQuota:
         self._dropped_settlements = 0
         self._closed = False
 
+    def _new_fallback(self) -> LocalQuota:
+        return LocalQuota(self._settings, window_s=self._window_s,
+                          divisor=self._settings.quota_expected_replicas, degraded=True,
+                          seed=self._seen.get)
+
+    async def load_scripts(self) -> None:
+        """SCRIPT LOAD the Lua scripts in one round trip.
+
+        Optional at start-up (otherwise the first call loads them on NOSCRIPT);
+        the recovery probe calls it so a restarted, empty Redis is ready before
+        traffic returns to it.
+        """
+        pipe = self._redis.pipeline(transaction=False)
+        for script in (self._admit_script, self._settle_script, self._usage_script):
+            pipe.script_load(script.script)
+        async with asyncio.timeout(self._timeout):
+            await pipe.execute()
+
     # -- keys ------------------------------------------------------------------
     def _keys(self, tenant: str) -> tuple[str, str]:
         # The tenant is a hash tag: both keys (and every day's budget) share a slot.
         base = f"{self._prefix}{{{tenant}}}"
         return f"{base}:rpm", f"{base}:tokens:"
+
+    @property
+    def key_prefix(self) -> str:
+        return self._prefix
 
     def token_key(self, tenant: str, day: str) -> str:
         return self._keys(tenant)[1] + day
@@ -585,9 +630,11 @@ class RedisQuota:
         if not self._degraded:
             self._degraded = True
             self._degraded_since = time.monotonic()
+            self._fallback = self._new_fallback()  # starts from what Redis said last
             modes = self._modes()
             _log().warning(
                 "quota_store_unavailable",
+                key_prefix=self._prefix,
                 during=during,
                 error=type(exc).__name__,
                 detail=str(exc)[:200],
@@ -607,14 +654,14 @@ class RedisQuota:
             while True:
                 await asyncio.sleep(self._probe_interval)
                 try:
-                    async with asyncio.timeout(self._timeout):
-                        await self._redis.ping()
+                    await self.load_scripts()
                     replayed = await self._replay_pending()
                 except _REDIS_FAILURES:
                     continue
                 self._degraded = False
                 _log().warning(
                     "quota_store_recovered",
+                    key_prefix=self._prefix,
                     degraded_for_s=round(time.monotonic() - self._degraded_since, 3),
                     settlements_replayed=replayed,
                     settlements_dropped=self._dropped_settlements,
@@ -672,21 +719,28 @@ class RedisQuota:
             used=int(fields[5]), reserved=int(fields[6]), day=_text(fields[7]),
             day_number=int(fields[8]),
         )
+        if len(self._seen) >= 100_000:
+            self._seen.clear()
+        self._seen[tenant] = Seed(check.day, check.used + check.reserved, check.count,
+                                  time.time(), rpm_limit, token_limit)
         return _verdict(check, tenant, rpm_limit, token_limit, estimated_tokens,
                         degraded=False, backend="redis")
 
     async def _settle(self, admission: Admission, actual_tokens: int) -> None:
         if actual_tokens < 0:
             raise ValueError("actual_tokens must be >= 0")
-        if admission.backend != "redis":
-            self._fallback.settle_now(admission, actual_tokens)
-            return
         if admission.finished:
             return
-        admission.finished = True
         key = self.token_key(admission.tenant, admission.day)
         expire_at = _day_start(admission.day) + TOKEN_KEY_LIFETIME_DAYS * DAY_S
-        entry = (key, admission.reserved_tokens, actual_tokens, expire_at)
+        if admission.backend == "redis":
+            admission.finished = True
+            entry = (key, admission.reserved_tokens, actual_tokens, expire_at)
+        else:
+            # Admitted locally while Redis was away: settle here, and record the real
+            # usage in Redis too (now or on recovery) so the day's total stays true.
+            self._fallback.settle_now(admission, actual_tokens)
+            entry = (key, 0, actual_tokens, expire_at)
         if entry[1] == 0 and entry[2] == 0:
             return  # nothing was reserved and nothing used: no round trip
         if not self._degraded:
@@ -736,7 +790,8 @@ class RedisQuota:
             with suppress(asyncio.CancelledError):
                 await task
         if self._pending:
-            _log().warning("quota_settlements_unsent", count=len(self._pending))
+            _log().warning("quota_settlements_unsent", key_prefix=self._prefix,
+                           count=len(self._pending))
 
 
 def make_quota(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
-from gateway.quota import RedisQuota
+from gateway.quota import Admission, RedisQuota
 from ragward import devservices
 from ragward.errors import DependencyUnavailable, QuotaExceeded
 from ragward.settings import load_settings
@@ -67,10 +67,28 @@ async def client(private_redis: PrivateRedis) -> AsyncIterator[aioredis.Redis]:
         await redis.aclose()
 
 
-def make(client: aioredis.Redis, tmp_path: Path, **overrides: Any) -> RedisQuota:
-    settings = load_settings(data_dir=tmp_path, redis_timeout_s=TIMEOUT_S, quota_rpm=10,
-                             quota_tokens_per_day=10_000, quota_expected_replicas=2, **overrides)
-    return RedisQuota(client, settings, key_prefix="q:")
+MakeQuota = Callable[..., RedisQuota]
+
+
+@pytest.fixture
+async def make(
+    client: aioredis.Redis, tmp_path: Path, unique: str
+) -> AsyncIterator[MakeQuota]:
+    """Builds RedisQuotas on the private Redis and closes them all, even if the test fails."""
+    made: list[RedisQuota] = []
+
+    def build(**overrides: Any) -> RedisQuota:
+        settings = load_settings(data_dir=tmp_path, redis_timeout_s=TIMEOUT_S, quota_rpm=10,
+                                 quota_tokens_per_day=10_000, quota_expected_replicas=2,
+                                 **overrides)
+        made.append(RedisQuota(client, settings, key_prefix=f"q:{unique}:"))
+        return made[-1]
+
+    try:
+        yield build
+    finally:
+        for quota in made:
+            await quota.close()
 
 
 async def wait_until_healthy(quota: RedisQuota, within_s: float = 6.0) -> float:
@@ -81,28 +99,34 @@ async def wait_until_healthy(quota: RedisQuota, within_s: float = 6.0) -> float:
     return time.monotonic() - started
 
 
-def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    return [entry for entry in logs if entry["event"] == name]
+def events(
+    logs: Sequence[Mapping[str, Any]], name: str, quota: RedisQuota
+) -> list[Mapping[str, Any]]:
+    return [entry for entry in logs
+            if entry["event"] == name and entry.get("key_prefix") == quota.key_prefix]
 
 
 async def test_fail_open_falls_back_to_local_limits_and_recovers(
-    private_redis: PrivateRedis, client: aioredis.Redis, tmp_path: Path
+    private_redis: PrivateRedis, client: aioredis.Redis, make: MakeQuota
 ) -> None:
     """Redis stopped, both controls fail_open: admits keep working at limit / replicas from
-    a local limiter, status() says degraded, one warning is logged (not one per request),
-    a settlement that could not be sent is kept; Redis back on the same port: the quota
-    switches back by itself, replays the settlement and logs the recovery once."""
-    quota = make(client, tmp_path)
+    a local limiter that starts from what Redis last reported, status() says degraded, one
+    warning is logged (not one per request), settlements that could not be sent are kept;
+    Redis back on the same port: the quota switches back by itself, replays them (including
+    the real usage of requests admitted locally) and logs the recovery once."""
+    quota = make()
     in_flight = await quota.admit("acme", 300)
     assert quota.status() == {"rpm": False, "tokens": False}
     await private_redis.stop()
     with capture_logs() as logs:
         started = time.monotonic()
         outcomes: list[str] = []
+        local: list[Admission] = []
         for _ in range(12):
             try:
                 admission = await quota.admit("acme", 100)
                 assert admission.degraded and admission.backend == "local"
+                local.append(admission)
                 outcomes.append("ok")
             except QuotaExceeded as exc:
                 assert exc.limit == 5  # 10 per minute / 2 expected replicas
@@ -110,36 +134,39 @@ async def test_fail_open_falls_back_to_local_limits_and_recovers(
         elapsed = time.monotonic() - started
         assert quota.status() == {"rpm": True, "tokens": True}
         await quota.settle(in_flight, 250)  # Redis is down: kept for later
-        assert quota.pending_settlements == 1
+        await quota.settle(local[0], 70)  # locally admitted: its usage is kept for Redis too
+        assert quota.pending_settlements == 2
         usage = await quota.usage("acme")
         assert usage["degraded"] is True and usage["requests_per_minute"]["limit"] == 5
         print(f"while down: {outcomes} in {elapsed * 1000:.0f} ms; status={quota.status()}")
-        assert outcomes == ["ok"] * 5 + ["429"] * 7
+        # Redis had seen 1 of 10 requests: this replica may admit (10 - 1) // 2 = 4 locally
+        assert outcomes == ["ok"] * 4 + ["429"] * 8
         assert elapsed < TIMEOUT_S + 1.0  # one bounded attempt, then no Redis calls
 
         await private_redis.start()
         recovered_in = await wait_until_healthy(quota)
     print(f"recovered {recovered_in:.2f} s after Redis came back")
-    [down] = events(logs, "quota_store_unavailable")
-    [up] = events(logs, "quota_store_recovered")
-    assert down["log_level"] == "warning" and down["rpm_mode"] == "fail_open"
-    assert up["settlements_replayed"] == 1
+    down = events(logs, "quota_store_unavailable", quota)
+    up = events(logs, "quota_store_recovered", quota)
+    assert len(down) == 1 and len(up) == 1, logs
+    assert down[0]["log_level"] == "warning" and down[0]["rpm_mode"] == "fail_open"
+    assert up[0]["settlements_replayed"] == 2
     assert quota.status() == {"rpm": False, "tokens": False}
     assert quota.pending_settlements == 0
     back = await quota.admit("acme", 100)
     assert back.backend == "redis" and not back.degraded and back.rpm_limit == 10
     # the restarted Redis is empty: it holds the replayed usage plus the new reservation
     assert await client.hgetall(quota.token_key("acme", back.day)) == {
-        b"used": b"250", b"reserved": b"100"}
+        b"used": b"320", b"reserved": b"100"}
     await quota.close()
 
 
 async def test_fail_closed_refuses_with_503_and_recovers(
-    private_redis: PrivateRedis, client: aioredis.Redis, tmp_path: Path
+    private_redis: PrivateRedis, client: aioredis.Redis, make: MakeQuota
 ) -> None:
     """A fail_closed control makes every request a DependencyUnavailable (503) while Redis
     is down, /v1/usage too, and status() says degraded; Redis back: normal admissions."""
-    quota = make(client, tmp_path, quota_tokens_mode="fail_closed")
+    quota = make(quota_tokens_mode="fail_closed")
     await quota.admit("acme", 10)
     await private_redis.stop()
     for _ in range(3):
@@ -159,15 +186,15 @@ async def test_fail_closed_refuses_with_503_and_recovers(
 
 
 async def test_a_stalled_redis_costs_one_bounded_wait(
-    private_redis: PrivateRedis, client: aioredis.Redis, tmp_path: Path
+    private_redis: PrivateRedis, client: aioredis.Redis, make: MakeQuota
 ) -> None:
     """Redis accepting connections but not answering (CLIENT PAUSE): the admit gives up
     after redis_timeout_s and falls back; once Redis answers again the probe restores it."""
-    quota = make(client, tmp_path)
+    quota = make()
     await quota.admit("acme", 0)
     pauser = aioredis.from_url(private_redis.url)
     try:
-        await pauser.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+        await pauser.client_pause(1500, all=True)
         started = time.monotonic()
         admission = await quota.admit("acme", 0)
         waited = time.monotonic() - started
@@ -184,10 +211,10 @@ async def test_a_stalled_redis_costs_one_bounded_wait(
 
 
 async def test_close_stops_the_probe(
-    private_redis: PrivateRedis, client: aioredis.Redis, tmp_path: Path
+    private_redis: PrivateRedis, client: aioredis.Redis, make: MakeQuota
 ) -> None:
     """close() while degraded cancels and awaits the recovery probe (no stray task)."""
-    quota = make(client, tmp_path)
+    quota = make()
     await private_redis.stop()
     await quota.admit("acme", 0)
     assert quota.degraded

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -32,18 +33,35 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
         await redis.aclose()
 
 
-def quota_for(client: aioredis.Redis, tmp_path: Path, unique: str, *, window_s: float = 60.0,
-              **limits: object) -> RedisQuota:
-    settings = load_settings(data_dir=tmp_path, **limits)
-    return RedisQuota(client, settings, key_prefix=f"test:{unique}:", window_s=window_s)
+QuotaFor = Callable[..., RedisQuota]
+
+
+@pytest.fixture
+async def quota_for(
+    client: aioredis.Redis, tmp_path: Path, unique: str
+) -> AsyncIterator[QuotaFor]:
+    """Builds RedisQuotas under the test's own key prefix; closes them even if the test fails."""
+    made: list[RedisQuota] = []
+
+    def build(*, window_s: float = 60.0, **limits: Any) -> RedisQuota:
+        settings = load_settings(data_dir=tmp_path, **limits)
+        made.append(RedisQuota(client, settings, key_prefix=f"test:{unique}:",
+                               window_s=window_s))
+        return made[-1]
+
+    try:
+        yield build
+    finally:
+        for quota in made:
+            await quota.close()
 
 
 async def test_eleventh_request_in_a_10_per_minute_window_gets_429_headers(
-    client: aioredis.Redis, tmp_path: Path, unique: str
+    client: aioredis.Redis, quota_for: QuotaFor, unique: str
 ) -> None:
     """Ten requests pass with falling X-RateLimit-Remaining; the 11th raises QuotaExceeded
     whose headers carry Retry-After, the limit, 0 remaining and the reset epoch."""
-    quota = quota_for(client, tmp_path, unique, quota_rpm=10)
+    quota = quota_for(quota_rpm=10)
     admitted = [await quota.admit("acme", 0) for _ in range(10)]
     assert [a.rpm_remaining for a in admitted] == list(range(9, -1, -1))
     assert all(a.backend == "redis" and not a.degraded for a in admitted)
@@ -59,13 +77,14 @@ async def test_eleventh_request_in_a_10_per_minute_window_gets_429_headers(
     assert headers["X-RateLimit-Reset"] == str(math.ceil(first + 60))
     assert 59 <= int(headers["Retry-After"]) <= 60
     assert admitted[-1].headers()["X-RateLimit-Reset"] == str(math.ceil(first + 60))
-    await quota.close()
 
 
-async def test_the_clock_is_redis_time(client: aioredis.Redis, tmp_path: Path, unique: str) -> None:
+async def test_the_clock_is_redis_time(
+    client: aioredis.Redis, quota_for: QuotaFor, unique: str
+) -> None:
     """Admissions are stamped with the server's TIME, so replicas' own clocks do not matter;
     keys carry their own expiry (window + 1 s; the day's budget until the next day ends)."""
-    quota = quota_for(client, tmp_path, unique)
+    quota = quota_for()
     seconds, micros = await client.time()
     admission = await quota.admit("acme", 25)
     assert abs(admission.admitted_at - (seconds + micros / 1e6)) < 0.5
@@ -75,15 +94,14 @@ async def test_the_clock_is_redis_time(client: aioredis.Redis, tmp_path: Path, u
     assert 60_000 < window_ttl <= 61_000
     token_ttl = await client.ttl(quota.token_key("acme", admission.day))
     assert 86_400 < token_ttl <= 2 * 86_400
-    await quota.close()
 
 
 async def test_window_boundary_lets_no_burst_through(
-    client: aioredis.Redis, tmp_path: Path, unique: str
+    client: aioredis.Redis, quota_for: QuotaFor, unique: str
 ) -> None:
     """A burst that fills a 2 s window is followed by refusals until the burst itself
     leaves the window; a fixed window would have reset and admitted a second burst."""
-    quota = quota_for(client, tmp_path, unique, window_s=2.0, quota_rpm=5)
+    quota = quota_for(window_s=2.0, quota_rpm=5)
     burst = [await quota.admit("acme", 0) for _ in range(5)]
     await asyncio.sleep(1.2)  # past any 1 s fixed-window boundary, inside the sliding window
     with pytest.raises(QuotaExceeded) as caught:
@@ -95,15 +113,14 @@ async def test_window_boundary_lets_no_burst_through(
     assert again[0].admitted_at - burst[0].admitted_at >= 2.0
     with pytest.raises(QuotaExceeded):
         await quota.admit("acme", 0)
-    await quota.close()
 
 
 async def test_spread_requests_never_exceed_the_limit_in_any_window_span(
-    client: aioredis.Redis, tmp_path: Path, unique: str
+    client: aioredis.Redis, quota_for: QuotaFor, unique: str
 ) -> None:
     """Requests every 25 ms across four 1 s windows: no window-length span (measured on the
     server's clock) holds more than 4 admissions, and the limiter is not stricter than that."""
-    quota = quota_for(client, tmp_path, unique, window_s=1.0, quota_rpm=4)
+    quota = quota_for(window_s=1.0, quota_rpm=4)
     admitted: list[float] = []
     refused = 0
     deadline = time.monotonic() + 4.0
@@ -119,15 +136,17 @@ async def test_spread_requests_never_exceed_the_limit_in_any_window_span(
     print(f"admitted={len(admitted)} refused={refused} max in any 1 s span={worst}")
     assert worst <= 4
     assert len(admitted) >= 4 * 4 - 1 and refused > len(admitted)
-    await quota.close()
 
 
 async def test_100_concurrent_admits_against_a_budget_for_10_admit_exactly_10(
-    client: aioredis.Redis, tmp_path: Path, unique: str
+    client: aioredis.Redis, quota_for: QuotaFor, unique: str
 ) -> None:
     """Token reservations are atomic: 100 concurrent requests each estimating 612 tokens
-    against a 6,120-token budget let exactly 10 through; settling frees the unused part."""
-    quota = quota_for(client, tmp_path, unique, quota_rpm=1000, quota_tokens_per_day=6120)
+    against a 6,120-token budget let exactly 10 through; settling frees the unused part.
+    (A generous timeout: a loaded machine opening 100 connections must not turn this into
+    a fail-open test.)"""
+    quota = quota_for(quota_rpm=1000, quota_tokens_per_day=6120,
+                      redis_timeout_s=5.0)
 
     async def one() -> Admission | QuotaExceeded:
         try:
@@ -139,6 +158,7 @@ async def test_100_concurrent_admits_against_a_budget_for_10_admit_exactly_10(
     admitted = [r for r in results if isinstance(r, Admission)]
     refused = [r for r in results if isinstance(r, QuotaExceeded)]
     print(f"admitted={len(admitted)} refused={len(refused)}")
+    assert quota.status() == {"rpm": False, "tokens": False}
     assert len(admitted) == 10 and len(refused) == 90
     assert all("tokens per day" in exc.message for exc in refused)
     assert sorted(a.tokens_remaining for a in admitted) == [612 * i for i in range(10)]
@@ -148,15 +168,14 @@ async def test_100_concurrent_admits_against_a_budget_for_10_admit_exactly_10(
     await asyncio.gather(*(quota.settle(a, 300) for a in admitted))
     tokens = (await quota.usage("acme"))["tokens_per_day"]
     assert (tokens["used"], tokens["reserved"], tokens["remaining"]) == (3000, 0, 3120)
-    await quota.close()
 
 
 async def test_settle_release_and_overrun(
-    client: aioredis.Redis, tmp_path: Path, unique: str
+    client: aioredis.Redis, quota_for: QuotaFor, unique: str
 ) -> None:
     """release() returns a failed request's reservation; settle() records real usage even
     above the estimate, after which nothing more is admitted until the next UTC day."""
-    quota = quota_for(client, tmp_path, unique, quota_rpm=1000, quota_tokens_per_day=1000)
+    quota = quota_for(quota_rpm=1000, quota_tokens_per_day=1000)
     a = await quota.admit("acme", 600)
     with pytest.raises(QuotaExceeded) as caught:
         await quota.admit("acme", 600)
@@ -177,7 +196,6 @@ async def test_settle_release_and_overrun(
     print("usage:", usage)
     assert usage["tokens_per_day"]["used"] == 1100
     assert usage["tokens_per_day"]["reset"].endswith("T00:00:00Z")
-    await quota.close()
 
 
 async def test_per_tenant_overrides_apply_in_redis(
@@ -188,15 +206,17 @@ async def test_per_tenant_overrides_apply_in_redis(
     config.write_text("[quotas.tenants.small]\nrpm = 2\n")
     settings = load_settings(config, data_dir=tmp_path, quota_rpm=50)
     quota = make_quota(settings, client, key_prefix=f"test:{unique}:")
-    assert isinstance(quota, RedisQuota)
-    for _ in range(2):
-        await quota.admit("small", 0)
-    with pytest.raises(QuotaExceeded) as caught:
-        await quota.admit("small", 0)
-    assert caught.value.limit == 2
-    assert (await quota.admit("big", 0)).rpm_limit == 50
-    assert (await quota.usage("small"))["requests_per_minute"]["limit"] == 2
-    await quota.close()
+    try:
+        assert isinstance(quota, RedisQuota)
+        for _ in range(2):
+            await quota.admit("small", 0)
+        with pytest.raises(QuotaExceeded) as caught:
+            await quota.admit("small", 0)
+        assert caught.value.limit == 2
+        assert (await quota.admit("big", 0)).rpm_limit == 50
+        assert (await quota.usage("small"))["requests_per_minute"]["limit"] == 2
+    finally:
+        await quota.close()
 
 
 async def test_lua_day_names_match_python_dates(client: aioredis.Redis) -> None:

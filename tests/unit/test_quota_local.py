@@ -10,10 +10,11 @@ import asyncio
 import math
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from gateway.quota import Admission, LocalQuota, QuotaLimiter, make_quota
+from gateway.quota import Admission, LocalQuota, QuotaLimiter, Seed, make_quota
 from ragward.errors import QuotaExceeded
 from ragward.settings import Settings, load_settings
 
@@ -29,7 +30,7 @@ class FakeClock:
         return self.now
 
 
-def make(tmp_path: Path, clock: FakeClock, *, divisor: int = 1, **quota: object) -> LocalQuota:
+def make(tmp_path: Path, clock: FakeClock, *, divisor: int = 1, **quota: Any) -> LocalQuota:
     settings = load_settings(data_dir=tmp_path, **quota)
     return LocalQuota(settings, clock=clock, divisor=divisor)
 
@@ -223,3 +224,28 @@ async def test_negative_token_counts_are_programming_errors(tmp_path: Path) -> N
     admission = await quota.admit("acme", 1)
     with pytest.raises(ValueError):
         await quota.settle(admission, -5)
+
+
+async def test_a_seeded_fallback_admits_only_its_share_of_what_was_left(
+    tmp_path: Path,
+) -> None:
+    """The fail-open fallback starts from what Redis last reported: with 2 replicas, 7 of 10
+    requests and 8,000 of 10,000 tokens already spent, a replica admits (10-7)//2 = 1 request
+    and (10,000-8,000)//2 = 1,000 tokens, not a fresh half of each limit."""
+    clock = FakeClock()
+    settings = load_settings(data_dir=tmp_path, quota_rpm=10, quota_tokens_per_day=10_000)
+    seed = Seed(day="2025-06-15", committed_tokens=8000, window_count=7, seen_at=T0 - 5,
+                rpm_limit=10, token_limit=10_000)
+    fallback = LocalQuota(settings, clock=clock, divisor=2, degraded=True,
+                          seed=lambda tenant: seed if tenant == "acme" else None)
+    first = await fallback.admit("acme", 1000)
+    assert first.degraded and first.rpm_limit == 5 and first.rpm_remaining == 0
+    assert first.tokens_remaining == 0
+    with pytest.raises(QuotaExceeded):
+        await fallback.admit("acme", 0)
+    clock.now = T0 - 5 + 60.001  # the seeded requests leave the window like real ones
+    with pytest.raises(QuotaExceeded) as caught:
+        await fallback.admit("acme", 1)
+    assert "tokens per day" in caught.value.message
+    fresh = await fallback.admit("other", 5000)  # a tenant Redis never mentioned
+    assert fresh.tokens_remaining == 0 and fresh.rpm_remaining == 4
