@@ -107,7 +107,8 @@ async def run(url: str, args: argparse.Namespace) -> None:
     lines: list[str] = []
     try:
         await client.ping()
-        # warm up: load the scripts and fill the connection pool
+        await redis_quota.load_scripts()  # what the gateway's lifespan does
+        # warm up: fill the connection pool
         warm = check_op(redis_quota, args.tenants, refused)
         await asyncio.gather(*(warm() for _ in range(args.concurrency)))
 
