@@ -26,6 +26,10 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+# bench/gateway.py would shadow the gateway package: the repo root goes first.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis.asyncio as aioredis
 
