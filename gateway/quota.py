@@ -31,10 +31,13 @@ Implementations:
 Redis down or slower than ``settings.redis_timeout_s``: when either control is
 ``fail_closed`` the request gets :class:`~ragward.errors.DependencyUnavailable`
 (503); when both are ``fail_open`` a :class:`LocalQuota` at limit ÷
-``settings.quota_expected_replicas`` takes over. Either way ``status()`` reports
-the controls degraded, one warning is logged per transition, settlements that
-could not reach Redis are kept and replayed, and a background probe (at most
-once per ``probe_interval_s``) switches back as soon as Redis answers.
+``settings.quota_expected_replicas`` takes over, starting each tenant from the
+counts Redis last reported (so a replica admits its share of what was left).
+Either way ``status()`` reports the controls degraded, one warning is logged
+per transition, settlements that could not reach Redis — and the real usage of
+requests admitted locally — are kept and replayed, and a background probe (at
+most once per ``probe_interval_s``; it reloads the scripts) switches back as
+soon as Redis answers.
 While degraded no request waits on Redis. An admit that timed out may still
 have been applied by Redis (if the server was already running it): that
 request then counts twice — once locally, once in Redis — erring strict.
