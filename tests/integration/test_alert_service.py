@@ -21,6 +21,7 @@ from alerting.notifiers import RetryPolicy
 from alerting.service import AlertService
 from alerting.silences import Matcher, Silence
 from alerting.state_store import StateStore, db_path
+from alerting.view import Sample
 from ragward.settings import Settings, load_settings
 from telemetry.events import AuditEvent, alert_decoder, encode, new_event_id
 from telemetry.memory_bus import MemoryBus, MemoryPublisher
@@ -225,6 +226,46 @@ async def test_silence_suppresses_notifications_but_not_state(
     assert ("acme", "firing") in states and ("acme", "resolved") in states
 
 
+async def test_resolve_just_before_a_stop_is_sent_after_the_restart(
+        tmp_path: Path, http_receiver: HttpReceiver) -> None:
+    """An incident that resolves in the service's last evaluation before it stops (no flush
+    yet) gets its RESOLVED from the restarted service, exactly once; the FIRING is not
+    repeated."""
+    settings = _settings(tmp_path, http_receiver, None)
+    view, clock = ScriptedView(), ManualClock()
+
+    def service() -> AlertService:
+        return AlertService(settings, view, None, rules=RULES, clock=clock, retry=FAST,
+                            registry=CollectorRegistry())
+
+    first = service()
+    await first.start(run_loop=False)
+    try:
+        view.set("error_rate", Sample({"tenant": "acme"}, 0.5, 100))
+        for _ in range(9):                                    # firing, then flushed
+            await first.tick()
+            clock.advance(STEP)
+        await first.idle()
+        assert len(http_receiver.at("/hook")) == 1
+        view.set("error_rate", Sample({"tenant": "acme"}, 0.0, 100))
+        await first.tick()                                    # resolved, flush not due
+        await first.idle()
+    finally:
+        await first.stop()
+    assert len(http_receiver.at("/hook")) == 1
+    second = service()
+    await second.start(run_loop=False)
+    try:
+        for _ in range(30):
+            clock.advance(STEP)
+            await second.tick()
+        await second.idle()
+    finally:
+        await second.stop()
+    assert [b["status"] for b in http_receiver.bodies("/hook")] == ["firing", "resolved"]
+    assert len(http_receiver.at("/slack")) == 2
+
+
 async def test_dead_receiver_is_counted_and_never_delays_evaluation(
         tmp_path: Path, http_receiver: HttpReceiver) -> None:
     """Slack's URL points at a closed port: its delivery fails after its retries and is
@@ -240,8 +281,6 @@ async def test_dead_receiver_is_counted_and_never_delays_evaluation(
     await service.start(run_loop=False)
     loop = asyncio.get_running_loop()
     try:
-        from alerting.view import Sample
-
         view.set("error_rate", Sample({"tenant": "acme"}, 0.5, 100))
         for _ in range(8):                                    # 40 s: firing + group_wait
             await service.tick()
@@ -292,8 +331,6 @@ async def test_stop_cancels_a_hanging_delivery(tmp_path: Path) -> None:
                            stop_grace_s=0.2)
     await service.start(run_loop=False)
     try:
-        from alerting.view import Sample
-
         view.set("error_rate", Sample({"tenant": "acme"}, 0.5, 100))
         for _ in range(9):
             await service.tick()
@@ -313,8 +350,6 @@ async def test_service_loop_runs_on_its_own(tmp_path: Path, http_receiver: HttpR
     """start() with the loop evaluates every alert_eval_interval_s without anyone ticking."""
     settings = _settings(tmp_path, http_receiver, None, alert_eval_interval_s=0.05)
     view = ScriptedView()
-    from alerting.view import Sample
-
     view.set("error_rate", Sample({"tenant": "acme"}, 0.5, 100))
     rules = rules_from_yaml("""
 rules:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alerting.clock import ManualClock
-from alerting.engine import Engine, Transition
+from alerting.engine import Engine, Transition, fingerprint
 from alerting.view import Sample
 from tests.alert_helpers import ScriptedView, error_rate, rules_from_yaml
 
@@ -138,13 +138,8 @@ def test_annotations_follow_the_value_and_resolved_alerts_expire() -> None:
     assert engine.alerts()
     engine.evaluate(clock.advance(1))
     assert engine.alerts() == []
-    assert engine.take_changes() == ([], [engine_fp(view)])
-
-
-def engine_fp(view: ScriptedView) -> str:
-    from alerting.engine import fingerprint
-
-    return fingerprint({"tenant": "acme", "severity": "page", "alertname": "HighErrorRate"})
+    acme = fingerprint({"tenant": "acme", "severity": "page", "alertname": "HighErrorRate"})
+    assert engine.take_changes() == ([], [acme])
 
 
 def test_failing_query_changes_nothing() -> None:
@@ -270,7 +265,7 @@ def test_warm_up_missing_data_does_not_resolve_a_restored_alert() -> None:
     engine, view, clock = _engine(RULES.replace("for: 30s", "for: 0s"))
     view.set("error_rate", error_rate("acme", 0.5))
     engine.evaluate(clock.now())
-    restarted, view2, _ = _engine(RULES.replace("for: 30s", "for: 0s"))
+    restarted, _, _ = _engine(RULES.replace("for: 30s", "for: 0s"))
     restarted.restore(engine.alerts(), clock.now())
     restarted.warmup_from = clock.now()
     assert restarted.evaluate(clock.advance(30)) == []

@@ -138,3 +138,15 @@ def test_groups_follow_group_by() -> None:
     notes = d.due(T0 + 10)
     assert sorted((n.group_key, len(n.alerts)) for n in notes) == [
         ('{}:{alertname="HighErrorRate"}', 2), ('{}:{alertname="Other"}', 1)]
+
+
+def test_resolve_while_silenced_still_closes_the_incident() -> None:
+    """An alert notified as firing, then silenced, then resolved: the RESOLVED is sent."""
+    d = Dispatcher(ROUTING, ("slack",))
+    d.update([_alert("acme")], T0)
+    _deliver(d, d.due(T0 + 10))
+    silence = Silence.create([Matcher.parse("tenant=acme")], T0 + 20, T0 + 3600, now=T0)
+    d.update([_alert("acme")], T0 + 70)
+    assert d.due(T0 + 70, [silence]) == []
+    d.update([_alert("acme", "resolved")], T0 + 100)
+    assert [n.status for n in d.due(T0 + 130, [silence])] == ["resolved"]
