@@ -22,6 +22,7 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import kubernetes_validate.utils
 import pytest
 import yaml
 from pydantic import AliasChoices
@@ -33,7 +34,16 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 K8S = REPO / "deploy" / "k8s"
 KUSTOMIZATIONS = ["base", "overlays/medium", "overlays/large", "dev-deps"]
-K8S_VERSION = "1.30.0"  # oldest Kubernetes the manifests promise to fit
+
+
+def _k8s_version() -> str:
+    """1.30, the oldest Kubernetes the manifests promise to fit (or the oldest schema bundled, if a
+    newer kubernetes-validate no longer ships 1.30)."""
+    versions = kubernetes_validate.utils.all_versions()
+    return next((v for v in versions if v.startswith("1.30.")), versions[0])
+
+
+K8S_VERSION = _k8s_version()
 # Sizing table (operations guide): gateway and rag-core pods, limits (cores, memory).
 SIZES = {"base": ("2", "4Gi"), "overlays/medium": ("4", "8Gi"), "overlays/large": ("8", "16Gi")}
 PORTS = {"gateway": 8000, "rag-core": 8001, "consumer-metrics": 9100, "consumer-alerts": 9100,
