@@ -24,13 +24,14 @@ place in the chain with the value's SHA-256, never its bytes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
@@ -44,6 +45,9 @@ RECORD_VERSION = 1
 MAX_TEXT = 512
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _ERROR_PATH = re.compile(r"at `([^`]{1,100})`")
+_IPV4 = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.\d{1,3}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def parse_ts_us(value: str) -> int | None:
@@ -54,8 +58,7 @@ def parse_ts_us(value: str) -> int | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 def format_ts_us(ts_us: int) -> str:
@@ -91,8 +94,14 @@ class ClientAddressPolicy:
         return truncate_address(addr)
 
 
+@functools.lru_cache(maxsize=65_536)
 def truncate_address(addr: str) -> str:
     """IPv4 to its /24, IPv6 to its /48 (narrower prefixes kept); '?' if not an address."""
+    plain = _IPV4.fullmatch(addr)
+    if plain and all(int(octet) <= 255 for octet in plain.groups()) and not any(
+        len(octet) > 1 and octet[0] == "0" for octet in plain.groups()
+    ):
+        return f"{int(plain[1])}.{int(plain[2])}.{int(plain[3])}.0/24"
     try:
         net = ipaddress.ip_network(addr, strict=False)
     except ValueError:
