@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from alerting.engine import Engine, Transition
 from alerting.grouping import Dispatcher, Notification
 from alerting.notifiers import Notifier, NotifyError, RetryPolicy, deliver
 from alerting.notifiers.email import EmailNotifier, SmtpConfig
+from alerting.notifiers.format import rfc3339
 from alerting.notifiers.slack import SlackNotifier
 from alerting.notifiers.webhook import WebhookNotifier
 from alerting.rules import RuleSet, load_rules
@@ -50,10 +50,8 @@ _PUBLISH_QUEUE = 10_000
 
 
 def _event_ts(at: float | None) -> str | None:
-    if at is None:
-        return None
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds").replace(
-        "+00:00", "Z")
+    """Event timestamps as telemetry writes them (microseconds); None stays None."""
+    return None if at is None else rfc3339(at, "microseconds")
 
 
 def alert_event(transition: Transition) -> AlertEvent:

@@ -24,11 +24,12 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 """Go's zero time, which Alertmanager writes for an alert without an end."""
 
 
-def rfc3339(ts: float | None) -> str:
+def rfc3339(ts: float | None, timespec: str = "milliseconds") -> str:
+    """UTC with a ``Z``; Go's zero time for None (an alert without an end)."""
     if ts is None:
         return ZERO_TIME
     moment = datetime.fromtimestamp(ts, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def _common(maps: Sequence[dict[str, str]]) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,29 @@ def test_consumer_needs_kafka_and_valid_rules(settings: Settings, tmp_path: Path
     bad = settings.model_copy(update={"alert_rules": rules, "kafka_bootstrap": "127.0.0.1:1"})
     with pytest.raises(ConfigError, match='rule "X": unknown metric "nope"'):
         consumer_main(bad, _args(port=None, group=None))
+
+
+async def test_consumer_app_serves_metrics_alerts_and_readiness(settings: Settings) -> None:
+    """The consumer's app starts the consumer in its lifespan and serves /ready, /metrics
+    (with the alerting metrics) and /api/alerts."""
+    from litestar.testing import AsyncTestClient
+
+    from alerting.consumer import AlertConsumer, create_alerts_app
+    from telemetry.memory_bus import MemoryBus
+
+    fast = settings.model_copy(update={"alert_eval_interval_s": 0.05})
+    consumer = AlertConsumer(fast, MemoryBus(), group_id="alerts-app")
+    async with AsyncTestClient(app=create_alerts_app(consumer)) as client:
+        for _ in range(100):
+            if (await client.get("/ready")).status_code == 200:
+                break
+            await asyncio.sleep(0.02)
+        assert (await client.get("/ready")).json()["group"] == "alerts-app"
+        await asyncio.sleep(0.1)  # a few evaluations
+        metrics = (await client.get("/metrics")).text
+        assert 'ragward_alerts_firing{alertname="HighErrorRate"} 0.0' in metrics
+        assert "ragward_alert_evaluation_seconds_count" in metrics
+        body = (await client.get("/api/alerts")).json()
+        assert body["rules"] == "default rules" and body["alerts"] == []
+        assert (await client.get("/health")).json() == {"status": "ok"}
+    assert not consumer.ready
