@@ -190,6 +190,7 @@ def create_app(
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="ragward gateway", version="1", path="/schema"),
         type_encoders={msgspec.Struct: msgspec.to_builtins},
+        logging_config=None,  # ragward.logs owns logging: structlog JSON lines
         debug=False,
     )
     # Wrap outside Litestar's exception handling so every response — including 404s

@@ -93,6 +93,14 @@ async def serving(app: Any, port: int | None = None) -> AsyncIterator[str]:
 async def running_gateway(settings: Settings, **given: Any) -> AsyncIterator[RunningGateway]:
     """A real gateway over HTTP on the test's loop, publishing into an in-process bus."""
     bus = given.pop("bus", None) or MemoryBus()
-    app = create_app(settings, publisher=bus.publisher(), **given)
-    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
-        yield RunningGateway(client, app, bus, settings)
+    publisher = bus.publisher()
+    await publisher.start()
+    try:
+        app = create_app(settings, publisher=publisher,
+                         spool_state=lambda: (int(getattr(publisher, "spool_bytes", 0)),
+                                              int(getattr(publisher, "spool_capacity_bytes", 0))),
+                         **given)
+        async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+            yield RunningGateway(client, app, bus, settings)
+    finally:
+        await publisher.stop()
