@@ -1,0 +1,226 @@
+"""The model collaborators of rag_core, chosen by ``RAGWARD_LLM``.
+
+A :class:`Backend` bundles what the query path needs — embedding model, LLM,
+their names for pricing, and the shared callback manager of the
+:class:`~rag_core.usage.UsageTracker` — built from settings by
+:func:`build_backend`. Nothing here touches LlamaIndex's global ``Settings``.
+
+* ``local``: :class:`~rag_core.embedding.HashedEmbedding` and
+  :class:`~rag_core.answerer.ExtractiveLLM`; offline, cost 0.
+* ``openai``: llama-index's ``OpenAI`` and ``OpenAIEmbedding`` against
+  ``OPENAI_BASE_URL``. Retries are the OpenAI SDK's own (``max_retries``:
+  exponential backoff with jitter on connection errors, 408, 409, 429 and 5xx,
+  honouring ``Retry-After``); LlamaIndex's extra tenacity layer is switched off
+  so the two do not multiply. Every call has ``RAGWARD_LLM_TIMEOUT_S``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import openai
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.base.llms.types import LLMMetadata
+from llama_index.core.bridge.pydantic import Field
+from llama_index.core.llms.llm import LLM
+from llama_index.embeddings.openai import OpenAIEmbedding
+from llama_index.llms.openai import OpenAI
+
+from rag_core.answerer import ExtractiveLLM
+from rag_core.embedding import HashedEmbedding
+from rag_core.usage import UsageTracker, report_embedding_tokens
+from ragward.errors import (
+    ConfigError,
+    RagwardError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from ragward.settings import Settings
+
+LOCAL_DIM = 8192
+UNKNOWN_MODEL_CONTEXT = 8192
+
+
+class RetryingOpenAI(OpenAI):
+    """``OpenAI`` whose retries are the SDK's (Retry-After aware), not tenacity's."""
+
+    sdk_max_retries: int = Field(default=3, ge=0)
+
+    def _get_credential_kwargs(self, is_async: bool = False) -> dict[str, Any]:
+        kwargs: dict[str, Any] = super()._get_credential_kwargs(is_async)
+        kwargs["max_retries"] = self.sdk_max_retries
+        return kwargs
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        try:
+            return super().metadata
+        except ValueError:  # a model llama-index does not know (another OpenAI-compatible server)
+            return LLMMetadata(
+                context_window=UNKNOWN_MODEL_CONTEXT,
+                num_output=self.max_tokens or -1,
+                is_chat_model=True,
+                model_name=self.model,
+            )
+
+
+class ReportingOpenAIEmbedding(OpenAIEmbedding):
+    """``OpenAIEmbedding`` that reports the server's token usage and uses SDK retries."""
+
+    sdk_max_retries: int = Field(default=3, ge=0)
+
+    def _get_credential_kwargs(self, is_async: bool = False) -> dict[str, Any]:
+        kwargs: dict[str, Any] = super()._get_credential_kwargs(is_async)
+        kwargs["max_retries"] = self.sdk_max_retries
+        return kwargs
+
+    def _record(self, response: Any) -> list[list[float]]:
+        usage = getattr(response, "usage", None)
+        if usage is not None and getattr(usage, "total_tokens", None) is not None:
+            report_embedding_tokens(int(usage.total_tokens))
+        return [list(item.embedding) for item in response.data]
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        response = await self._get_aclient().embeddings.create(
+            input=[query.replace("\n", " ")], model=self._query_engine, **self.additional_kwargs
+        )
+        return self._record(response)[0]
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        response = await self._get_aclient().embeddings.create(
+            input=[t.replace("\n", " ") for t in texts],
+            model=self._text_engine,
+            **self.additional_kwargs,
+        )
+        return self._record(response)
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        response = self._get_client().embeddings.create(
+            input=[t.replace("\n", " ") for t in texts],
+            model=self._text_engine,
+            **self.additional_kwargs,
+        )
+        return self._record(response)
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embeddings([text])[0]
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        response = self._get_client().embeddings.create(
+            input=[query.replace("\n", " ")], model=self._query_engine, **self.additional_kwargs
+        )
+        return self._record(response)[0]
+
+
+@dataclass
+class Backend:
+    """The models one RagService (or one ingest) works with."""
+
+    name: str
+    embed_model: BaseEmbedding
+    llm: LLM
+    llm_model: str
+    embedding_model: str
+    tracker: UsageTracker
+    timeout_s: float | None = None
+    _sync_clients: list[httpx.Client] = field(default_factory=list)
+    _async_clients: list[httpx.AsyncClient] = field(default_factory=list)
+
+    @property
+    def embedding_id(self) -> str:
+        """What an index must have been built with to be queried by this backend."""
+        return f"{self.name}:{self.embedding_model}"
+
+    def map_error(self, exc: BaseException) -> RagwardError | None:
+        """A provider failure as the domain error the HTTP layer maps to 502/503/504."""
+        return map_openai_error(exc)
+
+    def close_sync(self) -> None:
+        for client in self._sync_clients:
+            client.close()
+        self._sync_clients.clear()
+
+    async def aclose(self) -> None:
+        self.close_sync()
+        for aclient in self._async_clients:
+            await aclient.aclose()
+        self._async_clients.clear()
+
+
+def map_openai_error(exc: BaseException) -> RagwardError | None:
+    """Never includes the provider's message text: it may echo credentials."""
+    if isinstance(exc, openai.APITimeoutError):
+        return UpstreamTimeout("the LLM provider did not answer in time")
+    if isinstance(exc, openai.APIConnectionError):
+        return UpstreamUnavailable("the LLM provider is unreachable")
+    if isinstance(exc, openai.RateLimitError):
+        return UpstreamUnavailable("the LLM provider is rate limiting; retries exhausted")
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code >= 500:
+            return UpstreamError(f"the LLM provider failed (HTTP {exc.status_code})")
+        return UpstreamError(f"the LLM provider rejected the request (HTTP {exc.status_code})")
+    if isinstance(exc, openai.OpenAIError):
+        return UpstreamError("the LLM provider failed")
+    return None
+
+
+def build_local_backend(tracker: UsageTracker | None = None, dim: int = LOCAL_DIM) -> Backend:
+    tracker = tracker or UsageTracker()
+    embed = HashedEmbedding(dim=dim, callback_manager=tracker.callback_manager)
+    llm = ExtractiveLLM(dim=dim, callback_manager=tracker.callback_manager)
+    return Backend(
+        name="local",
+        embed_model=embed,
+        llm=llm,
+        llm_model=llm.model_name,
+        embedding_model=embed.model_name,
+        tracker=tracker,
+    )
+
+
+def build_openai_backend(settings: Settings, tracker: UsageTracker | None = None) -> Backend:
+    tracker = tracker or UsageTracker()
+    if settings.openai_api_key is not None:
+        api_key = settings.openai_api_key.get_secret_value()
+    elif settings.openai_base_url:
+        api_key = "not-needed"  # many OpenAI-compatible servers take no key
+    else:
+        raise ConfigError("OPENAI_API_KEY: required when RAGWARD_LLM=openai")
+    timeout = httpx.Timeout(settings.llm_timeout_s, connect=min(5.0, settings.llm_timeout_s))
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+    sync_client = httpx.Client(timeout=timeout, limits=limits)
+    async_client = httpx.AsyncClient(timeout=timeout, limits=limits)
+    common: dict[str, Any] = {
+        "api_key": api_key,
+        "api_base": settings.openai_base_url,
+        "timeout": settings.llm_timeout_s,
+        "max_retries": 0,  # disables llama-index's tenacity layer
+        "sdk_max_retries": settings.llm_max_retries,
+        "callback_manager": tracker.callback_manager,
+        "http_client": sync_client,
+        "async_http_client": async_client,
+    }
+    llm = RetryingOpenAI(model=settings.openai_model, temperature=0.0, **common)
+    embed = ReportingOpenAIEmbedding(
+        model_name=settings.openai_embedding_model, embed_batch_size=64, **common
+    )
+    return Backend(
+        name="openai",
+        embed_model=embed,
+        llm=llm,
+        llm_model=settings.openai_model,
+        embedding_model=settings.openai_embedding_model,
+        tracker=tracker,
+        timeout_s=settings.llm_timeout_s,
+        _sync_clients=[sync_client],
+        _async_clients=[async_client],
+    )
+
+
+def build_backend(settings: Settings, tracker: UsageTracker | None = None) -> Backend:
+    if settings.llm == "openai":
+        return build_openai_backend(settings, tracker)
+    return build_local_backend(tracker)

@@ -1,0 +1,211 @@
+"""``ragward ingest PATH... [--index NAME] [--sample]``: build and publish an index.
+
+Read documents (:mod:`rag_core.readers`), split them with the bilingual
+splitter, embed the chunks in batches, build a ``VectorStoreIndex`` and publish
+it atomically as a new version (:mod:`rag_core.store`). Progress bars go to
+stderr; one summary line goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+import structlog
+from llama_index.core import StorageContext, VectorStoreIndex
+from llama_index.core.node_parser import MarkdownNodeParser
+from llama_index.core.schema import BaseNode, Document, MetadataMode
+from tqdm import tqdm
+
+from rag_core.backends import Backend, build_backend
+from rag_core.readers import collect_files, iter_documents
+from rag_core.store import persist_version
+from rag_core.text import make_splitter
+from rag_core.vector_store import NumpyVectorStore
+from ragward.errors import RagwardError
+from ragward.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+CHUNK_TOKENS = 256
+INDEX_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+def sample_corpus_dir() -> Path:
+    """The bundled handbook (English and Chinese Markdown), inside the package."""
+    return Path(str(resources.files("rag_core").joinpath("sample", "handbook")))
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    index: str
+    version: str
+    documents: int
+    chunks: int
+    seconds: float
+    embedding_tokens: int
+
+
+def _valid_index_name(name: str) -> str:
+    import re
+
+    if not re.fullmatch(INDEX_NAME_PATTERN, name):
+        raise ValueError(
+            f"index name {name!r} must be 1-64 characters of letters, digits, '_', '.', '-'"
+        )
+    return name
+
+
+def build_nodes(documents: list[Document], *, show_progress: bool) -> list[BaseNode]:
+    """Sections first (Markdown headings, also produced by the HTML reader), then
+    bilingual sentence-aware chunks of at most ``CHUNK_TOKENS`` within a section.
+
+    A chunk never straddles two sections, so a heading stays with its body.
+    Only ``title`` and ``header_path`` are embedded with the text; the LLM sees none.
+    """
+    sections = MarkdownNodeParser(include_prev_next_rel=False)
+    splitter = make_splitter(chunk_size=CHUNK_TOKENS)
+    nodes: list[BaseNode] = []
+    for doc in tqdm(documents, desc="Splitting", unit="doc", disable=not show_progress):
+        nodes.extend(splitter.get_nodes_from_documents(sections.get_nodes_from_documents([doc])))
+    for node in nodes:
+        node.excluded_embed_metadata_keys = [
+            k for k in node.metadata if k not in ("title", "header_path")
+        ]
+        node.excluded_llm_metadata_keys = list(node.metadata)
+    return nodes
+
+
+def embed_nodes(
+    nodes: list[BaseNode], backend: Backend, *, show_progress: bool
+) -> None:
+    batch = max(1, backend.embed_model.embed_batch_size)
+    with tqdm(total=len(nodes), desc="Embedding", unit="chunk", disable=not show_progress) as bar:
+        for start in range(0, len(nodes), batch):
+            group = nodes[start : start + batch]
+            texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in group]
+            vectors = backend.embed_model.get_text_embedding_batch(texts)
+            for node, vector in zip(group, vectors, strict=True):
+                node.embedding = vector
+            bar.update(len(group))
+
+
+def ingest(
+    settings: Settings,
+    paths: list[Path],
+    index: str | None = None,
+    *,
+    sample: bool = False,
+    backend: Backend | None = None,
+    show_progress: bool = True,
+) -> IngestResult:
+    """Build ``index`` from ``paths`` (and the sample corpus) and publish it as a new version.
+
+    Raises ValueError for bad input (missing paths, nothing to ingest, bad name)
+    and the backend's domain errors when the embedding provider fails.
+    """
+    started = time.perf_counter()
+    name = _valid_index_name(index or settings.default_index)
+    roots = list(paths) + ([sample_corpus_dir()] if sample else [])
+    if not roots:
+        raise ValueError("nothing to ingest: give PATH... or --sample")
+    files = collect_files(roots)
+    if not files:
+        raise ValueError("no supported documents found (.txt .md .html .pdf .docx)")
+    own_backend = backend is None
+    backend = backend or build_backend(settings)
+    try:
+        with backend.tracker.track() as usage:
+            documents: list[Document] = []
+            file_entries = []
+            for file, docs in tqdm(
+                iter_documents(files),
+                total=len(files),
+                desc="Reading",
+                unit="file",
+                disable=not show_progress,
+            ):
+                documents.extend(docs)
+                if docs:
+                    file_entries.append(
+                        {
+                            "file_name": file.name,
+                            "title": docs[0].metadata.get("title", ""),
+                            "chars": sum(len(d.text) for d in docs),
+                        }
+                    )
+            if not documents:
+                raise ValueError("the documents contain no text")
+            nodes = build_nodes(documents, show_progress=show_progress)
+            try:
+                embed_nodes(nodes, backend, show_progress=show_progress)
+            except Exception as exc:
+                mapped = backend.map_error(exc)
+                if mapped is not None:
+                    raise mapped from exc
+                raise
+            vector_index = VectorStoreIndex(
+                nodes=nodes,
+                embed_model=backend.embed_model,
+                storage_context=StorageContext.from_defaults(vector_store=NumpyVectorStore()),
+                callback_manager=backend.tracker.callback_manager,
+                transformations=[make_splitter()],
+            )
+            manifest = {
+                "embedding": backend.embedding_id,
+                "dim": len(nodes[0].embedding or []) if nodes else 0,
+                "documents": len(file_entries),
+                "chunks": len(nodes),
+                "files": file_entries,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "sample": sample,
+            }
+            version = persist_version(settings.indexes_dir, name, vector_index, manifest)
+        result = IngestResult(
+            index=name,
+            version=version,
+            documents=len(file_entries),
+            chunks=len(nodes),
+            seconds=time.perf_counter() - started,
+            embedding_tokens=usage.embedding_tokens,
+        )
+        log.info(
+            "index_published",
+            index=name,
+            version=version,
+            documents=result.documents,
+            chunks=result.chunks,
+            seconds=round(result.seconds, 3),
+        )
+        return result
+    finally:
+        if own_backend:
+            backend.close_sync()
+
+
+def main(settings: Settings, args: argparse.Namespace) -> int:
+    """CLI entry: exit 0 on success, 2 on bad input, 1 when the embedding provider fails."""
+    try:
+        result = ingest(
+            settings,
+            list(args.paths or []),
+            args.index,
+            sample=bool(getattr(args, "sample", False)),
+            show_progress=True,
+        )
+    except ValueError as exc:
+        print(f"ragward ingest: {exc}", file=sys.stderr)
+        return 2
+    except RagwardError as exc:
+        print(f"ragward ingest: {exc.message}", file=sys.stderr)
+        return 1
+    print(
+        f"ingested {result.documents} documents ({result.chunks} chunks) into index "
+        f"'{result.index}' version {result.version} in {result.seconds:.2f}s"
+    )
+    return 0

@@ -1,0 +1,369 @@
+"""The RAG service: persisted indexes in memory, answered through a LlamaIndex query engine.
+
+:func:`build_service` wires a :class:`RagService` from settings — the
+backend's embedding and LLM, the per-request token counting of
+:class:`~rag_core.usage.UsageTracker`, and the :class:`~rag_core.pricing.Pricing`
+table — and passes them in; LlamaIndex's global ``Settings`` is never used.
+
+Every query builds a light ``RetrieverQueryEngine`` over the *current*
+:class:`~rag_core.store.IndexSnapshot` of its index, so the snapshot it started
+with stays alive until it finishes. A watcher checks each index's ``CURRENT``
+pointer (one ``stat``) every ``watch_interval_s``; a new version is loaded in a
+worker thread and swapped in with one assignment — in-flight queries finish on
+the old snapshot, new ones get the new one, none fails.
+
+Errors: unknown index → :class:`~ragward.errors.NotFound`; provider failures →
+``UpstreamError`` (502) / ``UpstreamUnavailable`` (503) / ``UpstreamTimeout``
+(504); a whole query is bounded by ``RAGWARD_LLM_TIMEOUT_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import structlog
+from llama_index.core.indices.prompt_helper import PromptHelper
+from llama_index.core.query_engine import RetrieverQueryEngine
+from llama_index.core.response_synthesizers import CompactAndRefine
+from llama_index.core.schema import MetadataMode, NodeWithScore
+
+from rag_core.answerer import NO_ANSWER_EN, QA_PROMPT, REFINE_PROMPT
+from rag_core.backends import Backend, build_backend
+from rag_core.pricing import Pricing
+from rag_core.retriever import SnapshotRetriever
+from rag_core.schemas import (
+    BatchRequest,
+    BatchResponse,
+    IndexInfo,
+    QueryRequest,
+    QueryResponse,
+    Source,
+    Usage,
+)
+from rag_core.store import IndexSnapshot, current_stamp, list_index_names, load_snapshot
+from ragward.errors import NotFound, RagwardError, UpstreamTimeout
+from ragward.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+SOURCE_METADATA_KEYS = ("file_name", "title", "header_path", "page_label")
+
+
+class RagService:
+    """Answers CONTRACT §4 queries from the persisted indexes under ``indexes_dir``.
+
+    Owns ``backend`` from construction on: :meth:`stop` closes its clients.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        pricing: Pricing,
+        *,
+        watch_interval_s: float = 1.0,
+        query_timeout_s: float | None = None,
+    ) -> None:
+        self._root = settings.indexes_dir
+        self._default_index = settings.default_index
+        self._backend = backend
+        self._pricing = pricing
+        self._watch_interval_s = watch_interval_s
+        self._timeout_s = query_timeout_s or settings.llm_timeout_s
+        cm = backend.tracker.callback_manager
+        self._synthesizer = CompactAndRefine(
+            llm=backend.llm,
+            callback_manager=cm,
+            prompt_helper=PromptHelper.from_llm_metadata(backend.llm.metadata),
+            text_qa_template=QA_PROMPT,
+            refine_template=REFINE_PROMPT,
+        )
+        # Refine's constructor does not take it; the base class keeps it here.
+        self._synthesizer._empty_response = NO_ANSWER_EN
+        self._snapshots: dict[str, IndexSnapshot] = {}
+        self._stamps: dict[str, tuple[int, int] | None] = {}
+        self._rejected: dict[str, str] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._watcher: asyncio.Task[None] | None = None
+        self._started = False
+        self._stopped = False
+        for model in (backend.llm_model, backend.embedding_model):
+            if not pricing.known(model):
+                log.warning("model_price_unknown", model=model, cost_usd=0)
+
+    # -- lifecycle -------------------------------------------------------------
+    async def start(self) -> None:
+        """Load every persisted index, warm the query path up, start watching. Idempotent."""
+        if self._started:
+            return
+        await self.refresh()
+        if self._backend.name == "local":
+            for snapshot in list(self._snapshots.values()):
+                await self._warm_up(snapshot)
+        self._watcher = asyncio.create_task(self._watch(), name="rag-core-index-watcher")
+        self._started = True
+        log.info(
+            "rag_service_started",
+            backend=self._backend.name,
+            indexes={n: s.version for n, s in self._snapshots.items()},
+        )
+
+    async def stop(self) -> None:
+        """Stop watching and close the backend's clients. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        await self._backend.aclose()
+
+    @property
+    def ready(self) -> bool:
+        return self.not_ready_reason is None
+
+    @property
+    def not_ready_reason(self) -> str | None:
+        if not self._started:
+            return "starting: indexes not loaded yet"
+        if self._stopped:
+            return "stopped"
+        if self._default_index in self._snapshots:
+            return None
+        if self._default_index in self._rejected:
+            return self._rejected[self._default_index]
+        return (
+            f"index '{self._default_index}' is not loaded: run `ragward ingest --sample` "
+            "or `ragward ingest PATH`"
+        )
+
+    # -- indexes ---------------------------------------------------------------
+    def index_version(self, name: str) -> str | None:
+        snapshot = self._snapshots.get(name)
+        return snapshot.version if snapshot else None
+
+    def indexes(self) -> list[IndexInfo]:
+        return [
+            IndexInfo(
+                name=s.name,
+                version=s.version,
+                documents=s.documents,
+                chunks=len(s.nodes),
+                model=str(s.manifest.get("embedding", "")),
+            )
+            for s in sorted(self._snapshots.values(), key=lambda s: s.name)
+        ]
+
+    async def refresh(self, only: str | None = None) -> None:
+        """Load indexes that appeared or whose CURRENT pointer changed since the last look."""
+        names = [only] if only else sorted(set(list_index_names(self._root)) | set(self._snapshots))
+        for name in names:
+            stamp = current_stamp(self._root, name)
+            if stamp is not None and stamp == self._stamps.get(name):
+                continue
+            lock = self._locks.setdefault(name, asyncio.Lock())
+            async with lock:
+                stamp = current_stamp(self._root, name)
+                if stamp is None or stamp == self._stamps.get(name):
+                    continue
+                await self._load(name, stamp)
+
+    async def _load(self, name: str, stamp: tuple[int, int]) -> None:
+        started = time.perf_counter()
+        try:
+            snapshot = await asyncio.to_thread(
+                load_snapshot,
+                self._root,
+                name,
+                self._backend.embed_model,
+                self._backend.tracker.callback_manager,
+            )
+        except Exception as exc:  # a broken version must not take the service down
+            log.error("index_load_failed", index=name, error=str(exc), exc_type=type(exc).__name__)
+            return
+        built_with = str(snapshot.manifest.get("embedding", ""))
+        if built_with != self._backend.embedding_id:
+            reason = (
+                f"index '{name}' was built with embedding '{built_with}' but this service "
+                f"uses '{self._backend.embedding_id}'; re-ingest it"
+            )
+            self._rejected[name] = reason
+            self._stamps[name] = stamp
+            log.error("index_embedding_mismatch", index=name, built_with=built_with,
+                      expected=self._backend.embedding_id)
+            return
+        previous = self._snapshots.get(name)
+        if self._started and self._backend.name == "local":
+            await self._warm_up(snapshot)
+        self._snapshots[name] = snapshot  # the swap: one assignment
+        self._stamps[name] = stamp
+        self._rejected.pop(name, None)
+        log.info(
+            "index_loaded",
+            index=name,
+            version=snapshot.version,
+            previous=previous.version if previous else None,
+            chunks=len(snapshot.nodes),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._watch_interval_s)
+            try:
+                await self.refresh()
+            except Exception as exc:
+                log.error("index_watch_failed", error=str(exc), exc_type=type(exc).__name__)
+
+    async def _warm_up(self, snapshot: IndexSnapshot) -> None:
+        """Run the whole query path once so lazy imports and caches are paid before traffic."""
+        if not snapshot.nodes:
+            return
+        text = snapshot.nodes[0].get_content(metadata_mode=MetadataMode.NONE)
+        await self._answer(snapshot, text[:200] or "warm up", 3)
+
+    async def _snapshot(self, name: str) -> IndexSnapshot:
+        snapshot = self._snapshots.get(name)
+        if snapshot is None:
+            await self.refresh(only=name)  # maybe ingested a moment ago
+            snapshot = self._snapshots.get(name)
+        if snapshot is None:
+            raise NotFound(self._rejected.get(name) or f"index '{name}' does not exist")
+        return snapshot
+
+    # -- queries ---------------------------------------------------------------
+    async def _answer(self, snapshot: IndexSnapshot, question: str, top_k: int) -> QueryResponse:
+        backend = self._backend
+        cm = backend.tracker.callback_manager
+        engine = RetrieverQueryEngine(
+            retriever=SnapshotRetriever(snapshot, backend.embed_model, top_k, cm),
+            response_synthesizer=self._synthesizer,
+            callback_manager=cm,
+        )
+        with backend.tracker.track() as counted:
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    response = await engine.aquery(question)
+            except TimeoutError:
+                raise UpstreamTimeout(
+                    f"no answer within {self._timeout_s:g}s"
+                ) from None
+            except RagwardError:
+                raise
+            except Exception as exc:
+                mapped = backend.map_error(exc)
+                if mapped is not None:
+                    raise mapped from exc
+                raise
+            prompt, completion = counted.prompt_tokens, counted.completion_tokens
+            embedding = counted.embedding_tokens
+        cost = self._pricing.cost(
+            llm_model=backend.llm_model,
+            embedding_model=backend.embedding_model,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            embedding_tokens=embedding,
+        )
+        return QueryResponse(
+            answer=str(response.response or ""),
+            sources=[_source(hit) for hit in response.source_nodes],
+            usage=Usage(
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                embedding_tokens=embedding,
+                total_tokens=prompt + completion + embedding,
+                cost_usd=cost,
+            ),
+        )
+
+    async def query_with_version(
+        self, req: QueryRequest, *, tenant: str, subject: str, request_id: str
+    ) -> tuple[QueryResponse, str]:
+        """The answer and the index version that produced it."""
+        started = time.perf_counter()
+        snapshot = await self._snapshot(req.index)
+        result = await self._answer(snapshot, req.question, req.top_k)
+        result.request_id = request_id
+        log.debug(
+            "query_answered",
+            request_id=request_id,
+            tenant=tenant,
+            subject=subject,
+            index=snapshot.name,
+            version=snapshot.version,
+            total_tokens=result.usage.total_tokens,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return result, snapshot.version
+
+    async def query(
+        self, req: QueryRequest, *, tenant: str, subject: str, request_id: str
+    ) -> QueryResponse:
+        result, _ = await self.query_with_version(
+            req, tenant=tenant, subject=subject, request_id=request_id
+        )
+        return result
+
+    async def query_batch_with_version(
+        self, req: BatchRequest, *, tenant: str, subject: str, request_id: str
+    ) -> tuple[BatchResponse, str]:
+        """All questions run concurrently on one snapshot; the first failure fails the batch."""
+        snapshot = await self._snapshot(req.index)
+        outcomes: list[Any] = await asyncio.gather(
+            *(self._answer(snapshot, q, req.top_k) for q in req.questions),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        for outcome in outcomes:
+            outcome.request_id = request_id
+        log.debug(
+            "batch_answered",
+            request_id=request_id,
+            tenant=tenant,
+            subject=subject,
+            index=snapshot.name,
+            version=snapshot.version,
+            questions=len(outcomes),
+        )
+        return BatchResponse(results=outcomes), snapshot.version
+
+    async def query_batch(
+        self, req: BatchRequest, *, tenant: str, subject: str, request_id: str
+    ) -> BatchResponse:
+        result, _ = await self.query_batch_with_version(
+            req, tenant=tenant, subject=subject, request_id=request_id
+        )
+        return result
+
+
+def _source(hit: NodeWithScore) -> Source:
+    node = hit.node
+    return Source(
+        id=node.node_id,
+        text=node.get_content(metadata_mode=MetadataMode.NONE),
+        score=round(float(hit.score), 6) if hit.score is not None else None,
+        metadata={k: node.metadata[k] for k in SOURCE_METADATA_KEYS if k in node.metadata},
+    )
+
+
+def build_service(
+    settings: Settings,
+    *,
+    backend: Backend | None = None,
+    pricing: Pricing | None = None,
+    watch_interval_s: float = 1.0,
+) -> RagService:
+    """The factory: every collaborator made from settings unless passed in."""
+    return RagService(
+        settings,
+        backend or build_backend(settings),
+        pricing or Pricing.from_file(settings.pricing_file),
+        watch_interval_s=watch_interval_s,
+    )
