@@ -231,6 +231,7 @@ class Engine:
                 if alert is not None:
                     self._condition_false(rule, alert, now, transitions)
                 continue
+            created = alert is None or alert.state == "resolved"
             if alert is None or alert.state == "resolved":
                 alert = Alert(rule=rule.name, fingerprint=key, labels=verdict.labels,
                               annotations={}, state="pending", active_at=now)
@@ -242,7 +243,7 @@ class Engine:
                 name: templates.render(text, verdict.value, alert.labels)
                 for name, text in rule.annotations.items()
             }
-            if alert.active_at == now and alert.state == "pending" and rule.for_s > 0:
+            if created and rule.for_s > 0:
                 transitions.append(Transition(replace(alert), "inactive", "pending", now))
             if alert.keep_firing_since is not None:
                 alert.keep_firing_since = None

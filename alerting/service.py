@@ -91,6 +91,16 @@ class AlertMetrics:
         )
 
 
+def smtp_config(settings: Settings) -> SmtpConfig | None:
+    """The SMTP receiver's settings, or None; ConfigError (naming the variable) when malformed."""
+    if settings.smtp_url is None:
+        return None
+    return SmtpConfig.from_url(
+        settings.smtp_url.get_secret_value(), starttls=settings.smtp_starttls,
+        sender=settings.alert_email_from, recipients=settings.alert_email_to,
+    )
+
+
 def build_notifiers(settings: Settings, client: httpx.AsyncClient, *, external_url: str = "",
                     tls_context: ssl.SSLContext | None = None) -> list[Notifier]:
     """One notifier per receiver configured in settings (URL or SMTP set)."""
@@ -98,11 +108,8 @@ def build_notifiers(settings: Settings, client: httpx.AsyncClient, *, external_u
     if settings.slack_webhook_url is not None:
         notifiers.append(SlackNotifier(client, settings.slack_webhook_url.get_secret_value(),
                                        external_url=external_url))
-    if settings.smtp_url is not None:
-        config = SmtpConfig.from_url(
-            settings.smtp_url.get_secret_value(), starttls=settings.smtp_starttls,
-            sender=settings.alert_email_from, recipients=settings.alert_email_to,
-        )
+    config = smtp_config(settings)
+    if config is not None:
         notifiers.append(EmailNotifier(config, external_url=external_url, tls_context=tls_context))
     if settings.alert_webhook_url is not None:
         notifiers.append(WebhookNotifier(client, settings.alert_webhook_url.get_secret_value(),
@@ -131,11 +138,13 @@ class AlertService:
     ) -> None:
         """Build the service; nothing runs and nothing is opened until :meth:`start`.
 
-        ``rules`` defaults to ``load_rules(settings.alert_rules)`` (raises ConfigError),
-        ``notifiers`` to the receivers configured in ``settings``; ``http_client``, when
-        given, is used and not closed (otherwise one pooled client is made and closed).
+        ``rules`` defaults to ``load_rules(settings.alert_rules)`` and ``notifiers`` to the
+        receivers configured in ``settings``; bad rules or receiver settings raise ConfigError
+        here. ``http_client``, when given, is used and not closed (otherwise one pooled
+        client is made in :meth:`start` and closed in :meth:`stop`).
         """
         self.settings = settings
+        smtp_config(settings)  # a malformed RAGWARD_SMTP_URL fails here, before start-up
         self.view = view
         self.publisher = publisher
         self.rules = rules if rules is not None else load_rules(settings.alert_rules)

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from alerting import silences_cli
 from alerting.consumer import main as consumer_main
@@ -106,3 +107,15 @@ async def test_consumer_app_serves_metrics_alerts_and_readiness(settings: Settin
         assert body["rules"] == "default rules" and body["alerts"] == []
         assert (await client.get("/health")).json() == {"status": "ok"}
     assert not consumer.ready
+
+
+def test_bad_smtp_url_is_refused_before_start(settings: Settings) -> None:
+    """A malformed RAGWARD_SMTP_URL stops construction, naming the variable, not the secret."""
+    from alerting.service import AlertService
+    from tests.alert_helpers import ScriptedView
+
+    bad = settings.model_copy(update={"smtp_url": SecretStr("mail.example.com:25:hunter2"),
+                                      "alert_email_to": ["a@example.com"]})
+    with pytest.raises(ConfigError, match="RAGWARD_SMTP_URL") as info:
+        AlertService(bad, ScriptedView(), None)
+    assert "hunter2" not in str(info.value)
