@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import threading
 import time
@@ -267,7 +268,7 @@ class AuditBackend:
                 conn.execute(statement)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
 
     def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -282,9 +283,20 @@ class AuditBackend:
     def _sql(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
+    def _is_broken(self, conn: Any) -> bool:
+        """True when the connection cannot be used again (server restarted, network cut)."""
+        return False
+
+    def _rollback(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):  # a dead connection cannot roll back; it is replaced
+            conn.execute("ROLLBACK")
+
     def conn(self) -> Any:
-        """This thread's connection (made on first use, schema ensured)."""
+        """This thread's connection (made on first use, replaced once broken, schema ensured)."""
         conn = getattr(self._local, "conn", None)
+        if conn is not None and self._is_broken(conn):
+            self.close_thread()
+            conn = None
         if conn is None:
             conn = self._connect()
             self._create_schema(conn)
@@ -300,7 +312,8 @@ class AuditBackend:
             self._local.conn = None
             with self._all_lock:
                 self._all.remove(conn)
-            conn.close()
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def close(self) -> None:
         self.close_thread()
@@ -324,7 +337,7 @@ class AuditBackend:
             result = self._append_in_tx(conn, built)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
         return result
 
@@ -455,7 +468,7 @@ class AuditBackend:
                 )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
         return deleted
 
@@ -561,7 +574,7 @@ class AuditBackend:
                 )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
         report.records = sum(p.records for p in report.partitions)
         report.seconds = time.perf_counter() - started
@@ -662,7 +675,7 @@ class AuditBackend:
                     }
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
 
 

@@ -292,3 +292,27 @@ def test_export_verifies_with_the_documented_ten_lines(
     bad = subprocess.run([sys.executable, str(script), str(export)], capture_output=True, text=True)
     assert bad.returncode != 0
     assert f"partition {edited['partition']} offset {edited['offset']}" in bad.stderr
+
+
+def test_postgres_connection_killed_mid_life_is_replaced(postgres_dsn: str, tmp_path: Path) -> None:
+    """A server-side disconnect fails one call; the next call reconnects and the chain holds."""
+    import psycopg
+
+    from tests.audit_support import settings_for
+    from tests.postgres import fresh_database
+
+    b = open_backend(
+        settings_for(tmp_path, fresh_database(postgres_dsn), audit_checkpoint_every=10)
+    )
+    try:
+        b.append(as_records([make_event(i) for i in range(6)]))
+        pid = b.conn().info.backend_pid
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        more = as_records([make_event(i) for i in range(6, 12)], start_offset=2)
+        with pytest.raises(psycopg.OperationalError):
+            b.append(more)
+        assert b.append(more).written == 6
+        assert b.verify().ok and b.count() == 12
+    finally:
+        b.close()
