@@ -29,7 +29,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +56,7 @@ from telemetry.audit_record import (
 from telemetry.bus import Record
 
 MAX_LIMIT = 1000
+_CHUNK = 250  # records prepared per step of a pipelined batch
 _T = TypeVar("_T")
 
 SCHEMA = (
@@ -250,6 +251,7 @@ class AuditBackend:
         self._local = threading.local()
         self._all: list[Any] = []
         self._all_lock = threading.Lock()
+        self._prep: ThreadPoolExecutor | None = None
 
     # -- dialect hooks -----------------------------------------------------------------
     def _connect(self) -> Any:
@@ -316,44 +318,80 @@ class AuditBackend:
                 conn.close()
 
     def close(self) -> None:
+        """Close this thread's connection and the helper thread."""
         self.close_thread()
+        self.shutdown_helpers()
+
+    def shutdown_helpers(self) -> None:
+        """Stop the batch-preparing helper thread (restarted on demand)."""
+        with self._all_lock:
+            prep, self._prep = self._prep, None
+        if prep is not None:
+            prep.shutdown(wait=True)
 
     def _q(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return list(conn.execute(self._sql(sql), params).fetchall())
 
     # -- writing -----------------------------------------------------------------------
+    def _prepare(self, records: Sequence[Record]) -> list[tuple[BuiltRecord, bytes]]:
+        """Decode, apply the privacy policy and canonicalise: all that needs no chain state."""
+        policy = self.policy
+        out = []
+        for r in records:
+            built = build_record(r, policy)
+            out.append((built, canonical_json(built.record)))
+        return out
+
+    def _prep_pool(self) -> ThreadPoolExecutor:
+        with self._all_lock:
+            if self._prep is None:
+                self._prep = ThreadPoolExecutor(1, thread_name_prefix="audit-prepare")
+            return self._prep
+
     def append(self, records: Sequence[Record]) -> AppendResult:
-        """Chain and store a batch in ONE transaction; duplicates are skipped."""
+        """Chain and store a batch in ONE transaction; duplicates are skipped.
+
+        A large batch is prepared in chunks on a helper thread while the previous
+        chunk is inserted (SQLite and libpq release the GIL), all in the same
+        transaction, so the two cores both work.
+        """
         if not records:
             return AppendResult()
-        built = [build_record(r, self.policy) for r in records]
-        built.sort(key=lambda b: (b.partition, b.offset))
-        return self.append_built(built)
+        ordered = sorted(records, key=lambda r: (r.partition, r.offset))
+        partitions = sorted({r.partition for r in ordered})
+        if len(ordered) <= 2 * _CHUNK:
+            return self._write(partitions, [self._prepare(ordered)])
+        pool = self._prep_pool()
+        futures = [
+            pool.submit(self._prepare, ordered[i : i + _CHUNK])
+            for i in range(0, len(ordered), _CHUNK)
+        ]
+        try:
+            return self._write(partitions, (f.result() for f in futures))
+        finally:
+            for f in futures:
+                f.cancel()
 
     def append_built(self, built: Sequence[BuiltRecord]) -> AppendResult:
+        """Chain and store records already built (``build_record``), in one transaction."""
+        ordered = sorted(built, key=lambda b: (b.partition, b.offset))
+        prepared = [(b, canonical_json(b.record)) for b in ordered]
+        return self._write(sorted({b.partition for b in ordered}), [prepared])
+
+    def _write(
+        self, partitions: list[int], chunks: Iterable[list[tuple[BuiltRecord, bytes]]]
+    ) -> AppendResult:
         conn = self.conn()
         self._begin_write(conn)
         try:
-            result = self._append_in_tx(conn, built)
+            result = self._append_in_tx(conn, partitions, chunks)
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)
             raise
         return result
 
-    def _append_in_tx(self, conn: Any, built: Sequence[BuiltRecord]) -> AppendResult:
-        partitions = sorted({b.partition for b in built})
-        marks = ",".join("?" * len(partitions))
-        heads: dict[int, ChainHead] = {
-            row[0]: ChainHead(*row)
-            for row in self._q(
-                conn,
-                "SELECT kafka_partition, kafka_offset, hash, chain_count, max_ts_us"  # noqa: S608 (placeholders / fixed column names only)
-                f" FROM audit_chain_heads WHERE kafka_partition IN ({marks}){self.for_update}",
-                partitions,
-            )
-        }
-        ids = [b.event_id for b in built]
+    def _existing_ids(self, conn: Any, ids: list[str]) -> set[str]:
         existing: set[str] = set()
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
@@ -361,51 +399,72 @@ class AuditBackend:
                 row[0]
                 for row in self._q(
                     conn,
-                    "SELECT event_id FROM audit_records WHERE event_id IN"  # noqa: S608 (placeholders / fixed column names only)
+                    "SELECT event_id FROM audit_records WHERE event_id IN"  # noqa: S608 (placeholders only)
                     f" ({','.join('?' * len(chunk))})",
                     chunk,
                 )
             )
-        rows: list[tuple[Any, ...]] = []
+        return existing
+
+    def _append_in_tx(
+        self,
+        conn: Any,
+        partitions: list[int],
+        chunks: Iterable[list[tuple[BuiltRecord, bytes]]],
+    ) -> AppendResult:
+        marks = ",".join("?" * len(partitions))
+        heads: dict[int, ChainHead] = {
+            row[0]: ChainHead(*row)
+            for row in self._q(
+                conn,
+                "SELECT kafka_partition, kafka_offset, hash, chain_count, max_ts_us"  # noqa: S608 (placeholders only)
+                f" FROM audit_chain_heads WHERE kafka_partition IN ({marks}){self.for_update}",
+                partitions,
+            )
+        }
         checkpoints: list[tuple[Any, ...]] = []
         changed: set[int] = set()
-        duplicates = malformed = 0
+        written = duplicates = malformed = 0
         every = self.checkpoint_every
-        for b in built:
-            head = heads.get(b.partition)
-            if head is None:
-                head = ChainHead(b.partition, -1, GENESIS_HASH, 0, 0)
-            if b.offset <= head.offset or b.event_id in existing:
-                duplicates += 1
-                continue
-            existing.add(b.event_id)
-            text = canonical_json(b.record)
-            digest = chain_hash(head.hash, text)
-            count = head.count + 1
-            max_ts = max(head.max_ts_us, b.ts_us)
-            rows.append(
-                (
-                    b.partition,
-                    b.offset,
-                    count,
-                    b.event_id,
-                    b.ts_us,
-                    b.tenant,
-                    b.subject,
-                    b.request_id,
-                    text.decode("utf-8"),
-                    head.hash,
-                    digest,
+        seen: set[str] = set()
+        for chunk in chunks:
+            existing = self._existing_ids(conn, [b.event_id for b, _ in chunk])
+            rows: list[tuple[Any, ...]] = []
+            for b, text in chunk:
+                head = heads.get(b.partition)
+                if head is None:
+                    head = ChainHead(b.partition, -1, GENESIS_HASH, 0, 0)
+                if b.offset <= head.offset or b.event_id in existing or b.event_id in seen:
+                    duplicates += 1
+                    continue
+                seen.add(b.event_id)
+                digest = chain_hash(head.hash, text)
+                count = head.count + 1
+                max_ts = max(head.max_ts_us, b.ts_us)
+                rows.append(
+                    (
+                        b.partition,
+                        b.offset,
+                        count,
+                        b.event_id,
+                        b.ts_us,
+                        b.tenant,
+                        b.subject,
+                        b.request_id,
+                        text.decode("utf-8"),
+                        head.hash,
+                        digest,
+                    )
                 )
-            )
-            heads[b.partition] = ChainHead(b.partition, b.offset, digest, count, max_ts)
-            changed.add(b.partition)
-            if count % every == 0:
-                checkpoints.append((b.partition, b.offset, digest, count, max_ts))
-            if b.record.get("malformed"):
-                malformed += 1
-        if rows:
-            self._executemany(conn, _INSERT_RECORD, rows)
+                heads[b.partition] = ChainHead(b.partition, b.offset, digest, count, max_ts)
+                changed.add(b.partition)
+                if count % every == 0:
+                    checkpoints.append((b.partition, b.offset, digest, count, max_ts))
+                if "malformed" in b.record:
+                    malformed += 1
+            if rows:
+                self._executemany(conn, _INSERT_RECORD, rows)
+                written += len(rows)
         if checkpoints:
             self._executemany(conn, _INSERT_CHECKPOINT, checkpoints)
         if changed:
@@ -414,11 +473,10 @@ class AuditBackend:
                 _UPSERT_HEAD,
                 [
                     (h.partition, h.offset, h.hash, h.count, h.max_ts_us)
-                    for p in sorted(changed)
-                    for h in (heads[p],)
+                    for h in (heads[p] for p in sorted(changed))
                 ],
             )
-        return AppendResult(len(rows), duplicates, malformed, len(checkpoints))
+        return AppendResult(written, duplicates, malformed, len(checkpoints))
 
     def prune(self, now: datetime | float | None = None) -> int:
         """Delete whole checkpoint segments older than the retention; return records deleted.
@@ -728,6 +786,7 @@ class AuditStore:
         try:
             await self._run(self._writer, self.backend.close_thread)
             await self._run(self._reader, self.backend.close_thread)
+            await self._run(self._writer, self.backend.shutdown_helpers)
         finally:
             self._writer.shutdown(wait=True)
             self._reader.shutdown(wait=True)
