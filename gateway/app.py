@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -157,6 +158,7 @@ def create_app(
     metrics: GatewayMetrics | None = None,
     routes: Sequence[ControllerRouterHandler] = (),
     lifespans: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
+    clock: Callable[[], float] = time.time,
     **given: Any,
 ) -> Litestar:
     """The gateway app.
@@ -165,7 +167,8 @@ def create_app(
     (upstream, publisher, spool_state, audit_reader: see
     :func:`gateway.components.open_components`) or a whole ready ``components``.
     ``ragward serve`` adds its own ``routes`` (the dashboard) and ``lifespans``
-    (rag_core and the consumers, started before the gateway's clients).
+    (rag_core and the consumers, started before the gateway's clients); ``clock``
+    stamps the events (tests drive it together with the alert engine's).
     """
 
     @asynccontextmanager
@@ -201,6 +204,7 @@ def create_app(
         metrics=shared_metrics,
         settings=settings,
         salt=secrets.token_bytes(16),
+        clock=clock,
     )
     return app
 

@@ -31,7 +31,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import RequestRecord
 from ragward.errors import DependencyUnavailable
-from telemetry.events import AuditEvent, UsageEvent, encode, new_event_id, now_rfc3339
+from telemetry.events import AuditEvent, UsageEvent, encode, new_event_id, rfc3339
 
 if TYPE_CHECKING:
     from gateway.components import Components
@@ -86,8 +86,10 @@ class RecordingASGI:
         metrics: GatewayMetrics,
         settings: Settings,
         salt: bytes,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._app = app
+        self._clock = clock
         self._components = components
         self._metrics = metrics
         self._audit_topic = settings.topic_audit
@@ -162,7 +164,7 @@ class RecordingASGI:
         publisher, model = components.publisher, components.pipeline.model
         headers = dict(scope["headers"])
         client = scope.get("client")
-        ts = now_rfc3339()
+        ts = rfc3339(self._clock())
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         route = scope.get("path_template") or "unmatched"
         state = scope.get("state", {})

@@ -25,6 +25,12 @@ def new_event_id() -> str:
     return uuid.uuid4().hex
 
 
+def rfc3339(epoch_s: float) -> str:
+    """RFC 3339 UTC with microseconds, as every event's ``ts``."""
+    moment = datetime.fromtimestamp(epoch_s, UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
