@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from ragward.settings import Settings, load_settings
 from telemetry.audit_store import AuditBackend, open_backend
 from telemetry.bus import Record, Subscription
 from telemetry.events import AuditEvent, encode, now_rfc3339
+from telemetry.factory import make_bus
 from tests.conftest import TEST_SECRET
 from tests.postgres import fresh_database
 
@@ -139,53 +140,6 @@ async def produce(
     return [(m.partition, m.offset) for m in metas]
 
 
-class StubKafkaSubscription:
-    """The bus protocol on plain aiokafka, used only while telemetry.kafka_bus is not on main."""
-
-    def __init__(self, bootstrap: str, topics: Sequence[str], group_id: str) -> None:
-        self._consumer = AIOKafkaConsumer(
-            *topics,
-            bootstrap_servers=bootstrap,
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
-        )
-        self._positions: dict[TopicPartition, int] = {}
-
-    async def start(self) -> None:
-        await self._consumer.start()
-
-    async def stop(self) -> None:
-        await self._consumer.stop()
-
-    async def poll(self, timeout_s: float = 1.0, max_records: int = 1000) -> list[Record]:
-        batches = await self._consumer.getmany(
-            timeout_ms=int(timeout_s * 1000), max_records=max_records
-        )
-        out: list[Record] = []
-        for tp, messages in batches.items():
-            out.extend(
-                Record(m.topic, m.partition, m.offset, m.key, m.value or b"", m.timestamp)
-                for m in messages
-            )
-            if messages:
-                self._positions[tp] = messages[-1].offset + 1
-        return out
-
-    async def commit(self) -> None:
-        if self._positions:
-            await self._consumer.commit(dict(self._positions))
-
-    async def lag(self) -> int:
-        return 0
-
-
 def subscribe(settings: Settings, group: str) -> Subscription:
-    """A subscription to the audit topic: the real KafkaBus when it exists, else the stub."""
-    try:
-        from telemetry.factory import make_bus
-    except ImportError:
-        assert settings.kafka_bootstrap
-        return StubKafkaSubscription(settings.kafka_bootstrap, [settings.topic_audit], group)
+    """A member of ``group`` on the audit topic, through the real Kafka bus."""
     return make_bus(settings).subscribe([settings.topic_audit], group, from_beginning=True)
