@@ -130,6 +130,7 @@ class EventConsumer:
         self._subscription: Subscription | None = None
         self._publisher: Publisher | None = None
         self._task: asyncio.Task[None] | None = None
+        self._poll: asyncio.Future[list[Record]] | None = None
         self._stopping = asyncio.Event()
         # plain counters, for tests and the snapshot
         self.consumed = 0
@@ -165,6 +166,8 @@ class EventConsumer:
         if task is None:
             return
         self._stopping.set()
+        if self._poll is not None:
+            self._poll.cancel()  # between batches: no need to wait for the poll timeout
         done, _ = await asyncio.wait({task}, timeout=timeout_s)
         if not done:
             task.cancel()
@@ -189,16 +192,28 @@ class EventConsumer:
         backoff = 0.1
         try:
             while not self._stopping.is_set():
+                poll = self._poll = asyncio.ensure_future(
+                    subscription.poll(self._poll_timeout, self._max_records)
+                )
                 try:
-                    records = await subscription.poll(self._poll_timeout, self._max_records)
-                    self.lag = await subscription.lag()
-                    if self.metrics is not None:
-                        self.metrics.lag.labels(self.group_id).set(self.lag)
+                    records = await poll
+                except asyncio.CancelledError:
+                    if poll.cancelled() and self._stopping.is_set():
+                        break  # stop() interrupted a wait for records
+                    raise
                 except Exception as exc:
                     self._failed("consumer.poll_failed", exc)
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, 10.0)
                     continue
+                finally:
+                    self._poll = None
+                try:
+                    self.lag = await subscription.lag()
+                    if self.metrics is not None:
+                        self.metrics.lag.labels(self.group_id).set(self.lag)
+                except Exception as exc:
+                    self._failed("consumer.lag_failed", exc)
                 if not records:
                     continue
                 batch = await self._decode(records, publisher)

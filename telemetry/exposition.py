@@ -79,9 +79,10 @@ class RollingCollector(Collector):
         request_rate = GaugeMetricFamily("ragward_rolling_request_rate",
                                          "Requests per second over the window.",
                                          labels=["tenant", "window"])
-        quantiles = GaugeMetricFamily("ragward_rolling_latency_seconds",
-                                      "Latency quantiles over the window (DDSketch, 1% accuracy).",
-                                      labels=["tenant", "window", "quantile"])
+        # A summary, so the quantile label is legal (promtool): quantiles, _sum and _count over
+        # the window — a rolling figure, not a counter: read it, do not rate() it.
+        quantiles = Metric("ragward_rolling_latency_seconds",
+                           "Latency quantiles over the window (DDSketch, 1% accuracy).", "summary")
         tokens_avg = GaugeMetricFamily("ragward_rolling_tokens_avg",
                                        "Tokens per answered request over the window.",
                                        labels=["tenant", "window"])
@@ -91,10 +92,16 @@ class RollingCollector(Collector):
                 if agg.cells.requests:
                     request_rate.add_metric([tenant, window], agg.value("request_rate") or 0.0)
                     error_rate.add_metric([tenant, window], agg.value("error_rate") or 0.0)
+                    labels = {"tenant": tenant, "window": window}
                     for name, q in QUANTILES.items():
                         value = agg.value(name)
                         if value is not None:
-                            quantiles.add_metric([tenant, window, str(q)], value)
+                            quantiles.add_sample("ragward_rolling_latency_seconds",
+                                                 {**labels, "quantile": str(q)}, value)
+                    quantiles.add_sample("ragward_rolling_latency_seconds_sum", labels,
+                                         agg.cells.latency_sum)
+                    quantiles.add_sample("ragward_rolling_latency_seconds_count", labels,
+                                         float(agg.cells.requests))
                 avg = agg.value("tokens_avg")
                 if avg is not None:
                     tokens_avg.add_metric([tenant, window], avg)

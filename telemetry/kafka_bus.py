@@ -313,7 +313,7 @@ class KafkaSubscription:
             enable_auto_commit=False,
             auto_offset_reset="earliest" if self._from_beginning else "latest",
             session_timeout_ms=self._session_timeout_ms,
-            heartbeat_interval_ms=max(500, self._session_timeout_ms // 4),
+            heartbeat_interval_ms=max(300, min(1000, self._session_timeout_ms // 3)),
             fetch_max_wait_ms=100,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )

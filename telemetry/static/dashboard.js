@@ -59,14 +59,16 @@
     cap.textContent = title;
     fig.appendChild(cap);
     var W = Math.max(320, fig.clientWidth - 24), H = 210;
-    var m = { l: 58, r: 14, t: 10, b: 34 };
-    var svg = el("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": title }, fig);
-    var pw = W - m.l - m.r, ph = H - m.t - m.b;
     var max = 0;
     lines.forEach(function (line) {
       line.values.forEach(function (v) { if (v !== null && v * scale > max) max = v * scale; });
     });
     var step = niceStep(max), ticks = Math.max(1, Math.ceil(max / step - 1e-9)), top = step * ticks;
+    var widest = 0;
+    for (var w = 0; w <= ticks; w++) widest = Math.max(widest, tickLabel(step * w, step).length);
+    var m = { l: 30 + widest * 7, r: 14, t: 10, b: 34 };  // room for the tick labels and unit
+    var svg = el("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": title }, fig);
+    var pw = W - m.l - m.r, ph = H - m.t - m.b;
     var n = t.length;
     function x(i) { return m.l + (n <= 1 ? 0 : (i / (n - 1)) * pw); }
     function y(v) { return m.t + ph - (v * scale / top) * ph; }

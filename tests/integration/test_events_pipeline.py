@@ -52,14 +52,14 @@ class Load:
         return [e.latency_ms / 1000 for e in self.audits]
 
 
-def make_load(n: int, seed: int = 1, now: float | None = None) -> Load:
+def make_load(n: int, seed: int = 1, now: float | None = None, spread_s: float = 50) -> Load:
     rnd = random.Random(seed)
     now = time.time() if now is None else now
     audits, usages = [], []
     for _ in range(n):
         tenant = rnd.choice(TENANTS)
         status = rnd.choices([200, 401, 429, 500, 503], [85, 4, 4, 4, 3])[0]
-        ts = iso(now - rnd.uniform(0, 50))
+        ts = iso(now - rnd.uniform(0, spread_s))
         request_id = new_event_id()
         audits.append(AuditEvent(event_id=new_event_id(), request_id=request_id, ts=ts,
                                  tenant=tenant, route="/v1/query", status=status,
