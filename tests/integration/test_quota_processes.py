@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,8 @@ pytestmark = pytest.mark.redis
 
 REPO = Path(__file__).resolve().parents[2]
 
-# One "gateway replica": its own interpreter, Redis client and RedisQuota. It waits
-# for a common start time, then fires its requests concurrently.
+# One "gateway replica": its own interpreter, Redis client and RedisQuota. It says
+# "ready" once connected and starts on "go", so both replicas run side by side.
 WORKER = """
 import asyncio, json, sys, time
 import redis.asyncio as aioredis
@@ -23,7 +22,7 @@ from gateway.quota import RedisQuota
 from ragward.errors import QuotaExceeded
 from ragward.settings import load_settings
 
-url, prefix, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+url, prefix = sys.argv[1], sys.argv[2]
 
 async def main():
     settings = load_settings(
@@ -31,8 +30,9 @@ async def main():
         quotas={"tenants": {"tok": {"rpm": 10_000, "tokens_per_day": 1200}}})
     client = aioredis.from_url(url, socket_timeout=2, max_connections=64)
     quota = RedisQuota(client, settings, key_prefix=prefix)
-    await client.ping()
-    await asyncio.sleep(max(0.0, start_at - time.time()))
+    await quota.load_scripts()
+    print("ready", flush=True)
+    assert sys.stdin.readline().strip() == "go"
 
     async def one(tenant, estimate):
         try:
@@ -63,13 +63,24 @@ def test_two_processes_share_one_limit(redis_url: str, unique: str) -> None:
     """Two processes, side by side, each try 15 requests against a shared 20/min limit
     and 10 concurrent requests of 100 estimated tokens against a shared 1,200-token
     budget: together exactly 20 and 12 pass, and neither fell back to local limits."""
-    start_at = time.time() + 3.0  # both interpreters are up and connected by then
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER, redis_url, f"test:{unique}:", str(start_at)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [sys.executable, "-c", WORKER, redis_url, f"test:{unique}:"], cwd=REPO,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
+    try:
+        for proc in procs:  # both connected before either starts
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+    except BaseException:
+        for proc in procs:
+            proc.kill()
+            proc.communicate()
+        raise
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=30)
