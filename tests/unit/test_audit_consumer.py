@@ -118,3 +118,38 @@ async def test_start_prunes_and_stop_stops_the_subscription(tmp_path: Path) -> N
     finally:
         await store.close()
         await inner.close()
+
+
+async def test_embedded_on_the_in_process_bus(tmp_path: Path) -> None:
+    """As `ragward serve` runs it: MemoryBus → AuditConsumer → SQLite; every event once."""
+    from telemetry.memory_bus import MemoryBus
+
+    settings = load_settings(data_dir=tmp_path, audit_checkpoint_every=5)
+    bus = MemoryBus(partitions=3)
+    publisher = bus.publisher()
+    await publisher.start()
+    store = AuditStore(open_backend(settings))
+    consumer = AuditConsumer.from_bus(settings, bus, store, poll_timeout_s=0.05)
+    try:
+        for i in range(30):
+            event = AuditEvent(
+                event_id=f"e{i}", request_id=f"r{i}", ts=now_rfc3339(), tenant=f"t{i % 4}"
+            )
+            await publisher.publish(settings.topic_audit, event.tenant, encode(event))
+        await publisher.publish(
+            settings.topic_audit,
+            "t0",
+            encode(AuditEvent(event_id="e0", request_id="again", ts=now_rfc3339(), tenant="t0")),
+        )
+        await consumer.start()
+        for _ in range(200):
+            if consumer.written + consumer.duplicates >= 31:
+                break
+            await asyncio.sleep(0.02)
+        assert (consumer.written, consumer.duplicates) == (30, 1)
+        report = await store.verify()
+        assert report.ok and report.records == 30
+    finally:
+        await consumer.stop()
+        await publisher.stop()
+        await store.close()
