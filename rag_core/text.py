@@ -92,8 +92,8 @@ def stem(word: str) -> str:
 
 
 def english_terms(text: str) -> list[str]:
-    """Content words of normalised text, stop words removed, stemmed."""
-    return [stem(w) for w in _WORD.findall(text) if w not in ENGLISH_STOPWORDS]
+    """Content words, lower-cased, stop words removed, stemmed."""
+    return [stem(w) for w in _WORD.findall(text.lower()) if w not in ENGLISH_STOPWORDS]
 
 
 def iter_segments(text: str) -> Iterator[tuple[bool, str]]:
