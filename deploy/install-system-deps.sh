@@ -17,6 +17,19 @@ done
 for cmd in java mvn; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$( [ "$cmd" = java ] && echo openjdk-17-jre-headless || echo maven )")
 done
+# The deploy tests render kustomizations: with kubectl when the machine has it, else a
+# standalone kustomize built from the Go module proxy into ragward's cache.
+if ! command -v kubectl >/dev/null 2>&1 && ! command -v kustomize >/dev/null 2>&1 \
+   && [ ! -x "$HOME/.cache/ragward/bin/kustomize" ]; then
+  if command -v go >/dev/null 2>&1; then
+    echo "building kustomize v5.5.0 from the Go module proxy" >&2
+    GOBIN="$HOME/.cache/ragward/bin" go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
+  else
+    echo "error: need kubectl, kustomize or Go (to build kustomize)" >&2
+    exit 1
+  fi
+fi
+
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then

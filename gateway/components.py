@@ -55,13 +55,20 @@ class Components:
     spool_state: Callable[[], tuple[int, int]] = lambda: (0, 0)
     redis: aioredis.Redis | None = None
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    _upstream_seen: bool = False
 
     async def readiness(self) -> tuple[str, dict[str, str]]:
-        """("ok" | "degraded" | "unavailable", reason per check)."""
+        """("ok" | "degraded" | "unavailable", reason per check).
+
+        Unavailable until rag_core has answered once. A later rag_core outage only
+        degrades readiness: taking every replica out of the load balancer at once
+        would replace the circuit breaker's JSON 503s with the balancer's own page.
+        """
         checks: dict[str, str] = {}
         up, reason = await self.upstream.ready()
         checks["rag_core"] = reason
-        status = "ok" if up else "unavailable"
+        self._upstream_seen = self._upstream_seen or up
+        status = "ok" if up else ("degraded" if self._upstream_seen else "unavailable")
         modes = {"rpm": self.settings.quota_rpm_mode, "tokens": self.settings.quota_tokens_mode}
         for control, degraded in self.quota.status().items():
             if degraded:

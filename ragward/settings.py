@@ -54,6 +54,7 @@ class Settings(BaseSettings):
         extra="ignore",
         case_sensitive=False,
         populate_by_name=True,
+        env_ignore_empty=True,  # `RAGWARD_SMTP_URL=` means unset, not an empty secret
     )
 
     # -- general ---------------------------------------------------------------
