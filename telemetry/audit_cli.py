@@ -59,7 +59,8 @@ def verify(settings: Settings, args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"BROKEN {problem}")
     print(
-        f"verified {report.records} records in {len(report.partitions)} partitions in "
+        f"{'verified' if report.ok else 'checked'} {report.records} records in "
+        f"{len(report.partitions)} partitions in "
         f"{report.seconds:.2f} s ({rate:,.0f} records/s): " + ("OK" if report.ok else "FAILED")
     )
     return 0 if report.ok else 1
