@@ -1,0 +1,1008 @@
+"""Gateway overhead and throughput, side by side with LiteLLM's proxy, in one run.
+
+Everything runs as its own process on this machine, started and stopped here:
+
+* ``bench/upstream.py`` — a fixed-latency upstream speaking rag_core's API and
+  OpenAI's chat completions (``--latency-ms``, default 0);
+* (a) **upstream** — the upstream called directly (rag_core's ``POST /v1/query``);
+* (b) **ragward** — ``ragward gateway`` in front of it with every control on:
+  HS256 JWT, Redis quota (real Redis; limits so high they never reject), PII
+  redaction of question and answer, Redis cache (a miss: every question is
+  unique), audit + usage events made durable on real Kafka before the answer;
+* **bare** — the stack's ceiling (``bench/bare.py``: JWT + msgspec + two
+  regexes + a shared aiohttp session, no other control);
+* (c) **litellm** — LiteLLM's proxy (own venv ``bench/.venv-litellm``, one
+  worker, master key, no DB) in front of the same upstream's
+  ``POST /v1/chat/completions``.
+
+Load for each target: a short warm-up, then **50 req/s** and **200 req/s**
+open-loop (a paced generator in its own process; latency is measured from each
+request's *scheduled* send time, so a stalled server cannot hide its queue —
+no coordinated omission) and the **highest sustainable rate** (``wrk``
+closed-loop, 64 connections). For each: throughput, p50/p99, added p50/p99
+over (a) at the same load, CPU ms per request of the proxy process tree (from
+/proc), the 1-min load average and the CPU used by processes that are not part
+of this benchmark (other engineers' tests: noise). Then ragward is profiled
+under load with py-spy, and the ratios and targets of ../shared/DESIGN.md are
+printed. Raw results go to bench/out/ (gitignored).
+
+    .venv/bin/python bench/gateway.py                  # ~3 min
+    .venv/bin/python bench/gateway.py --latency-ms 20 --duration 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
+OUT = BENCH / "out"
+PY = sys.executable
+LITELLM_VENV = BENCH / ".venv-litellm"
+LITELLM_PIN = "1.108.7"  # what pip resolves here (PEERS.md); 1.82.7/1.82.8 were compromised
+LITELLM_BAD = {"1.82.7", "1.82.8"}
+# Without opentelemetry-sdk (in litellm's "proxy-runtime" extra, not in "proxy"), 1.108.7
+# retries a failing import of litellm.integrations.otel on every request
+# (user_api_key_auth._seed_request_destinations): ~20 % of its CPU. Installed so that
+# LiteLLM is measured at its best, not with that defect.
+LITELLM_EXTRAS = ["opentelemetry-sdk"]
+LITELLM_CONFIG = BENCH / "litellm_config.yaml"
+MASTER_KEY = "sk-bench-master"  # as in bench/litellm_config.yaml
+SECRET = "bench-jwt-secret-0123456789abcdef0123456789"  # noqa: S105 (bench only)
+CLK = os.sysconf("SC_CLK_TCK")
+QUESTION = "how many days of annual leave do I get"
+RAG_BODY = '{"question":"%s-%d: ' + QUESTION + '?"}'
+CHAT_BODY = ('{"model":"bench-model","messages":[{"role":"user","content":"%s-%d: '
+             + QUESTION + '?"}]}')
+T0 = time.monotonic()
+
+
+def say(text: str) -> None:
+    print(f"[{time.monotonic() - T0:6.1f}s] {text}", flush=True)
+
+
+# ------------------------------------------------------------------ /proc accounting
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2:].split()  # fields from "state" (3rd) on
+
+
+def process_tree(root: int) -> list[int]:
+    """root and all its descendants (scan of /proc: no psutil needed)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def cpu_ticks(roots: list[int]) -> int:
+    """utime + stime (clock ticks) of every process in the trees under ``roots``."""
+    total = 0
+    for root in roots:
+        for pid in process_tree(root):
+            fields = _stat_fields(pid)
+            if fields:
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total
+
+
+def machine_busy_ticks() -> int:
+    parts = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(parts[:8]) - parts[3] - parts[4]  # minus idle and iowait
+
+
+def own_ticks() -> int:
+    """CPU of this script and of its waited-for children (wrk, the paced generator)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return round((me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime) * CLK)
+
+
+def load1() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+# ------------------------------------------------------------------ processes
+
+
+class Processes:
+    """Everything started here; stopped (process groups) in ``close``."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.services: list[Any] = []
+
+    def spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with (self.logs / f"{name}.log").open("wb") as log:
+            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, cwd=REPO)
+        self.procs.append((name, proc))
+        return proc
+
+    def close(self) -> None:
+        for _, proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 8
+        for name, proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                say(f"{name} did not stop on SIGTERM: SIGKILL")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        from ragward import devservices
+
+        for service in self.services:
+            devservices.stop(service)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RAGWARD_", "LITELLM_", "OPENAI_"))}
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env.update(extra)
+    return env
+
+
+def http(url: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+         timeout: float = 5.0) -> tuple[int, bytes]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url, data=body, headers=headers or {})  # noqa: S310
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_ready(name: str, proc: subprocess.Popen[bytes], url: str, timeout: float,
+               logs: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = (logs / f"{name}.log").read_text(errors="replace")[-1500:]
+            raise SystemExit(f"{name} exited with code {proc.returncode}:\n{tail}")
+        try:
+            if http(url, timeout=1.0)[0] < 500:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{name} not ready at {url} after {timeout:.0f}s (log: {logs}/{name}.log)")
+
+
+def free_port() -> int:
+    from ragward.devservices import free_port as pick
+
+    return pick()
+
+
+# ------------------------------------------------------------------ LiteLLM's venv
+
+
+def ensure_litellm() -> Path:
+    """bench/.venv-litellm with litellm[proxy]==LITELLM_PIN (installed once, from PyPI)."""
+    binary = LITELLM_VENV / "bin" / "litellm"
+    python = LITELLM_VENV / "bin" / "python"
+    uv = shutil.which("uv") or str(Path(PY).parent / "uv")
+
+    def install(*packages: str) -> None:
+        if Path(uv).exists():
+            subprocess.run([uv, "pip", "install", "-q", "--python", str(python), *packages],
+                           check=True)
+        else:
+            subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
+
+    if not binary.exists():
+        say(f"installing litellm[proxy]=={LITELLM_PIN} into {LITELLM_VENV} (once; ~1 min)")
+        if Path(uv).exists():
+            subprocess.run([uv, "venv", "-q", "--python", PY, str(LITELLM_VENV)], check=True)
+        else:
+            subprocess.run([PY, "-m", "venv", str(LITELLM_VENV)], check=True)
+        install(f"litellm[proxy]=={LITELLM_PIN}", *LITELLM_EXTRAS)
+    probe = ("import importlib.metadata as m, importlib.util as u; "
+             "print(m.version('litellm'), u.find_spec('opentelemetry.sdk') is not None)")
+    version, has_otel = subprocess.run([str(python), "-c", probe], capture_output=True,
+                                       text=True, check=True).stdout.split()
+    if version in LITELLM_BAD:
+        raise SystemExit(f"litellm {version} in {LITELLM_VENV} is a compromised release: "
+                         "delete the venv")
+    if has_otel != "True":
+        say(f"adding {' '.join(LITELLM_EXTRAS)} to {LITELLM_VENV}")
+        install(*LITELLM_EXTRAS)
+    return binary
+
+
+# ------------------------------------------------------------------ load generators
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    body: str  # printf format: (prefix, counter)
+    headers: dict[str, str]
+    pid: int  # the proxy (or upstream) process: its tree is what "CPU/request" counts
+    extra_pids: dict[str, int] = field(default_factory=dict)  # Redis, Kafka (reported apart)
+
+
+@dataclass
+class Phase:
+    target: str
+    load: str
+    seconds: float
+    ok: int
+    errors: int
+    unfinished: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_ms_per_req: float
+    extra_cpu_ms_per_req: dict[str, float]
+    upstream_cpu_ms_per_req: float
+    load1: float
+    other_cores: float
+    added_p50_ms: float | None = None
+    added_p99_ms: float | None = None
+    note: str = ""
+
+
+_phase_counter = 0
+
+
+def _prefix() -> str:
+    global _phase_counter
+    _phase_counter += 1
+    return f"r{os.getpid()}p{_phase_counter}"
+
+
+WRK_LUA = r"""
+local counter = 0
+local headers = {}
+%(headers)s
+local body_format = [==[%(body)s]==]
+local prefix = "%(prefix)s"
+local path = "%(path)s"
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", path, headers, string.format(body_format, prefix, counter))
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p99_us":%%d,' ..
+    '"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def run_wrk(target: Target, connections: int, seconds: float, workdir: Path) -> dict[str, Any]:
+    path = "/" + target.url.split("/", 3)[3]
+    base = target.url[: -len(path)] if path != "/" else target.url
+    headers = "\n".join(f'headers["{k}"] = "{v}"' for k, v in
+                        {"Content-Type": "application/json", **target.headers}.items())
+    script = workdir / f"wrk-{target.name}.lua"
+    script.write_text(WRK_LUA % {"headers": headers, "body": target.body, "prefix": _prefix(),
+                                 "path": path})
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
+         "-s", str(script), base + path],
+        capture_output=True, text=True, check=False, timeout=seconds + 30,
+    )
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if line is None:
+        raise SystemExit(f"wrk failed: {out.stdout}\n{out.stderr}")
+    data: dict[str, Any] = json.loads(line.split(" ", 1)[1])
+    return data
+
+
+def run_paced(target: Target, rate: float, seconds: float) -> dict[str, Any]:
+    spec = {"url": target.url, "headers": {"Content-Type": "application/json", **target.headers},
+            "body": target.body, "prefix": _prefix(), "rate": rate, "seconds": seconds,
+            "drain_s": 3.0, "max_outstanding": 256}
+    out = subprocess.run([PY, __file__, "--paced", json.dumps(spec)], capture_output=True,
+                         text=True, check=False, timeout=seconds + 60)
+    if out.returncode != 0:
+        raise SystemExit(f"paced load generator failed:\n{out.stderr[-2000:]}")
+    data: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return data
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+async def _paced_main(spec: dict[str, Any]) -> dict[str, Any]:
+    """Open loop: request i is due at t0 + i/rate whatever happened before it.
+
+    Latency runs from the due time (perf_counter: uvloop's loop.time() has only
+    millisecond resolution). At most ``max_outstanding`` requests are in flight:
+    a request due while that many wait is not sent and counts as failed with an
+    infinite latency, so an overloaded target cannot build an unbounded backlog
+    that spills into the next phase.
+    """
+    import aiohttp
+
+    clock = time.perf_counter
+    url, headers, body = spec["url"], spec["headers"], spec["body"]
+    prefix, rate, seconds = spec["prefix"], float(spec["rate"]), float(spec["seconds"])
+    cap = int(spec["max_outstanding"])
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    due: dict[asyncio.Task[None], float] = {}
+    skipped = 0
+    last_done = 0.0
+    connector = aiohttp.TCPConnector(limit=cap + 16)
+    async with aiohttp.ClientSession(connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=30)) as session:
+
+        async def one(i: int, scheduled: float) -> None:
+            nonlocal last_done
+            try:
+                async with session.post(url, data=(body % (prefix, i)).encode(),
+                                        headers=headers) as response:
+                    await response.read()
+                    status = response.status
+            except Exception:
+                status = -1
+            now = clock()
+            last_done = now
+            statuses[status] += 1
+            if 200 <= status < 300:
+                latencies.append(now - scheduled)
+
+        t0 = clock() + 0.05
+        for i in range(total):
+            scheduled = t0 + i / rate
+            delay = scheduled - clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if len(due) >= cap:
+                skipped += 1
+                continue
+            task = asyncio.get_running_loop().create_task(one(i, scheduled))
+            due[task] = scheduled
+            task.add_done_callback(lambda t: due.pop(t, None))
+        if due:
+            await asyncio.wait(list(due), timeout=spec["drain_s"])
+        cutoff = clock()
+        unfinished = [cutoff - s for s in due.values()]  # lower bounds of their latency
+        for task in list(due):
+            task.cancel()
+        await asyncio.gather(*due, return_exceptions=True)
+    ok = sum(n for s, n in statuses.items() if 200 <= s < 300)
+    ordered = sorted(latencies + unfinished + [float("inf")] * skipped)
+    span = max(last_done - t0, seconds)
+    return {"ok": ok, "errors": sum(statuses.values()) - ok + skipped,
+            "unfinished": len(unfinished) + skipped, "skipped": skipped,
+            "statuses": {str(k): v for k, v in statuses.items()},
+            "p50_ms": _percentile(ordered, 0.50) * 1000,
+            "p99_ms": _percentile(ordered, 0.99) * 1000,
+            "rps": ok / span, "seconds": span}
+
+
+def paced_entry(raw: str) -> int:
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        result = runner.run(_paced_main(json.loads(raw)))
+    print(json.dumps(result))
+    return 0
+
+
+# ------------------------------------------------------------------ measuring
+
+
+class Meter:
+    """CPU of the target's tree, of Redis/Kafka, of the upstream and of everything else."""
+
+    def __init__(self, target: Target, upstream_pid: int, all_pids: list[int]) -> None:
+        self.target, self.upstream_pid, self.all_pids = target, upstream_pid, all_pids
+
+    def __enter__(self) -> Meter:
+        self.t = time.monotonic()
+        self.proxy = cpu_ticks([self.target.pid])
+        self.extra = {k: cpu_ticks([p]) for k, p in self.target.extra_pids.items()}
+        self.upstream = cpu_ticks([self.upstream_pid])
+        self.ours = cpu_ticks(self.all_pids) + own_ticks()
+        self.busy = machine_busy_ticks()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.monotonic() - self.t
+        self.d_proxy = cpu_ticks([self.target.pid]) - self.proxy
+        self.d_extra = {k: cpu_ticks([p]) - self.extra[k] for k, p in
+                        self.target.extra_pids.items()}
+        self.d_upstream = cpu_ticks([self.upstream_pid]) - self.upstream
+        d_ours = cpu_ticks(self.all_pids) + own_ticks() - self.ours
+        d_busy = machine_busy_ticks() - self.busy
+        self.other_cores = max(0, d_busy - d_ours) / CLK / self.seconds
+        self.load1 = load1()
+
+    def per_request(self, ticks: int, requests: int) -> float:
+        return ticks / CLK * 1000 / requests if requests else float("nan")
+
+
+def wait_quiet(pid: int, limit_s: float = 10.0) -> None:
+    """Let a proxy finish a backlog before the next phase (< 10 % of a core for 0.5 s)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = cpu_ticks([pid])
+        time.sleep(0.5)
+        if (cpu_ticks([pid]) - before) / CLK / 0.5 < 0.10:
+            return
+
+
+def measure(target: Target, load: str, seconds: float, upstream_pid: int,
+            all_pids: list[int], workdir: Path) -> Phase:
+    wait_quiet(target.pid)
+    say(f"  {target.name:8} {load:>10} for {seconds:g}s ...")
+    with Meter(target, upstream_pid, all_pids) as m:
+        if load.startswith("c="):
+            raw = run_wrk(target, int(load[2:]), seconds, workdir)
+            errors = raw["status"] + raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
+            ok = raw["requests"] - raw["status"]
+            result = {"ok": ok, "errors": errors, "unfinished": 0,
+                      "rps": ok / (raw["duration_us"] / 1e6), "p50_ms": raw["p50_us"] / 1000,
+                      "p99_ms": raw["p99_us"] / 1000, "seconds": raw["duration_us"] / 1e6}
+        else:
+            result = run_paced(target, float(load.split()[0]), seconds)
+    ok = int(result["ok"])
+    phase = Phase(
+        target=target.name, load=load, seconds=round(result["seconds"], 2), ok=ok,
+        errors=int(result["errors"]), unfinished=int(result["unfinished"]),
+        rps=result["rps"], p50_ms=result["p50_ms"], p99_ms=result["p99_ms"],
+        cpu_ms_per_req=m.per_request(m.d_proxy, ok),
+        extra_cpu_ms_per_req={k: m.per_request(v, ok) for k, v in m.d_extra.items()},
+        upstream_cpu_ms_per_req=m.per_request(m.d_upstream, ok),
+        load1=m.load1, other_cores=m.other_cores,
+    )
+    say(f"  {target.name:8} {load:>10}: {phase.rps:8.1f} req/s  p50 {phase.p50_ms:7.2f} ms  "
+        f"p99 {phase.p99_ms:8.2f} ms  CPU {phase.cpu_ms_per_req:6.3f} ms/req  "
+        f"errors {phase.errors}  unfinished {phase.unfinished}  load {phase.load1:.2f}  "
+        f"others {phase.other_cores:.2f} cores")
+    return phase
+
+
+# ------------------------------------------------------------------ profile
+
+
+_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
+
+
+def _short(path: str) -> str:
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1]
+    if path.startswith(str(REPO) + "/"):
+        return path[len(str(REPO)) + 1:]
+    match = re.search(r"lib/python3\.\d+/(.*)", path)
+    return f"<stdlib>/{match.group(1)}" if match else path
+
+
+# Inclusive: what the gateway would save without the component (stacks can count twice).
+COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
+    ("audit + usage events (recorder._publish, telemetry/, aiokafka tasks)",
+     ("gateway/recorder.py:RecordingASGI._publish", "telemetry/", "aiokafka/")),
+    ("redis client, all callers (incl. its own send tasks)", ("redis/",)),
+    ("quota (gateway/quota.py, its Redis calls in-task)", ("gateway/quota.py",)),
+    ("cache (gateway/cache.py, its Redis calls in-task)", ("gateway/cache.py",)),
+    ("forward to upstream (gateway/forward.py + aiohttp)", ("gateway/forward.py",)),
+    ("JWT authentication (gateway/auth.py)", ("gateway/auth.py",)),
+    ("token estimate (gateway/tokens.py, tiktoken)", ("gateway/tokens.py",)),
+    ("PII redaction (gateway/redaction.py)", ("gateway/redaction.py",)),
+    ("metrics (prometheus_client)", ("prometheus_client/",)),
+    ("logging (structlog)", ("structlog/",)),
+]
+# Exclusive: each sample goes to the leaf-most frame outside the standard library.
+LIBRARIES = ("gateway/", "telemetry/", "ragward/", "rag_core/", "litestar/", "uvicorn/",
+             "httptools/", "aiohttp/", "yarl/", "multidict/", "redis/", "aiokafka/", "jwt/",
+             "cryptography/", "msgspec/", "structlog/", "prometheus_client/", "tiktoken/",
+             "uvloop/", "anyio/", "pydantic/")
+
+
+def summarise_profile(raw_path: Path, cpu_ms: float | None = None,
+                      top: int = 15) -> tuple[list[str], dict[str, Any]]:
+    """Top spots of py-spy's raw stacks; ``cpu_ms`` (CPU per request while sampling)
+    turns shares into milliseconds per request."""
+    stacks: list[tuple[list[tuple[str, str, str]], int]] = []
+    for line in raw_path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = []
+        for frame in stack.split(";"):
+            m = _FRAME.match(frame)
+            if m:
+                frames.append((m["func"], _short(m["file"]), m["line"] or "?"))
+        stacks.append((frames, int(count)))
+    total = sum(c for _, c in stacks) or 1
+
+    def pct(n: int) -> float:
+        return 100.0 * n / total
+
+    def show(n: int) -> str:
+        cost = f" ~{cpu_ms * n / total:5.3f} ms/req" if cpu_ms and cpu_ms == cpu_ms else ""
+        return f"{pct(n):5.1f}%{cost}"
+
+    def inclusive(key: Any) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for frames, n in stacks:
+            for k in {key(f) for f in frames if key(f)}:
+                counts[k] += n
+        return counts
+
+    self_fn: Counter[str] = Counter()
+    self_lib: Counter[str] = Counter()
+    for frames, n in stacks:
+        if frames:
+            func, file, line = frames[-1]
+            self_fn[f"{file}:{line} {func}"] += n
+            owner = next((f[1].split("/", 1)[0] + "/" for f in reversed(frames)
+                          if f[1].startswith(LIBRARIES)), "(event loop / stdlib only)")
+            self_lib[owner] += n
+    ours = ("gateway/", "telemetry/", "ragward/", "rag_core/")
+    ours_incl = inclusive(lambda f: f"{f[1]}:{f[0]}" if f[1].startswith(ours) else None)
+    ours_lines = inclusive(lambda f: f"{f[1]}:{f[2]} ({f[0]})" if f[1].startswith(ours) else None)
+    categories: Counter[str] = Counter()
+    for frames, n in stacks:
+        keys = {f"{file}:{func}" for func, file, _ in frames}
+        for label, needles in COMPONENTS:
+            if any(k.startswith(needles) for k in keys):
+                categories[label] += n
+
+    lines = [f"py-spy samples: {total} (non-idle; % of the gateway's busy time)"]
+    lines.append("  by component (inclusive: what it costs with everything it calls):")
+    lines += [f"    {show(n)}  {label}" for label, n in categories.most_common()]
+    lines.append("  ragward functions (inclusive):")
+    lines += [f"    {show(n)}  {k}" for k, n in ours_incl.most_common(top + 5)
+              if not k.endswith((":main", ":_run"))][:top]
+    lines.append("  ragward lines (inclusive):")
+    lines += [f"    {show(n)}  {k}" for k, n in ours_lines.most_common(top + 5)
+              if "(main)" not in k][:top]
+    lines.append("  self time by function (leaf frames):")
+    lines += [f"    {show(n)}  {k}" for k, n in self_fn.most_common(top)]
+    lines.append("  by library (exclusive: leaf-most frame outside the standard library):")
+    lines += [f"    {show(n)}  {k}" for k, n in self_lib.most_common(12)]
+    data = {"samples": total, "categories": {k: pct(v) for k, v in categories.items()},
+            "ragward_inclusive": {k: pct(v) for k, v in ours_incl.most_common(40)},
+            "self": {k: pct(v) for k, v in self_fn.most_common(40)}}
+    return lines, data
+
+
+def profile(target: Target, seconds: float, workdir: Path, upstream_pid: int,
+            all_pids: list[int]) -> tuple[list[str], dict[str, Any]]:
+    spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
+    if not Path(spy).exists():
+        return ["py-spy not installed (uv pip install py-spy): no profile"], {}
+    raw = OUT / "gateway-profile.txt"
+    raw.unlink(missing_ok=True)
+    say(f"  profiling {target.name} (pid {target.pid}) with py-spy under wrk c=64 "
+        f"for {seconds:g}s ...")
+    spy_proc = subprocess.Popen(
+        [spy, "record", "--pid", str(target.pid), "--rate", "100", "--nonblocking",
+         "--format", "raw", "--output", str(raw), "--duration", f"{int(seconds) + 1}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        time.sleep(0.5)
+        with Meter(target, upstream_pid, all_pids) as meter:
+            result = run_wrk(target, 64, seconds, workdir)
+        _, err = spy_proc.communicate(timeout=30)
+    finally:
+        if spy_proc.poll() is None:
+            os.killpg(spy_proc.pid, signal.SIGKILL)
+            spy_proc.wait()
+    ok = result["requests"] - result["status"]
+    rps = ok / (result["duration_us"] / 1e6)
+    cpu_ms = meter.per_request(meter.d_proxy, ok)
+    if not raw.exists():
+        return [f"py-spy failed: {err.decode(errors='replace')[-500:]}"], {}
+    lines, data = summarise_profile(raw, cpu_ms)
+    lines.insert(0, f"(while sampled at 100 Hz: {rps:.0f} req/s, gateway CPU {cpu_ms:.3f} ms/req, "
+                    f"others {meter.other_cores:.2f} cores; raw stacks: "
+                    f"{raw.relative_to(REPO)}; ms/req = share x CPU/req)")
+    data.update(rps=rps, cpu_ms_per_req=cpu_ms)
+    return lines, data
+
+
+# ------------------------------------------------------------------ Kafka check
+
+
+async def _kafka_records(bootstrap: str, topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        if not tps:
+            return 0
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        return sum(ends[tp] - starts[tp] for tp in tps)
+    finally:
+        await consumer.stop()
+
+
+async def _probe(redis_url: str, kafka_bootstrap: str | None, linger_ms: int,
+                 n: int = 300) -> list[str]:
+    """Round trips the gateway pays per request, timed alone, under the current machine load."""
+    import redis.asyncio as aioredis
+
+    def stats(samples: list[float]) -> str:
+        ordered = sorted(samples)
+        return (f"p50 {_percentile(ordered, 0.5) * 1000:.2f} ms, "
+                f"p99 {_percentile(ordered, 0.99) * 1000:.2f} ms")
+
+    lines = []
+    client = aioredis.from_url(redis_url)
+    try:
+        samples = []
+        for _ in range(n):
+            start = time.perf_counter()
+            await client.ping()
+            samples.append(time.perf_counter() - start)
+        lines.append(f"Redis PING round trip (sequential, x{n}): {stats(samples)}")
+    finally:
+        await client.aclose()
+    if kafka_bootstrap:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all",
+                                    enable_idempotence=True, linger_ms=linger_ms)
+        await producer.start()
+        try:
+            for _ in range(20):  # topic auto-creation, metadata
+                await producer.send_and_wait("ragward.bench.probe", b"x" * 600, key=b"t1")
+            samples = []
+            for _ in range(n // 2):
+                start = time.perf_counter()
+                await producer.send_and_wait("ragward.bench.probe", b"x" * 600, key=b"t1")
+                samples.append(time.perf_counter() - start)
+            lines.append(f"Kafka send acks=all, linger {linger_ms} ms (sequential, x{n // 2}): "
+                         f"{stats(samples)}")
+        finally:
+            await producer.stop()
+    return lines
+
+
+def gateway_counters(port: int) -> dict[str, float]:
+    _, body = http(f"http://127.0.0.1:{port}/metrics")
+    found: dict[str, float] = {}
+    for line in body.decode().splitlines():
+        if line.startswith(("ragward_gateway_requests_total", "ragward_gateway_spool_bytes")):
+            name, _, value = line.rpartition(" ")
+            found[name] = float(value)
+    return found
+
+
+# ------------------------------------------------------------------ report
+
+
+def _f(value: float | None, width: int = 7, digits: int = 2) -> str:
+    if value is None or value != value:  # None or NaN
+        return "-".rjust(width)
+    return f"{value:{width}.{digits}f}"
+
+
+def report(phases: list[Phase], args: argparse.Namespace, notes: list[str],
+           profile_lines: list[str]) -> list[str]:
+    base = {p.load: p for p in phases if p.target == "upstream"}
+    for p in phases:
+        if p.target != "upstream" and p.load in base:
+            p.added_p50_ms = p.p50_ms - base[p.load].p50_ms
+            p.added_p99_ms = p.p99_ms - base[p.load].p99_ms
+    out = ["", "=" * 118,
+           f"gateway benchmark — upstream latency {args.latency_ms:g} ms, {args.duration:g} s "
+           f"per phase, {os.cpu_count()} cores shared by load generator, upstream, proxy, Redis, "
+           "Kafka and anything else running",
+           "=" * 118,
+           f"{'target':9} {'load':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>8} {'+p50':>7} "
+           f"{'+p99':>8} {'CPU ms/req':>10} {'+Redis':>7} {'+Kafka':>7} {'ok':>6} {'err':>5} "
+           f"{'unfin':>5} {'load1':>5} {'others':>6}"]
+    for p in phases:
+        extra = p.extra_cpu_ms_per_req
+        out.append(
+            f"{p.target:9} {p.load:>9} {p.rps:8.1f} {_f(p.p50_ms)} {_f(p.p99_ms, 8)} "
+            f"{_f(p.added_p50_ms)} {_f(p.added_p99_ms, 8)} {_f(p.cpu_ms_per_req, 10, 3)} "
+            f"{_f(extra.get('redis'), 7, 3)} {_f(extra.get('kafka'), 7, 3)} {p.ok:6d} "
+            f"{p.errors:5d} {p.unfinished:5d} {p.load1:5.2f} {p.other_cores:6.2f}")
+    out += ["",
+            "req/s: answered 2xx per second (paced phases: achieved; c=64: closed-loop maximum).",
+            "p50/p99: paced phases from each request's scheduled send time (unanswered requests "
+            "count with the time they had waited); c=64 from wrk.",
+            "+p50/+p99: minus the upstream called directly at the same load. CPU ms/req: the "
+            "proxy's process tree (/proc utime+stime) per 2xx; +Redis/+Kafka: those servers' CPU "
+            "per ragward request. others: cores busy with processes outside this benchmark "
+            "(noise). load1: 1-min load average at the phase's end."]
+
+    def get(target: str, load: str) -> Phase | None:
+        return next((p for p in phases if p.target == target and p.load == load), None)
+
+    rw, ll, bare = get("ragward", "c=64"), get("litellm", "c=64"), get("bare", "c=64")
+    rw200 = get("ragward", "200 rps")
+    out += ["", "Ratios and targets (../shared/DESIGN.md):"]
+
+    def check(label: str, value: float | None, goal: str, ok: bool | None) -> None:
+        verdict = "n/a" if ok is None else ("MET" if ok else "MISSED")
+        out.append(f"  {label:58} {_f(value, 8, 2)}   target {goal:12} {verdict}")
+
+    if rw200:
+        check("added p50 at 200 req/s (ms)", rw200.added_p50_ms, "<= 2",
+              None if rw200.added_p50_ms is None else rw200.added_p50_ms <= 2)
+        check("added p99 at 200 req/s (ms)", rw200.added_p99_ms, "<= 10",
+              None if rw200.added_p99_ms is None else rw200.added_p99_ms <= 10)
+    if rw and ll and ll.rps > 0 and ll.cpu_ms_per_req > 0:
+        ratio = rw.rps / ll.rps
+        check("throughput ragward / LiteLLM (c=64, 1 worker each)", ratio, ">= 10", ratio >= 10)
+        cpu = rw.cpu_ms_per_req / ll.cpu_ms_per_req
+        check("CPU per request ragward / LiteLLM (c=64)", cpu, "<= 0.10", cpu <= 0.10)
+        for load in ("50 rps", "200 rps"):
+            a, b = get("ragward", load), get("litellm", load)
+            if a and b and b.cpu_ms_per_req > 0:
+                check(f"CPU per request ragward / LiteLLM ({load})",
+                      a.cpu_ms_per_req / b.cpu_ms_per_req, "<= 0.10",
+                      a.cpu_ms_per_req / b.cpu_ms_per_req <= 0.10)
+        with_services = rw.cpu_ms_per_req + sum(rw.extra_cpu_ms_per_req.values())
+        check("  same, counting ragward's Redis + Kafka CPU too (c=64)",
+              with_services / ll.cpu_ms_per_req, "(info)", None)
+    if rw and bare and bare.rps > 0:
+        ratio = rw.rps / bare.rps
+        check("throughput ragward / bare handler (c=64)", ratio, ">= 0.5", ratio >= 0.5)
+    out += ["", "Notes:"] + [f"  - {n}" for n in notes]
+    if profile_lines:
+        out += ["", "Profile of ragward under wrk c=64:"] + [f"  {ln}" for ln in profile_lines]
+    return out
+
+
+# ------------------------------------------------------------------ main
+
+
+def run(args: argparse.Namespace) -> int:
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 1
+    OUT.mkdir(exist_ok=True)
+    wanted = {"upstream", *args.targets.split(",")}
+    if "litellm" not in wanted:
+        args.no_litellm = True
+    litellm = None if args.no_litellm else ensure_litellm()
+    workdir = Path(tempfile.mkdtemp(prefix="ragward-bench-"))
+    procs = Processes(workdir)
+    notes: list[str] = []
+    phases: list[Phase] = []
+    profile_lines: list[str] = []
+    profile_data: dict[str, Any] = {}
+    from ragward import devservices
+
+    try:
+        say(f"logs in {workdir}; load average now {load1():.2f}")
+        ports = {k: free_port() for k in ("upstream", "gateway", "bare", "litellm")}
+        upstream_url = f"http://127.0.0.1:{ports['upstream']}"
+        upstream = procs.spawn("upstream", [PY, str(BENCH / "upstream.py"), "--port",
+                                            str(ports["upstream"]), "--latency-ms",
+                                            str(args.latency_ms)], child_env())
+        litellm_proc = None
+        if litellm is not None:
+            say("starting LiteLLM proxy (takes ~20 s), Kafka and Redis in parallel")
+            litellm_proc = procs.spawn("litellm", [
+                str(litellm), "--config", str(LITELLM_CONFIG), "--host", "127.0.0.1",
+                "--port", str(ports["litellm"]), "--num_workers", "1",
+            ], child_env(LITELLM_TELEMETRY_DISABLED="true", LITELLM_LOCAL_MODEL_COST_MAP="True",
+                         BENCH_UPSTREAM_API_BASE=upstream_url + "/v1"))
+        redis = devservices.start_redis()
+        procs.services.append(redis)
+        kafka = None
+        if not args.no_kafka:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                future = pool.submit(devservices.start_kafka)
+                for attempt in (1, 2):  # a cluster id starting with "-" fails formatting
+                    try:
+                        kafka = future.result(timeout=120)
+                        procs.services.append(kafka)
+                        break
+                    except Exception as exc:
+                        say(f"Kafka did not start (attempt {attempt}): {str(exc)[:200]}")
+                        if attempt == 2:
+                            notes.append(f"Kafka did not start ({str(exc)[:200]}): ragward ran "
+                                         "on the in-process bus: audit durability NOT measured")
+                        else:
+                            future = pool.submit(devservices.start_kafka)
+        else:
+            notes.append("--no-kafka: ragward ran on the in-process bus (no Kafka acks)")
+        wait_ready("upstream", upstream, upstream_url + "/ready", 15, workdir)
+
+        gw_env = child_env(
+            RAGWARD_RAG_CORE_URL=upstream_url, RAGWARD_JWT_SECRET=SECRET,
+            RAGWARD_PORT=str(ports["gateway"]), RAGWARD_HOST="127.0.0.1",
+            RAGWARD_LOG_LEVEL="warning", RAGWARD_DATA_DIR=str(workdir / "gateway-data"),
+            RAGWARD_REDIS_URL=redis.address, RAGWARD_QUOTA_RPM="10000000",
+            RAGWARD_QUOTA_TOKENS_PER_DAY="1000000000000",
+        )
+        if kafka is not None:
+            gw_env["RAGWARD_KAFKA_BOOTSTRAP"] = kafka.address
+        if args.kafka_linger_ms is not None:
+            gw_env["RAGWARD_KAFKA_LINGER_MS"] = str(args.kafka_linger_ms)
+            notes.append(f"gateway ran with RAGWARD_KAFKA_LINGER_MS={args.kafka_linger_ms}")
+        ragward_bin = Path(PY).parent / "ragward"
+        gateway = procs.spawn("gateway", [str(ragward_bin), "gateway"], gw_env)
+        bare = procs.spawn("bare", [PY, str(BENCH / "bare.py"), "--port", str(ports["bare"]),
+                                    "--upstream", upstream_url],
+                           child_env(RAGWARD_JWT_SECRET=SECRET))
+        wait_ready("gateway", gateway, f"http://127.0.0.1:{ports['gateway']}/health", 60, workdir)
+        wait_ready("bare", bare, f"http://127.0.0.1:{ports['bare']}/", 30, workdir)
+        if litellm_proc is not None:
+            wait_ready("litellm", litellm_proc,
+                       f"http://127.0.0.1:{ports['litellm']}/health/liveliness", 120, workdir)
+
+        from ragward.settings import load_settings
+        from ragward.tokens import mint
+
+        token = mint(load_settings(jwt_secret=SECRET, data_dir=workdir), "bench", "t1",
+                     ["reader"], ttl=3600)
+        auth = {"Authorization": f"Bearer {token}"}
+        rag = "/v1/query"
+        targets = [
+            Target("upstream", upstream_url + rag, RAG_BODY, {}, upstream.pid),
+            Target("ragward", f"http://127.0.0.1:{ports['gateway']}{rag}", RAG_BODY, auth,
+                   gateway.pid, {"redis": redis.pid, **({"kafka": kafka.pid} if kafka else {})}),
+            Target("bare", f"http://127.0.0.1:{ports['bare']}{rag}", RAG_BODY, auth, bare.pid),
+        ]
+        if litellm_proc is not None:
+            targets.append(Target(
+                "litellm", f"http://127.0.0.1:{ports['litellm']}/v1/chat/completions",
+                CHAT_BODY, {"Authorization": f"Bearer {MASTER_KEY}"}, litellm_proc.pid))
+        for t in targets:  # one request each: right answer, right shape
+            status, body = http(t.url, (t.body % ("smoke", 0)).encode(),
+                                {"Content-Type": "application/json", **t.headers}, timeout=30)
+            if status != 200:
+                raise SystemExit(f"{t.name} answered {status}: {body[:500]!r}")
+        notes.append("ragward smoke answer: " + http(
+            targets[1].url, (RAG_BODY % ("smoke", 1)).encode(),
+            {"Content-Type": "application/json", **auth})[1].decode()[:160] + "...")
+
+        from ragward.settings import Settings
+
+        linger = (args.kafka_linger_ms if args.kafka_linger_ms is not None
+                  else Settings.model_fields["kafka_linger_ms"].default)
+        probe_lines = asyncio.run(_probe(redis.address, kafka.address if kafka else None, linger))
+        for line in probe_lines:
+            say(line)
+        notes.extend(f"idle gateway, bench process alone: {line}" for line in probe_lines)
+        all_pids = [t.pid for t in targets] + [s.pid for s in procs.services]
+        say(f"all up; load average {load1():.2f}. Measuring "
+            f"({len(targets)} targets x (2 s warm-up + 3 x {args.duration:g} s))")
+        loads = [x.strip() for x in args.loads.split(",")]  # default: overload-prone 200 rps last
+        for t in [t for t in targets if t.name in wanted]:
+            run_wrk(t, 8, 2, workdir)  # warm-up: connections, caches, JIT-less Python paths
+            for load in loads:
+                if t.name == "bare" and load == "50 rps" and not args.all_loads:
+                    continue  # the ceiling matters at c=64 (and 200 rps): saves 12 s
+                phases.append(measure(t, load, args.duration, upstream.pid, all_pids, workdir))
+            if t.name == "ragward" and not args.no_profile:
+                wait_quiet(t.pid)
+                profile_lines, profile_data = profile(t, args.profile_seconds, workdir,
+                                                      upstream.pid, all_pids)
+
+        counters = gateway_counters(ports["gateway"])
+        answered = sum(v for k, v in counters.items()
+                       if "requests_total" in k and 'status="200"' in k and "/v1/query" in k)
+        spool = next((v for k, v in counters.items() if "spool_bytes" in k), 0.0)
+        if kafka is not None:
+            audited = asyncio.run(_kafka_records(kafka.address, "ragward.audit.v1"))
+            notes.append(f"Kafka audit topic holds {audited} records for {int(answered)} 2xx "
+                         f"query answers of the gateway (+ one per non-2xx); spool bytes "
+                         f"{int(spool)}")
+        log_text = (workdir / "gateway.log").read_text(errors="replace")
+        events = Counter(re.findall(r'"event": ?"([^"]+)"', log_text))
+        if events:
+            notes.append("gateway log events (level >= warning): " + ", ".join(
+                f"{k} x{v}" for k, v in events.most_common(8)))
+        if litellm_proc is not None:
+            version = subprocess.run(
+                [str(LITELLM_VENV / "bin" / "python"), "-c",
+                 "import importlib.metadata as m; print(m.version('litellm'))"],
+                capture_output=True, text=True, check=False).stdout.strip()
+            notes.append(f"LiteLLM {version}, 1 worker, master key, no DB, default logging "
+                         "(uvicorn access log on)")
+        notes.append("load generators: paced = Python aiohttp on uvloop (open loop, own "
+                     "process); c=64 = wrk -t1 -c64 (closed loop); both on the same 2 cores")
+    finally:
+        say("stopping everything")
+        procs.close()
+        logs = OUT / "logs"
+        shutil.rmtree(logs, ignore_errors=True)
+        logs.mkdir(parents=True)
+        for log in workdir.glob("*.log"):
+            shutil.copy(log, logs / log.name)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    lines = report(phases, args, notes, profile_lines)
+    print("\n".join(lines), flush=True)
+    (OUT / "gateway.json").write_text(json.dumps(
+        {"latency_ms": args.latency_ms, "duration_s": args.duration,
+         "phases": [asdict(p) for p in phases], "notes": notes, "profile": profile_data},
+        indent=2))
+    (OUT / "gateway.txt").write_text("\n".join(lines) + "\n")
+    say(f"done; results in {OUT.relative_to(REPO)}/gateway.txt and gateway.json")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="upstream answer delay (default 0)")
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="seconds per measured phase (default 10)")
+    parser.add_argument("--profile-seconds", type=float, default=10.0)
+    parser.add_argument("--no-litellm", action="store_true", help="skip peer (c)")
+    parser.add_argument("--no-kafka", action="store_true",
+                        help="in-process bus instead of Kafka (audit durability not measured)")
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--kafka-linger-ms", type=int, default=None,
+                        help="RAGWARD_KAFKA_LINGER_MS for the gateway (default: its setting)")
+    parser.add_argument("--targets", default="upstream,ragward,bare,litellm",
+                        help="comma-separated subset to measure (upstream is always measured)")
+    parser.add_argument("--loads", default="c=64,50 rps,200 rps",
+                        help="comma-separated loads: c=N (wrk closed loop) or R rps (paced)")
+    parser.add_argument("--all-loads", action="store_true",
+                        help="also measure the bare handler at 50 req/s")
+    parser.add_argument("--paced", help=argparse.SUPPRESS)  # internal: the load generator
+    args = parser.parse_args(argv)
+    if args.paced:
+        return paced_entry(args.paced)
+
+    def interrupted(signum: int, _: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupted)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
