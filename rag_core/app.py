@@ -27,6 +27,7 @@ from litestar import Litestar, Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
+from litestar.params import JSONBody
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag_core.schemas import BatchRequest, BatchResponse, IndexList, QueryRequest, QueryResponse
@@ -102,7 +103,7 @@ def _v1_router(guard: Any) -> Router:
 
     @post("/query", status_code=200)
     async def query(
-        data: QueryRequest, request: Request[Any, Any, Any], state: State
+        data: JSONBody[QueryRequest], request: Request[Any, Any, Any], state: State
     ) -> Response[QueryResponse]:
         tenant, subject, request_id = _caller(request)
         answer, version = await _service(state).query_with_version(
@@ -112,7 +113,7 @@ def _v1_router(guard: Any) -> Router:
 
     @post("/query/batch", status_code=200)
     async def query_batch(
-        data: BatchRequest, request: Request[Any, Any, Any], state: State
+        data: JSONBody[BatchRequest], request: Request[Any, Any, Any], state: State
     ) -> Response[BatchResponse]:
         tenant, subject, request_id = _caller(request)
         answer, version = await _service(state).query_batch_with_version(
