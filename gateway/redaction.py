@@ -1,0 +1,1034 @@
+"""PII detection and redaction: one validated redactor for every boundary.
+
+The gateway runs the question through a :class:`RedactionSession` before it is
+cached, forwarded, logged or put in an event, and runs the answer and the
+sources through the *same* session before they reach the client, so one value
+gets one placeholder across the whole request::
+
+    session = redactor.session()
+    question = session.redact(raw_question).text      # "mail <EMAIL_1>"
+    answer = session.redact(raw_answer).text          # same address -> <EMAIL_1>
+
+How a text is scanned
+---------------------
+1. **Fold.** ASCII text is used as is. Otherwise the characters whose NFKC
+   form is ASCII (full-width digits and letters, ``＋＠（）－．``, the
+   ideographic space, circled and mathematical digits, ligatures) are replaced
+   by that form, one character at a time, so offsets stay exact; the rare
+   ones that become several characters (``⑩`` -> ``10``) are recorded and
+   mapped back. These are the only characters NFKC can turn into part of a
+   match, since every entity is ASCII. Spans are reported on the original.
+2. **Find candidates**, with regexes shaped so that the ``re`` engine skips
+   ahead in C: one numeric regex (phones, cards, SSNs, CN IDs, IPv4, and
+   IBANs, whose check digits are a digit anchor) starts with one character
+   class and checks boundaries after it; e-mail is anchored on ``@``; IPv6 on
+   its first colon; each secret on its rarest character (the ``k`` of
+   ``sk-``, the ``J`` of ``eyJ``). Chinese has no word boundaries, so
+   boundaries are lookarounds on ASCII letters and digits, never ``\\b``.
+3. **Validate** each candidate: Luhn plus a known issuer prefix and length for
+   cards; country length plus mod-97 for IBANs; province, birth date and the
+   ISO 7064 MOD 11-2 check character (``X`` included) for CN IDs; area / group
+   / serial rules for SSNs; octets 0-255 without leading zeros for IPv4; group
+   structure for IPv6; for phones the NANP area and exchange codes, CN mobile
+   ``1[3-9]``, CN area codes and number lengths, and for ``+CC`` / ``00CC``
+   the national number length of the country code.
+
+Decoys and the choices that keep them
+-------------------------------------
+- Order, invoice, tracking, ticket, ISBN numbers: a card or phone candidate
+  right after such a label (``Order #``, ``invoice no.``, ``订单号``, ``运单``
+  ...) is not PII. Cards must also start with a known issuer prefix, which
+  drops ISBN-13s (978/979) and millisecond timestamps (1...).
+- Bare ten-digit numbers are US phones only after a phone cue (``call``,
+  ``phone``, ``tel``, ``hotline``, ``电话`` ...); with separators or
+  parentheses (``(415) 555-0132``) they need no cue. CN mobiles (11 digits,
+  ``1[3-9]``) need no cue.
+- A dotted quad is not an IPv4 address when it is a version: right after
+  ``version``, ``ver``, ``v``, ``build``, ``release``, ``firmware``, ``版本``, or
+  after ``Name/`` (user agents), or part of a longer dotted run (OIDs,
+  ``1.2.3.4.5``). A bare ``1.2.3.4`` with no such cue is an address.
+- Numbers that fail their checksum stay; so do the digit groups inside them
+  (a group after ``AT32 `` or ``2704 `` never starts a phone or a card), and
+  an 18-digit number shaped like a CN ID (province, birth date) with a wrong
+  check character is a mistyped ID, never a card.
+- Dates, times, UUIDs, MAC addresses, money amounts and ISBNs fit no
+  validated format (times and MACs are not valid IPv6).
+
+Entity types and actions are configured per type: ``redact`` (typed numbered
+placeholder), ``keep`` (detected and counted, left in place) or ``block``
+(:class:`PiiBlocked`, which the HTTP layer maps to 422 naming the type).
+
+Nothing happens at import beyond compiling regexes; the folding table (a scan
+of the code points below U+30000, a fraction of a second) is built on first use
+or when a :class:`Redactor` is created.
+"""
+
+# ruff: noqa: RUF002  (docstrings show the full-width characters that get folded)
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from bisect import bisect_right
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from functools import cache
+
+from ragward.errors import RagwardError
+
+__all__ = [
+    "Action",
+    "EntityType",
+    "PiiBlocked",
+    "RedactionResult",
+    "RedactionSession",
+    "Redactor",
+    "Span",
+    "sha256_hex",
+]
+
+
+class EntityType(StrEnum):
+    EMAIL = "EMAIL"
+    PHONE = "PHONE"
+    CREDIT_CARD = "CREDIT_CARD"
+    IBAN = "IBAN"
+    US_SSN = "US_SSN"
+    CN_ID = "CN_ID"
+    IPV4 = "IPV4"
+    IPV6 = "IPV6"
+    SECRET = "SECRET"  # noqa: S105 (an entity type's name, not a password)
+
+
+class Action(StrEnum):
+    REDACT = "redact"
+    KEEP = "keep"
+    BLOCK = "block"
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One entity: ``text[start:end]`` of the ORIGINAL text is of type ``type``."""
+
+    start: int
+    end: int
+    type: EntityType
+
+
+class PiiBlocked(RagwardError):
+    """The text holds an entity whose type the policy blocks (HTTP 422)."""
+
+    code = "pii_blocked"
+    status = 422
+
+    def __init__(self, entity_type: str) -> None:
+        super().__init__(f"the request contains {entity_type}, which policy blocks")
+        self.entity_type = entity_type
+
+
+@dataclass
+class RedactionResult:
+    text: str
+    spans: list[Span]
+    counts: dict[str, int]
+
+
+def sha256_hex(text: str) -> str:
+    """Hex SHA-256 of the UTF-8 text: what events and logs carry instead of raw text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# A detection: (start, end, type, canonical value) with offsets into the text it was found in.
+_Hit = tuple[int, int, EntityType, str]
+
+# ---------------------------------------------------------------------------
+# Normalisation with an exact offset map back to the original text
+# ---------------------------------------------------------------------------
+
+
+def _char_class(codepoints: list[int]) -> str:
+    """A regex character class matching exactly ``codepoints`` (sorted), as ranges."""
+    parts: list[str] = []
+    i = 0
+    while i < len(codepoints):
+        j = i
+        while j + 1 < len(codepoints) and codepoints[j + 1] == codepoints[j] + 1:
+            j += 1
+        lo, hi = codepoints[i], codepoints[j]
+        parts.append(f"\\U{lo:08x}" if lo == hi else f"\\U{lo:08x}-\\U{hi:08x}")
+        i = j + 1
+    return "[" + "".join(parts) + "]"
+
+
+class _Folding:
+    """Per-character NFKC for the characters whose compatibility form is ASCII.
+
+    Every entity is ASCII, so these are the only characters NFKC can turn into
+    part of a match: full-width digits, letters and ``＋＠（）－．``, the
+    ideographic space, circled and parenthesised digits, mathematical digits,
+    ligatures. Characters whose form is pure punctuation that never occurs
+    inside an entity (``，：；！``) are left alone, as are compatibility forms
+    that are not ASCII (CJK compatibility ideographs, half-width katakana);
+    neither can change what matches. Mapping per character keeps offsets exact.
+    """
+
+    __slots__ = ("astral", "bmp", "expanding", "runs", "table")
+
+    def __init__(self) -> None:
+        table: dict[int, str] = {}
+        # Every code point with a compatibility mapping lies below U+30000.
+        for cp in range(0x80, 0x30000):
+            if 0xD800 <= cp < 0xE000:
+                continue
+            ch = chr(cp)
+            norm = unicodedata.normalize("NFKC", ch)
+            if norm != ch and norm.isascii() and _FOLD_USEFUL.search(norm):
+                table[cp] = norm
+        self.table = table
+        self.bmp = re.compile(_char_class(sorted(cp for cp in table if cp < 0x10000)))
+        self.astral = re.compile(_char_class(sorted(cp for cp in table if cp >= 0x10000)))
+        self.runs = re.compile(_char_class(sorted(table)) + "+")
+        self.expanding = frozenset(chr(cp) for cp, v in table.items() if len(v) != 1)
+
+
+_FOLD_USEFUL = re.compile(r"[0-9A-Za-z@+\-.()_ ]")
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+@cache
+def _folding() -> _Folding:
+    return _Folding()
+
+
+class _OffsetMap:
+    """Maps offsets in the normalised text back to the original.
+
+    Only characters whose NFKC form is not exactly one character are stored,
+    as regions ``[nstart, nend)`` (normalised) <- ``ostart`` (original, one
+    char). Between regions the mapping is a shift by the accumulated growth.
+    """
+
+    __slots__ = ("_cum", "_nend", "_nstart", "_ostart")
+
+    def __init__(self, regions: list[tuple[int, int, int]]) -> None:
+        self._nstart = [r[0] for r in regions]
+        self._nend = [r[1] for r in regions]
+        self._ostart = [r[2] for r in regions]
+        cum = [0]
+        for ns, ne, _ in regions:
+            cum.append(cum[-1] + (ne - ns - 1))
+        self._cum = cum
+
+    def start(self, p: int) -> int:
+        i = bisect_right(self._nend, p)
+        if i < len(self._nstart) and self._nstart[i] < p:
+            return self._ostart[i]  # inside an expanded char: take the whole char
+        return p - self._cum[i]
+
+    def end(self, p: int) -> int:
+        i = bisect_right(self._nend, p)
+        if i < len(self._nstart) and self._nstart[i] < p:
+            return self._ostart[i] + 1
+        return p - self._cum[i]
+
+
+def _normalise(text: str) -> tuple[str, _OffsetMap | None]:
+    """Fold compatibility characters to ASCII (see :class:`_Folding`).
+
+    Returns the folded text and, only when some character became more than one
+    (``⑩`` -> ``10``), the map from folded offsets back to the original.
+    """
+    if text.isascii():
+        return text, None
+    fold = _folding()
+    if fold.bmp.search(text) is None and (
+        _ASTRAL.search(text) is None or fold.astral.search(text) is None
+    ):
+        return text, None
+    table = fold.table
+    expanding = fold.expanding
+    parts: list[str] = []
+    regions: list[tuple[int, int, int]] = []
+    pos = shift = 0
+    for m in fold.runs.finditer(text):
+        s, e = m.span()
+        parts.append(text[pos:s])
+        run = m.group()
+        if expanding.isdisjoint(run):
+            parts.append(run.translate(table))
+        else:
+            for i, ch in enumerate(run):
+                rep = table[ord(ch)]
+                if len(rep) != 1:
+                    ns = s + i + shift
+                    regions.append((ns, ns + len(rep), s + i))
+                    shift += len(rep) - 1
+                parts.append(rep)
+        pos = e
+    parts.append(text[pos:])
+    return "".join(parts), (_OffsetMap(regions) if regions else None)
+
+
+# ---------------------------------------------------------------------------
+# Validators
+# ---------------------------------------------------------------------------
+
+_LUHN_DOUBLE = bytes.maketrans(b"0123456789", b"0246813579")  # digit sum of 2*d
+
+
+def _luhn_ok(digits: str) -> bool:
+    """Luhn mod 10, summing ASCII codes in C: the 48s of "0" cancel out below."""
+    b = digits.encode()
+    return (sum(b[-1::-2]) + sum(b[-2::-2].translate(_LUHN_DOUBLE)) - 48 * len(b)) % 10 == 0
+
+
+def _card_brand_ok(d: str) -> bool:
+    """Known issuer prefix (IIN) with a length that issuer uses (string compares: no int())."""
+    n = len(d)
+    c = d[0]
+    if c == "4":  # Visa
+        return n in (13, 16, 19)
+    p2 = d[:2]
+    if c == "5":
+        if "51" <= p2 <= "55":  # Mastercard
+            return n == 16
+        return p2 in ("50", "56", "57", "58") and 13 <= n <= 19  # Maestro
+    if c == "2":  # Mastercard 2-series, Mir
+        p4 = d[:4]
+        return ("2221" <= p4 <= "2720" or "2200" <= p4 <= "2204") and n == 16
+    if c == "3":
+        if p2 in ("34", "37"):  # Amex
+            return n == 15
+        if "3528" <= d[:4] <= "3589":  # JCB
+            return 16 <= n <= 19
+        if "300" <= d[:3] <= "305" or p2 in ("36", "38", "39"):  # Diners
+            return 14 <= n <= 19
+        return False
+    if c == "6":  # Discover, UnionPay (62), Maestro (6x), RuPay (60, 65)
+        return 16 <= n <= 19 or (p2 in ("63", "67") and n >= 13)
+    if c == "8":  # UnionPay 81, RuPay 82
+        return p2 in ("81", "82") and 16 <= n <= 19
+    return False
+
+
+# Province-level region codes (GB/T 2260): the first two digits of a CN resident ID.
+_CN_PROVINCES = frozenset((
+    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37",
+    "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64",
+    "65", "71", "81", "82", "83",
+))  # fmt: skip
+_CN_ID_CHECK = "10X98765432"
+
+
+def _cn_id_shaped(s: str) -> bool:
+    """The first 17 characters look like a CN resident ID: province code, birth date."""
+    if s[:2] not in _CN_PROVINCES:
+        return False
+    year, month, day = int(s[6:10]), int(s[10:12]), int(s[12:14])
+    if not 1900 <= year <= 2100:
+        return False
+    try:
+        date(year, month, day)
+    except ValueError:
+        return False
+    return True
+
+
+def _cn_id_ok(s: str) -> bool:
+    """18 chars: province code, birth date, ISO 7064 MOD 11-2 check character."""
+    if not _cn_id_shaped(s):
+        return False
+    # ISO 7064 MOD 11-2 weighs digit i (from the left) by 2**(17-i) mod 11. As 13 = 2
+    # (mod 11), reading the 17 digits in base 13 gives that sum / 2, modulo 11.
+    return _CN_ID_CHECK[2 * int(s[:17], 13) % 11] == s[17]
+
+
+def _ssn_ok(d: str) -> bool:
+    area, group, serial = d[:3], d[3:5], d[5:]
+    return area != "000" and area != "666" and area[0] != "9" and group != "00" and serial != "0000"
+
+
+# Lengths from the SWIFT IBAN registry.
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
+    "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27,
+    "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27,
+    "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
+    "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32,
+    "LI": 21, "LT": 20, "LU": 20, "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
+    "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28, "NL": 18, "NO": 15, "OM": 23, "PK": 24,
+    "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "RU": 33, "SA": 24, "SC": 31,
+    "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25, "SV": 28, "TL": 23,
+    "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}  # fmt: skip
+_IBAN_BODY = {
+    n: re.compile(rf"[A-Z]{{2}}\d{{2}}(?:[ ]?[A-Z0-9]){{{n - 4}}}")
+    for n in set(_IBAN_LENGTHS.values())
+}
+_IBAN_LETTERS = str.maketrans({chr(c): str(c - 55) for c in range(ord("A"), ord("Z") + 1)})
+
+
+def _iban_ok(s: str) -> bool:
+    if not s[2:4].isdigit():
+        return False
+    return int((s[4:] + s[:4]).translate(_IBAN_LETTERS)) % 97 == 1
+
+
+def _ipv6_value(v: str) -> str | None:
+    """The address as eight hex groups if ``v`` (hex digits, colons, an optional
+    dotted-quad tail) is a valid IPv6 address, else None."""
+    v = v.lower()
+    tail: list[str] = []
+    if "." in v:
+        i = v.rfind(":")
+        quad = v[i + 1 :]
+        if quad.count(".") != 3 or not _ipv4_ok(quad):
+            return None
+        a, b, c, d = map(int, quad.split("."))
+        tail = [f"{(a << 8) | b:x}", f"{(c << 8) | d:x}"]
+        v = v[: i + 1] if v[: i + 1].endswith("::") else v[:i]
+    if "::" in v:
+        left, _, right = v.partition("::")
+        if "::" in right:
+            return None
+        head = left.split(":") if left else []
+        rest = right.split(":") if right else []
+        missing = 8 - len(head) - len(rest) - len(tail)
+        if missing < 1:
+            return None
+        groups = head + ["0"] * missing + rest
+    else:
+        groups = v.split(":")
+        if len(groups) + len(tail) != 8:
+            return None
+    for g in groups:
+        if not 1 <= len(g) <= 4:
+            return None
+    return ":".join([f"{int(g, 16):x}" for g in groups] + tail)
+
+
+def _ipv4_ok(s: str) -> bool:
+    for octet in s.split("."):
+        if len(octet) > 1 and octet[0] == "0":
+            return False
+        if int(octet) > 255:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------
+# Phone numbering plans
+# ---------------------------------------------------------------------------
+
+# National significant number lengths for the country codes we know well
+# (ITU-T E.164 national plans, trunk prefix excluded).
+_CC_NSN: dict[str, tuple[int, int]] = {
+    "1": (10, 10), "7": (10, 10), "20": (8, 10), "27": (9, 9), "30": (10, 10), "31": (9, 9),
+    "32": (8, 9), "33": (9, 9), "34": (9, 9), "36": (8, 9), "39": (6, 11), "40": (9, 9),
+    "41": (9, 9), "43": (7, 13), "44": (9, 10), "45": (8, 8), "46": (7, 10), "47": (8, 8),
+    "48": (9, 9), "49": (6, 12), "51": (8, 9), "52": (10, 10), "53": (8, 8), "54": (10, 11),
+    "55": (10, 11), "56": (9, 9), "57": (10, 10), "58": (10, 10), "60": (8, 10), "61": (9, 9),
+    "62": (9, 12), "63": (10, 10), "64": (8, 10), "65": (8, 8), "66": (8, 9), "81": (9, 10),
+    "82": (8, 10), "84": (9, 10), "86": (10, 11), "90": (10, 10), "91": (10, 10), "92": (9, 10),
+    "93": (9, 9), "94": (9, 9), "95": (8, 10), "98": (10, 10), "212": (9, 9), "234": (8, 10),
+    "254": (9, 9), "351": (9, 9), "353": (7, 9), "358": (6, 10), "380": (9, 9), "420": (9, 9),
+    "852": (8, 8), "853": (8, 8), "886": (8, 9), "966": (9, 9), "971": (8, 9), "972": (8, 9),
+}  # fmt: skip
+# Two-digit country codes (the rest of the 2x-9x space is three digits).
+_CC2 = frozenset((
+    "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46",
+    "47", "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63",
+    "64", "65", "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98",
+))  # fmt: skip
+
+
+def _split_cc(digits: str) -> tuple[str, str]:
+    if digits[0] in "17":
+        return digits[:1], digits[1:]
+    if digits[:2] in _CC2:
+        return digits[:2], digits[2:]
+    return digits[:3], digits[3:]
+
+
+# ---------------------------------------------------------------------------
+# Context cues
+# ---------------------------------------------------------------------------
+
+_CTX = 28  # characters of left context a cue may span
+
+
+def _reversed_words(words: str) -> str:
+    """An alternation of the space-separated ``words``, each spelled backwards, longest first."""
+    return "|".join(re.escape(w[::-1]) for w in sorted(words.split(), key=len, reverse=True))
+
+
+# Cues are matched on the left context *reversed* (``_left``), anchored at its
+# start, i.e. at the candidate: one attempt instead of a search over the window.
+#
+# A label right before a number saying it identifies a thing, not a person:
+# "Order #", "invoice no. ", "Tracking number: ", "订单号:", "运单编号".
+_NOT_PII_LABEL = re.compile(
+    r"[\s#:\uff1a\uff03\-]*"  # separators, full-width colon and number sign included
+    r"(?:(?:" + _reversed_words("no no. num number nr nr. id code") + r")(?![a-z])"
+    r"[\s#:\uff1a\uff03.\-]*"
+    r"|(?:" + _reversed_words("号码 号 码") + r"))?"
+    r"(?:(?:"
+    + _reversed_words(
+        "order invoice inv tracking ticket ref reference receipt transaction txn isbn sku "
+        "serial batch lot case booking confirmation shipment parcel account acct po"
+    )
+    + r")(?![a-z])"
+    r"|"
+    + _reversed_words("订单 单号 发票 流水 编号 工单 快递 运单 批次 序列 凭证 账单 合同 账号")
+    + ")"
+)
+# A cue that the bare number that follows is a phone number: "call me at ", "Tel: ", "电话".
+_PHONE_CUE = re.compile(
+    r"[^0-9\n]{0,14}?(?:(?:"
+    + _reversed_words(
+        "phone telephone tel call mobile cell cellphone fax text sms whatsapp contact reach dial "
+        "hotline"
+    )
+    + r")(?![a-z])|"
+    + _reversed_words("电话 手机 致电 拨打 联系 热线")
+    + ")"
+)
+# A cue that a dotted quad is a version, not an address: "version ", "build ", "版本", "Chrome/".
+_VERSION_CUE = re.compile(
+    r"[\s:\uff1a.]*(?:"
+    + _reversed_words("version ver v release rel build firmware fw kernel sdk")
+    + r")(?![a-z])|[\s:\uff1a为是]*号?本版|/[a-z]"
+)
+
+
+def _left(t: str, s: int) -> str:
+    """Up to ``_CTX`` characters before ``s``, reversed and lower-cased."""
+    if s > _CTX:
+        return t[s - 1 : s - _CTX - 1 : -1].lower()
+    return t[s - 1 :: -1].lower() if s else ""
+
+
+# ---------------------------------------------------------------------------
+# The numeric scanner
+# ---------------------------------------------------------------------------
+#
+# One regex finds every digit-led candidate, and IBANs too (their check digits
+# are a digit run right after two capitals). It is shaped for the `re` engine:
+#
+#   [0-9+(]        the first character is one class, so the engine scans for it in C
+#   _LEFT          left-boundary lookbehinds, evaluated only after that character
+#   \d*+           the rest of the digit run, possessive (no backtracking into it)
+#   - | [ ] | \.   what follows the run: branches that start with a literal, which the
+#                  engine skips without entering when the next character differs
+#   (?<=\d{3}-)(?<!\d{4}-)   "the run was exactly 3 digits": fixed-width lookbehinds
+#   (?P<shape>)    an empty group naming the shape, read back as ``m.lastgroup``
+#
+# A shape only says what a candidate looks like; ``_CHECKS`` validates it.
+
+_B = r"(?![0-9A-Za-z_]|[.\-]\d)"  # right boundary
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"  # 0-255, no leading zero
+# The digit run before the "." (already consumed) is an octet: one lookbehind per width.
+_FIRST_OCTET = (
+    r"(?:(?<=(?<!\d)25[0-5]\.)|(?<=(?<!\d)2[0-4]\d\.)|(?<=(?<!\d)1\d\d\.)"
+    r"|(?<=(?<!\d)[1-9]\d\.)|(?<=(?<!\d)\d\.))"
+)
+_BX = r"(?![0-9A-Za-z_])"
+_EXT = r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?"  # phone extension
+_GROUPS = r"(?:[ .\-]?(?:\(\d{1,4}\)|\d++))*+"  # digit groups of an international number
+_US_REST = r"[2-9]\d{2}[ .\-]\d{4}" + _EXT + _B  # exchange and line number
+# Not inside a longer token, not after "123-" / "1.", and not after a 4-character group
+# holding a digit ("AT32 ", "2704 "): inner groups of IBANs and card numbers that failed
+# their checksum must not start a phone or a card of their own.
+_LEFT = (
+    r"(?<![0-9A-Za-z_].)(?<![0-9][.\-].)"
+    r"(?<![0-9A-Z]{3}[0-9][ ].)(?<![0-9][0-9A-Z]{3}[ ].)"
+)
+
+
+def _after_separator(sep: str, tag: str) -> str:
+    """Shapes that continue a digit run with separator ``sep`` (already consumed)."""
+    shapes = [
+        rf"(?<=\d{{3}}{sep})(?<!\d{{4}}{sep})\d{{2}}{sep}\d{{4}}{_B}(?P<ssn_{tag}>)",
+        rf"(?<=1[3-9]\d{sep})(?<!\d{{4}}{sep})\d{{4}}[ \-]?\d{{4}}{_B}(?P<mobile_{tag}>)",
+        rf"(?<=[2-9]\d\d{sep})(?<!\d{{4}}{sep})(?P<us_{tag}>){_US_REST}",
+        rf"(?<=1{sep})(?<!\d\d{sep})(?:\([2-9]\d{{2}}\)|[2-9]\d{{2}})[ .\-]?(?P<us1_{tag}>)"
+        + _US_REST,
+        rf"(?<=0\d\d{sep})(?<!\d{{4}}{sep})\d{{3,4}}[ \-]?\d{{4}}{_B}(?P<land_{tag}>)",
+        rf"(?<=0\d{{3}}{sep})(?<!\d{{5}}{sep})\d{{3,4}}[ \-]?\d{{4}}{_B}(?P<land4_{tag}>)",
+        rf"(?<=\d{{4}}{sep})(?<!\d{{5}}{sep})"
+        rf"(?:\d{{4}}{sep}\d{{4}}{sep}\d{{1,4}}(?:{sep}\d{{1,3}})?|\d{{6}}{sep}\d{{4,5}})"
+        rf"{_B}(?P<card_{tag}>)",
+    ]
+    if sep == "[ ]":
+        shapes.append(r"(?<=\d{6}[ ])(?<!\d{7}[ ])\d{8}[ ]\d{3}[\dXx]" + _BX + "(?P<cnid_s>)")
+    return sep + "(?:" + "|".join(shapes) + ")"
+
+
+_DIGIT_RUN = (
+    r"\d*+(?:"
+    r"[Xx](?<=\d{17}[Xx])(?<!\d{18}[Xx])" + _BX + "(?P<cnid_x>)"
+    "|"
+    + _after_separator("-", "d")
+    + "|"
+    + _after_separator("[ ]", "s")
+    + r"|\.(?:"
+    + _FIRST_OCTET
+    + rf"{_OCTET}\.{_OCTET}\.{_OCTET}(?![0-9A-Za-z_]|\.\d)(?P<ipv4>)"
+    r"|(?<=[2-9]\d\d\.)(?<!\d{4}\.)(?P<us_p>)"
+    + _US_REST
+    + r"|(?<=1\.)(?<!\d\d\.)[2-9]\d{2}\.(?P<us1_p>)"
+    + _US_REST
+    + ")"
+    "|" + _B + "(?:"  # the run stands alone: its length decides
+    r"(?<=[1-8]\d{17})(?<!\d{19})(?P<run18>)"  # CN ID (province 11-83) or a card
+    r"|(?<=\d{13})(?<!\d{20})(?P<cardrun>)"  # 13-19 digits
+    r"|(?<=1[3-9]\d{9})(?<!\d{12})(?P<mobile_run>)"
+    r"|(?<=[2-9]\d{2}[2-9]\d{6})(?<!\d{11})(?P<usbare>)"
+    "))"
+)
+_INTL_00 = r"(?<=0)0[1-9]\d*+" + _GROUPS + _EXT + "(?P<intl_0>)|"
+_NUMERIC_SRC = (
+    r"[0-9+(](?:" + _LEFT + "(?:"
+    # digit: "00" + country code, else a digit run
+    r"(?<=\d)(?:" + _INTL_00 + _DIGIT_RUN + ")"
+    # "+" + country code
+    r"|(?<=\+)[1-9]\d*+" + _GROUPS + _EXT + "(?P<intl_p>)"
+    # "(" : (+86) mobile, (010) landline, (415) US
+    r"|(?<=\()(?:\+86\)[ \-]?1[3-9]\d(?:[ \-]?\d{4}){2}" + _B + "(?P<mobile_p>)"
+    r"|0\d{2,3}\)[ ]?\d{3,4}[ \-]?\d{4}" + _B + "(?P<land_p>)"
+    r"|[2-9]\d{2}\)[ .\-]?(?P<us_pp>)" + _US_REST + ")"
+    ")"
+    # IBAN: the anchor is the first check digit, after two capitals that start a token
+    # or follow the label itself ("收款IBANDE89...")
+    r"|(?<=[A-Z]{2}\d)(?:(?<![0-9A-Za-z_][A-Z]{2}\d)|(?<=IBAN[A-Z]{2}\d)|(?<=iban[A-Z]{2}\d))"
+    r"\d(?:[ ]?[A-Z0-9]){11,34}+(?P<iban>)"
+    ")"
+)
+_NUMERIC = re.compile(_NUMERIC_SRC)
+# The same without the "00" branch: tried when a "00..." candidate fails ("009-60-2850").
+_NUMERIC_NO00 = re.compile(_NUMERIC_SRC.replace(_INTL_00, ""))
+
+_EMAIL_DOMAIN = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.[A-Za-z]{2,63}(?![A-Za-z0-9\-])"
+)
+_EMAIL_LOCAL = re.compile(r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9_%+\-](?:[A-Za-z0-9._%+\-]*)\Z")
+
+# Secrets. Each alternative starts at a character that is rare in prose (the "k" of
+# "sk-", the "_" of "ghp_", the "J" of "eyJ" ...) so the engine skips ahead in C; the
+# prefix before it is checked by lookbehind and the match is widened in Python.
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_NOT_TOKEN = r"(?<![A-Za-z0-9_\-])"  # noqa: S105 (a regex, not a password)
+_SECRET = re.compile(
+    "(?:"
+    + "|".join(
+        (
+            rf"k(?<={_NOT_TOKEN}sk)-[A-Za-z0-9_\-]{{20,}}",  # OpenAI, Anthropic (sk-proj-, sk-ant-)
+            rf"_(?<={_NOT_TOKEN}[sr]k_)(?:live|test)_[A-Za-z0-9]{{16,}}",  # Stripe
+            rf"A(?<={_NOT_TOKEN}A)(?:KIA|SIA)[0-9A-Z]{{16}}",  # AWS access key ids
+            rf"A(?<={_NOT_TOKEN}A)Iza[0-9A-Za-z_\-]{{35}}",  # Google API keys
+            rf"_(?<={_NOT_TOKEN}gh[pousr]_)[A-Za-z0-9]{{36,255}}",  # GitHub tokens
+            rf"_(?<={_NOT_TOKEN}github_)pat_[A-Za-z0-9_]{{22,255}}",
+            rf"x(?<={_NOT_TOKEN}x)ox[abprs]-[A-Za-z0-9\-]{{10,}}",  # Slack
+            # JWT: header.payload.signature, both JSON parts starting '{"' = "eyJ"
+            rf"J(?<={_NOT_TOKEN}eyJ)[A-Za-z0-9_\-]{{4,}}\.eyJ[A-Za-z0-9_\-]{{4,}}"
+            r"\.[A-Za-z0-9_\-]*",
+        )
+    )
+    + r")(?![A-Za-z0-9_\-])"  # the token ends here
+)
+
+# IPv6. The match starts at the candidate's first colon (a literal: the engine skips
+# to colons in C) and runs over hex digits and colons, optionally ending in a dotted
+# quad; the up to four hex digits before that colon are added in Python. A label's
+# colon right before an address (":fe80::1") starts a match too; the scanner skips it.
+_IPV6 = re.compile(
+    r":(?<![0-9A-Fa-f]{5}:)(?<!::)"
+    r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]*"  # a second colon within one group: "Note: " never enters
+    rf"(?:(?<=:){_OCTET}(?:\.{_OCTET}){{3}})?"
+    r"(?![0-9A-Za-z_:]|\.\d)"
+)
+_HEX = frozenset("0123456789abcdefABCDEF")
+_V6 = ("v6", "V6")
+_IPV6_BEFORE = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_:.")
+
+
+# ---------------------------------------------------------------------------
+# Validation of each numeric shape: (text, start, end) -> hit or None
+# ---------------------------------------------------------------------------
+
+
+def _digits_of(s: str) -> str:
+    return s.replace(" ", "").replace("-", "").replace(".", "").replace("(", "").replace(")", "")
+
+
+def _labelled(t: str, s: int) -> bool:
+    """An order / invoice / tracking ... label ends right before ``s``."""
+    return _NOT_PII_LABEL.match(_left(t, s)) is not None
+
+
+def _card(t: str, s: int, e: int) -> _Hit | None:
+    d = t[s:e].replace(" ", "").replace("-", "")
+    if _card_brand_ok(d) and _luhn_ok(d) and not _labelled(t, s):
+        return (s, e, EntityType.CREDIT_CARD, d)
+    return None
+
+
+def _cardrun(t: str, s: int, e: int) -> _Hit | None:
+    d = t[s:e]
+    if _card_brand_ok(d) and _luhn_ok(d) and not _labelled(t, s):
+        return (s, e, EntityType.CREDIT_CARD, d)
+    return None
+
+
+def _run18(t: str, s: int, e: int) -> _Hit | None:
+    v = t[s:e]
+    if _cn_id_shaped(v):  # a CN ID, or one with a typo in it: never a card
+        return (s, e, EntityType.CN_ID, v) if _cn_id_ok(v) else None
+    return _cardrun(t, s, e)
+
+
+def _cnid(t: str, s: int, e: int) -> _Hit | None:
+    v = t[s:e].replace(" ", "").upper()
+    return (s, e, EntityType.CN_ID, v) if _cn_id_ok(v) else None
+
+
+def _ipv4(t: str, s: int, e: int) -> _Hit | None:
+    """Octets are checked by the regex; a version cue before it makes it a version."""
+    if _VERSION_CUE.match(_left(t, s)) is None:
+        return (s, e, EntityType.IPV4, t[s:e])
+    return None
+
+
+def _ssn(t: str, s: int, e: int) -> _Hit | None:
+    d = t[s : s + 3] + t[s + 4 : s + 6] + t[s + 7 : e]
+    return (s, e, EntityType.US_SSN, d) if _ssn_ok(d) else None
+
+
+def _mobile(t: str, s: int, e: int) -> _Hit | None:
+    if _labelled(t, s):
+        return None  # an 11-digit number after "order no." is the order's
+    return (s, e, EntityType.PHONE, "+86" + _digits_of(t[s:e])[-11:])
+
+
+def _mobile_prefixed(t: str, s: int, e: int) -> _Hit | None:
+    return (s, e, EntityType.PHONE, "+86" + _digits_of(t[s:e])[-11:])
+
+
+def _land(t: str, s: int, e: int) -> _Hit | None:
+    """CN landline: 010 / 02x with 8-digit numbers, 0[3-9]xx with 7 or 8 digits."""
+    d = _digits_of(t[s:e])
+    if d[1] == "0" or (d[1] == "1" and d[2] != "0"):
+        return None  # 010 is the only 01x area code
+    subscriber = len(d) - (3 if d[1] in "12" else 4)
+    if not (subscriber == 8 if d[1] in "12" else 7 <= subscriber <= 8) or _labelled(t, s):
+        return None
+    return (s, e, EntityType.PHONE, "+86" + d[1:])
+
+
+def _us(t: str, s: int, e: int) -> _Hit | None:
+    v = t[s:e]
+    x = v.find("x")
+    if x == -1:
+        x = v.find("e")
+    if _labelled(t, s):
+        return None
+    return (s, e, EntityType.PHONE, "+1" + _digits_of(v if x == -1 else v[:x])[-10:])
+
+
+def _usbare(t: str, s: int, e: int) -> _Hit | None:
+    left = _left(t, s)
+    if _PHONE_CUE.match(left) is None or _NOT_PII_LABEL.match(left) is not None:
+        return None
+    return (s, e, EntityType.PHONE, "+1" + t[s:e])
+
+
+_INTL_GROUP = re.compile(r"\(\d{1,4}\)|\d+")
+
+
+def _intl(t: str, s: int, e: int) -> _Hit | None:
+    """``+CC ...`` / ``00CC ...``: keep the groups whose national length fits the plan."""
+    body = t[s:e]
+    x = body.find("x")
+    end_body = e if x == -1 else s + x
+    # Digit groups with their end offsets; "(0)" is a trunk prefix and not counted.
+    groups: list[tuple[str, int]] = []
+    for m in _INTL_GROUP.finditer(t[s:end_body]):
+        g = m.group()
+        if g != "(0)":
+            groups.append((g.strip("()"), s + m.end()))
+    first = groups[0][0]
+    if t[s] == "0":
+        first = first[2:]  # the "00" international prefix
+        if not first:
+            return None
+    cc, national = _split_cc(first)
+    plan = _CC_NSN.get(cc)
+    if plan is None and t[s] == "0":
+        return None  # "00" + unknown code: too easily an ordinary number
+    lo, hi = plan if plan is not None else (6, 15 - len(cc))
+    best = 0 if lo <= len(national) <= hi else -1
+    for i in range(1, len(groups)):
+        national += groups[i][0]
+        if len(national) > hi:
+            break
+        if len(national) >= lo:
+            best = i
+    if best == -1:
+        return None
+    if cc == "1" and not "2" <= national[0] <= "9":
+        return None
+    end = groups[best][1]
+    if best == len(groups) - 1 and x != -1:
+        end = e  # the whole number is valid: keep its extension
+    elif end < len(t) and t[end].isascii() and (t[end].isalnum() or t[end] == "_"):
+        return None
+    return (s, end, EntityType.PHONE, "+" + cc + national)
+
+
+def _iban(t: str, s: int, e: int) -> _Hit | None:
+    s -= 2  # the match starts at the first check digit
+    length = _IBAN_LENGTHS.get(t[s : s + 2])
+    if length is None:
+        return None
+    # The IBAN ends after its length-th character; what follows must not continue it.
+    m = _IBAN_BODY[length].match(t, s)
+    if m is None:
+        return None
+    end = m.end()
+    if end < len(t) and t[end].isascii() and t[end].isalnum():
+        return None
+    value = m.group().replace(" ", "")
+    return (s, end, EntityType.IBAN, value) if _iban_ok(value) else None
+
+
+_CHECKS: dict[str, Callable[[str, int, int], _Hit | None]] = {
+    "ssn": _ssn,
+    "mobile": _mobile,
+    "us": _us,
+    "us1": _us,
+    "land": _land,
+    "land4": _land,
+    "card": _card,
+    "cardrun": _cardrun,
+    "cnid": _cnid,
+    "ipv4": _ipv4,
+    "run18": _run18,
+    "usbare": _usbare,
+    "intl": _intl,
+    "iban": _iban,
+}
+_SHAPE_CHECK = {
+    name: (_mobile_prefixed if name == "mobile_p" else _CHECKS[name.split("_")[0]])
+    for name in _NUMERIC.groupindex
+}
+
+
+# ---------------------------------------------------------------------------
+# Scanners over the normalised text
+# ---------------------------------------------------------------------------
+
+
+def _scan_email(t: str, hits: list[_Hit]) -> None:
+    at = t.find("@")
+    while at != -1:
+        dm = _EMAIL_DOMAIN.match(t, at + 1)
+        if dm is not None:
+            lm = _EMAIL_LOCAL.search(t, max(0, at - 64), at)
+            if lm is not None and not lm.group().endswith("."):
+                s, e = lm.start(), dm.end()
+                hits.append((s, e, EntityType.EMAIL, t[s:e].lower()))
+                at = t.find("@", e)
+                continue
+        at = t.find("@", at + 1)
+
+
+def _scan_ipv6(t: str, hits: list[_Hit]) -> None:
+    for m in _IPV6.finditer(t):
+        c, e = m.span()  # c: the candidate's first colon
+        s = c
+        while s and t[s - 1] in _HEX:  # the first group, before that colon
+            s -= 1
+        if (s == c and e - c > 1 and t[c + 1] != ":") or (s < c and t[c - 2 : c] in _V6):
+            s = c + 1  # a label's colon: "地址:fe80::1", "IPv6:fe80::1"
+            if s == e or (c and t[c - 1] in _IPV6_BEFORE and t[c - 2 : c] not in _V6):
+                continue
+        elif s and t[s - 1] in _IPV6_BEFORE:
+            continue  # inside a longer token
+        v = t[s:e]
+        value = _ipv6_value(v) if v.strip(":") else None
+        if value is not None:
+            hits.append((s, e, EntityType.IPV6, value))
+
+
+def _scan(t: str) -> list[_Hit]:
+    """Entities in the normalised text ``t``: sorted, non-overlapping."""
+    hits: list[_Hit] = []
+    # Numeric entities and IBANs. Scanning resumes at the end of the entity, which can
+    # be short of the match (an IBAN's length, a phone's trailing group), or at the end
+    # of a rejected candidate: the left-boundary rules stop anything starting inside it.
+    checks = _SHAPE_CHECK
+    search = _NUMERIC.search
+    pos = 0
+    while (m := search(t, pos)) is not None:
+        s, pos = m.span()
+        shape = m.lastgroup
+        hit = checks[shape](t, s, pos)  # type: ignore[index]
+        if hit is None and shape == "intl_0":
+            m2 = _NUMERIC_NO00.match(t, s)  # "00..." was no phone: try the other shapes
+            if m2 is not None:
+                hit = checks[m2.lastgroup](t, s, m2.end())  # type: ignore[index]
+        if hit is not None:
+            hits.append(hit)
+            pos = hit[1]
+    n = len(hits)  # numeric hits come out in order
+    if "@" in t:
+        _scan_email(t, hits)
+    for m in _SECRET.finditer(t):
+        s, e = m.span()
+        while s and t[s - 1] in _TOKEN_CHARS:  # back to the prefix the lookbehind saw
+            s -= 1
+        hits.append((s, e, EntityType.SECRET, t[s:e]))
+    if ":" in t:
+        _scan_ipv6(t, hits)
+    if len(hits) == n:
+        return hits
+    # Earliest first; at the same start the longest wins; anything overlapping is dropped.
+    hits.sort()
+    kept = [hits[0]]
+    for h in hits:
+        last = kept[-1]
+        if h[0] >= last[1]:
+            kept.append(h)
+        elif h[0] == last[0] and h[1] > last[1]:
+            kept[-1] = h  # e.g. an e-mail address whose local part is a phone number
+    return kept
+
+
+def _detect(text: str) -> list[_Hit]:
+    """Hits with offsets into ``text`` (the original), sorted and non-overlapping."""
+    if text.isascii():
+        return _scan(text)
+    norm, omap = _normalise(text)
+    hits = _scan(norm)
+    if omap is None or not hits:
+        return hits
+    return [(omap.start(s), omap.end(e), typ, canon) for s, e, typ, canon in hits]
+
+
+# ---------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------
+
+
+_NAMES = {t: t.value for t in EntityType}
+_new_span = object.__new__
+_set_start, _set_end, _set_type = (getattr(Span, f).__set__ for f in ("start", "end", "type"))
+
+
+def _span(start: int, end: int, typ: EntityType) -> Span:
+    """``Span(start, end, typ)`` through the slot descriptors: the frozen dataclass
+    ``__init__`` goes through ``object.__setattr__`` and costs twice as much."""
+    span = _new_span(Span)
+    _set_start(span, start)
+    _set_end(span, end)
+    _set_type(span, typ)
+    return span
+
+
+def _redact(
+    text: str,
+    actions: Mapping[EntityType, Action] | None,
+    placeholders: dict[tuple[EntityType, str], str],
+    numbers: dict[EntityType, int],
+    total: dict[str, int],
+) -> RedactionResult:
+    """Redact ``text``; ``actions`` None means every type is REDACT.
+
+    ``placeholders``, ``numbers`` and ``total`` are the session's state and are
+    updated in place, only once nothing is blocked.
+    """
+    hits = _detect(text)
+    if not hits:
+        return RedactionResult(text, [], {})
+    if actions is not None:
+        for h in hits:
+            if actions[h[2]] is Action.BLOCK:
+                raise PiiBlocked(h[2].value)
+    parts: list[str] = []
+    counts: dict[str, int] = {}
+    spans: list[Span] = []
+    pos = 0
+    for s, e, typ, canon in hits:
+        name = _NAMES[typ]
+        counts[name] = counts.get(name, 0) + 1
+        total[name] = total.get(name, 0) + 1
+        spans.append(_span(s, e, typ))
+        if actions is not None and actions[typ] is Action.KEEP:
+            continue
+        placeholder = placeholders.get((typ, canon))
+        if placeholder is None:
+            n = numbers[typ] = numbers.get(typ, 0) + 1
+            placeholder = placeholders[typ, canon] = f"<{name}_{n}>"
+        parts.append(text[pos:s])
+        parts.append(placeholder)
+        pos = e
+    parts.append(text[pos:])
+    return RedactionResult("".join(parts), spans, counts)
+
+
+class RedactionSession:
+    """Redaction state for one request: same value -> same placeholder, cumulative counts."""
+
+    __slots__ = ("_actions", "_numbers", "_placeholders", "counts")
+
+    def __init__(self, actions: Mapping[EntityType, Action] | None) -> None:
+        self._actions = actions  # None: every type is REDACT
+        self._placeholders: dict[tuple[EntityType, str], str] = {}
+        self._numbers: dict[EntityType, int] = {}
+        self.counts: dict[str, int] = {}
+
+    def redact(self, text: str) -> RedactionResult:
+        """Replace every REDACT entity with its placeholder; raise PiiBlocked if a BLOCK
+        entity is present (before anything in the session changes)."""
+        return _redact(text, self._actions, self._placeholders, self._numbers, self.counts)
+
+
+class Redactor:
+    """Finds and redacts PII; immutable and safe to share between requests."""
+
+    __slots__ = ("_actions",)
+
+    def __init__(self, actions: Mapping[str, Action | str] | None = None) -> None:
+        resolved = dict.fromkeys(EntityType, Action.REDACT)
+        for name, action in (actions or {}).items():
+            try:
+                typ = EntityType(str(name).upper())
+            except ValueError:
+                known = ", ".join(EntityType)
+                raise ValueError(f"unknown PII entity type {name!r}; known: {known}") from None
+            try:
+                resolved[typ] = Action(str(action).lower())
+            except ValueError:
+                raise ValueError(
+                    f"unknown PII action {action!r} for {typ.value}; use redact, keep or block"
+                ) from None
+        # None when every type is REDACT: no per-entity action lookups then.
+        plain = all(a is Action.REDACT for a in resolved.values())
+        self._actions: dict[EntityType, Action] | None = None if plain else resolved
+        _folding()  # build the folding table now, not on the first request
+
+    def find(self, text: str) -> list[Span]:
+        """Entities in ``text``, sorted and non-overlapping, with offsets into ``text``."""
+        return [_span(s, e, typ) for s, e, typ, _ in _detect(text)]
+
+    def session(self) -> RedactionSession:
+        """A fresh per-request session."""
+        return RedactionSession(self._actions)
+
+    def redact(self, text: str) -> RedactionResult:
+        """Redact one text in a session of its own."""
+        return _redact(text, self._actions, {}, {}, {})
