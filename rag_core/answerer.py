@@ -65,7 +65,8 @@ def parse_prompt(prompt: str) -> tuple[str, str]:
 def _budget(
     items: list[tuple[float, int, str, int, bool]], max_items: int, max_chars: int
 ) -> list[tuple[float, int, str, int, bool]]:
-    chosen, used = [], 0
+    chosen: list[tuple[float, int, str, int, bool]] = []
+    used = 0
     for item in items[:max_items]:
         if chosen and used + len(item[2]) > max_chars:
             break

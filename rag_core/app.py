@@ -45,7 +45,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
     """Echo a sane ``X-Request-ID`` (or mint one) on every answer, errors included."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http":  # type: ignore[comparison-overlap]  # Literal vs enum
             await app(scope, receive, send)
             return
         request_id = ""

@@ -67,7 +67,7 @@ class RetryingOpenAI(OpenAI):
             )
 
 
-class ReportingOpenAIEmbedding(OpenAIEmbedding):
+class ReportingOpenAIEmbedding(OpenAIEmbedding):  # type: ignore[misc]  # untyped base
     """``OpenAIEmbedding`` that reports the server's token usage and uses SDK retries."""
 
     sdk_max_retries: int = Field(default=3, ge=0)

@@ -109,7 +109,7 @@ class HashedEmbedding(BaseEmbedding):
     def __init__(self, dim: int = 8192, **kwargs: Any) -> None:
         kwargs.setdefault("model_name", f"local-hash-v1-{dim}")
         kwargs.setdefault("embed_batch_size", 256)
-        super().__init__(dim=dim, **kwargs)
+        super().__init__(dim=dim, **kwargs)  # type: ignore[call-arg]  # pydantic field
 
     @classmethod
     def class_name(cls) -> str:

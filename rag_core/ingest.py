@@ -72,7 +72,8 @@ def build_nodes(documents: list[Document], *, show_progress: bool) -> list[BaseN
     splitter = make_splitter(chunk_size=CHUNK_TOKENS)
     nodes: list[BaseNode] = []
     for doc in tqdm(documents, desc="Splitting", unit="doc", disable=not show_progress):
-        nodes.extend(splitter.get_nodes_from_documents(sections.get_nodes_from_documents([doc])))
+        section_nodes = sections.get_nodes_from_documents([doc])
+        nodes.extend(splitter(section_nodes))  # a transform accepts nodes, not only documents
     for node in nodes:
         node.excluded_embed_metadata_keys = [
             k for k in node.metadata if k not in ("title", "header_path")

@@ -270,7 +270,7 @@ class RagService:
             embedding_tokens=embedding,
         )
         return QueryResponse(
-            answer=str(response.response or ""),
+            answer=str(getattr(response, "response", "") or ""),
             sources=[_source(hit) for hit in response.source_nodes],
             usage=Usage(
                 prompt_tokens=prompt,

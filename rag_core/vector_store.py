@@ -10,6 +10,7 @@ and persistence is a single binary file next to the docstore.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ class NumpyVectorStore(BasePydanticVectorStore):
             return np.zeros((0, 1), dtype=np.float32)
         return self._matrix
 
-    def add(self, nodes: list[BaseNode], **add_kwargs: Any) -> list[str]:
+    def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
         if not nodes:
             return []
         rows = np.asarray([node.get_embedding() for node in nodes], dtype=np.float32)
