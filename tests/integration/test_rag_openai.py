@@ -24,7 +24,7 @@ from rag_core.ingest import ingest
 from rag_core.pricing import Pricing
 from rag_core.schemas import QueryRequest
 from rag_core.service import RagService, build_service
-from ragward.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from ragward.errors import NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from ragward.settings import Settings, load_settings
 from tests.openai_server import OpenAIStub
 
@@ -260,3 +260,20 @@ def test_free_port_helper_really_is_closed() -> None:
     with socket.socket() as s, pytest.raises(OSError):
         s.settimeout(1)
         s.connect(("127.0.0.1", port))
+
+
+async def test_index_built_with_another_embedding_is_refused(
+    tmp_path: Path, fresh: OpenAIStub
+) -> None:
+    """A local-backend index is not queried with OpenAI embeddings (different space):
+    the service says why it is not ready, and a query names the fix."""
+    ingest(load_settings(data_dir=tmp_path), [], None, sample=True, show_progress=False)
+    svc = await started(openai_settings(tmp_path, fresh.base_url))
+    try:
+        assert not svc.ready
+        assert "re-ingest" in (svc.not_ready_reason or "")
+        with pytest.raises(NotFound, match="built with embedding 'local:"):
+            await svc.query(QueryRequest(question="expense"), **CALLER)
+        assert fresh.seen("chat") == []
+    finally:
+        await svc.stop()
