@@ -19,7 +19,7 @@ import msgspec
 import uvicorn
 from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.params import FromQuery, JSONBody
 from litestar.types import ControllerRouterHandler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -30,11 +30,39 @@ from gateway.forward import Caller
 from gateway.metrics import GatewayMetrics
 from gateway.recorder import RecordingASGI, record_of
 from rag_core.schemas import BatchRequest, BatchResponse, QueryRequest, QueryResponse
-from ragward.errors import Forbidden, ValidationFailed
+from ragward.errors import NotFound, ValidationFailed
 from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
 
 ADMIN = "*"
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str
+    message: str
+    request_id: str
+
+
+class ErrorBody(msgspec.Struct):
+    """Every error answer (CONTRACT §4)."""
+
+    error: ErrorDetail
+
+
+_ERROR_MEANING = {
+    400: "malformed JSON", 401: "missing, invalid or expired token", 403: "role lacks permission",
+    404: "not found", 413: "body over the limit", 422: "validation failed (or PII blocked)",
+    429: "quota exceeded", 502: "rag_core failed", 503: "rag_core or a dependency unavailable",
+    504: "rag_core too slow",
+}
+
+
+def _errors(*statuses: int) -> dict[int, ResponseSpec]:
+    return {s: ResponseSpec(data_container=ErrorBody, description=_ERROR_MEANING[s],
+                            generate_examples=False) for s in statuses}
+
+
+_QUERY_ERRORS = _errors(400, 401, 403, 413, 422, 429, 502, 503, 504)
 
 
 def _components(state: State) -> Components:
@@ -68,7 +96,7 @@ def _caller(request: Request[Any, Any, Any], principal: Principal) -> Caller:
     return Caller(principal.tenant, principal.subject, record_of(request.scope).request_id)
 
 
-@post("/v1/query", status_code=200, summary="Answer one question")
+@post("/v1/query", status_code=200, summary="Answer one question", responses=_QUERY_ERRORS)
 async def query(request: Request[Any, Any, Any], data: JSONBody[QueryRequest]) -> QueryResponse:
     record_of(request.scope).action = "query"
     principal = await _authorise(request, "query", data.index)
@@ -79,7 +107,8 @@ async def query(request: Request[Any, Any, Any], data: JSONBody[QueryRequest]) -
     )
 
 
-@post("/v1/query/batch", status_code=200, summary="Answer up to 32 questions concurrently")
+@post("/v1/query/batch", status_code=200, summary="Answer up to 32 questions concurrently",
+      responses=_QUERY_ERRORS)
 async def query_batch(
     request: Request[Any, Any, Any], data: JSONBody[BatchRequest]
 ) -> BatchResponse:
@@ -95,7 +124,8 @@ async def query_batch(
     )
 
 
-@get("/v1/usage", summary="The caller's tenant: limits, used, remaining, reset times")
+@get("/v1/usage", summary="The caller's tenant: limits, used, remaining, reset times",
+     responses=_errors(401, 503))
 async def usage(request: Request[Any, Any, Any]) -> dict[str, Any]:
     record_of(request.scope).action = "usage.read"
     principal = await _authorise(request, None)
@@ -105,7 +135,8 @@ async def usage(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return {"tenant": principal.tenant, **usage_now}
 
 
-@get("/v1/audit", summary="Audit records, newest first (role with audit:read)")
+@get("/v1/audit", summary="Audit records, newest first (role with audit:read)",
+     responses=_errors(400, 401, 403, 404, 422, 503))
 async def audit(
     request: Request[Any, Any, Any],
     tenant: FromQuery[str | None] = None,
@@ -123,7 +154,7 @@ async def audit(
         raise ValidationFailed("limit: must be between 1 and 1000", field="limit")
     reader = _components(request.app.state).audit_reader
     if reader is None:
-        raise Forbidden("the audit log is not served by this instance")
+        raise NotFound("this gateway does not serve the audit log: set RAGWARD_AUDIT_DSN")
     page: dict[str, Any] = await reader(
         tenant=tenant, subject=subject, request_id=request_id, since=since, until=until,
         limit=limit, cursor=cursor,

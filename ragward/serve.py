@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 
 import uvicorn
 from litestar import Litestar
@@ -21,24 +20,14 @@ from prometheus_client import CollectorRegistry
 
 from alerting.service import AlertService
 from gateway.app import create_app
-from gateway.components import AuditReader
+from gateway.components import store_reader
 from gateway.forward import LocalUpstream, Upstream
 from gateway.metrics import GatewayMetrics
 from ragward.settings import Settings
 from telemetry.audit_consumer import AuditConsumer
-from telemetry.audit_store import AuditQuery, AuditStore, open_store
+from telemetry.audit_store import open_store
 from telemetry.factory import make_bus
 from telemetry.metrics_consumer import MetricsConsumer, metrics_router
-
-
-def store_reader(store: AuditStore) -> AuditReader:
-    """``GET /v1/audit`` reads the audit store through this."""
-
-    async def read(**filters: Any) -> dict[str, Any]:
-        page = await store.query(AuditQuery(**filters))
-        return {"records": page.records, "next_cursor": page.next_cursor}
-
-    return read
 
 
 def create_serve_app(settings: Settings) -> Litestar:
