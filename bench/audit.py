@@ -3,7 +3,7 @@
     .venv/bin/python bench/audit.py [--events 100000] [--replay-events 50000] [--no-replay]
 
 Ingest: synthetic AuditEvents as Kafka records (3 partitions), written in
-batches of 1000 through ``AuditBackend.append`` — decode, privacy policy,
+batches of 5000 through ``AuditBackend.append`` — decode, privacy policy,
 canonical JSON, SHA-256 chain, dedupe check, one transaction per batch — into
 SQLite (and PostgreSQL when ``RAGWARD_AUDIT_DSN`` is set). Baselines in the
 same run: the CPU part alone (no database), and the same rows inserted with a
@@ -36,7 +36,7 @@ from telemetry.audit_store import SCHEMA, AuditBackend, open_backend  # noqa: E4
 from telemetry.bus import Record  # noqa: E402
 from telemetry.events import AuditEvent, encode, now_rfc3339  # noqa: E402
 
-BATCH = 1000
+BATCH = 5000  # the audit consumer's max_records per poll
 TENANTS = [f"tenant-{i}" for i in range(20)]
 
 
@@ -97,23 +97,25 @@ def bench_cpu(records: list[Record]) -> float:
     return len(records) / (time.perf_counter() - started)
 
 
-def bench_ingest(backend: AuditBackend, records: list[Record], label: str) -> float:
+def bench_ingest(
+    backend: AuditBackend, records: list[Record], label: str, batch: int = BATCH
+) -> float:
     latencies = []
     cpu = time.process_time()
     started = time.perf_counter()
     with tqdm(total=len(records), desc=f"ingest {label}", unit="ev", file=sys.stderr) as bar:
-        for i in range(0, len(records), BATCH):
+        for i in range(0, len(records), batch):
             t0 = time.perf_counter()
-            backend.append(records[i : i + BATCH])
+            backend.append(records[i : i + batch])
             latencies.append(time.perf_counter() - t0)
-            bar.update(min(BATCH, len(records) - i))
+            bar.update(min(batch, len(records) - i))
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
     rate = len(records) / elapsed
     print(
         f"  ingest {label}: {rate:,.0f} events/s with hashing ({len(records):,} events, "
         f"{elapsed:.2f} s wall; {len(records) / cpu:,.0f} events per CPU-second of this process); "
-        f"batch of {BATCH}: median {statistics.median(latencies) * 1000:.1f} ms, "
+        f"batch of {batch}: median {statistics.median(latencies) * 1000:.1f} ms, "
         f"p99 {pct(latencies, 0.99) * 1000:.1f} ms"
     )
     return rate
@@ -253,7 +255,7 @@ def main() -> int:
     records = as_records(values)
     load = os.getloadavg()[0]
     print(
-        f"audit store (SQLite, WAL, synchronous=FULL, batches of 1000); {os.cpu_count()} cores, "
+        f"audit store (SQLite, WAL, synchronous=FULL, batches of 5000); {os.cpu_count()} cores, "
         f"load average {load:.1f} at start (figures are wall-clock unless stated)"
     )
     print(
@@ -272,6 +274,11 @@ def main() -> int:
         bench_verify(backend, "sqlite")
     finally:
         backend.close()
+    small = open_backend(settings, str(workdir / "audit-1000.db"))
+    try:
+        bench_ingest(small, records, "sqlite, batches of 1000", batch=1000)
+    finally:
+        small.close()
     if dsn := os.environ.get("RAGWARD_AUDIT_DSN"):
         pg = open_backend(settings, dsn)
         try:

@@ -74,7 +74,7 @@ class AuditConsumer:
         registry: CollectorRegistry | None = None,
         prune_interval_s: float = 3600.0,
         poll_timeout_s: float = 0.5,
-        max_records: int = 1000,
+        max_records: int = 5000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store

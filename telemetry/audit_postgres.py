@@ -26,6 +26,7 @@ _cursor_names = itertools.count()
 class PostgresAuditBackend(AuditBackend):
     placeholder = "%s"
     for_update = " FOR UPDATE"
+    integrity_error = psycopg.errors.IntegrityError
 
     def __init__(
         self, dsn: str, policy: ClientAddressPolicy, checkpoint_every: int, retention_days: int

@@ -49,7 +49,7 @@ async def replay_topic(
     from_offset: int | None = None,
     from_time_ms: int | None = None,
     progress: bool = True,
-    batch: int = 2000,
+    batch: int = 5000,
     client_id: str = "ragward-audit-replay",
 ) -> ReplayResult:
     """Replay ``topic`` into the empty ``backend``; return what was read and written."""

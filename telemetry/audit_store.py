@@ -27,6 +27,7 @@ import base64
 import binascii
 import contextlib
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -56,7 +57,6 @@ from telemetry.audit_record import (
 from telemetry.bus import Record
 
 MAX_LIMIT = 1000
-_CHUNK = 250  # records prepared per step of a pipelined batch
 _T = TypeVar("_T")
 
 SCHEMA = (
@@ -240,6 +240,7 @@ class AuditBackend:
 
     placeholder = "?"
     for_update = ""
+    integrity_error: type[Exception] = sqlite3.IntegrityError
     description = "audit store"
 
     def __init__(
@@ -251,7 +252,6 @@ class AuditBackend:
         self._local = threading.local()
         self._all: list[Any] = []
         self._all_lock = threading.Lock()
-        self._prep: ThreadPoolExecutor | None = None
 
     # -- dialect hooks -----------------------------------------------------------------
     def _connect(self) -> Any:
@@ -318,16 +318,8 @@ class AuditBackend:
                 conn.close()
 
     def close(self) -> None:
-        """Close this thread's connection and the helper thread."""
+        """Close this thread's connection."""
         self.close_thread()
-        self.shutdown_helpers()
-
-    def shutdown_helpers(self) -> None:
-        """Stop the batch-preparing helper thread (restarted on demand)."""
-        with self._all_lock:
-            prep, self._prep = self._prep, None
-        if prep is not None:
-            prep.shutdown(wait=True)
 
     def _q(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return list(conn.execute(self._sql(sql), params).fetchall())
@@ -342,35 +334,16 @@ class AuditBackend:
             out.append((built, canonical_json(built.record)))
         return out
 
-    def _prep_pool(self) -> ThreadPoolExecutor:
-        with self._all_lock:
-            if self._prep is None:
-                self._prep = ThreadPoolExecutor(1, thread_name_prefix="audit-prepare")
-            return self._prep
-
     def append(self, records: Sequence[Record]) -> AppendResult:
         """Chain and store a batch in ONE transaction; duplicates are skipped.
 
-        A large batch is prepared in chunks on a helper thread while the previous
-        chunk is inserted (SQLite and libpq release the GIL), all in the same
-        transaction, so the two cores both work.
+        (Preparing chunks on a helper thread while inserting was tried and was
+        slower: the GIL hand-over after each row's insert stalls the writer.)
         """
         if not records:
             return AppendResult()
         ordered = sorted(records, key=lambda r: (r.partition, r.offset))
-        partitions = sorted({r.partition for r in ordered})
-        if len(ordered) <= 2 * _CHUNK:
-            return self._write(partitions, [self._prepare(ordered)])
-        pool = self._prep_pool()
-        futures = [
-            pool.submit(self._prepare, ordered[i : i + _CHUNK])
-            for i in range(0, len(ordered), _CHUNK)
-        ]
-        try:
-            return self._write(partitions, (f.result() for f in futures))
-        finally:
-            for f in futures:
-                f.cancel()
+        return self._write(sorted({r.partition for r in ordered}), [self._prepare(ordered)])
 
     def append_built(self, built: Sequence[BuiltRecord]) -> AppendResult:
         """Chain and store records already built (``build_record``), in one transaction."""
@@ -379,17 +352,27 @@ class AuditBackend:
         return self._write(sorted({b.partition for b in ordered}), [prepared])
 
     def _write(
-        self, partitions: list[int], chunks: Iterable[list[tuple[BuiltRecord, bytes]]]
+        self, partitions: list[int], chunks: list[list[tuple[BuiltRecord, bytes]]]
     ) -> AppendResult:
+        """One transaction. First optimistically, trusting the unique index on event_id to
+        object (a re-published event at a new offset is rare); if it does, the batch is
+        rolled back and redone checking every event_id first."""
         conn = self.conn()
-        self._begin_write(conn)
-        try:
-            result = self._append_in_tx(conn, partitions, chunks)
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback(conn)
-            raise
-        return result
+        for check_ids in (False, True):
+            self._begin_write(conn)
+            try:
+                result = self._append_in_tx(conn, partitions, chunks, check_ids)
+                conn.execute("COMMIT")
+            except self.integrity_error:
+                self._rollback(conn)
+                if check_ids:
+                    raise
+                continue
+            except BaseException:
+                self._rollback(conn)
+                raise
+            return result
+        raise AssertionError("unreachable")
 
     def _existing_ids(self, conn: Any, ids: list[str]) -> set[str]:
         existing: set[str] = set()
@@ -411,6 +394,7 @@ class AuditBackend:
         conn: Any,
         partitions: list[int],
         chunks: Iterable[list[tuple[BuiltRecord, bytes]]],
+        check_ids: bool = True,
     ) -> AppendResult:
         marks = ",".join("?" * len(partitions))
         heads: dict[int, ChainHead] = {
@@ -428,7 +412,9 @@ class AuditBackend:
         every = self.checkpoint_every
         seen: set[str] = set()
         for chunk in chunks:
-            existing = self._existing_ids(conn, [b.event_id for b, _ in chunk])
+            existing = (
+                self._existing_ids(conn, [b.event_id for b, _ in chunk]) if check_ids else set()
+            )
             rows: list[tuple[Any, ...]] = []
             for b, text in chunk:
                 head = heads.get(b.partition)
@@ -786,7 +772,6 @@ class AuditStore:
         try:
             await self._run(self._writer, self.backend.close_thread)
             await self._run(self._reader, self.backend.close_thread)
-            await self._run(self._writer, self.backend.shutdown_helpers)
         finally:
             self._writer.shutdown(wait=True)
             self._reader.shutdown(wait=True)
