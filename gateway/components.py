@@ -128,13 +128,16 @@ async def open_components(
 
         redis_client: aioredis.Redis | None = None
         if settings.redis_url:
-            redis_client = aioredis.from_url(
-                settings.redis_url,
+            # A bounded pool that waits briefly for a free connection: a burst cannot open
+            # hundreds of sockets at once (which alone would exceed the Redis timeout).
+            pool = aioredis.BlockingConnectionPool.from_url(
+                settings.redis_url, max_connections=64, timeout=settings.redis_timeout_s,
                 socket_timeout=settings.redis_timeout_s,
-                socket_connect_timeout=settings.redis_timeout_s,
-                health_check_interval=5,
+                socket_connect_timeout=settings.redis_timeout_s, health_check_interval=5,
             )
+            redis_client = aioredis.Redis(connection_pool=pool)
             stack.push_async_callback(redis_client.aclose)
+            stack.push_async_callback(pool.aclose)
 
         if publisher is None:
             from telemetry.factory import make_bus
@@ -161,6 +164,11 @@ async def open_components(
 
         quota = make_quota(settings, redis_client)
         stack.push_async_callback(quota.close)
+        if load_scripts := getattr(quota, "load_scripts", None):
+            try:  # warm the pool and the Lua cache; a Redis that is down is not fatal here
+                await load_scripts()
+            except Exception as exc:
+                log.warning("quota_warmup_failed", error=type(exc).__name__)
         cache: AnswerCache | None = None
         if settings.cache_enabled:
             cache = (
