@@ -168,11 +168,12 @@ def _redact_answer(
 ) -> QueryResponse:
     """PII inside documents or generated text never reaches the client."""
     sources = [
-        Source(id=s.id, text=session.redact(s.text).text, score=s.score, metadata=s.metadata)
+        Source(id=s.id, text=session.redact(s.text, enforce_block=False).text, score=s.score,
+               metadata=s.metadata)
         for s in answer.sources
     ]
     return QueryResponse(
-        answer=session.redact(answer.answer).text,
+        answer=session.redact(answer.answer, enforce_block=False).text,
         sources=sources,
         usage=answer.usage,
         cached=False,

@@ -945,6 +945,8 @@ def _redact(
     placeholders: dict[tuple[EntityType, str], str],
     numbers: dict[EntityType, int],
     total: dict[str, int],
+    *,
+    enforce_block: bool = True,
 ) -> RedactionResult:
     """Redact ``text``; ``actions`` None means every type is REDACT.
 
@@ -954,7 +956,7 @@ def _redact(
     hits = _detect(text)
     if not hits:
         return RedactionResult(text, [], {})
-    if actions is not None:
+    if actions is not None and enforce_block:
         for h in hits:
             if actions[h[2]] is Action.BLOCK:
                 raise PiiBlocked(h[2].value)
@@ -991,10 +993,15 @@ class RedactionSession:
         self._numbers: dict[EntityType, int] = {}
         self.counts: dict[str, int] = {}
 
-    def redact(self, text: str) -> RedactionResult:
+    def redact(self, text: str, *, enforce_block: bool = True) -> RedactionResult:
         """Replace every REDACT entity with its placeholder; raise PiiBlocked if a BLOCK
-        entity is present (before anything in the session changes)."""
-        return _redact(text, self._actions, self._placeholders, self._numbers, self.counts)
+        entity is present (before anything in the session changes).
+
+        ``enforce_block=False`` is for text going *out* (answers, sources): the request
+        was already accepted, so a BLOCK type found there is redacted instead.
+        """
+        return _redact(text, self._actions, self._placeholders, self._numbers, self.counts,
+                       enforce_block=enforce_block)
 
 
 class Redactor:

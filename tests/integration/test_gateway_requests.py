@@ -94,6 +94,19 @@ async def test_blocked_pii_type_gets_422_and_is_not_forwarded(
     assert upstream.received == []
 
 
+async def test_blocked_type_in_an_answer_is_redacted_not_refused(
+    tmp_path: Path, upstream: UpstreamServer
+) -> None:
+    """Blocking applies to what callers send; a blocked type inside a document is redacted."""
+    upstream.behaviour.source_text = f"Corporate card {CARD} is for travel."
+    settings = gateway_settings(tmp_path, upstream.url, pii_actions={"CREDIT_CARD": "block"})
+    async with running_gateway(settings) as gw:
+        response = await gw.client.post("/v1/query", json={"question": "which card?"},
+                                        headers=bearer())
+    assert response.status_code == 200
+    assert CARD not in response.text and "<CREDIT_CARD_1>" in response.text
+
+
 async def test_cache_is_tenant_isolated_in_redis(
     tmp_path: Path, upstream: UpstreamServer, redis_url: str
 ) -> None:
