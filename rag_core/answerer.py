@@ -37,21 +37,13 @@ QA_PROMPT = PromptTemplate(
     f"{CONTEXT_OPEN}\n{{context_str}}\n{CONTEXT_CLOSE}"
     f"{QUESTION_MARK}{{query_str}}{ANSWER_MARK}"
 )
-REFINE_PROMPT = PromptTemplate(
-    "The original question is: {query_str}\n"
-    "An existing answer: {existing_answer}\n"
-    "Refine the existing answer only if the new context below helps; otherwise repeat it.\n"
-    f"{CONTEXT_OPEN}\n{{context_msg}}\n{CONTEXT_CLOSE}"
-    f"{QUESTION_MARK}{{query_str}}{ANSWER_MARK}"
-)
-
 CJK_PUNCTUATION = "\u3002\uff01\uff1f\uff1b\uff1a"  # full-width . ! ? ; :
 NO_ANSWER_EN = "I could not find an answer to that in the indexed documents."
 NO_ANSWER_ZH = "在已索引的文档中没有找到相关答案。"
 
 
 def parse_prompt(prompt: str) -> tuple[str, str]:
-    """(context, question) back out of a QA_PROMPT or REFINE_PROMPT text."""
+    """(context, question) back out of a QA_PROMPT text."""
     start = prompt.find(CONTEXT_OPEN + "\n")
     end = prompt.rfind("\n" + CONTEXT_CLOSE)
     context = prompt[start + len(CONTEXT_OPEN) + 1 : end] if 0 <= start < end else ""

@@ -27,10 +27,9 @@ from typing import Any
 import structlog
 from llama_index.core.indices.prompt_helper import PromptHelper
 from llama_index.core.query_engine import RetrieverQueryEngine
-from llama_index.core.response_synthesizers import CompactAndRefine
 from llama_index.core.schema import MetadataMode, NodeWithScore
 
-from rag_core.answerer import NO_ANSWER_EN, QA_PROMPT, REFINE_PROMPT
+from rag_core.answerer import NO_ANSWER_EN, QA_PROMPT
 from rag_core.backends import Backend, build_backend
 from rag_core.pricing import Pricing
 from rag_core.retriever import SnapshotRetriever
@@ -44,6 +43,7 @@ from rag_core.schemas import (
     Usage,
 )
 from rag_core.store import IndexSnapshot, current_stamp, list_index_names, load_snapshot
+from rag_core.synthesizer import SinglePassSynthesizer
 from ragward.errors import NotFound, RagwardError, UpstreamTimeout
 from ragward.settings import Settings
 
@@ -74,15 +74,13 @@ class RagService:
         self._watch_interval_s = watch_interval_s
         self._timeout_s = query_timeout_s or settings.llm_timeout_s
         cm = backend.tracker.callback_manager
-        self._synthesizer = CompactAndRefine(
+        self._synthesizer = SinglePassSynthesizer(
             llm=backend.llm,
             callback_manager=cm,
             prompt_helper=PromptHelper.from_llm_metadata(backend.llm.metadata),
             text_qa_template=QA_PROMPT,
-            refine_template=REFINE_PROMPT,
+            empty_response=NO_ANSWER_EN,
         )
-        # Refine's constructor does not take it; the base class keeps it here.
-        self._synthesizer._empty_response = NO_ANSWER_EN
         self._snapshots: dict[str, IndexSnapshot] = {}
         self._stamps: dict[str, tuple[int, int] | None] = {}
         self._rejected: dict[str, str] = {}
