@@ -464,6 +464,16 @@ class Meter:
         return ticks / CLK * 1000 / requests if requests else float("nan")
 
 
+def idle_cpu(targets: list[Target], services: list[Any], seconds: float = 3.0) -> str:
+    """CPU each process burns with no load at all (timers, background tasks, JVM)."""
+    pids = {t.name: t.pid for t in targets} | {s.name: s.pid for s in services}
+    before = {k: cpu_ticks([p]) for k, p in pids.items()}
+    time.sleep(seconds)
+    used = {k: (cpu_ticks([p]) - before[k]) / CLK / seconds * 100 for k, p in pids.items()}
+    return (f"idle CPU over {seconds:g} s (% of one core): "
+            + ", ".join(f"{k} {v:.1f}%" for k, v in used.items()))
+
+
 def wait_quiet(pid: int, limit_s: float = 10.0) -> None:
     """Let a proxy finish a backlog before the next phase (< 10 % of a core for 0.5 s)."""
     deadline = time.monotonic() + limit_s
@@ -808,7 +818,7 @@ def run(args: argparse.Namespace) -> int:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 1
     OUT.mkdir(exist_ok=True)
-    wanted = {"upstream", *args.targets.split(",")}
+    wanted = {"upstream", *args.targets.split(","), *(v.split(":")[0] for v in args.variant)}
     if "litellm" not in wanted:
         args.no_litellm = True
     litellm = None if args.no_litellm else ensure_litellm()
@@ -871,10 +881,21 @@ def run(args: argparse.Namespace) -> int:
             notes.append(f"gateway ran with RAGWARD_KAFKA_LINGER_MS={args.kafka_linger_ms}")
         ragward_bin = Path(PY).parent / "ragward"
         gateway = procs.spawn("gateway", [str(ragward_bin), "gateway"], gw_env)
+        variants: list[tuple[str, int, subprocess.Popen[bytes]]] = []
+        for spec in args.variant:  # NAME:VAR=VALUE,VAR=VALUE — another gateway, same services
+            name, _, assignments = spec.partition(":")
+            port = free_port()
+            env = {**gw_env, "RAGWARD_PORT": str(port),
+                   "RAGWARD_DATA_DIR": str(workdir / f"{name}-data")}  # its own spool
+            env.update(a.split("=", 1) for a in assignments.split(",") if "=" in a)
+            variants.append((name, port, procs.spawn(name, [str(ragward_bin), "gateway"], env)))
+            notes.append(f"variant {name}: ragward gateway with {assignments}")
         bare = procs.spawn("bare", [PY, str(BENCH / "bare.py"), "--port", str(ports["bare"]),
                                     "--upstream", upstream_url],
                            child_env(RAGWARD_JWT_SECRET=SECRET))
         wait_ready("gateway", gateway, f"http://127.0.0.1:{ports['gateway']}/health", 60, workdir)
+        for name, port, proc in variants:
+            wait_ready(name, proc, f"http://127.0.0.1:{port}/health", 60, workdir)
         wait_ready("bare", bare, f"http://127.0.0.1:{ports['bare']}/", 30, workdir)
         if litellm_proc is not None:
             wait_ready("litellm", litellm_proc,
@@ -891,6 +912,9 @@ def run(args: argparse.Namespace) -> int:
             Target("upstream", upstream_url + rag, RAG_BODY, {}, upstream.pid),
             Target("ragward", f"http://127.0.0.1:{ports['gateway']}{rag}", RAG_BODY, auth,
                    gateway.pid, {"redis": redis.pid, **({"kafka": kafka.pid} if kafka else {})}),
+            *(Target(name, f"http://127.0.0.1:{port}{rag}", RAG_BODY, auth, proc.pid,
+                     {"redis": redis.pid, **({"kafka": kafka.pid} if kafka else {})})
+              for name, port, proc in variants),
             Target("bare", f"http://127.0.0.1:{ports['bare']}{rag}", RAG_BODY, auth, bare.pid),
         ]
         if litellm_proc is not None:
@@ -915,28 +939,37 @@ def run(args: argparse.Namespace) -> int:
             say(line)
         notes.extend(f"idle gateway, bench process alone: {line}" for line in probe_lines)
         all_pids = [t.pid for t in targets] + [s.pid for s in procs.services]
-        say(f"all up; load average {load1():.2f}. Measuring "
-            f"({len(targets)} targets x (2 s warm-up + 3 x {args.duration:g} s))")
-        loads = [x.strip() for x in args.loads.split(",")]  # default: overload-prone 200 rps last
-        for t in [t for t in targets if t.name in wanted]:
-            run_wrk(t, 8, 2, workdir)  # warm-up: connections, caches, JIT-less Python paths
-            for load in loads:
+        say(f"all up; load average {load1():.2f}. Measuring")
+        loads = [x.strip() for x in args.loads.split(",") if x.strip()]
+        chosen = [t for t in targets if t.name in wanted]
+        notes.append(idle_cpu(chosen, procs.services))
+        say(notes[-1])
+        for t in chosen:
+            run_wrk(t, 8, 2, workdir)  # warm-up: connections, pools, first-call paths
+        # Load by load, all targets back to back: the comparisons within one load are
+        # minutes closer in time than target by target, so less exposed to drifting noise.
+        for load in loads:  # default order: the overload-prone paced 200 rps last
+            for t in chosen:
                 if t.name == "bare" and load == "50 rps" and not args.all_loads:
                     continue  # the ceiling matters at c=64 (and 200 rps): saves 12 s
                 phases.append(measure(t, load, args.duration, upstream.pid, all_pids, workdir))
-            if t.name == "ragward" and not args.no_profile:
-                wait_quiet(t.pid)
-                profile_lines, profile_data = profile(t, args.profile_seconds, workdir,
-                                                      upstream.pid, all_pids)
+            if load.startswith("c=") and not args.no_profile and not profile_lines:
+                gw = next((t for t in chosen if t.name == "ragward"), None)
+                if gw is not None:
+                    wait_quiet(gw.pid)
+                    profile_lines, profile_data = profile(gw, args.profile_seconds, workdir,
+                                                          upstream.pid, all_pids)
 
-        counters = gateway_counters(ports["gateway"])
-        answered = sum(v for k, v in counters.items()
-                       if "requests_total" in k and 'status="200"' in k and "/v1/query" in k)
-        spool = next((v for k, v in counters.items() if "spool_bytes" in k), 0.0)
+        answered = spool = 0.0
+        for port in [ports["gateway"], *(port for _, port, _ in variants)]:
+            counters = gateway_counters(port)
+            answered += sum(v for k, v in counters.items() if "requests_total" in k
+                            and 'status="200"' in k and "/v1/query" in k)
+            spool += next((v for k, v in counters.items() if "spool_bytes" in k), 0.0)
         if kafka is not None:
             audited = asyncio.run(_kafka_records(kafka.address, "ragward.audit.v1"))
             notes.append(f"Kafka audit topic holds {audited} records for {int(answered)} 2xx "
-                         f"query answers of the gateway (+ one per non-2xx); spool bytes "
+                         f"query answers of the gateway(s) (+ one per non-2xx); spool bytes "
                          f"{int(spool)}")
         log_text = (workdir / "gateway.log").read_text(errors="replace")
         events = Counter(re.findall(r'"event": ?"([^"]+)"', log_text))
@@ -990,6 +1023,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated subset to measure (upstream is always measured)")
     parser.add_argument("--loads", default="c=64,50 rps,200 rps",
                         help="comma-separated loads: c=N (wrk closed loop) or R rps (paced)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VAL,...",
+                        help="also measure another gateway with these env overrides, e.g. "
+                             "'linger0:RAGWARD_KAFKA_LINGER_MS=0' (repeatable)")
     parser.add_argument("--all-loads", action="store_true",
                         help="also measure the bare handler at 50 req/s")
     parser.add_argument("--paced", help=argparse.SUPPRESS)  # internal: the load generator
