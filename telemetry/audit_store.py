@@ -276,6 +276,9 @@ class AuditBackend:
     def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         conn.executemany(self._sql(sql), rows)
 
+    def _insert_records(self, conn: Any, rows: Sequence[Sequence[Any]]) -> None:
+        self._executemany(conn, _INSERT_RECORD, rows)
+
     def _stream(self, conn: Any, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         cur = conn.execute(self._sql(sql), params)
         while rows := cur.fetchmany(2000):
@@ -449,7 +452,7 @@ class AuditBackend:
                 if "malformed" in b.record:
                     malformed += 1
             if rows:
-                self._executemany(conn, _INSERT_RECORD, rows)
+                self._insert_records(conn, rows)
                 written += len(rows)
         if checkpoints:
             self._executemany(conn, _INSERT_CHECKPOINT, checkpoints)
