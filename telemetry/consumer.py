@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import msgspec
 import structlog
@@ -45,7 +45,7 @@ log = structlog.get_logger(__name__)
 
 class Delivery(NamedTuple):
     record: Record
-    event: Event
+    event: Event  # or what a custom decoder returns (the metrics consumer's lean types)
 
 
 BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
@@ -116,6 +116,7 @@ class EventConsumer:
         from_beginning: bool = True,
         poll_timeout_s: float = 0.5,
         max_records: int = 5000,
+        decoder: msgspec.json.Decoder[Any] = any_decoder,
     ) -> None:
         self.bus = bus
         self.topics = list(topics)
@@ -123,6 +124,7 @@ class EventConsumer:
         self.handler = handler
         self.dead_letter_topic = dead_letter_topic
         self.seen = SeenIds(dedupe_window)
+        self.decoder = decoder  # anything whose result has .event_id; default: full events
         self.metrics = ConsumerMetrics.for_registry(registry) if registry is not None else None
         self._from_beginning = from_beginning
         self._poll_timeout = poll_timeout_s
@@ -246,7 +248,7 @@ class EventConsumer:
         batch: list[Delivery] = []
         in_batch: set[str] = set()
         seen = self.seen
-        decode = any_decoder.decode
+        decode = self.decoder.decode
         consumed: dict[str, int] = {}
         for record in records:
             consumed[record.topic] = consumed.get(record.topic, 0) + 1

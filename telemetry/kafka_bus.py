@@ -32,7 +32,21 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka import codec as kafka_codec
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerClosed
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidProducerEpoch,
+    InvalidTimestampError,
+    InvalidTopicError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnknownProducerId,
+)
 
 from ragward.errors import ConfigError
 from ragward.settings import Settings
@@ -43,6 +57,12 @@ from telemetry.spool import Spool
 log = structlog.get_logger(__name__)
 
 _TOPIC_ALREADY_EXISTS = 36
+# the broker will never take this record: retrying cannot help
+_RECORD_REJECTED = (RecordTooLargeError, MessageSizeTooLargeError, RecordListTooLargeError,
+                    CorruptRecordException, InvalidTopicError, InvalidTimestampError)
+# the idempotent producer's state is off (e.g. after a broker restart): recreate it
+_PRODUCER_STATE = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch,
+                   ProducerFenced)
 _CODECS = {
     "gzip": kafka_codec.has_gzip,
     "lz4": kafka_codec.has_lz4,
@@ -154,10 +174,11 @@ class KafkaSender:
             producer._message_accumulator.fail_all(KafkaTimeoutError("producer stopped"))
         await stopping
 
-    def retriable(self, exc: BaseException) -> bool:
-        if isinstance(exc, KafkaError):
-            return bool(exc.retriable) or isinstance(exc, KafkaTimeoutError | ProducerClosed)
-        return isinstance(exc, OSError | TimeoutError)
+    def rejects_record(self, exc: BaseException) -> bool:
+        return isinstance(exc, _RECORD_REJECTED)
+
+    def needs_reset(self, exc: BaseException) -> bool:
+        return isinstance(exc, _PRODUCER_STATE)
 
 
 class _Lease:
@@ -166,14 +187,15 @@ class _Lease:
     def __init__(self, bus: KafkaBus) -> None:
         self._bus = bus
         self._started = False
+        self._held: DurablePublisher | None = None  # kept after stop for its counters
 
     @property
     def durable(self) -> DurablePublisher:
-        return self._bus._durable()
+        return self._held if self._held is not None else self._bus._durable()
 
     async def start(self) -> None:
         if not self._started:
-            await self._bus._acquire()
+            self._held = await self._bus._acquire()
             self._started = True
 
     async def stop(self) -> None:
@@ -184,8 +206,8 @@ class _Lease:
     async def publish(self, topic: str, key: str, value: bytes) -> None:
         await self.durable.publish(topic, key, value)
 
-    async def publish_nowait(self, topic: str, key: str, value: bytes) -> None:
-        await self.durable.publish_nowait(topic, key, value)
+    async def publish_nowait(self, topic: str, key: str, value: bytes) -> bool:
+        return await self.durable.publish_nowait(topic, key, value)
 
     @property
     def spool_bytes(self) -> int:
@@ -251,11 +273,13 @@ class KafkaBus:
             )
         return self._publisher
 
-    async def _acquire(self) -> None:
+    async def _acquire(self) -> DurablePublisher:
         async with self._lock:
+            durable = self._durable()
             if self._users == 0:
-                await self._durable().start()
+                await durable.start()
             self._users += 1
+            return durable
 
     async def _release(self) -> None:
         async with self._lock:

@@ -39,7 +39,7 @@ from ragward.settings import Settings
 from telemetry.bus import EventBus
 from telemetry.consumer import Delivery, EventConsumer
 from telemetry.exposition import RollingCollector
-from telemetry.rolling import RollingMetrics
+from telemetry.rolling import RollingMetrics, metrics_decoder
 
 log = structlog.get_logger(__name__)
 
@@ -73,6 +73,7 @@ class MetricsConsumer:
             registry=self.registry,
             from_beginning=from_beginning,
             max_records=max_records,
+            decoder=metrics_decoder,
         )
         self.registry.register(RollingCollector(self.view))
         self._snapshot: tuple[float, dict[str, Any]] | None = None
@@ -94,7 +95,7 @@ class MetricsConsumer:
         log.info("metrics_consumer.stopped", group=self.group_id, handled=self.loop.handled)
 
     async def _handle(self, batch: list[Delivery]) -> None:
-        self.view.ingest(d.event for d in batch)
+        self.view.ingest([d.event for d in batch])  # type: ignore[misc]
 
     def snapshot(self, max_age_s: float = 1.0) -> dict[str, Any]:
         """The dashboard's JSON, recomputed at most once per ``max_age_s``."""

@@ -30,10 +30,14 @@ possibly out of order, that consumers drop by ``event_id``.
 sends no 2xx without a durable audit record); ``"accept"`` sends the record
 best effort (no durability) and counts it in ``spool_full["accepted"]``.
 
-A record the broker can never accept (non-retriable error: too large, not
-authorised) raises DependencyUnavailable on the live path; met while draining
-it is logged, counted in ``undeliverable`` and skipped so it cannot block the
-records behind it.
+Errors are sorted by the sender: a record the broker can never accept (too
+large, corrupt, invalid topic) raises DependencyUnavailable on the live path;
+met while draining it is logged, counted in ``undeliverable`` and skipped so it
+cannot block the records behind it. Every other error — connection, timeout,
+leadership, authorisation, and the idempotent producer's own state errors
+(out-of-order sequence, unknown producer id: seen after a broker restart) — is
+retried, the latter with a fresh producer; a spooled record is never dropped
+for them.
 """
 
 from __future__ import annotations
@@ -69,8 +73,14 @@ class Sender(Protocol):
         """Queue the record; the returned future resolves on the broker's ack."""
         ...
 
-    def retriable(self, exc: BaseException) -> bool:
-        """Whether trying again later (spooling) could deliver after ``exc``."""
+    def rejects_record(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the broker will never accept this record (too large,
+        corrupt, invalid topic) — retrying cannot help. Anything else is retried."""
+        ...
+
+    def needs_reset(self, exc: BaseException) -> bool:
+        """Whether the producer must be recreated to get past ``exc`` (its idempotence
+        state went wrong: out-of-order sequence, unknown producer id, fenced epoch)."""
         ...
 
 
@@ -111,6 +121,7 @@ class DurablePublisher:
         self._drain_task: asyncio.Task[None] | None = None
         self._lingering: set[asyncio.Future[Any]] = set()
         self._failures = 0
+        self._reset = False  # the producer must be recreated before the next drain
         # counters (read by register_publisher_metrics and StatusEvent)
         self.published: dict[tuple[str, str], int] = {}
         self.spool_full = {"rejected": 0, "accepted": 0}
@@ -192,11 +203,20 @@ class DurablePublisher:
             return
         await self._publish_spooled(topic, key, value)
 
-    async def publish_nowait(self, topic: str, key: str, value: bytes) -> None:
-        """Fire and forget: queue to the producer without waiting for the ack
-        (no durability; used by the benchmark as the baseline)."""
-        if self._connected:
-            self._linger(asyncio.ensure_future(self._deliver(topic, key.encode(), value)))
+    async def publish_nowait(self, topic: str, key: str, value: bytes) -> bool:
+        """Fire and forget: queue the record in the producer and return without waiting for
+        the ack — no durability (the spool-full "accept" policy; the benchmark's baseline).
+        False when it could not even be queued."""
+        if not self._connected:
+            return False
+        try:
+            async with asyncio.timeout(self._ack_timeout):
+                ack = await self._sender.send(topic, key.encode(), value)
+        except Exception as exc:
+            log.warning("publisher.best_effort_failed", topic=topic, error=repr(exc))
+            return False
+        self._linger(ack)
+        return True
 
     async def _deliver(self, topic: str, key: bytes, value: bytes) -> None:
         ack = await self._sender.send(topic, key, value)
@@ -214,9 +234,11 @@ class DurablePublisher:
             self._linger(task)
             raise
         except Exception as exc:
-            if not self._sender.retriable(exc):
+            if self._sender.rejects_record(exc):
                 log.error("publisher.record_rejected", topic=topic, error=repr(exc))
                 raise DependencyUnavailable("the event bus rejected the record") from exc
+            if self._sender.needs_reset(exc):
+                self._reset = True
             self._enter_spooling(type(exc).__name__)
             return False
         self._count(topic, "kafka")
@@ -279,6 +301,12 @@ class DurablePublisher:
                 self._spooling.clear()
                 await self._spooling.wait()
                 continue
+            if self._reset:
+                self._reset = False
+                log.warning("publisher.producer_reset")
+                with contextlib.suppress(Exception):
+                    await self._sender.stop()
+                self._connected = False
             if not self._connected and not await self._connect():
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, self._backoff_max)
@@ -300,9 +328,7 @@ class DurablePublisher:
             else:
                 self._failures += 1
                 if self._failures % 3 == 0:  # a stuck producer: start afresh
-                    with contextlib.suppress(Exception):
-                        await self._sender.stop()
-                    self._connected = False
+                    self._reset = True
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, self._backoff_max)
 
@@ -326,19 +352,21 @@ class DurablePublisher:
         if pending:
             log.warning("publisher.drain_timeout", unacked=len(pending), records=len(records))
             return False
-        retry = False
+        retry = None
         for record, ack in zip(records, acks, strict=True):
             exc = ack.exception()
             if exc is None:
                 continue
-            if self._sender.retriable(exc):
-                retry = True
-            else:
+            if self._sender.rejects_record(exc):  # can never be delivered: do not block on it
                 self.undeliverable += 1
                 log.error("publisher.record_undeliverable", topic=record.topic, error=repr(exc))
-        if retry:
-            log.warning("publisher.drain_failed", records=len(records))
-        return not retry
+                continue
+            retry = exc
+            if self._sender.needs_reset(exc):
+                self._reset = True
+        if retry is not None:
+            log.warning("publisher.drain_failed", records=len(records), error=repr(retry))
+        return retry is None
 
 
 class PublisherMetrics(Collector):

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import msgspec
 import structlog
 from ddsketch import DDSketch
 
@@ -76,6 +77,53 @@ class MetricsView(Protocol):
     def query(
         self, metric: str, window: str, group_by: Sequence[str], now: float | None = None
     ) -> list[Sample]: ...
+
+
+# -- what the metrics consumer decodes ------------------------------------------
+# Only the fields the metrics use, and not tracked by the garbage collector: decoding
+# these is about three times faster than the full event types (which RollingMetrics also
+# accepts). Unknown fields are skipped; the same ``type`` tags as telemetry.events.
+
+
+class MetricsAudit(msgspec.Struct, tag_field="type", tag="audit", gc=False):
+    event_id: str
+    ts: str
+    tenant: str = "-"
+    route: str = ""
+    status: int = 0
+    latency_ms: float = 0.0
+
+
+class MetricsUsage(msgspec.Struct, tag_field="type", tag="usage", gc=False):
+    event_id: str
+    ts: str
+    tenant: str = "-"
+    route: str = ""
+    model: str = ""
+    status: int = 200
+    cached: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    embedding_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class MetricsStatus(msgspec.Struct, tag_field="type", tag="status"):
+    event_id: str
+    ts: str
+    instance: str = ""
+    quota_degraded: dict[str, bool] = msgspec.field(default_factory=dict)
+    spool_bytes: int = 0
+    spool_capacity_bytes: int = 0
+
+
+class MetricsIgnored(msgspec.Struct, tag_field="type", tag="alert", gc=False):
+    event_id: str
+    ts: str
+
+
+MetricsEvent = MetricsAudit | MetricsUsage | MetricsStatus | MetricsIgnored
+metrics_decoder = msgspec.json.Decoder(MetricsEvent)
 
 
 def new_sketch() -> DDSketch:
@@ -260,6 +308,10 @@ class Totals:
                 own[i] += v
 
 
+_KINDS: dict[type, int] = {AuditEvent: 1, MetricsAudit: 1, UsageEvent: 2, MetricsUsage: 2,
+                           StatusEvent: 3, MetricsStatus: 3}
+
+
 class RollingMetrics:
     """The metrics consumer's state; implements :class:`MetricsView`."""
 
@@ -284,25 +336,30 @@ class RollingMetrics:
         self._overflowed = False
 
     # -- ingest -----------------------------------------------------------------
-    def ingest(self, events: Iterable[Event]) -> None:
+    def ingest(self, events: Iterable[Event | MetricsEvent]) -> None:
+        """Add events (full types from telemetry.events or the lean Metrics* ones)."""
         limit = self.clock() + MAX_FUTURE_SKEW_S
+        kinds = _KINDS
         for event in events:
+            kind = kinds.get(type(event))
+            if kind is None:
+                continue
             try:
                 ts = parse_ts(event.ts)
             except ValueError:
                 ts = limit - MAX_FUTURE_SKEW_S
             if ts > limit:
                 ts = limit
-            if isinstance(event, AuditEvent):
-                self._audit(event, ts)
-            elif isinstance(event, UsageEvent):
-                self._usage(event, ts)
-            elif isinstance(event, StatusEvent):
-                self.status[event.instance] = InstanceStatus(
-                    ts, dict(event.quota_degraded), event.spool_bytes, event.spool_capacity_bytes
-                )
+            if kind == 1:
+                self._audit(event, ts)  # type: ignore[arg-type]
+            elif kind == 2:
+                self._usage(event, ts)  # type: ignore[arg-type]
             else:
-                continue
+                status: StatusEvent | MetricsStatus = event  # type: ignore[assignment]
+                self.status[status.instance] = InstanceStatus(
+                    ts, dict(status.quota_degraded), status.spool_bytes,
+                    status.spool_capacity_bytes,
+                )
             self.events += 1
             if self.last_event_ts is None or ts > self.last_event_ts:
                 self.last_event_ts = ts
@@ -318,7 +375,7 @@ class RollingMetrics:
             self._keys.add(key)
         return key
 
-    def _audit(self, e: AuditEvent, ts: float) -> None:
+    def _audit(self, e: AuditEvent | MetricsAudit, ts: float) -> None:
         klass = status_class(e.status)
         key = self._key(e.tenant, e.route, "-", klass)
         seconds = e.latency_ms / 1000.0 if e.latency_ms > 0 else 0.0
@@ -350,7 +407,7 @@ class RollingMetrics:
         hist[-2] += seconds
         hist[-1] += 1
 
-    def _usage(self, e: UsageEvent, ts: float) -> None:
+    def _usage(self, e: UsageEvent | MetricsUsage, ts: float) -> None:
         key = self._key(e.tenant, e.route, e.model or "-", status_class(e.status))
         hit = 1 if e.cached else 0
         for tier in self._tiers:

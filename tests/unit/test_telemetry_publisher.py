@@ -19,6 +19,10 @@ class Rejected(Exception):
     """A non-retriable broker error (e.g. record too large)."""
 
 
+class StateError(Exception):
+    """The idempotent producer's sequence went wrong (e.g. after a broker restart)."""
+
+
 class ScriptedSender:
     """Acks at once while ``up``; while down, sends hang and are delivered when it comes
     back (like a producer retrying)."""
@@ -28,6 +32,7 @@ class ScriptedSender:
         self.delivered: list[tuple[str, bytes, bytes]] = []
         self.hanging: list[tuple[asyncio.Future[Any], tuple[str, bytes, bytes]]] = []
         self.reject: set[bytes] = set()
+        self.state_errors = 0  # the next N sends fail with StateError
         self.starts = 0
 
     @property
@@ -59,6 +64,9 @@ class ScriptedSender:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if value in self.reject:
             fut.set_exception(Rejected("too large"))
+        elif self.state_errors:
+            self.state_errors -= 1
+            fut.set_exception(StateError("out of order sequence"))
         elif self.up:
             self.delivered.append((topic, key, value))
             fut.set_result(None)
@@ -66,8 +74,11 @@ class ScriptedSender:
             self.hanging.append((fut, (topic, key, value)))
         return fut
 
-    def retriable(self, exc: BaseException) -> bool:
-        return not isinstance(exc, Rejected)
+    def rejects_record(self, exc: BaseException) -> bool:
+        return isinstance(exc, Rejected)
+
+    def needs_reset(self, exc: BaseException) -> bool:
+        return isinstance(exc, StateError)
 
 
 def make(tmp_path: Path, sender: ScriptedSender, **kw: Any) -> DurablePublisher:
@@ -175,5 +186,26 @@ async def test_record_the_broker_never_accepts_is_refused_not_spooled(tmp_path: 
         with pytest.raises(DependencyUnavailable):
             await pub.publish("audit", "t", b"huge")
         assert pub.spool_bytes == 0 and pub.mode is Mode.LIVE
+    finally:
+        await pub.stop()
+
+
+async def test_producer_state_errors_are_retried_with_a_fresh_producer(tmp_path: Path) -> None:
+    """An out-of-order-sequence kind of error while draining never drops a spooled record:
+    the producer is recreated and the batch sent again."""
+    sender = ScriptedSender()
+    sender.up = False
+    pub = make(tmp_path, sender)
+    await pub.start()
+    try:
+        for i in range(20):
+            await pub.publish("audit", "t", b"s%d" % i)
+        sender.state_errors = 5
+        starts = sender.starts
+        sender.up = True
+        assert await pub.wait_drained(5.0)
+        assert sender.starts >= starts + 2  # connected, then recreated after the error
+        assert pub.undeliverable == 0
+        assert [v for _, _, v in sender.delivered][-20:] == [b"s%d" % i for i in range(20)]
     finally:
         await pub.stop()

@@ -1,0 +1,293 @@
+"""Event pipeline benchmark: producer throughput, the latency durability adds, consumer
+throughput per process, event-to-metric lag.
+
+    .venv/bin/python bench/events.py            # starts a local Kafka unless
+    RAGWARD_KAFKA_BOOTSTRAP=host:port .venv/bin/python bench/events.py
+
+Figures (all in one run, same broker):
+
+1. producer events/s — DurablePublisher.publish (acks=all, wait for every ack) with 256
+   concurrent publishers; and fire-and-forget (queued to the producer, no wait);
+2. latency of one publish at a steady 500/s: wait-for-ack (the durability guarantee)
+   vs fire-and-forget, p50/p99 — the difference is what a request pays; also the spool
+   path (Kafka unreachable: append + group-commit fdatasync);
+3. consumer events/s of one process — the metrics consumer's loop (decode, dedupe,
+   rolling update): from the in-process bus (CPU only) and from Kafka (fetch included);
+4. event-to-metric lag at 5,000 events/s: from the event's creation to its rolling
+   update in the metrics consumer, p50/p99 (target p99 < 1 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ragward import devservices  # noqa: E402
+from ragward.logs import configure_logging  # noqa: E402
+from ragward.settings import Settings, load_settings  # noqa: E402
+from telemetry.consumer import Delivery  # noqa: E402
+from telemetry.events import AuditEvent, UsageEvent, encode, new_event_id, now_rfc3339  # noqa: E402
+from telemetry.kafka_bus import KafkaBus  # noqa: E402
+from telemetry.memory_bus import MemoryBus  # noqa: E402
+from telemetry.metrics_consumer import MetricsConsumer  # noqa: E402
+from telemetry.rolling import parse_ts  # noqa: E402
+
+TENANTS = [f"tenant-{i}" for i in range(10)]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def event(i: int) -> tuple[str, bytes]:
+    tenant = TENANTS[i % len(TENANTS)]
+    if i % 2:
+        return tenant, encode(UsageEvent(event_id=new_event_id(), request_id=new_event_id(),
+                                         ts=now_rfc3339(), tenant=tenant, route="/v1/query",
+                                         model="local", prompt_tokens=120 + i % 300,
+                                         completion_tokens=40, embedding_tokens=8,
+                                         cost_usd=0.0002, cached=i % 5 == 0))
+    return tenant, encode(AuditEvent(event_id=new_event_id(), request_id=new_event_id(),
+                                     ts=now_rfc3339(), tenant=tenant, route="/v1/query",
+                                     status=200 if i % 50 else 503, latency_ms=5 + i % 200,
+                                     question_sha256=["ab" * 32], questions_redacted=["q <EMAIL_1>"]))
+
+
+def topic_for(settings: Settings, value: bytes) -> str:
+    return settings.topic_usage if value.startswith(b'{"type":"usage"') else settings.topic_audit
+
+
+def settings_for(bootstrap: str, tag: str, data_dir: Path, **extra: object) -> Settings:
+    return load_settings(data_dir=data_dir, kafka_bootstrap=bootstrap, log_level="error",
+                         topic_audit=f"bench.audit.{tag}", topic_usage=f"bench.usage.{tag}",
+                         topic_alerts=f"bench.alerts.{tag}", topic_dead_letter=f"bench.dlq.{tag}",
+                         **extra)
+
+
+async def producer_throughput(settings: Settings, n: int) -> tuple[float, float]:
+    publisher = KafkaBus(settings, spool_dir=settings.data_dir / "spool-p").publisher()
+    await publisher.start()
+    payloads = [event(i) for i in range(n)]
+    try:
+        queue = list(reversed(payloads))
+
+        async def worker() -> None:
+            while queue:
+                key, value = queue.pop()
+                await publisher.publish(topic_for(settings, value), key, value)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(256)))
+        durable = n / (time.perf_counter() - started)
+        print(f"  durable publish (wait for ack, 256 concurrent): {durable:,.0f} events/s")
+        started = time.perf_counter()
+        for key, value in payloads:
+            await publisher.publish_nowait(topic_for(settings, value), key, value)
+        assert await publisher.wait_drained(30)
+        durable_lease = publisher.durable  # type: ignore[attr-defined]
+        while durable_lease._lingering:
+            await asyncio.sleep(0.01)
+        fire = n / (time.perf_counter() - started)
+        print(f"  fire-and-forget (queued, then flushed):          {fire:,.0f} events/s")
+        return durable, fire
+    finally:
+        await publisher.stop()
+
+
+async def publish_latency(settings: Settings, seconds: float, rate: int,
+                          unreachable: bool = False) -> dict[str, list[float]]:
+    """Per-publish latency at a steady rate, durable vs fire-and-forget interleaved."""
+    if unreachable:
+        settings = settings.model_copy(update={"kafka_bootstrap":
+                                               f"127.0.0.1:{devservices.free_port()}"})
+    bus = KafkaBus(settings, spool_dir=settings.data_dir / ("spool-u" if unreachable else "spool-l"))
+    publisher = bus.publisher()
+    await publisher.start()
+    out: dict[str, list[float]] = {"durable": [], "fire": []}
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(i: int, kind: str) -> None:
+        key, value = event(i)
+        started = time.perf_counter()
+        if kind == "durable":
+            await publisher.publish(topic_for(settings, value), key, value)
+        else:
+            await publisher.publish_nowait(topic_for(settings, value), key, value)
+        out[kind].append(time.perf_counter() - started)
+
+    try:
+        interval = 1 / rate
+        start = time.perf_counter()
+        i = 0
+        while time.perf_counter() - start < seconds:
+            kind = "durable" if i % 2 == 0 or unreachable else "fire"
+            task = asyncio.create_task(one(i, kind))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            i += 1
+            await asyncio.sleep(max(0.0, start + i * interval - time.perf_counter()))
+        await asyncio.gather(*tasks)
+    finally:
+        await publisher.stop()
+    return out
+
+
+async def consumer_throughput_memory(settings: Settings, n: int) -> float:
+    bus = MemoryBus(partitions=3, retention_records=n + 1)
+    publisher = bus.publisher()
+    for i in range(n):
+        key, value = event(i)
+        await publisher.publish(topic_for(settings, value), key, value)
+    consumer = MetricsConsumer(settings, bus, group_id="bench-mem")
+    started = time.perf_counter()
+    await consumer.start()
+    while consumer.loop.handled < n:
+        await asyncio.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    await consumer.stop()
+    return n / elapsed
+
+
+async def consumer_throughput_kafka(settings: Settings, n: int) -> float:
+    publisher = KafkaBus(settings, spool_dir=settings.data_dir / "spool-c").publisher()
+    await publisher.start()
+    try:
+        for i in range(n):
+            key, value = event(i)
+            await publisher.publish_nowait(topic_for(settings, value), key, value)
+            if i % 20000 == 0:
+                await asyncio.sleep(0)
+        while publisher.durable._lingering:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.05)
+    finally:
+        await publisher.stop()
+    consumer = MetricsConsumer(settings, KafkaBus(settings, spool_dir=settings.data_dir / "s2"),
+                               group_id=f"bench-{new_event_id()[:6]}")
+    await consumer.start()
+    first = None
+    try:
+        while consumer.loop.handled < n:
+            if first is None and consumer.loop.handled:
+                first = (time.perf_counter(), consumer.loop.handled)
+            await asyncio.sleep(0.005)
+        assert first is not None
+        elapsed = time.perf_counter() - first[0]
+        return (n - first[1]) / elapsed
+    finally:
+        await consumer.stop()
+
+
+async def end_to_end_lag(settings: Settings, rate: int, seconds: float) -> list[float]:
+    lags: list[float] = []
+    consumer = MetricsConsumer(settings, KafkaBus(settings, spool_dir=settings.data_dir / "s3"),
+                               group_id=f"bench-lag-{new_event_id()[:6]}", from_beginning=False)
+    ingest = consumer._handle
+
+    async def timed(batch: list[Delivery]) -> None:
+        await ingest(batch)
+        now = time.time()
+        lags.extend(now - parse_ts(d.event.ts) for d in batch)
+
+    consumer.loop.handler = timed
+    await consumer.start()
+    await asyncio.sleep(1.0)  # joined, positioned at the end
+    publisher = KafkaBus(settings, spool_dir=settings.data_dir / "spool-e").publisher()
+    await publisher.start()
+    tasks: set[asyncio.Task[None]] = set()
+    try:
+        tick = 0.01
+        per_tick = int(rate * tick)
+        start = time.perf_counter()
+        i = 0
+        ticks = 0
+        while time.perf_counter() - start < seconds:
+            for _ in range(per_tick):
+                key, value = event(i)
+                task = asyncio.create_task(publisher.publish(topic_for(settings, value), key,
+                                                             value))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                i += 1
+            ticks += 1
+            await asyncio.sleep(max(0.0, start + ticks * tick - time.perf_counter()))
+        sent_rate = i / (time.perf_counter() - start)
+        await asyncio.gather(*tasks)
+        deadline = time.monotonic() + 20
+        while len(lags) < i and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        print(f"  offered {sent_rate:,.0f} events/s for {seconds:.0f} s; measured {len(lags)} "
+              f"of {i}")
+    finally:
+        await publisher.stop()
+        await consumer.stop()
+    return lags
+
+
+async def run(bootstrap: str, quick: bool) -> None:
+    tag = new_event_id()[:8]
+    with tempfile.TemporaryDirectory(prefix="ragward-bench-") as tmp:
+        settings = settings_for(bootstrap, tag, Path(tmp))
+        n = 20_000 if quick else 50_000
+        print(f"[1/4] producer throughput ({n} events, acks=all, idempotent, "
+              f"{settings.kafka_compression})", flush=True)
+        await producer_throughput(settings, n)
+
+        print("[2/4] publish latency at 500 publishes/s for 6 s (interleaved)", flush=True)
+        lat = await publish_latency(settings, 6.0, 500)
+        spool = await publish_latency(settings, 3.0, 500, unreachable=True)
+        for name, values in (("wait for Kafka ack (durable)", lat["durable"]),
+                             ("fire-and-forget (baseline)", lat["fire"]),
+                             ("spool: append + fdatasync", spool["durable"])):
+            print(f"  {name:30s} p50 {pct(values, .5) * 1e3:7.3f} ms   "
+                  f"p99 {pct(values, .99) * 1e3:7.3f} ms   (n={len(values)})")
+        added50 = (pct(lat["durable"], .5) - pct(lat["fire"], .5)) * 1e3
+        added99 = (pct(lat["durable"], .99) - pct(lat["fire"], .99)) * 1e3
+        print(f"  durability adds: p50 {added50:.3f} ms, p99 {added99:.3f} ms per request")
+
+        m = 100_000 if quick else 200_000
+        print(f"[3/4] consumer throughput, one process ({m} events; target >= 20,000/s)",
+              flush=True)
+        mem = await consumer_throughput_memory(settings, m)
+        print(f"  metrics consumer on the in-process bus (decode+dedupe+rolling): "
+              f"{mem:,.0f} events/s")
+        kafka_settings = settings_for(bootstrap, tag + "c", Path(tmp))
+        kaf = await consumer_throughput_kafka(kafka_settings, m)
+        print(f"  metrics consumer from Kafka (fetch+decode+dedupe+rolling):      "
+              f"{kaf:,.0f} events/s")
+
+        print("[4/4] event-to-metric lag at 5,000 events/s (target p99 < 1 s)", flush=True)
+        lag_settings = settings_for(bootstrap, tag + "l", Path(tmp))
+        lags = await end_to_end_lag(lag_settings, 5000, 8.0 if quick else 15.0)
+        print(f"  lag p50 {pct(lags, .5) * 1e3:.1f} ms   p99 {pct(lags, .99) * 1e3:.1f} ms   "
+              f"max {max(lags) * 1e3:.1f} ms   mean {statistics.fmean(lags) * 1e3:.1f} ms")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller runs")
+    args = parser.parse_args()
+    configure_logging("console", "error")
+    with ExitStack() as stack:
+        bootstrap = os.environ.get("RAGWARD_KAFKA_BOOTSTRAP")
+        if not bootstrap:
+            print("starting a local Kafka (ragward.devservices)...", flush=True)
+            bootstrap = stack.enter_context(devservices.running("kafka")).address
+        print(f"Kafka at {bootstrap}")
+        started = time.perf_counter()
+        asyncio.run(run(bootstrap, args.quick))
+        print(f"done in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
