@@ -11,7 +11,7 @@ in one REPEATABLE READ snapshot through a server-side cursor.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import psycopg
@@ -70,7 +70,9 @@ class PostgresAuditBackend(AuditBackend):
             for row in rows:
                 copy.write_row(row)
 
-    def _stream(self, conn: Any, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+    def _stream(
+        self, conn: Any, sql: str, params: Sequence[Any]
+    ) -> Generator[tuple[Any, ...], None, None]:
         with conn.cursor(name=f"audit_stream_{next(_cursor_names)}") as cur:
             cur.itersize = 5000
             cur.execute(self._sql(sql), params)

@@ -30,7 +30,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -279,7 +279,9 @@ class AuditBackend:
     def _insert_records(self, conn: Any, rows: Sequence[Sequence[Any]]) -> None:
         self._executemany(conn, _INSERT_RECORD, rows)
 
-    def _stream(self, conn: Any, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+    def _stream(
+        self, conn: Any, sql: str, params: Sequence[Any]
+    ) -> Generator[tuple[Any, ...], None, None]:
         cur = conn.execute(self._sql(sql), params)
         while rows := cur.fetchmany(2000):
             yield from rows
@@ -643,6 +645,22 @@ class AuditBackend:
             " ORDER BY kafka_offset",
             (p,),
         )
+        with contextlib.closing(rows):  # close the server-side cursor now, also on a break
+            n = self._check_rows(checker, rows, progress)
+        if progress is not None:
+            progress(n % 10_000)
+        if head is None:
+            if n:
+                checker.fail(
+                    first_offset if first_offset is not None else -1,
+                    "records stored but the partition has no chain head",
+                )
+        else:
+            checker.finish_against_head(head.offset, head.hash, head.count)
+        return PartitionReport(p, n, head, anchor.offset, checker.problem)
+
+    @staticmethod
+    def _check_rows(checker: ChainChecker, rows: Iterator[tuple[Any, ...]], progress: Any) -> int:
         n = 0
         for offset, text, prev, digest, count, event_id, ts_us, tenant, subject, request_id in rows:
             n += 1
@@ -659,17 +677,7 @@ class AuditBackend:
             ):
                 checker.fail(offset, "indexed columns differ from the hashed record (row altered)")
                 break
-        if progress is not None:
-            progress(n % 10_000)
-        if head is None:
-            if n:
-                checker.fail(
-                    first_offset if first_offset is not None else -1,
-                    "records stored but the partition has no chain head",
-                )
-        else:
-            checker.finish_against_head(head.offset, head.hash, head.count)
-        return PartitionReport(p, n, head, anchor.offset, checker.problem)
+        return n
 
     def export(
         self, since: str | None = None, until: str | None = None
