@@ -42,13 +42,13 @@ class RollingCollector(Collector):
         latency = HistogramMetricFamily("ragward_request_latency_seconds",
                                         "Request latency from audit events.",
                                         labels=["tenant", "route"])
-        for key, hist in sorted(totals.latency.items()):
+        for route_key, hist in sorted(totals.latency.items()):
             cumulative, buckets = 0.0, []
-            for bound, count in zip(LATENCY_BUCKETS, hist, strict=False):
-                cumulative += count
+            for bound, observed in zip(LATENCY_BUCKETS, hist, strict=False):
+                cumulative += observed
                 buckets.append((_le(bound), cumulative))
             buckets.append(("+Inf", hist[-1]))
-            latency.add_metric(list(key), buckets, sum_value=hist[-2])
+            latency.add_metric(list(route_key), buckets, sum_value=hist[-2])
         yield latency
 
         tokens = CounterMetricFamily("ragward_tokens", "Tokens used, from usage events.",
@@ -59,8 +59,8 @@ class RollingCollector(Collector):
 
         cost = CounterMetricFamily("ragward_cost_usd", "Cost in US dollars, from usage events.",
                                    labels=["tenant", "model"])
-        for key, usd in sorted(totals.cost.items()):
-            cost.add_metric(list(key), usd)
+        for model_key, usd in sorted(totals.cost.items()):
+            cost.add_metric(list(model_key), usd)
         yield cost
 
         hits = CounterMetricFamily("ragward_cache_hits", "Answers served from the cache.",

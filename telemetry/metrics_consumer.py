@@ -95,7 +95,7 @@ class MetricsConsumer:
         log.info("metrics_consumer.stopped", group=self.group_id, handled=self.loop.handled)
 
     async def _handle(self, batch: list[Delivery]) -> None:
-        self.view.ingest([d.event for d in batch])  # type: ignore[misc]
+        self.view.ingest([d.event for d in batch])
 
     def snapshot(self, max_age_s: float = 1.0) -> dict[str, Any]:
         """The dashboard's JSON, recomputed at most once per ``max_age_s``."""

@@ -352,17 +352,18 @@ class DurablePublisher:
         if pending:
             log.warning("publisher.drain_timeout", unacked=len(pending), records=len(records))
             return False
-        retry = None
+        retry: BaseException | None = None
         for record, ack in zip(records, acks, strict=True):
-            exc = ack.exception()
-            if exc is None:
+            failure = ack.exception()
+            if failure is None:
                 continue
-            if self._sender.rejects_record(exc):  # can never be delivered: do not block on it
+            if self._sender.rejects_record(failure):  # never deliverable: do not block on it
                 self.undeliverable += 1
-                log.error("publisher.record_undeliverable", topic=record.topic, error=repr(exc))
+                log.error("publisher.record_undeliverable", topic=record.topic,
+                          error=repr(failure))
                 continue
-            retry = exc
-            if self._sender.needs_reset(exc):
+            retry = failure
+            if self._sender.needs_reset(failure):
                 self._reset = True
         if retry is not None:
             log.warning("publisher.drain_failed", records=len(records), error=repr(retry))

@@ -216,7 +216,8 @@ class Aggregate:
             sketch = self.sketch()
             if sketch is None or sketch.count == 0:
                 return None
-            return float(sketch.get_quantile_value(QUANTILES[metric]))
+            quantile = sketch.get_quantile_value(QUANTILES[metric])
+            return None if quantile is None else float(quantile)
         if metric == "tokens_total":
             return float(c.prompt + c.completion + c.embedding)
         if metric == "tokens_avg":
@@ -285,6 +286,11 @@ class InstanceStatus:
     spool_capacity_bytes: int
 
 
+def _add(mine: dict[Any, Any], theirs: dict[Any, Any]) -> None:
+    for key, value in theirs.items():
+        mine[key] = mine.get(key, 0) + value
+
+
 @dataclass
 class Totals:
     """Cumulative counters since start, for Prometheus."""
@@ -297,11 +303,11 @@ class Totals:
     cache_lookups: dict[str, int] = field(default_factory=dict)
 
     def merge(self, other: Totals) -> None:
-        for mine, theirs in ((self.requests, other.requests), (self.tokens, other.tokens),
-                             (self.cost, other.cost), (self.cache_hits, other.cache_hits),
-                             (self.cache_lookups, other.cache_lookups)):
-            for k, v in theirs.items():
-                mine[k] = mine.get(k, 0) + v  # type: ignore[index, operator, assignment]
+        _add(self.requests, other.requests)
+        _add(self.tokens, other.tokens)
+        _add(self.cost, other.cost)
+        _add(self.cache_hits, other.cache_hits)
+        _add(self.cache_lookups, other.cache_lookups)
         for k, hist in other.latency.items():
             own = self.latency.setdefault(k, [0.0] * (len(LATENCY_BUCKETS) + 3))
             for i, v in enumerate(hist):
