@@ -191,8 +191,13 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     """``ragward consumer metrics [--port P] [--group G]``."""
     import uvicorn
 
+    from ragward.errors import ConfigError
+    from ragward.settings import env_name
     from telemetry.factory import make_bus
 
+    if not settings.kafka_bootstrap:  # alone, an in-process bus would never see an event
+        raise ConfigError(f"{env_name('kafka_bootstrap')} must be set for "
+                          "`ragward consumer metrics` (`ragward serve` embeds it otherwise)")
     consumer = MetricsConsumer(settings, make_bus(settings),
                                group_id=getattr(args, "group", None) or DEFAULT_GROUP)
     app = create_metrics_app(consumer)

@@ -200,3 +200,36 @@ async def test_dashboard_renders_live_charts_with_data_in_chromium(
     result = await asyncio.to_thread(chromium, f"--screenshot={dark}", f"{url}?theme=dark")
     for shot in (light, dark):
         assert shot.exists() and shot.stat().st_size > 50_000, result.stderr[-2000:]
+
+
+async def test_dashboard_router_mounts_under_a_prefix_in_another_app(tmp_path: Path) -> None:
+    """metrics_router(consumer, "/ops") serves the page and the snapshot under the prefix, and
+    the page fetches the snapshot from that prefixed path (how `ragward serve` mounts it)."""
+    from litestar import Litestar
+    from litestar.testing import AsyncTestClient
+
+    from ragward.settings import load_settings
+    from telemetry.memory_bus import MemoryBus
+    from telemetry.metrics_consumer import MetricsConsumer, metrics_router
+
+    settings = load_settings(data_dir=tmp_path / "data")
+    bus = MemoryBus()
+    load = make_load(200, seed=2)
+    await publish_load(bus, settings, load)
+    consumer = MetricsConsumer(settings, bus)
+    await consumer.start()
+    try:
+        app = Litestar(route_handlers=[metrics_router(consumer, "/ops")])
+        async with AsyncTestClient(app) as client:
+            page = await client.get("/ops/dashboard")
+            assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+            assert '"/ops/api/metrics/snapshot"' in page.text
+            assert "__SNAPSHOT_URL__" not in page.text and "/*SCRIPT*/" not in page.text
+            total = len(load.audits) + len(load.usages)
+            deadline = time.monotonic() + 10
+            while consumer.loop.handled < total and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            snap = (await client.get("/ops/api/metrics/snapshot")).json()
+            assert sum(f["requests"] for f in snap["windows"]["1h"].values()) == len(load.audits)
+    finally:
+        await consumer.stop()
