@@ -14,6 +14,8 @@ missing=()
 for cmd in "${!needs[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${needs[$cmd]}")
 done
+# PostgreSQL server binaries for the audit store's PostgreSQL tests
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 for cmd in java mvn; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$( [ "$cmd" = java ] && echo openjdk-17-jre-headless || echo maven )")
 done

@@ -181,12 +181,16 @@ async def open_components(
                       settings.jwks_min_refresh_interval_s)
             if settings.jwks_url else None
         )
+        try:
+            redactor = Redactor(settings.pii_actions)
+        except ValueError as exc:
+            raise ConfigError(f"{env_name('pii_actions')}: {exc}") from None
         components = Components(
             settings=settings,
             authenticator=Authenticator(settings, jwks),
             policy=AccessPolicy(settings.roles, settings.index_allow),
             pipeline=QueryPipeline(
-                resilient, quota, Redactor(settings.pii_actions), cache,
+                resilient, quota, redactor, cache,
                 answer_allowance_tokens=settings.quota_answer_allowance_tokens,
                 max_question_chars=settings.max_question_chars,
                 model=model_name(settings),

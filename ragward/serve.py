@@ -51,6 +51,9 @@ def create_serve_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def run_parts(_: Litestar) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            # Callbacks run in reverse: the store closes after the audit consumer has
+            # written its last batch, the publisher stops after everyone publishing.
+            stack.push_async_callback(store.close)
             await publisher.start()
             stack.push_async_callback(publisher.stop)
             if service is not None:
@@ -59,7 +62,6 @@ def create_serve_app(settings: Settings) -> Litestar:
             for part in (metrics_consumer, audit_consumer, alerts):
                 await part.start()
                 stack.push_async_callback(part.stop)
-            stack.push_async_callback(store.close)
             yield
 
     return create_app(

@@ -8,6 +8,7 @@ reads ``os.environ`` elsewhere: components receive the ``Settings`` they need.
 from __future__ import annotations
 
 import contextvars
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings.exceptions import SettingsError
 
 from ragward.errors import ConfigError
 
@@ -183,6 +185,17 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("pii_actions")
+    @classmethod
+    def _known_entity_types(cls, value: dict[str, str]) -> dict[str, str]:
+        from gateway.redaction import EntityType  # the redactor owns the list of types
+
+        unknown = sorted(set(map(str.upper, value)) - {t.value for t in EntityType})
+        if unknown:
+            known = ", ".join(t.value for t in EntityType)
+            raise ValueError(f"unknown entity type {', '.join(unknown)}; known: {known}")
+        return {k.upper(): v for k, v in value.items()}
+
     @field_validator("jwt_secret")
     @classmethod
     def _refuse_weak_secret(cls, value: SecretStr | None) -> SecretStr | None:
@@ -250,5 +263,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             where = ".".join(loc[1:])
             problems.append(f"{name}{'.' + where if where else ''}: {error['msg']}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    except SettingsError as exc:  # a JSON-valued variable that is not JSON
+        match = re.search(r'field "(\w+)"', str(exc))
+        name = env_name(match.group(1)) if match else "a RAGWARD_ variable"
+        raise ConfigError(f"invalid configuration: {name}: not valid JSON") from None
     finally:
         _config_file.reset(token)
