@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # ragward — one image for every `ragward` subcommand:
 #   docker run ragward:local serve | gateway | rag-core | consumer metrics|alerts|audit | ingest --sample | token ...
-# Build: docker build -t ragward:local .      (see docs/operations.md)
+# Build: docker build -t ragward:local .      (see README.md)
 ARG PYTHON_IMAGE=python:3.11-slim
 
 # --- builder: a wheel of ragward and a virtualenv with it and its dependencies ------------------

@@ -19,7 +19,7 @@ PROM = REPO / "deploy" / "prometheus"
 RULE_FILES = sorted((PROM / "rules").glob("*.yml"))
 TEST_FILES = sorted((PROM / "tests").glob("*.yml"))
 CONFIGS = [PROM / "prometheus.yml", REPO / "deploy" / "compose" / "prometheus.yml"]
-OPERATIONS = REPO / "docs" / "operations.md"
+OPERATIONS = REPO / "README.md"
 
 # The fixed metric names of docs/notes (TEAM.md "Metric names"): rules may use these and no others.
 FIXED_METRICS = {
@@ -169,7 +169,7 @@ def test_alerts_carry_severity_and_a_runbook_that_exists() -> None:
     for alert in alerts():
         assert alert["labels"]["severity"] in {"page", "ticket"}, alert["alert"]
         url = alert["annotations"]["runbook_url"]
-        assert url.startswith("docs/operations.md#"), url
+        assert url.startswith("README.md#"), url
         assert url.split("#", 1)[1] in anchors, (alert["alert"], url)
 
 
