@@ -26,6 +26,7 @@ import aiohttp
 import jwt
 import structlog
 from jwt import PyJWK, PyJWKSet
+from jwt.types import Options
 
 from ragward.errors import Forbidden, Unauthenticated
 from ragward.settings import Settings
@@ -112,7 +113,7 @@ class Authenticator:
         self._tenant_claim = settings.jwt_tenant_claim
         self._roles_claim = settings.jwt_roles_claim
         self._max_bytes = settings.jwt_max_token_bytes
-        self._options: dict[str, Any] = {
+        self._options: Options = {
             "require": ["exp", "sub"],
             "verify_aud": self._audience is not None,
             "verify_iss": self._issuer is not None,

@@ -78,8 +78,8 @@ class RedisCache:
 
     async def get(self, key: str) -> bytes | None:
         try:
-            value: bytes | None = await self._client.get(self._prefix + key)
-            return value
+            value = await self._client.get(self._prefix + key)
+            return value if isinstance(value, bytes) or value is None else value.encode()
         except (RedisError, TimeoutError, OSError) as exc:
             log.warning("cache_unavailable", op="get", error=type(exc).__name__)
             return None

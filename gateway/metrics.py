@@ -56,8 +56,10 @@ class GatewayMetrics:
         """Gauges read live state when scraped, so they can never go stale."""
         self._circuit.set_function(circuit_state)
         for control in ("rpm", "tokens"):
-            self._quota_degraded.labels(control).set_function(
-                lambda c=control: float(quota_status().get(c, False))
-            )
+            self._quota_degraded.labels(control).set_function(_degraded(quota_status, control))
         self._spool_bytes.set_function(lambda: float(spool()[0]))
         self._spool_capacity.set_function(lambda: float(spool()[1]))
+
+
+def _degraded(status: Callable[[], dict[str, bool]], control: str) -> Callable[[], float]:
+    return lambda: float(status().get(control, False))

@@ -22,11 +22,12 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import msgspec
 import structlog
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import RequestRecord
@@ -98,9 +99,12 @@ class RecordingASGI:
         self._salt = salt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self._app(scope, receive, send)
             return
+        await self._record(scope, receive, send)
+
+    async def _record(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         request_id = self._request_id(scope)
         record = RequestRecord(request_id=request_id)
@@ -119,7 +123,7 @@ class RecordingASGI:
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.extend((k.lower().encode(), v.encode())
                                for k, v in record.rate_headers.items())
-                message["headers"] = headers  # type: ignore[typeddict-unknown-key]
+                message["headers"] = headers
                 if scope["path"] not in _UNAUDITED:
                     try:
                         await self._publish(scope, record, status, started)
@@ -132,7 +136,7 @@ class RecordingASGI:
 
         self._metrics.in_flight.inc()
         try:
-            await self._app(scope, receive, send_recorded)
+            await self._app(cast("Scope", scope), receive, send_recorded)
         finally:
             self._metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
@@ -156,7 +160,7 @@ class RecordingASGI:
         return uuid.uuid4().hex
 
     async def _publish(
-        self, scope: Scope, record: RequestRecord, status: int, started: float
+        self, scope: HTTPScope, record: RequestRecord, status: int, started: float
     ) -> None:
         components = self._components()
         if components is None:  # not started, or already shut down

@@ -351,9 +351,15 @@ def down() -> int:
     return 0
 
 
+def fetch() -> int:
+    """Fetch Kafka's jars now (``make test`` does, so a missing Maven fails loudly first)."""
+    kafka_libs()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    commands = {"up": up, "down": down, "fetch": lambda: (kafka_libs(), 0)[1]}
+    commands = {"up": up, "down": down, "fetch": fetch}
     if len(args) != 1 or args[0] not in commands:
         print("usage: python -m ragward.devservices up|down|fetch", file=sys.stderr)
         return 2

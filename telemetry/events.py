@@ -137,5 +137,6 @@ def encode(event: Event) -> bytes:
 def json_schemas() -> dict[str, object]:
     """JSON Schema per event type, for docs/events.md and consumers outside ragward."""
     return {
-        cls.__name__: msgspec.json.schema(cls) for cls in (AuditEvent, UsageEvent, AlertEvent, StatusEvent)
+        cls.__name__: msgspec.json.schema(cls)
+        for cls in (AuditEvent, UsageEvent, AlertEvent, StatusEvent)
     }

@@ -67,8 +67,10 @@ async def upstream() -> AsyncIterator[UpstreamServer]:
 async def two_gateways(env: dict[str, str], tmp_path: Path) -> AsyncIterator[list[str]]:
     ports = [free_port(), free_port()]
     logs = [tmp_path / f"gw{i}.log" for i in range(2)]
-    with gateway_process({**env, "RAGWARD_DATA_DIR": str(tmp_path / "d0")}, ports[0], logs[0]) as a, \
-         gateway_process({**env, "RAGWARD_DATA_DIR": str(tmp_path / "d1")}, ports[1], logs[1]) as b:
+    env0 = {**env, "RAGWARD_DATA_DIR": str(tmp_path / "d0")}
+    env1 = {**env, "RAGWARD_DATA_DIR": str(tmp_path / "d1")}
+    with gateway_process(env0, ports[0], logs[0]) as a, \
+         gateway_process(env1, ports[1], logs[1]) as b:
         urls = [f"http://127.0.0.1:{p}" for p in ports]
         await asyncio.gather(wait_healthy(urls[0], a, logs[0]), wait_healthy(urls[1], b, logs[1]))
         yield urls

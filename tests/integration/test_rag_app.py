@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001 -- Chinese questions use full-width punctuation on purpose
+
 """The rag_core HTTP app: routes, contract shapes, readiness, internal token, headers."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001 -- Chinese questions use full-width punctuation on purpose
+
 """RagService on the local backend over the ingested sample handbook."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""README.md (its Operations section is issue 10): what it tells an operator to run and set must exist."""
+"""README.md's Operations section (issue 10): what it tells an operator to run and set exists."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001 -- Chinese test text uses full-width punctuation on purpose
+
 """The extractive answerer: the right sentences, in document order, from the prompt."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001 -- Chinese test text uses full-width punctuation on purpose
+
 """The offline hashed embedding: deterministic, normalised, and meaningful in both languages."""
 
 from __future__ import annotations

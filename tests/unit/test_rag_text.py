@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001, RUF002 -- Chinese test text uses full-width punctuation on purpose
+
 """Bilingual text handling: sentences, terms, and the chunk splitter."""
 
 from __future__ import annotations

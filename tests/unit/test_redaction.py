@@ -1,6 +1,6 @@
 """Unit tests for gateway.redaction: detection, validation, decoys, placeholders, policy."""
 
-# ruff: noqa: RUF001  (Chinese punctuation and full-width digits in inputs are the point)
+
 
 from __future__ import annotations
 
