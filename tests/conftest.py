@@ -11,7 +11,7 @@ import pytest
 
 from ragward.devservices import ServiceError
 from ragward.settings import Settings, load_settings
-from tests.postgres import postgres_dsn
+from tests.postgres import postgres_dsn  # noqa: F401  (registers the session fixture)
 from tests.services import kafka_service, redis_service
 
 TEST_SECRET = "test-secret-0123456789-0123456789-abcdef"
