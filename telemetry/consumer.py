@@ -238,7 +238,8 @@ class EventConsumer:
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     def _failed(self, event: str, exc: BaseException) -> None:
         self.last_error = repr(exc)

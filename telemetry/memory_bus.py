@@ -274,7 +274,8 @@ class MemorySubscription:
             if remaining <= 0:
                 return []
             try:
-                await asyncio.wait_for(self._event.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._event.wait()
             except TimeoutError:
                 return []
 

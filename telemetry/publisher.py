@@ -191,7 +191,8 @@ class DurablePublisher:
                 return True
             self._drained.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), min(0.2, timeout_s))
+                async with asyncio.timeout(min(0.2, timeout_s)):
+                    await self._drained.wait()
         return self._mode is Mode.LIVE and self._spool.is_empty
 
     # -- publishing -------------------------------------------------------------
@@ -223,15 +224,19 @@ class DurablePublisher:
         await ack
 
     async def _publish_live(self, topic: str, key: str, value: bytes) -> bool:
-        task = asyncio.ensure_future(self._deliver(topic, key.encode(), value))
+        ack: asyncio.Future[Any] | None = None
         try:
-            await asyncio.wait_for(asyncio.shield(task), self._ack_timeout)
+            async with asyncio.timeout(self._ack_timeout):
+                ack = await self._sender.send(topic, key.encode(), value)
+                await asyncio.shield(ack)  # a timeout must not cancel the producer's future
         except TimeoutError:
-            self._linger(task)  # it may still be delivered: a duplicate the consumers drop
+            if ack is not None:
+                self._linger(ack)  # it may still be delivered: a duplicate consumers drop
             self._enter_spooling("ack_timeout")
             return False
         except asyncio.CancelledError:
-            self._linger(task)
+            if ack is not None:
+                self._linger(ack)
             raise
         except Exception as exc:
             if self._sender.rejects_record(exc):
@@ -284,7 +289,8 @@ class DurablePublisher:
     # -- connecting and draining ------------------------------------------------
     async def _connect(self) -> bool:
         try:
-            await asyncio.wait_for(self._sender.start(), self._connect_timeout)
+            async with asyncio.timeout(self._connect_timeout):
+                await self._sender.start()
         except Exception as exc:
             log.warning("publisher.kafka_unreachable", error=repr(exc))
             with contextlib.suppress(Exception):
@@ -296,7 +302,9 @@ class DurablePublisher:
 
     async def _drain_loop(self) -> None:
         backoff = self._backoff_initial
-        while True:
+        # stop() sets _stopping before cancelling: a cancellation that a finishing await
+        # swallows (asyncio.wait_for in 3.11 can) must not keep this loop alive
+        while not self._stopping:
             if self._mode is Mode.LIVE:
                 self._spooling.clear()
                 await self._spooling.wait()

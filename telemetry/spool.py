@@ -291,7 +291,8 @@ class Spool:
         if self._has_unread():
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._data.wait(), wait_s)
+            async with asyncio.timeout(wait_s):
+                await self._data.wait()
 
     def _has_unread(self) -> bool:
         seq, off = self._cursor
