@@ -13,8 +13,9 @@ Figures (all in one run, same broker):
    path (Kafka unreachable: append + group-commit fdatasync);
 3. consumer events/s of one process — the metrics consumer's loop (decode, dedupe,
    rolling update): from the in-process bus (CPU only) and from Kafka (fetch included);
-4. event-to-metric lag at 5,000 events/s: from the event's creation to its rolling
-   update in the metrics consumer, p50/p99 (target p99 < 1 s).
+4. event-to-metric lag at 5,000 events/s: a separate producer process (like a gateway)
+   publishes durably at a steady 5,000/s; the lag runs from the event's creation (its
+   ``ts``) to its rolling update in the metrics consumer, p50/p99 (target p99 < 1 s).
 """
 
 from __future__ import annotations
@@ -31,15 +32,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ragward import devservices  # noqa: E402
-from ragward.logs import configure_logging  # noqa: E402
-from ragward.settings import Settings, load_settings  # noqa: E402
-from telemetry.consumer import Delivery  # noqa: E402
-from telemetry.events import AuditEvent, UsageEvent, encode, new_event_id, now_rfc3339  # noqa: E402
-from telemetry.kafka_bus import KafkaBus  # noqa: E402
-from telemetry.memory_bus import MemoryBus  # noqa: E402
-from telemetry.metrics_consumer import MetricsConsumer  # noqa: E402
-from telemetry.rolling import parse_ts  # noqa: E402
+from ragward import devservices
+from ragward.logs import configure_logging
+from ragward.settings import Settings, load_settings
+from telemetry.consumer import Delivery
+from telemetry.events import AuditEvent, UsageEvent, encode, new_event_id, now_rfc3339
+from telemetry.kafka_bus import KafkaBus
+from telemetry.memory_bus import MemoryBus
+from telemetry.metrics_consumer import MetricsConsumer
+from telemetry.rolling import parse_ts
 
 TENANTS = [f"tenant-{i}" for i in range(10)]
 
@@ -187,7 +188,45 @@ async def consumer_throughput_kafka(settings: Settings, n: int) -> float:
         await consumer.stop()
 
 
-async def end_to_end_lag(settings: Settings, rate: int, seconds: float) -> list[float]:
+async def paced_publish(settings: Settings, rate: int, seconds: float) -> tuple[int, float]:
+    """Durable publishes at ``rate``/s for ``seconds`` (the gateway's part); (sent, rate)."""
+    publisher = KafkaBus(settings, spool_dir=settings.data_dir / "spool-e").publisher()
+    await publisher.start()
+    tasks: set[asyncio.Task[None]] = set()
+    try:
+        tick = 0.01
+        per_tick = max(1, int(rate * tick))
+        start = time.perf_counter()
+        i = ticks = 0
+        while time.perf_counter() - start < seconds:
+            for _ in range(per_tick):
+                key, value = event(i)
+                task = asyncio.create_task(publisher.publish(topic_for(settings, value), key,
+                                                             value))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                i += 1
+            ticks += 1
+            await asyncio.sleep(max(0.0, start + ticks * tick - time.perf_counter()))
+        offered = i / (time.perf_counter() - start)
+        await asyncio.gather(*tasks)
+        return i, offered
+    finally:
+        await publisher.stop()
+
+
+def producer_process() -> int:
+    """``bench/events.py --produce BOOTSTRAP TAG DATA_DIR RATE SECONDS``: the load, in its own
+    process like a gateway; prints "sent N offered R"."""
+    bootstrap, tag, data_dir, rate, seconds = sys.argv[2:7]
+    settings = settings_for(bootstrap, tag, Path(data_dir))
+    sent, offered = asyncio.run(paced_publish(settings, int(rate), float(seconds)))
+    print(f"sent {sent} offered {offered:.0f}", flush=True)
+    return 0
+
+
+async def end_to_end_lag(settings: Settings, tag: str, rate: int,
+                         seconds: float) -> list[float]:
     lags: list[float] = []
     consumer = MetricsConsumer(settings, KafkaBus(settings, spool_dir=settings.data_dir / "s3"),
                                group_id=f"bench-lag-{new_event_id()[:6]}", from_beginning=False)
@@ -200,35 +239,23 @@ async def end_to_end_lag(settings: Settings, rate: int, seconds: float) -> list[
 
     consumer.loop.handler = timed
     await consumer.start()
-    await asyncio.sleep(1.0)  # joined, positioned at the end
-    publisher = KafkaBus(settings, spool_dir=settings.data_dir / "spool-e").publisher()
-    await publisher.start()
-    tasks: set[asyncio.Task[None]] = set()
     try:
-        tick = 0.01
-        per_tick = int(rate * tick)
-        start = time.perf_counter()
-        i = 0
-        ticks = 0
-        while time.perf_counter() - start < seconds:
-            for _ in range(per_tick):
-                key, value = event(i)
-                task = asyncio.create_task(publisher.publish(topic_for(settings, value), key,
-                                                             value))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                i += 1
-            ticks += 1
-            await asyncio.sleep(max(0.0, start + ticks * tick - time.perf_counter()))
-        sent_rate = i / (time.perf_counter() - start)
-        await asyncio.gather(*tasks)
-        deadline = time.monotonic() + 20
-        while len(lags) < i and time.monotonic() < deadline:
+        while not consumer.loop._subscription.assignment:  # type: ignore[union-attr]
             await asyncio.sleep(0.05)
-        print(f"  offered {sent_rate:,.0f} events/s for {seconds:.0f} s; measured {len(lags)} "
-              f"of {i}")
+        await asyncio.sleep(0.5)
+        producer = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--produce", settings.kafka_bootstrap or "", tag,
+            str(settings.data_dir / "producer"), str(rate), str(seconds),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await producer.communicate()
+        sent, offered = out.decode().split()[1], out.decode().split()[3]
+        deadline = time.monotonic() + 20
+        while len(lags) < int(sent) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        print(f"  producer process offered {float(offered):,.0f} events/s for {seconds:.0f} s; "
+              f"measured {len(lags)} of {sent}")
     finally:
-        await publisher.stop()
         await consumer.stop()
     return lags
 
@@ -252,7 +279,15 @@ async def run(bootstrap: str, quick: bool) -> None:
                   f"p99 {pct(values, .99) * 1e3:7.3f} ms   (n={len(values)})")
         added50 = (pct(lat["durable"], .5) - pct(lat["fire"], .5)) * 1e3
         added99 = (pct(lat["durable"], .99) - pct(lat["fire"], .99)) * 1e3
-        print(f"  durability adds: p50 {added50:.3f} ms, p99 {added99:.3f} ms per request")
+        print(f"  durability adds: p50 {added50:.3f} ms, p99 {added99:.3f} ms per request "
+              f"(RAGWARD_KAFKA_LINGER_MS={settings.kafka_linger_ms})")
+        if settings.kafka_linger_ms:
+            eager = settings.model_copy(update={"kafka_linger_ms": 0})
+            lat0 = await publish_latency(eager, 4.0, 500)
+            print(f"  same with RAGWARD_KAFKA_LINGER_MS=0: durable p50 "
+                  f"{pct(lat0['durable'], .5) * 1e3:.3f} ms p99 "
+                  f"{pct(lat0['durable'], .99) * 1e3:.3f} ms; fire-and-forget p50 "
+                  f"{pct(lat0['fire'], .5) * 1e3:.3f} ms")
 
         m = 100_000 if quick else 200_000
         print(f"[3/4] consumer throughput, one process ({m} events; target >= 20,000/s)",
@@ -267,12 +302,15 @@ async def run(bootstrap: str, quick: bool) -> None:
 
         print("[4/4] event-to-metric lag at 5,000 events/s (target p99 < 1 s)", flush=True)
         lag_settings = settings_for(bootstrap, tag + "l", Path(tmp))
-        lags = await end_to_end_lag(lag_settings, 5000, 8.0 if quick else 15.0)
+        lags = await end_to_end_lag(lag_settings, tag + "l", 5000, 8.0 if quick else 15.0)
         print(f"  lag p50 {pct(lags, .5) * 1e3:.1f} ms   p99 {pct(lags, .99) * 1e3:.1f} ms   "
               f"max {max(lags) * 1e3:.1f} ms   mean {statistics.fmean(lags) * 1e3:.1f} ms")
 
 
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--produce":
+        configure_logging("console", "error")
+        return producer_process()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs")
     args = parser.parse_args()
