@@ -24,6 +24,7 @@ HTTP (its own app, :func:`create_metrics_app`):
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -90,6 +91,19 @@ class MetricsConsumer:
         await self.loop.start()
         log.info("metrics_consumer.started", group=self.group_id, topics=self.loop.topics)
 
+    async def start_with_retry(self, backoff_max_s: float = 10.0) -> None:
+        """Start, retrying with backoff while Kafka is unreachable (``/ready`` says why)."""
+        backoff = 0.5
+        while True:
+            try:
+                await self.start()
+                return
+            except Exception as exc:
+                self.loop.last_error = repr(exc)
+                log.warning("metrics_consumer.start_failed", error=repr(exc), retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, backoff_max_s)
+
     async def stop(self) -> None:
         await self.loop.stop()
         log.info("metrics_consumer.stopped", group=self.group_id, handled=self.loop.handled)
@@ -149,16 +163,20 @@ def metrics_router(consumer: MetricsConsumer, path: str = "/") -> Router:
 
 def create_metrics_app(consumer: MetricsConsumer, *, manage_consumer: bool = True) -> Litestar:
     """The metrics consumer's own app: /metrics, /api/metrics/snapshot, /dashboard,
-    /health, /ready. With ``manage_consumer`` its lifespan starts and stops the consumer."""
+    /health, /ready. With ``manage_consumer`` its lifespan starts the consumer (retrying
+    until Kafka answers) and stops it."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        if manage_consumer:
-            await consumer.start()
+        # started in the background: the HTTP side answers (/ready: 503 and why) while
+        # Kafka is still unreachable
+        starter = asyncio.create_task(consumer.start_with_retry()) if manage_consumer else None
         try:
             yield
         finally:
-            if manage_consumer:
+            if starter is not None:
+                starter.cancel()
+                await asyncio.gather(starter, return_exceptions=True)
                 await consumer.stop()
 
     @get("/metrics", media_type=CONTENT_TYPE_LATEST, sync_to_thread=False)
