@@ -236,3 +236,53 @@ async def test_every_request_kind_has_one_audit_event(
     assert [e.status for e in audit] == [200, 401, 403, 400, 502]
     assert len(usage) == 1 and usage[0].total_tokens == 55
     assert all(e.route == "/v1/query" and e.request_id for e in audit)
+
+
+async def test_pii_never_reaches_the_redis_cache_or_the_logs(
+    tmp_path: Path, upstream: UpstreamServer, redis_url: str, unique: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Neither the cache keys and values in Redis nor any log line hold the raw PII."""
+    import redis.asyncio as aioredis
+
+    upstream.behaviour.source_text = f"Write to {EMAIL}."
+    settings = gateway_settings(tmp_path, upstream.url, redis_url=redis_url)
+    question = f"{unique}: I am {EMAIL} with card {CARD}; what is my leave?"
+    async with running_gateway(settings) as gw:
+        for _ in range(2):
+            r = await gw.client.post("/v1/query", json={"question": question},
+                                     headers=bearer(tenant=f"pii-{unique}"))
+            assert r.status_code == 200
+        assert r.json()["cached"] is True
+    client = aioredis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter("ragward:*")]  # cache and quota keys
+        stored = [(key, await client.get(key)) for key in keys
+                  if key.startswith(b"ragward:cache:")]
+    finally:
+        await client.aclose()
+    assert stored, "the answer was cached"
+    assert not any(EMAIL.encode() in key for key in keys)
+    for key, value in stored:
+        for secret in (EMAIL.encode(), CARD.encode()):
+            assert secret not in key and secret not in (value or b"")
+    logs = capsys.readouterr()
+    assert EMAIL not in logs.out + logs.err and "4111 1111" not in logs.out + logs.err
+
+
+async def test_gateway_metrics_pass_promtool(tmp_path: Path, upstream: UpstreamServer) -> None:
+    """Debian's `promtool check metrics` accepts the gateway's /metrics exposition."""
+    import shutil
+    import subprocess
+
+    async with running_gateway(gateway_settings(tmp_path, upstream.url)) as gw:
+        await gw.client.post("/v1/query", json={"question": "q"}, headers=bearer())
+        await gw.client.post("/v1/query", json={"question": "q"})
+        exposition = (await gw.client.get("/metrics")).text
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is installed by deploy/install-system-deps.sh"
+    result = subprocess.run([promtool, "check", "metrics"], input=exposition, text=True,
+                            capture_output=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'ragward_gateway_requests_total{method="POST",route="/v1/query",status="401"}' \
+        in exposition
