@@ -203,8 +203,8 @@ class _Lease:
             self._started = False
             await self._bus._release()
 
-    async def publish(self, topic: str, key: str, value: bytes) -> None:
-        await self.durable.publish(topic, key, value)
+    async def publish(self, topic: str, key: str, value: bytes) -> str:
+        return await self.durable.publish(topic, key, value)
 
     async def publish_nowait(self, topic: str, key: str, value: bytes) -> bool:
         return await self.durable.publish_nowait(topic, key, value)

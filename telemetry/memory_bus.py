@@ -192,10 +192,11 @@ class MemoryPublisher:
     async def stop(self) -> None:
         return None
 
-    async def publish(self, topic: str, key: str, value: bytes) -> None:
+    async def publish(self, topic: str, key: str, value: bytes) -> str:
         self._bus._append(topic, key.encode(), value)
         counter = (topic, "memory")
         self.published[counter] = self.published.get(counter, 0) + 1
+        return "memory"
 
 
 class MemorySubscription:

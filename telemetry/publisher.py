@@ -196,13 +196,15 @@ class DurablePublisher:
         return self._mode is Mode.LIVE and self._spool.is_empty
 
     # -- publishing -------------------------------------------------------------
-    async def publish(self, topic: str, key: str, value: bytes) -> None:
+    async def publish(self, topic: str, key: str, value: bytes) -> str:
+        """Return once durable; the path it took: ``"kafka"`` (acked), ``"spool"``
+        (fsynced) or ``"best_effort"`` (spool full, policy accept: not durable)."""
         if not self._started:
             raise DependencyUnavailable("event publisher is not running")
         live = self._mode is Mode.LIVE and self._connected
         if live and await self._publish_live(topic, key, value):
-            return
-        await self._publish_spooled(topic, key, value)
+            return "kafka"
+        return await self._publish_spooled(topic, key, value)
 
     async def publish_nowait(self, topic: str, key: str, value: bytes) -> bool:
         """Fire and forget: queue the record in the producer and return without waiting for
@@ -249,7 +251,7 @@ class DurablePublisher:
         self._count(topic, "kafka")
         return True
 
-    async def _publish_spooled(self, topic: str, key: str, value: bytes) -> None:
+    async def _publish_spooled(self, topic: str, key: str, value: bytes) -> str:
         try:
             await self._spool.append(topic, key, value)
         except SpoolFull:
@@ -260,11 +262,12 @@ class DurablePublisher:
                 ) from None
             self.spool_full["accepted"] += 1
             await self.publish_nowait(topic, key, value)
-            return
+            return "best_effort"
         except (OSError, RuntimeError) as exc:
             log.error("publisher.spool_failed", error=repr(exc))
             raise DependencyUnavailable("the event spool cannot be written") from exc
         self._count(topic, "spool")
+        return "spool"
 
     def _count(self, topic: str, path: str) -> None:
         key = (topic, path)

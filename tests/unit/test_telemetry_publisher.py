@@ -5,13 +5,16 @@ tests/integration/test_events_faults.py."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from ragward.errors import DependencyUnavailable
-from telemetry.publisher import DurablePublisher, Mode
+from telemetry.publisher import DurablePublisher, Mode, register_publisher_metrics
 from telemetry.spool import Spool
 
 
@@ -209,3 +212,29 @@ async def test_producer_state_errors_are_retried_with_a_fresh_producer(tmp_path:
         assert [v for _, _, v in sender.delivered][-20:] == [b"s%d" % i for i in range(20)]
     finally:
         await pub.stop()
+
+
+async def test_publish_reports_its_path_and_the_metrics_expose_it(tmp_path: Path) -> None:
+    """publish() says how the record was made durable; the gateway-side collector exposes
+    spool bytes/capacity and per-path counts in a form promtool accepts."""
+    sender = ScriptedSender()
+    pub = make(tmp_path, sender)
+    registry = CollectorRegistry()
+    register_publisher_metrics(pub, registry)
+    await pub.start()
+    try:
+        assert await pub.publish("audit", "t", b"a") == "kafka"
+        sender.up = False
+        assert await pub.publish("audit", "t", b"b") == "spool"
+        text = generate_latest(registry).decode()
+    finally:
+        sender.up = True
+        await pub.stop()
+    assert 'ragward_gateway_events_published_total{path="kafka",topic="audit"} 1.0' in text
+    assert 'ragward_gateway_events_published_total{path="spool",topic="audit"} 1.0' in text
+    assert "ragward_gateway_spool_capacity_bytes 1.048576e+06" in text
+    promtool = shutil.which("promtool")
+    if promtool:
+        check = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
+                               capture_output=True, check=False, timeout=30)
+        assert check.returncode == 0, check.stderr
