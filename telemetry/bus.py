@@ -39,8 +39,9 @@ class Publisher(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def publish(self, topic: str, key: str, value: bytes) -> None:
-        """Return once the record is durable (see module docstring)."""
+    async def publish(self, topic: str, key: str, value: bytes) -> str | None:
+        """Return once the record is durable (see module docstring); transports may say
+        how ("kafka", "spool", "memory", ...) for metrics, or return None."""
         ...
 
 
