@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
@@ -248,25 +249,25 @@ def consumer_child() -> None:
     settings = load_settings(data_dir=Path(data_dir), kafka_bootstrap=bootstrap,
                              topic_audit=audit, topic_usage=usage, log_level="error")
     batches = 0
-    sink = open(out, "a", buffering=1)  # noqa: SIM115 - lives until the process is killed
 
-    async def handler(batch: list[Delivery]) -> None:
-        nonlocal batches
-        batches += 1
-        sink.write(f"BATCH {batches}\n")
-        for n, delivery in enumerate(batch):
-            if batches == int(die_at) and n == len(batch) // 2:
-                os.kill(os.getpid(), signal.SIGKILL)
-            sink.write(delivery.event.event_id + "\n")
+    async def run(sink: TextIO) -> None:
+        async def handler(batch: list[Delivery]) -> None:
+            nonlocal batches
+            batches += 1
+            sink.write(f"BATCH {batches}\n")
+            for n, delivery in enumerate(batch):
+                if batches == int(die_at) and n == len(batch) // 2:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                sink.write(delivery.event.event_id + "\n")
 
-    async def run() -> None:
         bus = KafkaBus(settings, session_timeout_ms=6000)
         consumer = EventConsumer(bus, [audit, usage], group, handler,
                                  dead_letter_topic=settings.topic_dead_letter, max_records=200)
         await consumer.start()
         await consumer.wait()
 
-    asyncio.run(run())
+    with open(out, "a", buffering=1) as sink:  # line-buffered: what was written survives
+        asyncio.run(run(sink))
 
 
 async def test_consumer_sigkilled_mid_batch_redelivers_and_counts_each_once(
