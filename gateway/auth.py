@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +104,38 @@ class JwksCache:
             log.info("jwks_refreshed", keys=len(self._keys))
 
 
+class _VerifiedTokens:
+    """Tokens whose signature already verified, so a client reusing its token (the
+    common case) costs a dictionary lookup instead of a signature check. Time claims
+    are re-checked on every use; entries are bounded and dropped at ``exp`` or after
+    ``ttl_s``, so a key withdrawn from the JWKS stops being honoured soon after."""
+
+    def __init__(self, max_entries: int = 10_000, ttl_s: float = 300.0) -> None:
+        self._ttl_s = ttl_s
+        self._entries: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._max = max_entries
+
+    def get(self, token: str, now: float, leeway: float) -> Principal | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        expires, principal = entry
+        if now > expires + leeway:
+            del self._entries[token]
+            return None
+        nbf = principal.claims.get("nbf")
+        if isinstance(nbf, int | float) and now + leeway < nbf:
+            return None
+        self._entries.move_to_end(token)
+        return principal
+
+    def put(self, token: str, principal: Principal) -> None:
+        until = min(float(principal.claims["exp"]), time.time() + self._ttl_s)
+        self._entries[token] = (until, principal)
+        if len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+
 class Authenticator:
     def __init__(self, settings: Settings, jwks: JwksCache | None = None) -> None:
         self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
@@ -118,9 +151,17 @@ class Authenticator:
             "verify_aud": self._audience is not None,
             "verify_iss": self._issuer is not None,
         }
+        self._verified = _VerifiedTokens()
 
     async def authenticate(self, authorization: str | None) -> Principal:
         token = self._bearer(authorization)
+        if known := self._verified.get(token, time.time(), self._leeway):
+            return known
+        principal = await self._verify(token)
+        self._verified.put(token, principal)
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

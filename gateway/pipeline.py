@@ -14,13 +14,15 @@ events need along the way. Nothing here knows about HTTP.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
 from gateway.cache import AnswerCache, cache_key
 from gateway.forward import Caller, Upstream
-from gateway.quota import Admission, QuotaLimiter
+from gateway.quota import QuotaLimiter
 from gateway.redaction import RedactionSession, Redactor, sha256_hex
 from gateway.tokens import count_tokens
 from rag_core.schemas import (
@@ -76,6 +78,18 @@ class QueryPipeline:
         self._allowance = answer_allowance_tokens
         self._max_chars = max_question_chars
         self.model = model
+        self._after_response: set[asyncio.Task[None]] = set()
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Book-keeping the client need not wait for (settling the token reservation,
+        filling the cache) runs after the answer; :meth:`drain` awaits it at shutdown."""
+        task = asyncio.create_task(work)
+        self._after_response.add(task)
+        task.add_done_callback(self._after_response.discard)
+
+    async def drain(self) -> None:
+        while self._after_response:
+            await asyncio.gather(*self._after_response, return_exceptions=True)
 
     async def query(
         self, request: QueryRequest, caller: Caller, record: RequestRecord, *, use_cache: bool
@@ -117,7 +131,7 @@ class QueryPipeline:
             raise
         record.usage = _sum_usage(r.usage for r in results)
         record.cached = all(r.cached for r in results)
-        await self._settle(admission, record.usage.total_tokens)
+        self._later(self.quota.settle(admission, record.usage.total_tokens))
         return results
 
     async def _lookup_or_forward(
@@ -147,7 +161,7 @@ class QueryPipeline:
                 clean = _redact_answer(answer, session, caller.request_id)
                 results[i] = clean
                 if self.cache is not None:
-                    await self.cache.set(keys[i], _encoder.encode(clean))
+                    self._later(self.cache.set(keys[i], _encoder.encode(clean)))
         return [r for r in results if r is not None]
 
     async def _forward(
@@ -158,9 +172,6 @@ class QueryPipeline:
             return [await self.upstream.query(single, caller)]
         batch = BatchRequest(questions=questions, top_k=request.top_k, index=request.index)
         return (await self.upstream.query_batch(batch, caller)).results
-
-    async def _settle(self, admission: Admission, tokens: int) -> None:
-        await asyncio.shield(self.quota.settle(admission, tokens))
 
 
 def _redact_answer(

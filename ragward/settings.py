@@ -130,7 +130,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(None, description="Kafka; None = in-process bus.")
     kafka_client_id: str = "ragward"
     kafka_compression: Literal["gzip", "lz4", "zstd", "snappy", "none"] = "gzip"
-    kafka_linger_ms: int = Field(5, ge=0)
+    kafka_linger_ms: int = Field(
+        1, ge=0, description="Producer batching delay; each request waits for its audit ack."
+    )
     topic_audit: str = "ragward.audit.v1"
     topic_usage: str = "ragward.usage.v1"
     topic_alerts: str = "ragward.alerts.v1"

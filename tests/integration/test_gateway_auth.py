@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -235,3 +236,14 @@ async def test_key_rotation_is_picked_up_without_restart(
         jwks.keys.clear()
         jwks.add("2026-02", new, "RS256")
         assert (await _status(gw, _sign(new, "RS256", "2026-02")))[0] == 200
+
+
+async def test_a_cached_verification_still_expires(tmp_path: Path, upstream: UpstreamServer) -> None:
+    """A token verified once is not re-verified on reuse, but it stops working at `exp`."""
+    settings = gateway_settings(tmp_path, upstream.url, jwt_leeway_s=0)
+    token = make_token(exp=int(time.time()) + 2)
+    async with running_gateway(settings) as gw:
+        assert (await _status(gw, token))[0] == 200
+        assert (await _status(gw, token))[0] == 200
+        await asyncio.sleep(3.1)
+        assert (await _status(gw, token))[0] == 401
