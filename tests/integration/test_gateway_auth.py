@@ -238,7 +238,9 @@ async def test_key_rotation_is_picked_up_without_restart(
         assert (await _status(gw, _sign(new, "RS256", "2026-02")))[0] == 200
 
 
-async def test_a_cached_verification_still_expires(tmp_path: Path, upstream: UpstreamServer) -> None:
+async def test_a_cached_verification_still_expires(
+    tmp_path: Path, upstream: UpstreamServer
+) -> None:
     """A token verified once is not re-verified on reuse, but it stops working at `exp`."""
     settings = gateway_settings(tmp_path, upstream.url, jwt_leeway_s=0)
     token = make_token(exp=int(time.time()) + 2)
