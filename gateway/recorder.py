@@ -200,6 +200,10 @@ class RecordingASGI:
                 publisher.publish(self._usage_topic, record.tenant, encode(usage))
             )
         results = await asyncio.gather(*publishes, return_exceptions=True)
+        topics = (self._audit_topic, self._usage_topic)
+        for topic, result in zip(topics, results, strict=False):
+            if isinstance(result, str):  # how it became durable: kafka | spool | memory ...
+                self._metrics.events.labels(topic, result).inc()
         audit_result = results[0]
         if isinstance(audit_result, BaseException):
             log.error("audit_event_not_durable", error=type(audit_result).__name__)
