@@ -54,6 +54,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
+# Run as a script, this file's folder comes first on sys.path and "gateway" would
+# name this very file: put the repository first so "gateway" is the package.
+sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 OUT = BENCH / "out"
 PY = sys.executable
 LITELLM_VENV = BENCH / ".venv-litellm"
@@ -277,6 +280,9 @@ class Phase:
     upstream_cpu_ms_per_req: float
     load1: float
     other_cores: float
+    skipped: int = 0
+    worst_ms: float | None = None
+    worst_at_s: float | None = None
     added_p50_ms: float | None = None
     added_p99_ms: float | None = None
     note: str = ""
@@ -373,6 +379,8 @@ async def _paced_main(spec: dict[str, Any]) -> dict[str, Any]:
     due: dict[asyncio.Task[None], float] = {}
     skipped = 0
     last_done = 0.0
+    t0 = 0.0
+    timeline: list[tuple[float, float]] = []  # (due time since start, latency) of 2xx
     connector = aiohttp.TCPConnector(limit=cap + 16)
     async with aiohttp.ClientSession(connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -391,6 +399,7 @@ async def _paced_main(spec: dict[str, Any]) -> dict[str, Any]:
             statuses[status] += 1
             if 200 <= status < 300:
                 latencies.append(now - scheduled)
+                timeline.append((scheduled - t0, now - scheduled))
 
         t0 = clock() + 0.05
         for i in range(total):
@@ -414,7 +423,9 @@ async def _paced_main(spec: dict[str, Any]) -> dict[str, Any]:
     ok = sum(n for s, n in statuses.items() if 200 <= s < 300)
     ordered = sorted(latencies + unfinished + [float("inf")] * skipped)
     span = max(last_done - t0, seconds)
-    return {"ok": ok, "errors": sum(statuses.values()) - ok + skipped,
+    worst = max(timeline, key=lambda x: x[1], default=(0.0, 0.0))
+    return {"worst_ms": worst[1] * 1000, "worst_at_s": worst[0],
+            "ok": ok, "errors": sum(statuses.values()) - ok + skipped,
             "unfinished": len(unfinished) + skipped, "skipped": skipped,
             "statuses": {str(k): v for k, v in statuses.items()},
             "p50_ms": _percentile(ordered, 0.50) * 1000,
@@ -506,12 +517,15 @@ def measure(target: Target, load: str, seconds: float, upstream_pid: int,
         cpu_ms_per_req=m.per_request(m.d_proxy, ok),
         extra_cpu_ms_per_req={k: m.per_request(v, ok) for k, v in m.d_extra.items()},
         upstream_cpu_ms_per_req=m.per_request(m.d_upstream, ok),
-        load1=m.load1, other_cores=m.other_cores,
+        load1=m.load1, other_cores=m.other_cores, skipped=int(result.get("skipped", 0)),
+        worst_ms=result.get("worst_ms"), worst_at_s=result.get("worst_at_s"),
     )
     say(f"  {target.name:8} {load:>10}: {phase.rps:8.1f} req/s  p50 {phase.p50_ms:7.2f} ms  "
         f"p99 {phase.p99_ms:8.2f} ms  CPU {phase.cpu_ms_per_req:6.3f} ms/req  "
         f"errors {phase.errors}  unfinished {phase.unfinished}  load {phase.load1:.2f}  "
-        f"others {phase.other_cores:.2f} cores")
+        f"others {phase.other_cores:.2f} cores"
+        + (f"  slowest {phase.worst_ms:.0f} ms (due at {phase.worst_at_s:.1f} s)"
+           if phase.worst_ms is not None else ""))
     return phase
 
 
@@ -740,6 +754,15 @@ def _f(value: float | None, width: int = 7, digits: int = 2) -> str:
     return f"{value:{width}.{digits}f}"
 
 
+def code_version() -> str:
+    """The commit measured, and whether the code under test had uncommitted edits."""
+    def git(*cmd: str) -> str:
+        return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True,
+                              check=False).stdout.strip()
+    dirty = git("status", "--porcelain", "--", "gateway", "telemetry", "ragward")
+    return git("rev-parse", "--short", "HEAD") + (" + uncommitted edits" if dirty else "")
+
+
 def report(phases: list[Phase], args: argparse.Namespace, notes: list[str],
            profile_lines: list[str]) -> list[str]:
     base = {p.load: p for p in phases if p.target == "upstream"}
@@ -748,7 +771,8 @@ def report(phases: list[Phase], args: argparse.Namespace, notes: list[str],
             p.added_p50_ms = p.p50_ms - base[p.load].p50_ms
             p.added_p99_ms = p.p99_ms - base[p.load].p99_ms
     out = ["", "=" * 118,
-           f"gateway benchmark — upstream latency {args.latency_ms:g} ms, {args.duration:g} s "
+           f"gateway benchmark @ {code_version()} — upstream latency {args.latency_ms:g} ms, "
+           f"{args.duration:g} s "
            f"per phase, {os.cpu_count()} cores shared by load generator, upstream, proxy, Redis, "
            "Kafka and anything else running",
            "=" * 118,
