@@ -37,6 +37,29 @@ class ScriptedView:
         return list(self._samples.get((metric, window), []))
 
 
+# CONTRACT §7's example rule, with a 1 h repeat: the incident most tests drive.
+ERROR_RATE_RULES = """
+rules:
+  - name: HighErrorRate
+    metric: error_rate
+    window: 1m
+    op: ">"
+    threshold: 0.05
+    min_requests: 20
+    group_by: [tenant]
+    for: 30s
+    labels: {severity: page}
+    annotations: {summary: "error rate {{ value }} for {{ labels.tenant }}"}
+routing:
+  group_by: [alertname, tenant]
+  group_wait: 10s
+  group_interval: 1m
+  repeat_interval: 1h
+  receivers: [slack, email, webhook]
+  send_resolved: true
+"""
+
+
 def rules_from_yaml(text: str) -> RuleSet:
     return parse_rules(yaml.safe_load(text), "test")
 

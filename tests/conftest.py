@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from ragward.devservices import ServiceError
 from ragward.settings import Settings, load_settings
 from tests.postgres import postgres_dsn  # noqa: F401  (registers the session fixture)
 from tests.services import kafka_service, redis_service
+from tests.upstream_server import UpstreamServer
 
 TEST_SECRET = "test-secret-0123456789-0123456789-abcdef"
 
@@ -24,34 +26,37 @@ def _fail_or_skip(what: str, exc: Exception) -> None:
     pytest.skip(f"{what} unavailable: {exc}")
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """Bootstrap address of a real Kafka broker, shared by the session."""
+def _session_service(what: str, service: AbstractContextManager[str]) -> Iterator[str]:
     try:
-        ctx = kafka_service()
-        address = ctx.__enter__()
+        address = service.__enter__()
     except ServiceError as exc:
-        _fail_or_skip("Kafka", exc)
+        _fail_or_skip(what, exc)
         raise
     try:
         yield address
     finally:
-        ctx.__exit__(None, None, None)
+        service.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap address of a real Kafka broker, shared by the session."""
+    yield from _session_service("Kafka", kafka_service())
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """URL of a real Redis server, shared by the session."""
-    try:
-        ctx = redis_service()
-        url = ctx.__enter__()
-    except ServiceError as exc:
-        _fail_or_skip("Redis", exc)
-        raise
-    try:
-        yield url
-    finally:
-        ctx.__exit__(None, None, None)
+    yield from _session_service("Redis", redis_service())
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[UpstreamServer]:
+    """A real HTTP server speaking rag_core's API, with knobs for failures and latency."""
+    server = UpstreamServer()
+    await server.start()
+    yield server
+    await server.stop()
 
 
 @pytest.fixture

@@ -26,33 +26,14 @@ from ragward.settings import Settings, load_settings
 from telemetry.events import AuditEvent, alert_decoder, encode, new_event_id
 from telemetry.memory_bus import MemoryBus, MemoryPublisher
 from tests import receivers
-from tests.alert_helpers import ScriptedView, rules_from_yaml
+from tests.alert_helpers import ERROR_RATE_RULES, ScriptedView, rules_from_yaml
 from tests.conftest import TEST_SECRET
 from tests.receivers import HttpReceiver, SmtpReceiver, free_port
 
 http_receiver = receivers.http_receiver
 smtp_receiver = receivers.smtp_receiver
 
-RULES = rules_from_yaml("""
-rules:
-  - name: HighErrorRate
-    metric: error_rate
-    window: 1m
-    op: ">"
-    threshold: 0.05
-    min_requests: 20
-    group_by: [tenant]
-    for: 30s
-    labels: {severity: page}
-    annotations: {summary: "error rate {{ value }} for {{ labels.tenant }}"}
-routing:
-  group_by: [alertname, tenant]
-  group_wait: 10s
-  group_interval: 1m
-  repeat_interval: 1h
-  receivers: [slack, email, webhook]
-  send_resolved: true
-""")
+RULES = rules_from_yaml(ERROR_RATE_RULES)
 FAST = RetryPolicy(attempts=3, base_delay_s=0.05, max_delay_s=0.2, deadline_s=5)
 STEP = 5.0  # seconds of clock per evaluation (settings.alert_eval_interval_s)
 

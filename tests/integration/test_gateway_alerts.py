@@ -7,10 +7,8 @@ minute of incident takes a second of test.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from prometheus_client import CollectorRegistry
 
 from alerting.clock import ManualClock
@@ -20,7 +18,7 @@ from alerting.silences import Matcher, Silence
 from alerting.state_store import StateStore, db_path
 from telemetry.memory_bus import MemoryBus
 from tests import receivers
-from tests.alert_helpers import rules_from_yaml
+from tests.alert_helpers import ERROR_RATE_RULES, rules_from_yaml
 from tests.gateway_harness import bearer, gateway_settings, running_gateway
 from tests.receivers import HttpReceiver, SmtpReceiver
 from tests.upstream_server import UpstreamServer
@@ -28,35 +26,8 @@ from tests.upstream_server import UpstreamServer
 http_receiver = receivers.http_receiver
 smtp_receiver = receivers.smtp_receiver
 
-RULES = rules_from_yaml("""
-rules:
-  - name: HighErrorRate
-    metric: error_rate
-    window: 1m
-    op: ">"
-    threshold: 0.05
-    min_requests: 10
-    group_by: [tenant]
-    for: 30s
-    labels: {severity: page}
-    annotations: {summary: "error rate {{ value }} for {{ labels.tenant }}"}
-routing:
-  group_by: [alertname, tenant]
-  group_wait: 10s
-  group_interval: 1m
-  repeat_interval: 1h
-  receivers: [slack, email, webhook]
-  send_resolved: true
-""")
+RULES = rules_from_yaml(ERROR_RATE_RULES)
 STEP = 5.0
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[UpstreamServer]:
-    server = UpstreamServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 class Traffic:

@@ -58,14 +58,6 @@ class JwksServer:
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[UpstreamServer]:
-    server = UpstreamServer()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def jwks() -> AsyncIterator[JwksServer]:
     server = JwksServer()
     await server.start()

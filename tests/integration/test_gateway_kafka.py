@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,14 +27,6 @@ from tests.conftest import TEST_SECRET
 from tests.gateway_harness import bearer, gateway_settings, running_gateway
 from tests.integration.test_gateway_processes import gateway_process, wait_healthy
 from tests.upstream_server import UpstreamServer
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[UpstreamServer]:
-    server = UpstreamServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

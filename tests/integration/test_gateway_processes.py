@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 
 from ragward.devservices import free_port
 from tests.conftest import TEST_SECRET
@@ -53,14 +52,6 @@ async def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> No
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.1)
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[UpstreamServer]:
-    server = UpstreamServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @asynccontextmanager

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,14 +13,6 @@ from ragward import devservices
 from ragward.devservices import RunningService
 from tests.gateway_harness import bearer, gateway_settings, running_gateway
 from tests.upstream_server import UpstreamServer
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[UpstreamServer]:
-    server = UpstreamServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,6 @@ from tests.gateway_harness import bearer, gateway_settings, running_gateway
 from tests.upstream_server import UpstreamServer
 
 EMAIL, CARD, CN_ID = "jane.doe@example.com", "4111 1111 1111 1111", "11010519491231002X"
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[UpstreamServer]:
-    server = UpstreamServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def test_bad_input_gets_the_contract_errors(tmp_path: Path, upstream: UpstreamServer) -> None:

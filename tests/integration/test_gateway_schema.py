@@ -9,10 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from gateway.components import store_reader
 from telemetry.audit_store import open_store
@@ -21,14 +18,6 @@ from tests.upstream_server import UpstreamServer
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformance"
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[UpstreamServer]:
-    server = UpstreamServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def test_schemathesis_finds_no_server_error_and_no_schema_violation(

@@ -5,21 +5,9 @@ from __future__ import annotations
 from alerting.clock import ManualClock
 from alerting.engine import Engine, Transition, fingerprint
 from alerting.view import Sample
-from tests.alert_helpers import ScriptedView, error_rate, rules_from_yaml
+from tests.alert_helpers import ERROR_RATE_RULES, ScriptedView, error_rate, rules_from_yaml
 
-RULES = """
-rules:
-  - name: HighErrorRate
-    metric: error_rate
-    window: 1m
-    op: ">"
-    threshold: 0.05
-    min_requests: 20
-    group_by: [tenant]
-    for: 30s
-    labels: {severity: page}
-    annotations: {summary: "error rate {{ value }} for {{ labels.tenant }}"}
-"""
+RULES = ERROR_RATE_RULES
 
 
 def _states(transitions: list[Transition]) -> list[tuple[str, str, str]]:
