@@ -771,7 +771,8 @@ def report(phases: list[Phase], args: argparse.Namespace, notes: list[str],
             p.added_p50_ms = p.p50_ms - base[p.load].p50_ms
             p.added_p99_ms = p.p99_ms - base[p.load].p99_ms
     out = ["", "=" * 118,
-           f"gateway benchmark @ {code_version()} — upstream latency {args.latency_ms:g} ms, "
+           f"gateway benchmark @ {getattr(args, 'code_version', '?')} — upstream latency "
+           f"{args.latency_ms:g} ms, "
            f"{args.duration:g} s "
            f"per phase, {os.cpu_count()} cores shared by load generator, upstream, proxy, Redis, "
            "Kafka and anything else running",
@@ -868,8 +869,9 @@ def run(args: argparse.Namespace) -> int:
     profile_data: dict[str, Any] = {}
     from ragward import devservices
 
+    args.code_version = code_version()  # what the processes started below will load
     try:
-        say(f"logs in {workdir}; load average now {load1():.2f}")
+        say(f"measuring {args.code_version}; logs in {workdir}; load average now {load1():.2f}")
         ports = {k: free_port() for k in ("upstream", "gateway", "bare", "litellm")}
         upstream_url = f"http://127.0.0.1:{ports['upstream']}"
         upstream = procs.spawn("upstream", [PY, str(BENCH / "upstream.py"), "--port",
