@@ -984,8 +984,8 @@ def run(args: argparse.Namespace) -> int:
         chosen = [t for t in targets if t.name in wanted]
         notes.append(idle_cpu(chosen, procs.services))
         say(notes[-1])
-        for t in chosen:
-            run_wrk(t, 8, 2, workdir)  # warm-up: connections, pools, first-call paths
+        for t in chosen:  # warm-up: connection pools grown to c=64, JVM JIT, first-call paths
+            run_wrk(t, 64, args.warmup, workdir)
         # Load by load, all targets back to back: the comparisons within one load are
         # minutes closer in time than target by target, so less exposed to drifting noise.
         for load in loads:  # default order: the overload-prone paced 200 rps last
@@ -1053,6 +1053,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0,
                         help="seconds per measured phase (default 10)")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=3.0,
+                        help="seconds of wrk c=64 per target before measuring (default 3)")
     parser.add_argument("--no-litellm", action="store_true", help="skip peer (c)")
     parser.add_argument("--no-kafka", action="store_true",
                         help="in-process bus instead of Kafka (audit durability not measured)")
