@@ -9,6 +9,7 @@ the configured TTL. A cache that fails (Redis down) is a miss, never an error.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import unicodedata
@@ -41,6 +42,11 @@ class AnswerCache(Protocol):
 
     async def set(self, key: str, value: bytes) -> None: ...
 
+    def redis_key(self, key: str) -> str | None:
+        """The entry's Redis key, so the quota check can read it in its own round trip;
+        None when the cache is not in Redis."""
+        ...
+
 
 class LocalCache:
     """Bounded LRU with TTL, for one process (embedded mode)."""
@@ -61,6 +67,9 @@ class LocalCache:
         self._entries.move_to_end(key)
         return value
 
+    def redis_key(self, key: str) -> str | None:
+        return None
+
     async def set(self, key: str, value: bytes) -> None:
         self._entries[key] = (time.monotonic() + self._ttl, value)
         self._entries.move_to_end(key)
@@ -71,14 +80,21 @@ class LocalCache:
 class RedisCache:
     """Shared by every gateway replica; errors degrade to misses."""
 
-    def __init__(self, client: aioredis.Redis, ttl_s: int, prefix: str = KEY_PREFIX) -> None:
+    def __init__(
+        self, client: aioredis.Redis, ttl_s: int, timeout_s: float, prefix: str = KEY_PREFIX
+    ) -> None:
         self._client = client
         self._ttl = ttl_s
+        self._timeout = timeout_s
         self._prefix = prefix
+
+    def redis_key(self, key: str) -> str:
+        return self._prefix + key
 
     async def get(self, key: str) -> bytes | None:
         try:
-            value = await self._client.get(self._prefix + key)
+            async with asyncio.timeout(self._timeout):
+                value = await self._client.get(self._prefix + key)
             return value if isinstance(value, bytes) or value is None else value.encode()
         except (RedisError, TimeoutError, OSError) as exc:
             log.warning("cache_unavailable", op="get", error=type(exc).__name__)
@@ -86,6 +102,7 @@ class RedisCache:
 
     async def set(self, key: str, value: bytes) -> None:
         try:
-            await self._client.set(self._prefix + key, value, ex=self._ttl)
+            async with asyncio.timeout(self._timeout):
+                await self._client.set(self._prefix + key, value, ex=self._ttl)
         except (RedisError, TimeoutError, OSError) as exc:
             log.warning("cache_unavailable", op="set", error=type(exc).__name__)

@@ -22,7 +22,7 @@ import msgspec
 
 from gateway.cache import AnswerCache, cache_key
 from gateway.forward import Caller, Upstream
-from gateway.quota import QuotaLimiter
+from gateway.quota import Admission, QuotaLimiter
 from gateway.redaction import RedactionSession, Redactor, sha256_hex
 from gateway.tokens import count_tokens
 from rag_core.schemas import (
@@ -122,10 +122,18 @@ class QueryPipeline:
         record.redactions = dict(session.counts)
 
         estimate = sum(count_tokens(q) for q in redacted) + self._allowance * len(redacted)
-        admission = await self.quota.admit(caller.tenant, estimate)
+        version = self.upstream.index_version(request.index) or "unversioned"
+        keys = [cache_key(caller.tenant, request.index, version, request.top_k, q)
+                for q in redacted]
+        cache = self.cache if use_cache else None
+        # One Redis round trip before forwarding: the quota check also reads the cache.
+        peek = [k for k in (cache.redis_key(key) for key in keys) if k] if cache else []
+        admission = await self.quota.admit(caller.tenant, estimate, peek=peek)
         record.rate_headers = admission.headers()
         try:
-            results = await self._lookup_or_forward(request, redacted, caller, session, use_cache)
+            hits = await _cache_hits(cache, keys, admission)
+            results = await self._lookup_or_forward(request, redacted, keys, hits, caller,
+                                                    session)
         except BaseException:
             await asyncio.shield(self.quota.release(admission))
             raise
@@ -138,22 +146,18 @@ class QueryPipeline:
         self,
         request: BatchRequest,
         redacted: list[str],
+        keys: list[str],
+        hits: list[bytes | None],
         caller: Caller,
         session: RedactionSession,
-        use_cache: bool,
     ) -> list[QueryResponse]:
-        version = self.upstream.index_version(request.index) or "unversioned"
-        keys = [cache_key(caller.tenant, request.index, version, request.top_k, q)
-                for q in redacted]
         results: list[QueryResponse | None] = [None] * len(redacted)
-        if self.cache is not None and use_cache:
-            hits = await asyncio.gather(*(self.cache.get(k) for k in keys))
-            for i, hit in enumerate(hits):
-                if hit is not None:
-                    cached = _cached_decoder.decode(hit)
-                    results[i] = msgspec.structs.replace(
-                        cached, cached=True, request_id=caller.request_id, usage=Usage()
-                    )
+        for i, hit in enumerate(hits):
+            if hit is not None:
+                cached = _cached_decoder.decode(hit)
+                results[i] = msgspec.structs.replace(
+                    cached, cached=True, request_id=caller.request_id, usage=Usage()
+                )
         misses = [i for i, r in enumerate(results) if r is None]
         if misses:
             answers = await self._forward([redacted[i] for i in misses], request, caller)
@@ -172,6 +176,16 @@ class QueryPipeline:
             return [await self.upstream.query(single, caller)]
         batch = BatchRequest(questions=questions, top_k=request.top_k, index=request.index)
         return (await self.upstream.query_batch(batch, caller)).results
+
+
+async def _cache_hits(
+    cache: AnswerCache | None, keys: list[str], admission: Admission
+) -> list[bytes | None]:
+    if cache is None:
+        return [None] * len(keys)
+    if admission.peeked is not None:  # already read together with the quota check
+        return admission.peeked
+    return list(await asyncio.gather(*(cache.get(key) for key in keys)))
 
 
 def _redact_answer(

@@ -52,7 +52,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -159,8 +159,14 @@ else
   rpm_reset_us = tonumber(nth[2]) + window_us
 end
 -- one bulk string, not an array: a single reply line is cheaper for the client to parse
-return string.format('%d %d %d %.0f %.0f %d %d %s %d', rpm_ok and 1 or 0, tokens_ok and 1 or 0,
-                     count, now_us, rpm_reset_us, used, reserved, day, day_number)
+local summary = string.format('%d %d %d %.0f %.0f %d %d %s %d', rpm_ok and 1 or 0,
+                              tokens_ok and 1 or 0, count, now_us, rpm_reset_us, used, reserved,
+                              day, day_number)
+if #KEYS < 3 then return summary end
+-- KEYS[3..]: answer-cache entries the caller wants in the same round trip (read only)
+local peek = {}
+for i = 3, #KEYS do peek[#peek + 1] = KEYS[i] end
+return {summary, redis.call('MGET', unpack(peek))}
 """
 
 # KEYS[1] the admission day's budget key
@@ -224,6 +230,9 @@ class Admission:
     token_reset_at: int  # epoch s: next UTC midnight, when the day's budget renews
     backend: Backend = "redis"
     finished: bool = field(default=False, compare=False)
+    # Values of the keys passed as ``peek`` to admit(), read in the same round trip;
+    # None when they were not read (local quota, or Redis unavailable).
+    peeked: list[bytes | None] | None = field(default=None, compare=False, repr=False)
 
     def headers(self) -> dict[str, str]:
         """The request-rate headers for a successful answer."""
@@ -236,8 +245,13 @@ class Admission:
 
 @runtime_checkable
 class QuotaLimiter(Protocol):
-    async def admit(self, tenant: str, estimated_tokens: int) -> Admission:
-        """Check and record a request and reserve its token estimate, atomically."""
+    async def admit(
+        self, tenant: str, estimated_tokens: int, *, peek: Sequence[str] = ()
+    ) -> Admission:
+        """Check and record a request and reserve its token estimate, atomically.
+
+        ``peek`` names Redis keys to read in the same round trip (the answer cache's
+        entries for this request); their values land in ``Admission.peeked``."""
         ...
 
     async def settle(self, admission: Admission, actual_tokens: int) -> None:
@@ -480,7 +494,9 @@ class LocalQuota:
             budget[1] = max(0, budget[1] - admission.reserved_tokens)
             budget[0] += actual_tokens
 
-    async def admit(self, tenant: str, estimated_tokens: int) -> Admission:
+    async def admit(
+        self, tenant: str, estimated_tokens: int, *, peek: Sequence[str] = ()
+    ) -> Admission:
         return self.admit_now(tenant, estimated_tokens)
 
     async def settle(self, admission: Admission, actual_tokens: int) -> None:
@@ -698,7 +714,9 @@ class RedisQuota:
         return self._fallback.admit_now(tenant, estimated_tokens)
 
     # -- API -------------------------------------------------------------------
-    async def admit(self, tenant: str, estimated_tokens: int) -> Admission:
+    async def admit(
+        self, tenant: str, estimated_tokens: int, *, peek: Sequence[str] = ()
+    ) -> Admission:
         _check_estimate(estimated_tokens)
         if self._degraded:
             return self._fallback_admit(tenant, estimated_tokens)
@@ -708,13 +726,16 @@ class RedisQuota:
         try:
             async with asyncio.timeout(self._timeout):
                 raw = await self._admit_script(
-                    keys=[window_key, token_base],
+                    keys=[window_key, token_base, *peek],
                     args=[rpm_limit, self._window_us, member, token_limit, estimated_tokens,
                           TOKEN_KEY_LIFETIME_DAYS],
                 )
         except _REDIS_FAILURES as exc:
             self._enter_degraded(exc, "admit")
             return self._fallback_admit(tenant, estimated_tokens)
+        peeked: list[bytes | None] | None = None
+        if peek:
+            raw, peeked = raw[0], list(raw[1])
         fields = raw.split()
         check = _Check(
             rpm_ok=fields[0] in (b"1", "1"), tokens_ok=fields[1] in (b"1", "1"),
@@ -726,8 +747,10 @@ class RedisQuota:
             self._seen.clear()
         self._seen[tenant] = Seed(check.day, check.used + check.reserved, check.count,
                                   time.time(), rpm_limit, token_limit)
-        return _verdict(check, tenant, rpm_limit, token_limit, estimated_tokens,
-                        degraded=False, backend="redis")
+        admission = _verdict(check, tenant, rpm_limit, token_limit, estimated_tokens,
+                             degraded=False, backend="redis")
+        admission.peeked = peeked
+        return admission
 
     async def _settle(self, admission: Admission, actual_tokens: int) -> None:
         if actual_tokens < 0:

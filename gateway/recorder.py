@@ -16,6 +16,7 @@ log line per request and records the gateway's Prometheus metrics.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ipaddress
 import re
@@ -64,6 +65,7 @@ def _decision(status: int) -> Literal["allow", "deny", "rate_limited", "invalid"
     return "error"
 
 
+@functools.lru_cache(maxsize=4096)  # clients repeat; parsing an address each time shows up
 def client_address(raw: str, mode: str, salt: bytes) -> str:
     """PCI-style minimisation: /24 (IPv4) or /48 (IPv6), a keyed hash, or nothing."""
     if not raw or mode == "drop":

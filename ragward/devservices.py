@@ -169,7 +169,9 @@ def start_kafka(timeout: float = 90.0) -> RunningService:
     workdir = Path(tempfile.mkdtemp(prefix="ragward-kafka-"))
     port, controller_port = free_port(), free_port()
     props = _kafka_properties(workdir, port, controller_port)
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # the storage tool would read a leading "-" as a flag
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     fmt = subprocess.run(
         _java(libs, workdir, "kafka.tools.StorageTool", "format", "-t", cluster_id,
               "-c", str(props)),

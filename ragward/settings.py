@@ -131,7 +131,8 @@ class Settings(BaseSettings):
     kafka_client_id: str = "ragward"
     kafka_compression: Literal["gzip", "lz4", "zstd", "snappy", "none"] = "gzip"
     kafka_linger_ms: int = Field(
-        1, ge=0, description="Producer batching delay; each request waits for its audit ack."
+        0, ge=0, description="Producer batching delay; each request waits for its audit ack "
+        "(records still batch while a send is in flight)."
     )
     topic_audit: str = "ragward.audit.v1"
     topic_usage: str = "ragward.usage.v1"

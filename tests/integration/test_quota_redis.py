@@ -231,3 +231,18 @@ return out
     names = await client.eval(script, 0, *days)
     epoch = date(1970, 1, 1)
     assert [n.decode() for n in names] == [(epoch + timedelta(days=d)).isoformat() for d in days]
+
+
+async def test_admit_reads_peeked_keys_in_the_same_round_trip(
+    quota_for: QuotaFor, client: aioredis.Redis, unique: str
+) -> None:
+    """Keys passed as `peek` come back with the admission (hit and miss), and a refused
+    admission reads nothing it would hand out."""
+    quota = quota_for(quota_rpm=1)
+    await client.set(f"peek:{unique}:hit", b"cached answer")
+    admission = await quota.admit("t", 5, peek=[f"peek:{unique}:hit", f"peek:{unique}:miss"])
+    assert admission.peeked == [b"cached answer", None]
+    plain = quota_for(quota_rpm=5)
+    assert (await plain.admit("u", 5)).peeked is None
+    with pytest.raises(QuotaExceeded):
+        await quota.admit("t", 5, peek=[f"peek:{unique}:hit"])
