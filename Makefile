@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install ragward with its test and dev extras
 
 .PHONY: system-deps
-system-deps: ## install the Debian packages the tests use (redis, kcat, promtool, chromium)
+system-deps: ## install the Debian packages the tests use (redis, kcat, promtool, chromium, wrk, postgresql)
 	@deploy/install-system-deps.sh
 
 .PHONY: demo

@@ -9,6 +9,7 @@ declare -A needs=(
   [kcat]=kcat
   [promtool]=prometheus
   [chromium]=chromium
+  [wrk]=wrk
 )
 missing=()
 for cmd in "${!needs[@]}"; do
