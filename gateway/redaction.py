@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
@@ -175,7 +176,7 @@ class _Folding:
     neither can change what matches. Mapping per character keeps offsets exact.
     """
 
-    __slots__ = ("astral", "bmp", "expanding", "runs", "table")
+    __slots__ = ("astral", "bmp", "bmp_runs", "expanding", "runs", "table")
 
     def __init__(self) -> None:
         table: dict[int, str] = {}
@@ -191,11 +192,18 @@ class _Folding:
         self.bmp = re.compile(_char_class(sorted(cp for cp in table if cp < 0x10000)))
         self.astral = re.compile(_char_class(sorted(cp for cp in table if cp >= 0x10000)))
         self.runs = re.compile(_char_class(sorted(table)) + "+")
+        # The same for text without astral characters: a BMP-only class is a bitmap
+        # lookup per character, the full one a walk over its astral ranges.
+        self.bmp_runs = re.compile(self.bmp.pattern + "+")
         self.expanding = frozenset(chr(cp) for cp, v in table.items() if len(v) != 1)
 
 
 _FOLD_USEFUL = re.compile(r"[0-9A-Za-z@+\-.()_ ]")
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+# CPython stores a str with 1, 2 or 4 bytes a character, the widest it holds; a
+# non-ASCII str smaller than a 4-byte one of its length has no astral character,
+# which spares a regex pass over it. (Any other layout is only ever larger.)
+_UCS4_BASE = sys.getsizeof("\U00010000") - 8  # size of a 4-byte str of length n: base + 4(n+1)
 
 
 @cache
@@ -244,16 +252,17 @@ def _normalise(text: str) -> tuple[str, _OffsetMap | None]:
     if text.isascii():
         return text, None
     fold = _folding()
-    if fold.bmp.search(text) is None and (
-        _ASTRAL.search(text) is None or fold.astral.search(text) is None
-    ):
+    astral = sys.getsizeof(text) >= _UCS4_BASE + 4 * len(text) + 4 and (
+        _ASTRAL.search(text) is not None
+    )
+    if fold.bmp.search(text) is None and (not astral or fold.astral.search(text) is None):
         return text, None
     table = fold.table
     expanding = fold.expanding
     parts: list[str] = []
     regions: list[tuple[int, int, int]] = []
     pos = shift = 0
-    for m in fold.runs.finditer(text):
+    for m in (fold.runs if astral else fold.bmp_runs).finditer(text):
         s, e = m.span()
         parts.append(text[pos:s])
         run = m.group()
@@ -323,10 +332,25 @@ _CN_PROVINCES = frozenset((
 _CN_ID_CHECK = "10X98765432"
 
 
+# Last day of each month as two ASCII digits (February: 29, leap years checked apart).
+_MONTH_LAST_DAY = {
+    "01": "31", "02": "29", "03": "31", "04": "30", "05": "31", "06": "30",
+    "07": "31", "08": "31", "09": "30", "10": "31", "11": "30", "12": "31",
+}  # fmt: skip
+
+
 def _cn_id_shaped(s: str) -> bool:
     """The first 17 characters look like a CN resident ID: province code, birth date."""
     if s[:2] not in _CN_PROVINCES:
         return False
+    if s.isascii():  # ASCII digits: string compares, no int() and no date()
+        last = _MONTH_LAST_DAY.get(s[10:12])
+        if last is None or not "1900" <= s[6:10] <= "2100" or not "01" <= s[12:14] <= last:
+            return False
+        if last == "29" and s[12:14] == "29":
+            year = int(s[6:10])
+            return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        return True
     year, month, day = int(s[6:10]), int(s[10:12]), int(s[12:14])
     if not 1900 <= year <= 2100:
         return False
@@ -339,8 +363,11 @@ def _cn_id_shaped(s: str) -> bool:
 
 def _cn_id_ok(s: str) -> bool:
     """18 chars: province code, birth date, ISO 7064 MOD 11-2 check character."""
-    if not _cn_id_shaped(s):
-        return False
+    return _cn_id_shaped(s) and _cn_id_check_ok(s)
+
+
+def _cn_id_check_ok(s: str) -> bool:
+    """The ISO 7064 MOD 11-2 check character of an 18-character CN ID."""
     # ISO 7064 MOD 11-2 weighs digit i (from the left) by 2**(17-i) mod 11. As 13 = 2
     # (mod 11), reading the 17 digits in base 13 gives that sum / 2, modulo 11.
     return _CN_ID_CHECK[2 * int(s[:17], 13) % 11] == s[17]
@@ -371,10 +398,18 @@ _IBAN_BODY = {
 _IBAN_LETTERS = str.maketrans({chr(c): str(c - 55) for c in range(ord("A"), ord("Z") + 1)})
 
 
+# A country code as the digits mod-97 reads it ("DE" -> "1314").
+_IBAN_CC_DIGITS = {cc: str(ord(cc[0]) - 55) + str(ord(cc[1]) - 55) for cc in _IBAN_LENGTHS}
+
+
 def _iban_ok(s: str) -> bool:
     if not s[2:4].isdigit():
         return False
-    return int((s[4:] + s[:4]).translate(_IBAN_LETTERS)) % 97 == 1
+    bban = s[4:]
+    cc = _IBAN_CC_DIGITS.get(s[:2])
+    if cc is not None and bban.isdigit():  # most countries: a numeric BBAN, no translate
+        return int(bban + cc + s[2:4]) % 97 == 1
+    return int((bban + s[:4]).translate(_IBAN_LETTERS)) % 97 == 1
 
 
 def _ipv6_value(v: str) -> str | None:
@@ -404,10 +439,13 @@ def _ipv6_value(v: str) -> str | None:
         groups = v.split(":")
         if len(groups) + len(tail) != 8:
             return None
-    for g in groups:
-        if not 1 <= len(g) <= 4:
-            return None
-    return ":".join([f"{int(g, 16):x}" for g in groups] + tail)
+    if "" in groups or max(map(len, groups)) > 4:
+        return None
+    # Groups are lower-case hex (the regex saw to that): drop their leading zeros.
+    return _HEX_LEADING_ZEROS.sub("", ":".join(groups + tail))
+
+
+_HEX_LEADING_ZEROS = re.compile(r"(?<![0-9a-f])0+(?=[0-9a-f])")
 
 
 def _ipv4_ok(s: str) -> bool:
@@ -544,26 +582,36 @@ _US_REST = r"[2-9]\d{2}[ .\-]\d{4}" + _EXT + _B  # exchange and line number
 # their checksum must not start a phone or a card of their own.
 _LEFT = (
     r"(?<![0-9A-Za-z_].)(?<![0-9][.\-].)"
-    r"(?<![0-9A-Z]{3}[0-9][ ].)(?<![0-9][0-9A-Z]{3}[ ].)"
+    r"(?<![0-9A-Z]{3}[0-9][ ].|[0-9][0-9A-Z]{3}[ ].)"
 )
 
 
 def _after_separator(sep: str, tag: str) -> str:
-    """Shapes that continue a digit run with separator ``sep`` (already consumed)."""
-    shapes = [
-        rf"(?<=\d{{3}}{sep})(?<!\d{{4}}{sep})\d{{2}}{sep}\d{{4}}{_B}(?P<ssn_{tag}>)",
-        rf"(?<=1[3-9]\d{sep})(?<!\d{{4}}{sep})\d{{4}}[ \-]?\d{{4}}{_B}(?P<mobile_{tag}>)",
-        rf"(?<=[2-9]\d\d{sep})(?<!\d{{4}}{sep})(?P<us_{tag}>){_US_REST}",
-        rf"(?<=1{sep})(?<!\d\d{sep})(?:\([2-9]\d{{2}}\)|[2-9]\d{{2}})[ .\-]?(?P<us1_{tag}>)"
-        + _US_REST,
-        rf"(?<=0\d\d{sep})(?<!\d{{4}}{sep})\d{{3,4}}[ \-]?\d{{4}}{_B}(?P<land_{tag}>)",
-        rf"(?<=0\d{{3}}{sep})(?<!\d{{5}}{sep})\d{{3,4}}[ \-]?\d{{4}}{_B}(?P<land4_{tag}>)",
-        rf"(?<=\d{{4}}{sep})(?<!\d{{5}}{sep})"
+    """Shapes that continue a digit run with separator ``sep`` (already consumed).
+
+    They are grouped by the length of the run (the run starts after a non-digit, see
+    ``_LEFT``): one lookbehind per length, so a run of another length (a year, an
+    amount) is turned away by one test instead of one per shape.
+    """
+    three = [  # a 3-digit run
+        rf"\d{{2}}{sep}\d{{4}}{_B}(?P<ssn_{tag}>)",
+        rf"(?<=1[3-9]\d{sep})\d{{4}}[ \-]?\d{{4}}{_B}(?P<mobile_{tag}>)",
+        rf"(?<=[2-9]\d\d{sep})(?P<us_{tag}>){_US_REST}",
+        rf"(?<=0\d\d{sep})\d{{3,4}}[ \-]?\d{{4}}{_B}(?P<land_{tag}>)",
+    ]
+    four = [  # a 4-digit run
+        rf"(?<=0\d{{3}}{sep})\d{{3,4}}[ \-]?\d{{4}}{_B}(?P<land4_{tag}>)",
         rf"(?:\d{{4}}{sep}\d{{4}}{sep}\d{{1,4}}(?:{sep}\d{{1,3}})?|\d{{6}}{sep}\d{{4,5}})"
         rf"{_B}(?P<card_{tag}>)",
     ]
+    shapes = [
+        rf"(?<=(?<!\d)\d{{3}}{sep})(?:" + "|".join(three) + ")",
+        rf"(?<=(?<!\d)\d{{4}}{sep})(?:" + "|".join(four) + ")",
+        rf"(?<=(?<!\d)1{sep})(?:\([2-9]\d{{2}}\)|[2-9]\d{{2}})[ .\-]?(?P<us1_{tag}>)"
+        + _US_REST,
+    ]
     if sep == "[ ]":
-        shapes.append(r"(?<=\d{6}[ ])(?<!\d{7}[ ])\d{8}[ ]\d{3}[\dXx]" + _BX + "(?P<cnid_s>)")
+        shapes.append(r"(?<=(?<!\d)\d{6}[ ])\d{8}[ ]\d{3}[\dXx]" + _BX + "(?P<cnid_s>)")
     return sep + "(?:" + "|".join(shapes) + ")"
 
 
@@ -582,7 +630,7 @@ _DIGIT_RUN = (
     + r"|(?<=1\.)(?<!\d\d\.)[2-9]\d{2}\.(?P<us1_p>)"
     + _US_REST
     + ")"
-    "|" + _B + "(?:"  # the run stands alone: its length decides
+    "|" + _B + r"(?<=\d{10})(?:"  # the run stands alone: its length (10 or more) decides
     r"(?<=[1-8]\d{17})(?<!\d{19})(?P<run18>)"  # CN ID (province 11-83) or a card
     r"|(?<=\d{13})(?<!\d{20})(?P<cardrun>)"  # 13-19 digits
     r"|(?<=1[3-9]\d{9})(?<!\d{12})(?P<mobile_run>)"
@@ -687,7 +735,7 @@ def _cardrun(t: str, s: int, e: int) -> _Hit | None:
 def _run18(t: str, s: int, e: int) -> _Hit | None:
     v = t[s:e]
     if _cn_id_shaped(v):  # a CN ID, or one with a typo in it: never a card
-        return (s, e, EntityType.CN_ID, v) if _cn_id_ok(v) else None
+        return (s, e, EntityType.CN_ID, v) if _cn_id_check_ok(v) else None
     return _cardrun(t, s, e)
 
 
@@ -887,12 +935,15 @@ def _scan(t: str) -> list[_Hit]:
     n = len(hits)  # numeric hits come out in order
     if "@" in t:
         _scan_email(t, hits)
-    for m in _SECRET.finditer(t):
+    m = _SECRET.search(t)
+    while m is not None:
         s, e = m.span()
         while s and t[s - 1] in _TOKEN_CHARS:  # back to the prefix the lookbehind saw
             s -= 1
         hits.append((s, e, EntityType.SECRET, t[s:e]))
-    if ":" in t:
+        m = _SECRET.search(t, e)
+    # An IPv6 address has "::" or at least six colons (eight groups, or six and a quad).
+    if "::" in t or t.count(":") >= 6:
         _scan_ipv6(t, hits)
     if len(hits) == n:
         return hits
@@ -945,7 +996,6 @@ def _redact(
     placeholders: dict[tuple[EntityType, str], str],
     numbers: dict[EntityType, int],
     total: dict[str, int],
-    *,
     enforce_block: bool = True,
 ) -> RedactionResult:
     """Redact ``text``; ``actions`` None means every type is REDACT.
@@ -953,13 +1003,28 @@ def _redact(
     ``placeholders``, ``numbers`` and ``total`` are the session's state and are
     updated in place, only once nothing is blocked.
     """
-    hits = _detect(text)
+    hits = _scan(text) if text.isascii() else _detect(text)
     if not hits:
         return RedactionResult(text, [], {})
     if actions is not None and enforce_block:
         for h in hits:
             if actions[h[2]] is Action.BLOCK:
                 raise PiiBlocked(h[2].value)
+    # Spans are built through the slot descriptors, inline (see _span).
+    if len(hits) == 1 and actions is None:  # the common case, without the loop
+        s, e, typ, canon = hits[0]
+        name = _NAMES[typ]
+        total[name] = total.get(name, 0) + 1
+        span = _new_span(Span)
+        _set_start(span, s)
+        _set_end(span, e)
+        _set_type(span, typ)
+        key = (typ, canon)
+        placeholder = placeholders.get(key)
+        if placeholder is None:
+            n = numbers[typ] = numbers.get(typ, 0) + 1
+            placeholder = placeholders[key] = f"<{name}_{n}>"
+        return RedactionResult(text[:s] + placeholder + text[e:], [span], {name: 1})
     parts: list[str] = []
     counts: dict[str, int] = {}
     spans: list[Span] = []
@@ -967,17 +1032,23 @@ def _redact(
     for s, e, typ, canon in hits:
         name = _NAMES[typ]
         counts[name] = counts.get(name, 0) + 1
-        total[name] = total.get(name, 0) + 1
-        spans.append(_span(s, e, typ))
+        span = _new_span(Span)
+        _set_start(span, s)
+        _set_end(span, e)
+        _set_type(span, typ)
+        spans.append(span)
         if actions is not None and actions[typ] is Action.KEEP:
             continue
-        placeholder = placeholders.get((typ, canon))
+        key = (typ, canon)
+        placeholder = placeholders.get(key)
         if placeholder is None:
             n = numbers[typ] = numbers.get(typ, 0) + 1
-            placeholder = placeholders[typ, canon] = f"<{name}_{n}>"
+            placeholder = placeholders[key] = f"<{name}_{n}>"
         parts.append(text[pos:s])
         parts.append(placeholder)
         pos = e
+    for name, n in counts.items():
+        total[name] = total.get(name, 0) + n
     parts.append(text[pos:])
     return RedactionResult("".join(parts), spans, counts)
 
@@ -1000,8 +1071,9 @@ class RedactionSession:
         ``enforce_block=False`` is for text going *out* (answers, sources): the request
         was already accepted, so a BLOCK type found there is redacted instead.
         """
-        return _redact(text, self._actions, self._placeholders, self._numbers, self.counts,
-                       enforce_block=enforce_block)
+        return _redact(
+            text, self._actions, self._placeholders, self._numbers, self.counts, enforce_block
+        )
 
 
 class Redactor:
