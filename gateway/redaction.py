@@ -622,7 +622,7 @@ _DIGIT_RUN = (
     + _after_separator("-", "d")
     + "|"
     + _after_separator("[ ]", "s")
-    + r"|\.(?:"
+    + r"|\.(?<!\d{4}\.)(?:"  # every dotted shape starts with a run of 1-3 digits
     + _FIRST_OCTET
     + rf"{_OCTET}\.{_OCTET}\.{_OCTET}(?![0-9A-Za-z_]|\.\d)(?P<ipv4>)"
     r"|(?<=[2-9]\d\d\.)(?<!\d{4}\.)(?P<us_p>)"
@@ -639,7 +639,9 @@ _DIGIT_RUN = (
 )
 _INTL_00 = r"(?<=0)0[1-9]\d*+" + _GROUPS + _EXT + "(?P<intl_0>)|"
 _NUMERIC_SRC = (
-    r"[0-9+(](?:" + _LEFT + "(?:"
+    # Both branches need a non-digit before the first character: one test turns away
+    # every digit inside a run.
+    r"[0-9+(](?<![0-9].)(?:" + _LEFT + "(?:"
     # digit: "00" + country code, else a digit run
     r"(?<=\d)(?:" + _INTL_00 + _DIGIT_RUN + ")"
     # "+" + country code
@@ -663,7 +665,10 @@ _EMAIL_DOMAIN = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.[A-Za-z]{2,63}(?![A-Za-z0-9\-])"
 )
-_EMAIL_LOCAL = re.compile(r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9_%+\-](?:[A-Za-z0-9._%+\-]*)\Z")
+_EMAIL_LOCAL_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-"
+)
+_EMAIL_LOCAL_RUN = re.compile(r"[A-Za-z0-9._%+\-]*")
 
 # Secrets. Each alternative starts at a character that is rare in prose (the "k" of
 # "sk-", the "_" of "ghp_", the "J" of "eyJ" ...) so the engine skips ahead in C; the
@@ -873,6 +878,12 @@ _SHAPE_CHECK = {
     name: (_mobile_prefixed if name == "mobile_p" else _CHECKS[name.split("_")[0]])
     for name in _NUMERIC.groupindex
 }
+# The same by group number (``m.lastindex``): every group of _NUMERIC is a shape's.
+_INDEX_CHECK: list[Callable[[str, int, int], _Hit | None] | None] = [None] * (_NUMERIC.groups + 1)
+for _name, _index in _NUMERIC.groupindex.items():
+    _INDEX_CHECK[_index] = _SHAPE_CHECK[_name]
+_INTL_0 = _NUMERIC.groupindex["intl_0"]
+assert _NUMERIC.groups == len(_NUMERIC.groupindex)  # no unnamed group to shift lastindex
 
 
 # ---------------------------------------------------------------------------
@@ -880,14 +891,33 @@ _SHAPE_CHECK = {
 # ---------------------------------------------------------------------------
 
 
+def _email_local_start(t: str, at: int) -> int:
+    """Start of the local part before the ``@`` at ``at``, or -1.
+
+    The local part is the whole run of local-part characters before the ``@``: at most
+    64 of them, not starting or ending with a dot. The run is measured on the
+    reversed window, one anchored match instead of a search over 64 positions.
+    """
+    if at == 0:
+        return -1
+    lo = at - 64 if at > 64 else 0
+    n = _EMAIL_LOCAL_RUN.match(t[at - 1 : lo - 1 : -1] if lo else t[at - 1 :: -1]).end()
+    s = at - n
+    if n == 0 or (s == lo and s and t[s - 1] in _EMAIL_LOCAL_CHARS):
+        return -1  # no local part, or a run longer than 64
+    if t[s] == "." or t[at - 1] == ".":
+        return -1
+    return s
+
+
 def _scan_email(t: str, hits: list[_Hit]) -> None:
     at = t.find("@")
     while at != -1:
         dm = _EMAIL_DOMAIN.match(t, at + 1)
         if dm is not None:
-            lm = _EMAIL_LOCAL.search(t, max(0, at - 64), at)
-            if lm is not None and not lm.group().endswith("."):
-                s, e = lm.start(), dm.end()
+            s = _email_local_start(t, at)
+            if s != -1:
+                e = dm.end()
                 hits.append((s, e, EntityType.EMAIL, t[s:e].lower()))
                 at = t.find("@", e)
                 continue
@@ -918,20 +948,23 @@ def _scan(t: str) -> list[_Hit]:
     # Numeric entities and IBANs. Scanning resumes at the end of the entity, which can
     # be short of the match (an IBAN's length, a phone's trailing group), or at the end
     # of a rejected candidate: the left-boundary rules stop anything starting inside it.
-    checks = _SHAPE_CHECK
-    search = _NUMERIC.search
-    pos = 0
-    while (m := search(t, pos)) is not None:
-        s, pos = m.span()
-        shape = m.lastgroup
-        hit = checks[shape](t, s, pos)  # type: ignore[index]
-        if hit is None and shape == "intl_0":
+    # One scanner goes on from each match's end; only a hit that ends elsewhere
+    # starts a new one.
+    checks = _INDEX_CHECK
+    scanner = _NUMERIC.scanner
+    next_match = scanner(t).search
+    while (m := next_match()) is not None:
+        s, e = m.span()
+        shape = m.lastindex
+        hit = checks[shape](t, s, e)  # type: ignore[index]
+        if hit is None and shape == _INTL_0:
             m2 = _NUMERIC_NO00.match(t, s)  # "00..." was no phone: try the other shapes
             if m2 is not None:
-                hit = checks[m2.lastgroup](t, s, m2.end())  # type: ignore[index]
+                hit = _SHAPE_CHECK[m2.lastgroup](t, s, m2.end())  # type: ignore[index]
         if hit is not None:
             hits.append(hit)
-            pos = hit[1]
+            if hit[1] != e:
+                next_match = scanner(t, hit[1]).search
     n = len(hits)  # numeric hits come out in order
     if "@" in t:
         _scan_email(t, hits)
