@@ -1,0 +1,156 @@
+"""Cache hits versus misses inside the gateway (DESIGN.md: a hit in ≤ 1 ms p50).
+
+Starts Redis and Kafka (ragward.devservices), the fixed-latency upstream
+(bench/upstream.py, 20 ms per answer so a miss is visibly a miss) and
+`ragward gateway` with every control on, then sends, one at a time, N distinct
+questions twice: the first time a miss, the second a hit. "Inside the gateway"
+is the gateway's own figure — its per-request log line's ``latency_ms``, from the
+request's arrival to the response's first byte, which includes the quota check,
+the cache read and the durable audit event. The client-observed time is printed
+beside it.
+
+    python bench/cache_hit.py [--questions 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # a script named gateway.py sits next to this one
+
+import aiohttp  # noqa: E402
+import jwt  # noqa: E402
+
+from ragward import devservices  # noqa: E402
+
+SECRET = "bench-secret-0123456789-0123456789-abcdef"
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(argv, env={**os.environ, **env}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+async def wait_http(url: str, timeout: float = 30) -> None:
+    async with aiohttp.ClientSession() as session, asyncio.timeout(timeout):
+        while True:
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+
+
+async def drive(url: str, questions: int, prefix: str) -> dict[str, list[float]]:
+    token = jwt.encode({"sub": "bench", "tenant": "t1", "roles": ["reader"],
+                        "exp": int(time.time()) + 3600}, SECRET, algorithm="HS256")
+    headers = {"Authorization": f"Bearer {token}"}
+    client: dict[str, list[float]] = {"miss": [], "hit": []}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for i in range(questions):
+            for kind in ("miss", "hit"):
+                started = time.perf_counter()
+                async with session.post(url + "/v1/query",
+                                        json={"question": f"{prefix} {i}"}) as response:
+                    body = await response.json()
+                client[kind].append((time.perf_counter() - started) * 1000)
+                assert response.status == 200 and body["cached"] is (kind == "hit"), body
+            if (i + 1) % 100 == 0:
+                print(f"  {i + 1}/{questions} questions", file=sys.stderr)
+    return client
+
+
+def gateway_latencies(log: Path) -> dict[str, list[float]]:
+    inside: dict[str, list[float]] = {"miss": [], "hit": []}
+    for line in log.read_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        entry = json.loads(line)
+        if entry.get("event") == "request" and entry.get("route") == "/v1/query":
+            inside["hit" if entry.get("cached") else "miss"].append(entry["latency_ms"])
+    return inside
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--questions", type=int, default=500)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ragward-cache-bench-"))
+    services, processes = [], []
+    try:
+        print("starting Redis and Kafka ...", file=sys.stderr)
+        services = [devservices.start_redis(), devservices.start_kafka()]
+        redis, kafka = services
+        upstream_port = devservices.free_port()
+        processes.append(spawn([sys.executable, str(REPO / "bench" / "upstream.py"),
+                                "--port", str(upstream_port), "--latency-ms", "20"],
+                               {}, work / "upstream.log"))
+        base_env = {"RAGWARD_JWT_SECRET": SECRET, "RAGWARD_REDIS_URL": redis.address,
+                    "RAGWARD_RAG_CORE_URL": f"http://127.0.0.1:{upstream_port}",
+                    "RAGWARD_QUOTA_RPM": "1000000",
+                    "RAGWARD_QUOTA_TOKENS_PER_DAY": "1000000000"}
+        rows: list[tuple[str, list[float]]] = []
+        # Same gateway twice: audit events acknowledged by Kafka (the real thing), and on
+        # the in-process bus — the baseline that shows what the durable write costs.
+        for label, extra in (("Kafka audit", {"RAGWARD_KAFKA_BOOTSTRAP": kafka.address}),
+                             ("in-process bus", {})):
+            log = work / f"gateway-{len(rows)}.log"
+            env = {**base_env, **extra, "RAGWARD_DATA_DIR": str(work / f"d{len(rows)}")}
+            port = devservices.free_port()
+            gateway = spawn([str(Path(sys.executable).with_name("ragward")), "gateway",
+                             "--port", str(port)], env, log)
+            processes.append(gateway)
+            url = f"http://127.0.0.1:{port}"
+            asyncio.run(wait_http(url + "/ready"))
+            print(f"{label}: {args.questions} questions twice, one at a time ...",
+                  file=sys.stderr)
+            client = asyncio.run(drive(url, args.questions, f"{label} {time.time_ns()}"))
+            time.sleep(0.5)
+            os.killpg(gateway.pid, signal.SIGTERM)
+            gateway.wait(timeout=10)
+            inside = gateway_latencies(log)
+            rows += [(f"{label}: inside, miss", inside["miss"]),
+                     (f"{label}: inside, hit", inside["hit"]),
+                     (f"{label}: client, hit", client["hit"])]
+        load = os.getloadavg()[0]
+        print(f"\ncache hit vs miss, one request at a time (load average {load:.2f}; "
+              "upstream answers in 20 ms)")
+        print(f"{'':34}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
+        for label, values in rows:
+            print(f"{label:34}{len(values):>6}{quantile(values, 0.5):>10.3f}"
+                  f"{quantile(values, 0.99):>10.3f}{statistics.fmean(values):>10.3f}")
+        hit = quantile(rows[1][1], 0.5)
+        verdict = "MET" if hit <= 1.0 else "MISSED"
+        print(f"target: cache hit <= 1 ms p50 inside the gateway (with the Kafka audit ack): "
+              f"{verdict} ({hit:.2f} ms); without the ack: {quantile(rows[4][1], 0.5):.2f} ms")
+        return 0
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=10)
+        for service in services:
+            devservices.stop(service)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
