@@ -34,7 +34,7 @@ import jwt  # noqa: E402
 
 from ragward import devservices  # noqa: E402
 
-SECRET = "bench-secret-0123456789-0123456789-abcdef"
+SECRET = "bench-secret-0123456789-0123456789-abcdef"  # noqa: S105 (a throwaway test key)
 
 
 def quantile(values: list[float], q: float) -> float:
