@@ -878,12 +878,11 @@ _SHAPE_CHECK = {
     name: (_mobile_prefixed if name == "mobile_p" else _CHECKS[name.split("_")[0]])
     for name in _NUMERIC.groupindex
 }
-# The same by group number (``m.lastindex``): every group of _NUMERIC is a shape's.
-_INDEX_CHECK: list[Callable[[str, int, int], _Hit | None] | None] = [None] * (_NUMERIC.groups + 1)
-for _name, _index in _NUMERIC.groupindex.items():
-    _INDEX_CHECK[_index] = _SHAPE_CHECK[_name]
+# The same by group number (``m.lastindex``, cheaper than ``m.lastgroup``). Every group
+# of _NUMERIC is a shape's, numbered from 1; slot 0 (the whole match) is never read.
+_GROUP_NAMES = {index: name for name, index in _NUMERIC.groupindex.items()}
+_INDEX_CHECK = [_SHAPE_CHECK[_GROUP_NAMES[max(i, 1)]] for i in range(_NUMERIC.groups + 1)]
 _INTL_0 = _NUMERIC.groupindex["intl_0"]
-assert _NUMERIC.groups == len(_NUMERIC.groupindex)  # no unnamed group to shift lastindex
 
 
 # ---------------------------------------------------------------------------
@@ -901,7 +900,8 @@ def _email_local_start(t: str, at: int) -> int:
     if at == 0:
         return -1
     lo = at - 64 if at > 64 else 0
-    n = _EMAIL_LOCAL_RUN.match(t[at - 1 : lo - 1 : -1] if lo else t[at - 1 :: -1]).end()
+    run = _EMAIL_LOCAL_RUN.match(t[at - 1 : lo - 1 : -1] if lo else t[at - 1 :: -1])
+    n = run.end() if run is not None else 0  # (the pattern matches the empty string)
     s = at - n
     if n == 0 or (s == lo and s and t[s - 1] in _EMAIL_LOCAL_CHARS):
         return -1  # no local part, or a run longer than 64
@@ -948,33 +948,37 @@ def _scan(t: str) -> list[_Hit]:
     # Numeric entities and IBANs. Scanning resumes at the end of the entity, which can
     # be short of the match (an IBAN's length, a phone's trailing group), or at the end
     # of a rejected candidate: the left-boundary rules stop anything starting inside it.
-    # One scanner goes on from each match's end; only a hit that ends elsewhere
-    # starts a new one.
+    # One finditer goes on from each match's end; only a hit that ends elsewhere
+    # starts a new one there.
     checks = _INDEX_CHECK
-    scanner = _NUMERIC.scanner
-    next_match = scanner(t).search
-    while (m := next_match()) is not None:
-        s, e = m.span()
-        shape = m.lastindex
-        hit = checks[shape](t, s, e)  # type: ignore[index]
-        if hit is None and shape == _INTL_0:
-            m2 = _NUMERIC_NO00.match(t, s)  # "00..." was no phone: try the other shapes
-            if m2 is not None:
-                hit = _SHAPE_CHECK[m2.lastgroup](t, s, m2.end())  # type: ignore[index]
-        if hit is not None:
-            hits.append(hit)
-            if hit[1] != e:
-                next_match = scanner(t, hit[1]).search
+    finditer = _NUMERIC.finditer
+    pos = 0
+    while True:
+        for m in finditer(t, pos):
+            s, e = m.span()
+            shape = m.lastindex
+            hit = checks[shape](t, s, e)  # type: ignore[index]
+            if hit is None and shape == _INTL_0:
+                m2 = _NUMERIC_NO00.match(t, s)  # "00..." was no phone: try the other shapes
+                if m2 is not None:
+                    hit = _SHAPE_CHECK[m2.lastgroup](t, s, m2.end())  # type: ignore[index]
+            if hit is not None:
+                hits.append(hit)
+                if hit[1] != e:
+                    pos = hit[1]
+                    break
+        else:
+            break
     n = len(hits)  # numeric hits come out in order
     if "@" in t:
         _scan_email(t, hits)
-    m = _SECRET.search(t)
-    while m is not None:
-        s, e = m.span()
+    sm = _SECRET.search(t)
+    while sm is not None:
+        s, e = sm.span()
         while s and t[s - 1] in _TOKEN_CHARS:  # back to the prefix the lookbehind saw
             s -= 1
         hits.append((s, e, EntityType.SECRET, t[s:e]))
-        m = _SECRET.search(t, e)
+        sm = _SECRET.search(t, e)
     # An IPv6 address has "::" or at least six colons (eight groups, or six and a quad).
     if "::" in t or t.count(":") >= 6:
         _scan_ipv6(t, hits)
