@@ -416,6 +416,11 @@ def _ipv6_value(v: str) -> str | None:
     """The address as eight hex groups if ``v`` (hex digits, colons, an optional
     dotted-quad tail) is a valid IPv6 address, else None."""
     v = v.lower()
+    if "." not in v and "::" not in v:  # the full form: eight groups
+        groups = v.split(":")
+        if len(groups) != 8 or "" in groups or max(map(len, groups)) > 4:
+            return None
+        return _HEX_LEADING_ZEROS.sub("", v) if v[0] == "0" or ":0" in v else v
     tail: list[str] = []
     if "." in v:
         i = v.rfind(":")
@@ -639,9 +644,9 @@ _DIGIT_RUN = (
 )
 _INTL_00 = r"(?<=0)0[1-9]\d*+" + _GROUPS + _EXT + "(?P<intl_0>)|"
 _NUMERIC_SRC = (
-    # Both branches need a non-digit before the first character: one test turns away
-    # every digit inside a run.
-    r"[0-9+(](?<![0-9].)(?:" + _LEFT + "(?:"
+    # Neither branch starts after a digit, a lower-case letter or "_": one test turns
+    # away every digit inside a run or a hex / lower-case token.
+    r"[0-9+(](?<![0-9a-z_].)(?:" + _LEFT + "(?:"
     # digit: "00" + country code, else a digit run
     r"(?<=\d)(?:" + _INTL_00 + _DIGIT_RUN + ")"
     # "+" + country code
