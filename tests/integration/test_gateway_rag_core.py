@@ -1,0 +1,47 @@
+"""The gateway in front of a real `rag_core` over HTTP (the split deployment)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from rag_core.app import create_app as create_rag_core
+from rag_core.ingest import ingest
+from ragward.settings import load_settings
+from tests.conftest import TEST_SECRET
+from tests.gateway_harness import bearer, gateway_settings, running_gateway, serving
+
+INTERNAL = "internal-token-0123456789-0123456789"
+
+
+async def test_split_deployment_answers_and_a_reingest_retires_cached_answers(
+    tmp_path: Path,
+) -> None:
+    """Gateway → rag_core with the shared internal token answers from the real index; a
+    wrong token is refused by rag_core; a re-ingest changes the index version, so the
+    next identical question is answered fresh instead of from the old cache entry."""
+    core_settings = load_settings(data_dir=tmp_path / "core", jwt_secret=TEST_SECRET,
+                                  internal_token=INTERNAL)
+    await asyncio.to_thread(ingest, core_settings, [], sample=True, show_progress=False)
+    async with serving(create_rag_core(core_settings)) as core_url:
+        settings = gateway_settings(tmp_path, core_url, internal_token=INTERNAL)
+        question = {"question": "How do I submit an expense claim?"}
+        async with running_gateway(settings) as gw:
+            first = (await gw.client.post("/v1/query", json=question, headers=bearer())).json()
+            again = (await gw.client.post("/v1/query", json=question, headers=bearer())).json()
+            assert first["sources"][0]["metadata"]["file_name"] == "en-expense-reimbursement.md"
+            assert (first["cached"], again["cached"]) == (False, True)
+            await asyncio.to_thread(ingest, core_settings, [], sample=True,
+                                    show_progress=False)
+            async with asyncio.timeout(15):  # rag_core notices, the gateway learns the version
+                while True:
+                    fresh = (await gw.client.post("/v1/query", json=question,
+                                                  headers=bearer())).json()
+                    if not fresh["cached"]:
+                        break
+                    await asyncio.sleep(0.5)
+        wrong = gateway_settings(tmp_path / "wrong", core_url, internal_token="x" * 36)
+        async with running_gateway(wrong) as gw:
+            refused = await gw.client.post("/v1/query", json=question, headers=bearer())
+    assert refused.status_code == 502
+    assert refused.json()["error"]["code"] == "upstream_error"
