@@ -320,6 +320,45 @@ def test_inner_groups_of_a_failed_iban_are_not_phones(redactor: Redactor) -> Non
     assert redactor.find("The card 2704 0862 0466 9870 was declined") == []
 
 
+def _cn_id(first17: str) -> str:
+    """``first17`` with its ISO 7064 MOD 11-2 check character appended."""
+    total = sum(int(d) * (2 ** (17 - i) % 11) for i, d in enumerate(first17))
+    return first17 + "10X98765432"[total % 11]
+
+
+def test_cn_id_birth_date_follows_leap_years(redactor: Redactor) -> None:
+    """29 February is a birth date only in leap years (1996, 2000), not in 1997 or 1900."""
+    for first17, ok in [
+        ("11010519960229002", True),
+        ("11010520000229002", True),
+        ("11010519970229002", False),
+        ("11010519000229002", False),
+        ("11010519970431002", False),  # 31 April
+        ("11010519971301002", False),  # month 13
+    ]:
+        value = _cn_id(first17)
+        assert found(redactor, f"身份证{value}号码") == ([("CN_ID", value)] if ok else [])
+
+
+def test_email_local_part_limits(redactor: Redactor) -> None:
+    """A local part is the whole run before "@": 64 characters at most, no dot at either end."""
+    local64 = "a" * 63 + "b"
+    assert found(redactor, f"to {local64}@example.com") == [("EMAIL", f"{local64}@example.com")]
+    assert redactor.find(f"to a{local64}@example.com") == []  # 65 characters
+    assert redactor.find("to .bob@example.com") == []
+    assert redactor.find("to bob.@example.com") == []
+    assert redactor.find("@example.com") == []
+    assert found(redactor, "x,bob@example.com") == [("EMAIL", "bob@example.com")]
+
+
+def test_ipv6_spellings_of_one_address_share_a_placeholder(redactor: Redactor) -> None:
+    """Case, leading zeros and "::" do not make a second placeholder for the same address."""
+    result = redactor.redact(
+        "a 2001:0DB8:0000:0000:0000:0000:0000:0001 b 2001:db8::1 c 2001:db8:0:0:0:0:0:2"
+    )
+    assert result.text == "a <IPV6_1> b <IPV6_1> c <IPV6_2>"
+
+
 # --------------------------------------------------------------- placeholders
 
 
