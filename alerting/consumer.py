@@ -35,8 +35,7 @@ from ragward.errors import ConfigError
 from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
 from telemetry.bus import EventBus
-from telemetry.consumer import Delivery, EventConsumer
-from telemetry.rolling import RollingMetrics
+from telemetry.metrics_consumer import MetricsConsumer
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +43,8 @@ DEFAULT_GROUP = "ragward-alerts"
 
 
 class AlertConsumer:
-    """EventConsumer → RollingMetrics → AlertService, started and stopped together."""
+    """A metrics consumer (EventConsumer → RollingMetrics) feeding an AlertService,
+    started and stopped together."""
 
     def __init__(
         self,
@@ -61,17 +61,10 @@ class AlertConsumer:
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
         self.clock = clock or SystemClock()
-        self.view = RollingMetrics(self.clock.now, lag_source=lambda: self.loop.lag)
-        self.loop = EventConsumer(
-            bus,
-            [settings.topic_audit, settings.topic_usage],
-            group_id,
-            self._handle,
-            dead_letter_topic=settings.topic_dead_letter,
-            dedupe_window=settings.dedupe_window,
-            registry=self.registry,
-            from_beginning=from_beginning,
-        )
+        self.rolling = MetricsConsumer(settings, bus, group_id=group_id, registry=self.registry,
+                                       clock=self.clock.now, from_beginning=from_beginning)
+        self.view = self.rolling.view
+        self.loop = self.rolling.loop
         self.publisher = bus.publisher()
         self.service = AlertService(settings, self.view, self.publisher, clock=self.clock,
                                     registry=self.registry, **service_options)
@@ -79,9 +72,6 @@ class AlertConsumer:
     @property
     def ready(self) -> bool:
         return self.loop.ready and self.loop.running
-
-    async def _handle(self, batch: list[Delivery]) -> None:
-        self.view.ingest(d.event for d in batch)
 
     async def start(self, *, run_loop: bool = True) -> None:
         await self.publisher.start()
