@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 import uvicorn
 from litestar import Litestar, Request, Response, get, post
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.params import FromQuery, JSONBody
@@ -70,17 +71,27 @@ def _components(state: State) -> Components:
     return components
 
 
-async def _authorise(
-    request: Request[Any, Any, Any], permission: str | None, index: str | None = None
-) -> Principal:
-    gw = _components(request.app.state)
-    record = record_of(request.scope)
-    principal = await gw.authenticator.authenticate(request.headers.get("authorization"))
+_PRINCIPAL = "ragward_principal"
+
+
+async def authenticated(connection: ASGIConnection[Any, Any, Any, Any], _: object) -> None:
+    """Guard: the bearer token is checked before the body is even parsed, so an
+    unauthenticated caller learns nothing about the API's validation rules."""
+    gw = _components(connection.app.state)
+    principal = await gw.authenticator.authenticate(connection.headers.get("authorization"))
+    record = record_of(connection.scope)
     record.tenant, record.subject, record.roles = (
         principal.tenant, principal.subject, list(principal.roles),
     )
+    connection.scope["state"][_PRINCIPAL] = principal
+
+
+def _authorise(
+    request: Request[Any, Any, Any], permission: str | None, index: str | None = None
+) -> Principal:
+    principal: Principal = request.scope["state"][_PRINCIPAL]
     if permission is not None:
-        gw.policy.require(principal, permission, index)
+        _components(request.app.state).policy.require(principal, permission, index)
     return principal
 
 
@@ -96,10 +107,11 @@ def _caller(request: Request[Any, Any, Any], principal: Principal) -> Caller:
     return Caller(principal.tenant, principal.subject, record_of(request.scope).request_id)
 
 
-@post("/v1/query", status_code=200, summary="Answer one question", responses=_QUERY_ERRORS)
+@post("/v1/query", status_code=200, summary="Answer one question", responses=_QUERY_ERRORS,
+      guards=[authenticated])
 async def query(request: Request[Any, Any, Any], data: JSONBody[QueryRequest]) -> QueryResponse:
     record_of(request.scope).action = "query"
-    principal = await _authorise(request, "query", data.index)
+    principal = _authorise(request, "query", data.index)
     pipeline = _components(request.app.state).pipeline
     return await pipeline.query(
         data, _caller(request, principal), record_of(request.scope),
@@ -108,12 +120,12 @@ async def query(request: Request[Any, Any, Any], data: JSONBody[QueryRequest]) -
 
 
 @post("/v1/query/batch", status_code=200, summary="Answer up to 32 questions concurrently",
-      responses=_QUERY_ERRORS)
+      responses=_QUERY_ERRORS, guards=[authenticated])
 async def query_batch(
     request: Request[Any, Any, Any], data: JSONBody[BatchRequest]
 ) -> BatchResponse:
     record_of(request.scope).action = "query.batch"
-    principal = await _authorise(request, "query", data.index)
+    principal = _authorise(request, "query", data.index)
     gw = _components(request.app.state)
     gw.policy.require(principal, "batch")
     if len(data.questions) > gw.settings.max_batch:
@@ -125,10 +137,10 @@ async def query_batch(
 
 
 @get("/v1/usage", summary="The caller's tenant: limits, used, remaining, reset times",
-     responses=_errors(401, 503))
+     responses=_errors(401, 503), guards=[authenticated])
 async def usage(request: Request[Any, Any, Any]) -> dict[str, Any]:
     record_of(request.scope).action = "usage.read"
-    principal = await _authorise(request, None)
+    principal = _authorise(request, None)
     usage_now: dict[str, Any] = await _components(request.app.state).quota.usage(
         principal.tenant
     )
@@ -136,7 +148,7 @@ async def usage(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 @get("/v1/audit", summary="Audit records, newest first (role with audit:read)",
-     responses=_errors(400, 401, 403, 404, 422, 503))
+     responses=_errors(400, 401, 403, 404, 422, 503), guards=[authenticated])
 async def audit(
     request: Request[Any, Any, Any],
     tenant: FromQuery[str | None] = None,
@@ -149,7 +161,7 @@ async def audit(
 ) -> dict[str, Any]:
     record = record_of(request.scope)
     record.action = "audit.read"
-    await _authorise(request, "audit:read")
+    _authorise(request, "audit:read")
     if not 1 <= limit <= 1000:
         raise ValidationFailed("limit: must be between 1 and 1000", field="limit")
     reader = _components(request.app.state).audit_reader
@@ -178,7 +190,8 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
 async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     gw = _components(request.app.state)
     if not gw.settings.metrics_public:
-        await _authorise(request, "metrics:read")
+        await authenticated(request, None)
+        _authorise(request, "metrics:read")
     return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

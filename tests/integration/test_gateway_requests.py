@@ -71,6 +71,18 @@ async def test_pii_never_reaches_rag_core_cache_key_or_events(
     assert len(event.question_sha256[0]) == 64
 
 
+async def test_authentication_comes_before_parsing_the_body(
+    tmp_path: Path, upstream: UpstreamServer
+) -> None:
+    """Without a valid token, even a malformed or invalid body is answered 401: callers
+    who cannot authenticate learn nothing about validation rules."""
+    async with running_gateway(gateway_settings(tmp_path, upstream.url)) as gw:
+        malformed = await gw.client.post("/v1/query", content=b"{nope")
+        invalid = await gw.client.post("/v1/query", json={"question": 42, "top_k": 99})
+    assert (malformed.status_code, invalid.status_code) == (401, 401)
+    assert "question" not in invalid.text and "top_k" not in invalid.text
+
+
 async def test_blocked_pii_type_gets_422_and_is_not_forwarded(
     tmp_path: Path, upstream: UpstreamServer
 ) -> None:
