@@ -208,7 +208,7 @@ def create_app(
     """The gateway app.
 
     Its clients are built in the lifespan from settings, except those ``given``
-    (upstream, publisher, spool_state, audit_reader: see
+    (upstream, publisher, audit_reader: see
     :func:`gateway.components.open_components`) or a whole ready ``components``.
     ``ragward serve`` adds its own ``routes`` (the dashboard) and ``lifespans``
     (rag_core and the consumers, started before the gateway's clients); ``clock``

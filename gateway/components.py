@@ -53,10 +53,14 @@ class Components:
     metrics: GatewayMetrics
     upstream: ResilientUpstream
     audit_reader: AuditReader | None = None
-    spool_state: Callable[[], tuple[int, int]] = lambda: (0, 0)
     redis: aioredis.Redis | None = None
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _upstream_seen: bool = False
+
+    def spool(self) -> tuple[int, int]:
+        """(bytes waiting in the audit spool, its capacity); (0, 0) without a spool."""
+        return (int(getattr(self.publisher, "spool_bytes", 0)),
+                int(getattr(self.publisher, "spool_capacity_bytes", 0)))
 
     async def readiness(self) -> tuple[str, dict[str, str]]:
         """("ok" | "degraded" | "unavailable", reason per check).
@@ -80,7 +84,7 @@ class Components:
                     status = "degraded"
             else:
                 checks[f"quota_{control}"] = "ok"
-        used, capacity = self.spool_state()
+        used, capacity = self.spool()
         if used:
             checks["audit_spool"] = f"{used} of {capacity} bytes waiting for Kafka"
             if status == "ok":
@@ -109,7 +113,6 @@ async def open_components(
     metrics: GatewayMetrics,
     upstream: Upstream | None = None,
     publisher: Publisher | None = None,
-    spool_state: Callable[[], tuple[int, int]] | None = None,
     audit_reader: AuditReader | None = None,
 ) -> AsyncIterator[Components]:
     if settings.jwt_secret is None and settings.jwks_url is None:
@@ -148,7 +151,6 @@ async def open_components(
             publisher = bus.publisher()
             await publisher.start()
             stack.push_async_callback(publisher.stop)
-            spool_state = spool_state or _spool_reader(publisher)
 
         if audit_reader is None and settings.audit_dsn:
             # A gateway replica can serve /v1/audit from the shared PostgreSQL store.
@@ -202,13 +204,12 @@ async def open_components(
             metrics=metrics,
             upstream=resilient,
             audit_reader=audit_reader,
-            spool_state=spool_state or (lambda: (0, 0)),
             redis=redis_client,
         )
         metrics.watch(
             circuit_state=lambda: float(resilient.breaker.state),
             quota_status=quota.status,
-            spool=components.spool_state,
+            spool=components.spool,
         )
         tasks = [asyncio.create_task(_publish_status(components), name="status-events")]
         if http_upstream is not None:
@@ -222,13 +223,6 @@ async def open_components(
             await components.pipeline.drain()  # settle reservations, fill the cache
 
 
-def _spool_reader(publisher: Publisher) -> Callable[[], tuple[int, int]]:
-    def read() -> tuple[int, int]:
-        return (int(getattr(publisher, "spool_bytes", 0)),
-                int(getattr(publisher, "spool_capacity_bytes", 0)))
-    return read
-
-
 async def _refresh_versions(upstream: HttpUpstream) -> None:
     """Index versions feed the cache key: a re-ingest must make old entries unreachable."""
     while True:
@@ -240,7 +234,7 @@ async def _refresh_versions(upstream: HttpUpstream) -> None:
 async def _publish_status(components: Components) -> None:
     """Tell the alert consumer about degraded quota control and a filling spool."""
     while True:
-        used, capacity = components.spool_state()
+        used, capacity = components.spool()
         event = StatusEvent(
             event_id=new_event_id(), ts=now_rfc3339(), instance=components.instance,
             quota_degraded=components.quota.status(), spool_bytes=used,

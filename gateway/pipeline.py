@@ -14,7 +14,7 @@ events need along the way. Nothing here knows about HTTP.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,9 +206,9 @@ def _redact_answer(
     )
 
 
-def _sum_usage(usages: object) -> Usage:
+def _sum_usage(usages: Iterable[Usage]) -> Usage:
     total = Usage()
-    for u in usages:  # type: ignore[attr-defined]
+    for u in usages:
         total.prompt_tokens += u.prompt_tokens
         total.completion_tokens += u.completion_tokens
         total.embedding_tokens += u.embedding_tokens

@@ -71,8 +71,6 @@ def create_serve_app(settings: Settings) -> Litestar:
         lifespans=[run_parts],
         upstream=upstream,
         publisher=publisher,
-        spool_state=lambda: (int(getattr(publisher, "spool_bytes", 0)),
-                             int(getattr(publisher, "spool_capacity_bytes", 0))),
         audit_reader=store_reader(store),
     )
 

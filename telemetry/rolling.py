@@ -156,13 +156,10 @@ class Cell:
         self.cost = 0.0
         self.hits = 0
 
-    def merge(self, other: Cell) -> None:
+    def add_counts(self, other: Cell) -> None:
+        """Add ``other``'s counters and sums (not its latency sketch)."""
         self.requests += other.requests
         self.errors += other.errors
-        if other.latency is not None:
-            if self.latency is None:
-                self.latency = new_sketch()
-            self.latency.merge(other.latency)
         self.latency_sum += other.latency_sum
         self.usage += other.usage
         self.prompt += other.prompt
@@ -170,6 +167,13 @@ class Cell:
         self.embedding += other.embedding
         self.cost += other.cost
         self.hits += other.hits
+
+    def merge(self, other: Cell) -> None:
+        self.add_counts(other)
+        if other.latency is not None:
+            if self.latency is None:
+                self.latency = new_sketch()
+            self.latency.merge(other.latency)
 
 
 class Aggregate:
@@ -184,18 +188,9 @@ class Aggregate:
         self._sketches: list[DDSketch] = []
 
     def add(self, cell: Cell) -> None:
-        c = self.cells
-        c.requests += cell.requests
-        c.errors += cell.errors
+        self.cells.add_counts(cell)
         if cell.latency is not None:
             self._sketches.append(cell.latency)
-        c.latency_sum += cell.latency_sum
-        c.usage += cell.usage
-        c.prompt += cell.prompt
-        c.completion += cell.completion
-        c.embedding += cell.embedding
-        c.cost += cell.cost
-        c.hits += cell.hits
 
     def sketch(self) -> DDSketch | None:
         if self._sketches:

@@ -96,10 +96,7 @@ async def running_gateway(settings: Settings, **given: Any) -> AsyncIterator[Run
     publisher = bus.publisher()
     await publisher.start()
     try:
-        app = create_app(settings, publisher=publisher,
-                         spool_state=lambda: (int(getattr(publisher, "spool_bytes", 0)),
-                                              int(getattr(publisher, "spool_capacity_bytes", 0))),
-                         **given)
+        app = create_app(settings, publisher=publisher, **given)
         async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
             yield RunningGateway(client, app, bus, settings)
     finally:
