@@ -60,4 +60,5 @@ def configure_logging(
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(max(numeric, logging.WARNING) if numeric < logging.WARNING else numeric)
+    # Libraries chatter at INFO (uvicorn, aiokafka); only their warnings and up are kept.
+    root.setLevel(max(numeric, logging.WARNING))
