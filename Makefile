@@ -14,10 +14,19 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+# The native PII scanner (native/, Rust) is built with cargo from rustup; a fresh
+# rustup puts it in ~/.cargo/bin, which a non-login shell may not have on PATH.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+NATIVE_SRC := native/Cargo.toml native/Cargo.lock native/pyproject.toml native/ragward_pii.pyi \
+	$(wildcard native/src/*.rs)
+
+$(STAMP): pyproject.toml $(NATIVE_SRC)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip uv
 	$(VENV)/bin/uv pip install --python $(PY) -q -e '.[test,dev]'
+	@command -v cargo >/dev/null || { echo "error: the native PII scanner needs a Rust toolchain: install rustup (https://rustup.rs), then run make again" >&2; exit 2; }
+	@echo "building the native PII scanner (native/, cargo --release)"
+	$(VENV)/bin/uv pip install --python $(PY) -q --reinstall-package ragward-pii ./native
 	@touch $(STAMP)
 
 .PHONY: install

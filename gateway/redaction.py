@@ -74,7 +74,6 @@ import unicodedata
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
 from enum import StrEnum
 from functools import cache
 
@@ -130,11 +129,31 @@ class PiiBlocked(RagwardError):
         self.entity_type = entity_type
 
 
-@dataclass
 class RedactionResult:
-    text: str
-    spans: list[Span]
-    counts: dict[str, int]
+    """The redacted text; the spans and counts behind it are built when asked for
+    (the gateway reads only the text, and the session's running counts)."""
+
+    __slots__ = ("_hits", "text")
+
+    def __init__(self, text: str, hits: list[_Hit]) -> None:
+        self.text = text
+        self._hits = hits
+
+    @property
+    def spans(self) -> list[Span]:
+        """Every entity found, kept ones too: offsets into the input, sorted."""
+        return [Span(s, e, typ) for s, e, typ, _ in self._hits]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Entities found by type name, kept ones too."""
+        counts: dict[str, int] = {}
+        for _, _, typ, _ in self._hits:
+            counts[typ.value] = counts.get(typ.value, 0) + 1
+        return counts
+
+    def __repr__(self) -> str:
+        return f"RedactionResult(text={self.text!r}, spans={self.spans!r})"
 
 
 def sha256_hex(text: str) -> str:
@@ -343,21 +362,13 @@ def _cn_id_shaped(s: str) -> bool:
     """The first 17 characters look like a CN resident ID: province code, birth date."""
     if s[:2] not in _CN_PROVINCES:
         return False
-    if s.isascii():  # ASCII digits: string compares, no int() and no date()
-        last = _MONTH_LAST_DAY.get(s[10:12])
-        if last is None or not "1900" <= s[6:10] <= "2100" or not "01" <= s[12:14] <= last:
-            return False
-        if last == "29" and s[12:14] == "29":
-            year = int(s[6:10])
-            return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-        return True
-    year, month, day = int(s[6:10]), int(s[10:12]), int(s[12:14])
-    if not 1900 <= year <= 2100:
+    # ASCII digits (the patterns are re.ASCII): string compares, no int() and no date()
+    last = _MONTH_LAST_DAY.get(s[10:12])
+    if last is None or not "1900" <= s[6:10] <= "2100" or not "01" <= s[12:14] <= last:
         return False
-    try:
-        date(year, month, day)
-    except ValueError:
-        return False
+    if last == "29" and s[12:14] == "29":
+        year = int(s[6:10])
+        return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
     return True
 
 
@@ -392,7 +403,7 @@ _IBAN_LENGTHS = {
     "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
 }  # fmt: skip
 _IBAN_BODY = {
-    n: re.compile(rf"[A-Z]{{2}}\d{{2}}(?:[ ]?[A-Z0-9]){{{n - 4}}}")
+    n: re.compile(rf"[A-Z]{{2}}\d{{2}}(?:[ ]?[A-Z0-9]){{{n - 4}}}", re.ASCII)
     for n in set(_IBAN_LENGTHS.values())
 }
 _IBAN_LETTERS = str.maketrans({chr(c): str(c - 55) for c in range(ord("A"), ord("Z") + 1)})
@@ -450,7 +461,7 @@ def _ipv6_value(v: str) -> str | None:
     return _HEX_LEADING_ZEROS.sub("", ":".join(groups + tail))
 
 
-_HEX_LEADING_ZEROS = re.compile(r"(?<![0-9a-f])0+(?=[0-9a-f])")
+_HEX_LEADING_ZEROS = re.compile(r"(?<![0-9a-f])0+(?=[0-9a-f])", re.ASCII)
 
 
 def _ipv4_ok(s: str) -> bool:
@@ -526,7 +537,8 @@ _NOT_PII_LABEL = re.compile(
     + r")(?![a-z])"
     r"|"
     + _reversed_words("订单 单号 发票 流水 编号 工单 快递 运单 批次 序列 凭证 账单 合同 账号")
-    + ")"
+    + ")",
+    re.ASCII,
 )
 # A cue that the bare number that follows is a phone number: "call me at ", "Tel: ", "电话".
 _PHONE_CUE = re.compile(
@@ -537,13 +549,15 @@ _PHONE_CUE = re.compile(
     )
     + r")(?![a-z])|"
     + _reversed_words("电话 手机 致电 拨打 联系 热线")
-    + ")"
+    + ")",
+    re.ASCII,
 )
 # A cue that a dotted quad is a version, not an address: "version ", "build ", "版本", "Chrome/".
 _VERSION_CUE = re.compile(
     r"[\s:\uff1a.]*(?:"
     + _reversed_words("version ver v release rel build firmware fw kernel sdk")
-    + r")(?![a-z])|[\s:\uff1a为是]*号?本版|/[a-z]"
+    + r")(?![a-z])|[\s:\uff1a为是]*号?本版|/[a-z]",
+    re.ASCII,
 )
 
 
@@ -612,8 +626,7 @@ def _after_separator(sep: str, tag: str) -> str:
     shapes = [
         rf"(?<=(?<!\d)\d{{3}}{sep})(?:" + "|".join(three) + ")",
         rf"(?<=(?<!\d)\d{{4}}{sep})(?:" + "|".join(four) + ")",
-        rf"(?<=(?<!\d)1{sep})(?:\([2-9]\d{{2}}\)|[2-9]\d{{2}})[ .\-]?(?P<us1_{tag}>)"
-        + _US_REST,
+        rf"(?<=(?<!\d)1{sep})(?:\([2-9]\d{{2}}\)|[2-9]\d{{2}})[ .\-]?(?P<us1_{tag}>)" + _US_REST,
     ]
     if sep == "[ ]":
         shapes.append(r"(?<=(?<!\d)\d{6}[ ])\d{8}[ ]\d{3}[\dXx]" + _BX + "(?P<cnid_s>)")
@@ -662,18 +675,19 @@ _NUMERIC_SRC = (
     r"\d(?:[ ]?[A-Z0-9]){11,34}+(?P<iban>)"
     ")"
 )
-_NUMERIC = re.compile(_NUMERIC_SRC)
+_NUMERIC = re.compile(_NUMERIC_SRC, re.ASCII)
 # The same without the "00" branch: tried when a "00..." candidate fails ("009-60-2850").
-_NUMERIC_NO00 = re.compile(_NUMERIC_SRC.replace(_INTL_00, ""))
+_NUMERIC_NO00 = re.compile(_NUMERIC_SRC.replace(_INTL_00, ""), re.ASCII)
 
 _EMAIL_DOMAIN = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.[A-Za-z]{2,63}(?![A-Za-z0-9\-])"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.[A-Za-z]{2,63}(?![A-Za-z0-9\-])",
+    re.ASCII,
 )
 _EMAIL_LOCAL_CHARS = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-"
 )
-_EMAIL_LOCAL_RUN = re.compile(r"[A-Za-z0-9._%+\-]*")
+_EMAIL_LOCAL_RUN = re.compile(r"[A-Za-z0-9._%+\-]*", re.ASCII)
 
 # Secrets. Each alternative starts at a character that is rare in prose (the "k" of
 # "sk-", the "_" of "ghp_", the "J" of "eyJ" ...) so the engine skips ahead in C; the
@@ -696,7 +710,8 @@ _SECRET = re.compile(
             r"\.[A-Za-z0-9_\-]*",
         )
     )
-    + r")(?![A-Za-z0-9_\-])"  # the token ends here
+    + r")(?![A-Za-z0-9_\-])",  # the token ends here
+    re.ASCII,
 )
 
 # IPv6. The match starts at the candidate's first colon (a literal: the engine skips
@@ -707,7 +722,8 @@ _IPV6 = re.compile(
     r":(?<![0-9A-Fa-f]{5}:)(?<!::)"
     r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]*"  # a second colon within one group: "Note: " never enters
     rf"(?:(?<=:){_OCTET}(?:\.{_OCTET}){{3}})?"
-    r"(?![0-9A-Za-z_:]|\.\d)"
+    r"(?![0-9A-Za-z_:]|\.\d)",
+    re.ASCII,
 )
 _HEX = frozenset("0123456789abcdefABCDEF")
 _V6 = ("v6", "V6")
@@ -804,7 +820,7 @@ def _usbare(t: str, s: int, e: int) -> _Hit | None:
     return (s, e, EntityType.PHONE, "+1" + t[s:e])
 
 
-_INTL_GROUP = re.compile(r"\(\d{1,4}\)|\d+")
+_INTL_GROUP = re.compile(r"\(\d{1,4}\)|\d+", re.ASCII)
 
 
 def _intl(t: str, s: int, e: int) -> _Hit | None:
@@ -828,23 +844,24 @@ def _intl(t: str, s: int, e: int) -> _Hit | None:
     if plan is None and t[s] == "0":
         return None  # "00" + unknown code: too easily an ordinary number
     lo, hi = plan if plan is not None else (6, 15 - len(cc))
-    best = 0 if lo <= len(national) <= hi else -1
+    # The longest run of whole groups whose national number fits the plan.
+    best, number = (0, national) if lo <= len(national) <= hi else (-1, "")
     for i in range(1, len(groups)):
         national += groups[i][0]
         if len(national) > hi:
             break
         if len(national) >= lo:
-            best = i
+            best, number = i, national
     if best == -1:
         return None
-    if cc == "1" and not "2" <= national[0] <= "9":
+    if cc == "1" and not "2" <= number[0] <= "9":
         return None
     end = groups[best][1]
     if best == len(groups) - 1 and x != -1:
         end = e  # the whole number is valid: keep its extension
     elif end < len(t) and t[end].isascii() and (t[end].isalnum() or t[end] == "_"):
         return None
-    return (s, end, EntityType.PHONE, "+" + cc + national)
+    return (s, end, EntityType.PHONE, "+" + cc + number)
 
 
 def _iban(t: str, s: int, e: int) -> _Hit | None:
@@ -947,8 +964,11 @@ def _scan_ipv6(t: str, hits: list[_Hit]) -> None:
             hits.append((s, e, EntityType.IPV6, value))
 
 
-def _scan(t: str) -> list[_Hit]:
-    """Entities in the normalised text ``t``: sorted, non-overlapping."""
+def _scan_reference(t: str) -> list[_Hit]:
+    """Entities in the normalised text ``t``: sorted, non-overlapping.
+
+    The reference scanner; the native one (``ragward_pii``) does the same, faster.
+    """
     hits: list[_Hit] = []
     # Numeric entities and IBANs. Scanning resumes at the end of the entity, which can
     # be short of the match (an IBAN's length, a phone's trailing group), or at the end
@@ -1001,6 +1021,39 @@ def _scan(t: str) -> list[_Hit]:
     return kept
 
 
+def _pcre2_source(pattern: str) -> str:
+    """The pattern as PCRE2 spells it: ``\\x{ff1a}`` for ``\\uff1a``; nothing else differs."""
+    return re.sub(r"\\u([0-9a-fA-F]{4})", r"\\x{\1}", pattern)
+
+
+def _native_scanner() -> Callable[[str], list[_Hit]] | None:
+    """``ragward_pii.Scanner(...).scan`` over these patterns, or None if not installed."""
+    try:
+        from ragward_pii import Scanner
+    except ImportError:
+        return None
+    patterns = {
+        "numeric": _NUMERIC,
+        "numeric_no00": _NUMERIC_NO00,
+        "email_domain": _EMAIL_DOMAIN,
+        "secret": _SECRET,
+        "ipv6": _IPV6,
+        "not_pii_label": _NOT_PII_LABEL,
+        "phone_cue": _PHONE_CUE,
+        "version_cue": _VERSION_CUE,
+    }
+    sources = {name: _pcre2_source(p.pattern) for name, p in patterns.items()}
+    scan: Callable[[str], list[_Hit]] = Scanner(sources, {t.value: t for t in EntityType}).scan
+    return scan
+
+
+_native_scan = _native_scanner()
+#: Which scanner this process uses: "native" (the ``ragward_pii`` extension, built
+#: by ``make install``) or "python" (the reference above, same results).
+ENGINE = "python" if _native_scan is None else "native"
+_scan = _scan_reference if _native_scan is None else _native_scan
+
+
 def _detect(text: str) -> list[_Hit]:
     """Hits with offsets into ``text`` (the original), sorted and non-overlapping."""
     if text.isascii():
@@ -1018,18 +1071,6 @@ def _detect(text: str) -> list[_Hit]:
 
 
 _NAMES = {t: t.value for t in EntityType}
-_new_span = object.__new__
-_set_start, _set_end, _set_type = (getattr(Span, f).__set__ for f in ("start", "end", "type"))
-
-
-def _span(start: int, end: int, typ: EntityType) -> Span:
-    """``Span(start, end, typ)`` through the slot descriptors: the frozen dataclass
-    ``__init__`` goes through ``object.__setattr__`` and costs twice as much."""
-    span = _new_span(Span)
-    _set_start(span, start)
-    _set_end(span, end)
-    _set_type(span, typ)
-    return span
 
 
 def _redact(
@@ -1047,38 +1088,16 @@ def _redact(
     """
     hits = _scan(text) if text.isascii() else _detect(text)
     if not hits:
-        return RedactionResult(text, [], {})
+        return RedactionResult(text, hits)
     if actions is not None and enforce_block:
         for h in hits:
             if actions[h[2]] is Action.BLOCK:
                 raise PiiBlocked(h[2].value)
-    # Spans are built through the slot descriptors, inline (see _span).
-    if len(hits) == 1 and actions is None:  # the common case, without the loop
-        s, e, typ, canon = hits[0]
-        name = _NAMES[typ]
-        total[name] = total.get(name, 0) + 1
-        span = _new_span(Span)
-        _set_start(span, s)
-        _set_end(span, e)
-        _set_type(span, typ)
-        key = (typ, canon)
-        placeholder = placeholders.get(key)
-        if placeholder is None:
-            n = numbers[typ] = numbers.get(typ, 0) + 1
-            placeholder = placeholders[key] = f"<{name}_{n}>"
-        return RedactionResult(text[:s] + placeholder + text[e:], [span], {name: 1})
     parts: list[str] = []
-    counts: dict[str, int] = {}
-    spans: list[Span] = []
     pos = 0
     for s, e, typ, canon in hits:
         name = _NAMES[typ]
-        counts[name] = counts.get(name, 0) + 1
-        span = _new_span(Span)
-        _set_start(span, s)
-        _set_end(span, e)
-        _set_type(span, typ)
-        spans.append(span)
+        total[name] = total.get(name, 0) + 1
         if actions is not None and actions[typ] is Action.KEEP:
             continue
         key = (typ, canon)
@@ -1089,10 +1108,8 @@ def _redact(
         parts.append(text[pos:s])
         parts.append(placeholder)
         pos = e
-    for name, n in counts.items():
-        total[name] = total.get(name, 0) + n
     parts.append(text[pos:])
-    return RedactionResult("".join(parts), spans, counts)
+    return RedactionResult("".join(parts), hits)
 
 
 class RedactionSession:
@@ -1144,7 +1161,7 @@ class Redactor:
 
     def find(self, text: str) -> list[Span]:
         """Entities in ``text``, sorted and non-overlapping, with offsets into ``text``."""
-        return [_span(s, e, typ) for s, e, typ, _ in _detect(text)]
+        return [Span(s, e, typ) for s, e, typ, _ in _detect(text)]
 
     def session(self) -> RedactionSession:
         """A fresh per-request session."""

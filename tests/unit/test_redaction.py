@@ -1,6 +1,7 @@
-"""Unit tests for gateway.redaction: detection, validation, decoys, placeholders, policy."""
+"""Unit tests for gateway.redaction: detection, validation, decoys, placeholders, policy.
 
-
+Every test runs twice: on the native scanner and on the Python reference.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hashlib
 
 import pytest
 
+from gateway import redaction
 from gateway.redaction import (
     Action,
     EntityType,
@@ -18,6 +20,13 @@ from gateway.redaction import (
     sha256_hex,
 )
 from ragward.errors import RagwardError
+
+
+@pytest.fixture(autouse=True, params=["native", "reference"])
+def scanner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "reference":
+        monkeypatch.setattr(redaction, "_scan", redaction._scan_reference)
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")

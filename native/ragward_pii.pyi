@@ -1,0 +1,9 @@
+from collections.abc import Mapping
+
+class Scanner:
+    """The PII scanner of ``gateway/redaction.py``, compiled (see native/src/lib.rs)."""
+
+    def __init__(self, patterns: Mapping[str, str], kinds: Mapping[str, object]) -> None: ...
+    def scan(self, text: str) -> list[tuple[int, int, object, str]]:
+        """Entities in ``text``: (start, end, kind, canonical value), sorted and
+        non-overlapping, offsets in characters."""
