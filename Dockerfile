@@ -4,6 +4,11 @@
 # Build: docker build -t ragward:local .      (see README.md)
 ARG PYTHON_IMAGE=python:3.11-slim
 
+ARG RUST_IMAGE=rust:1-slim
+
+# --- rust: the toolchain for the native PII scanner (native/), copied into the builder ----------
+FROM ${RUST_IMAGE} AS rust
+
 # --- builder: a wheel of ragward and a virtualenv with it and its dependencies ------------------
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -21,6 +26,19 @@ RUN --mount=type=cache,target=/root/.cache/uv \
  && uv pip compile pyproject.toml --quiet --output-file /tmp/requirements.txt \
  && uv pip install --python /opt/ragward/bin/python --requirement /tmp/requirements.txt
 
+# The native PII scanner: a wheel built by maturin with cargo; gcc builds the bundled PCRE2
+# (Debian's gcc of the base image's release: a build tool, not shipped, so not pinned).
+COPY --from=rust /usr/local/cargo /usr/local/cargo
+COPY --from=rust /usr/local/rustup /usr/local/rustup
+ENV CARGO_HOME=/usr/local/cargo RUSTUP_HOME=/usr/local/rustup PATH=/usr/local/cargo/bin:$PATH
+# hadolint ignore=DL3008
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+COPY native ./native
+RUN --mount=type=cache,target=/root/.cache/uv --mount=type=cache,target=/usr/local/cargo/registry \
+    uv build --wheel --out-dir /wheels ./native \
+ && uv pip install --python /opt/ragward/bin/python --no-deps /wheels/ragward_pii-*.whl
+
 # Then the project itself, as a wheel (no editable install, no source tree in the image).
 COPY gateway ./gateway
 COPY rag_core ./rag_core
@@ -30,7 +48,8 @@ COPY ragward ./ragward
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv build --wheel --out-dir /wheels . \
  && uv pip install --python /opt/ragward/bin/python --no-deps /wheels/ragward-*.whl \
- && /opt/ragward/bin/ragward --help >/dev/null
+ && /opt/ragward/bin/ragward --help >/dev/null \
+ && /opt/ragward/bin/python -c "import gateway.redaction as r; assert r.ENGINE == 'native'"
 
 # --- runtime: slim Python, the venv, a non-root user ---------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

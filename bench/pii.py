@@ -8,7 +8,9 @@ two spans >= 0.5, one gold span per prediction). The quality bars apply to
 ``exact`` for our redactor; Presidio is shown under both, since its spans can
 differ from ours by a prefix (e.g. ``+86``) without being wrong.
 
-Throughput is on one core in this process: only the ``redact`` calls are
+Throughput is on one core in this process, with the scanner ``make install``
+builds (``native``, Rust) and, as a baseline in the same run, the Python
+reference scanner it is tested against. Only the ``redact`` calls are
 timed, the corpus is repeated until at least ``--min-seconds`` have passed, and
 MB means 10**6 bytes of UTF-8 input. The figure is CPU time of this process
 (``time.process_time``), so other load on the machine does not count against
@@ -38,6 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gateway import redaction
 from gateway.redaction import EntityType, Redactor
 
 TYPES = [t.value for t in EntityType]
@@ -306,6 +309,14 @@ def main() -> None:
     for label, rate in rates.items():
         print(f"  ragward  {label:<28} {rate.cpu:6.1f} / {rate.wall:5.1f} MB/s")
     per_line = next(iter(rates.values())).cpu
+    # Baseline in the same run: the same redactor on the Python reference scanner.
+    scanner, redaction._scan = redaction._scan, redaction._scan_reference
+    try:
+        base = throughput(redactor.redact, texts, args.min_seconds)
+    finally:
+        redaction._scan = scanner
+    print(f"  reference {'per line, Python scanner':<27} {base.cpu:6.1f} / {base.wall:5.1f} MB/s"
+          f"   (this run's scanner: {redaction.ENGINE}, {per_line / base.cpu:.1f}x the reference)")  # fmt: skip
     print(f"  throughput bar (>= 20 MB/s of CPU time, per line): "
           f"{'PASS' if per_line >= 20 else 'FAIL'} ({per_line:.1f})")  # fmt: skip
     if isinstance(presidio, tuple):

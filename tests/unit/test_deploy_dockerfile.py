@@ -67,14 +67,16 @@ def test_hadolint_can_fail(tmp_path: Path) -> None:
 
 
 def test_dockerfile_is_multi_stage_slim_and_non_root() -> None:
-    """Builder and runtime stages on python:3.11-slim; the runtime copies only the venv from the
-    builder and runs as uid 10001; ENTRYPOINT ragward; HEALTHCHECK present."""
+    """Builder and runtime stages on python:3.11-slim (and the Rust toolchain's image, whose
+    cargo the builder borrows for the native scanner); the runtime copies only the venv from
+    the builder and runs as uid 10001; ENTRYPOINT ragward; HEALTHCHECK present."""
     steps = instructions()
     froms = [args for keyword, args in steps if keyword == "FROM"]
-    assert len(froms) == 2
+    assert len(froms) == 3
     assert re.search(r"ARG PYTHON_IMAGE=python:3\.11-slim\b", DOCKERFILE.read_text())
-    assert froms[0].endswith(" AS builder") and froms[1].endswith(" AS runtime")
-    runtime = steps[[i for i, (k, _) in enumerate(steps) if k == "FROM"][1]:]
+    assert froms[0].endswith(" AS rust")
+    assert froms[1].endswith(" AS builder") and froms[2].endswith(" AS runtime")
+    runtime = steps[[i for i, (k, _) in enumerate(steps) if k == "FROM"][2]:]
     copies = [args for keyword, args in runtime if keyword == "COPY"]
     assert copies == ["--from=builder /opt/ragward /opt/ragward"]
     users = [args for keyword, args in runtime if keyword == "USER"]

@@ -368,6 +368,13 @@ def test_ipv6_spellings_of_one_address_share_a_placeholder(redactor: Redactor) -
     assert result.text == "a <IPV6_1> b <IPV6_1> c <IPV6_2>"
 
 
+def test_a_number_followed_by_more_digits_keeps_its_own_placeholder(redactor: Redactor) -> None:
+    """An international number ends where its plan is full; the digit group after it is
+    neither part of the span nor of the value the placeholder stands for."""
+    result = redactor.redact("call +44 20 7946 0958 1234 or +44 20 7946 0958 today")
+    assert result.text == "call <PHONE_1> 1234 or <PHONE_1> today"
+
+
 # --------------------------------------------------------------- placeholders
 
 
