@@ -60,7 +60,7 @@ Steps 2 and 3 exist twice. ``_scan_reference`` below is the specification, in
 Python. ``ragward_pii`` (``native/``, Rust, built by ``make install``) receives
 these very patterns at start-up, runs them on PCRE2 with its JIT (every pattern
 is compiled with ``re.ASCII`` so both engines read it the same way) and ports
-the validators; it is three to four times faster. ``tests/unit/
+the validators; it is about three times faster (``bench/pii.py``). ``tests/unit/
 test_redaction_native.py`` holds the two to identical hits on the labelled
 corpus, on long mixed-width documents and on generated text, and every test of
 ``test_redaction.py`` runs on both. ``ENGINE`` says which one this process uses;
