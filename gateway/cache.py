@@ -20,6 +20,8 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from gateway.autopipeline import AutoPipeline
+
 log = structlog.get_logger(__name__)
 
 KEY_PREFIX = "ragward:cache:"
@@ -81,9 +83,14 @@ class RedisCache:
     """Shared by every gateway replica; errors degrade to misses."""
 
     def __init__(
-        self, client: aioredis.Redis, ttl_s: int, timeout_s: float, prefix: str = KEY_PREFIX
+        self,
+        client: aioredis.Redis,
+        ttl_s: int,
+        timeout_s: float,
+        prefix: str = KEY_PREFIX,
+        pipeline: AutoPipeline | None = None,
     ) -> None:
-        self._client = client
+        self._pipeline = pipeline or AutoPipeline(client)  # batched with other requests'
         self._ttl = ttl_s
         self._timeout = timeout_s
         self._prefix = prefix
@@ -94,7 +101,7 @@ class RedisCache:
     async def get(self, key: str) -> bytes | None:
         try:
             async with asyncio.timeout(self._timeout):
-                value = await self._client.get(self._prefix + key)
+                value = await self._pipeline.execute_command("GET", self._prefix + key)
             return value if isinstance(value, bytes) or value is None else value.encode()
         except (RedisError, TimeoutError, OSError) as exc:
             log.warning("cache_unavailable", op="get", error=type(exc).__name__)
@@ -103,6 +110,8 @@ class RedisCache:
     async def set(self, key: str, value: bytes) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                await self._client.set(self._prefix + key, value, ex=self._ttl)
+                await self._pipeline.execute_command(
+                    "SET", self._prefix + key, value, "EX", self._ttl
+                )
         except (RedisError, TimeoutError, OSError) as exc:
             log.warning("cache_unavailable", op="set", error=type(exc).__name__)

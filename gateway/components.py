@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from gateway.auth import AccessPolicy, Authenticator, JwksCache
+from gateway.autopipeline import AutoPipeline
 from gateway.cache import AnswerCache, LocalCache, RedisCache
 from gateway.forward import HttpUpstream, ResilientUpstream, Upstream
 from gateway.metrics import GatewayMetrics
@@ -130,6 +131,7 @@ async def open_components(
         stack.push_async_callback(session.close)
 
         redis_client: aioredis.Redis | None = None
+        redis_pipeline: AutoPipeline | None = None
         if settings.redis_url:
             # Bounded: concurrency is already capped by the upstream limit, and a full pool
             # fails fast into the configured quota mode. (The blocking pool's per-call
@@ -143,6 +145,9 @@ async def open_components(
             redis_client = aioredis.Redis(connection_pool=pool)
             stack.push_async_callback(redis_client.aclose)
             stack.push_async_callback(pool.aclose)
+            # One auto-pipeline for quota and cache: a turn's commands share a round trip.
+            redis_pipeline = AutoPipeline(redis_client)
+            stack.push_async_callback(redis_pipeline.aclose)
 
         if publisher is None:
             from telemetry.factory import make_bus
@@ -166,7 +171,7 @@ async def open_components(
             upstream = http_upstream
         resilient = ResilientUpstream(upstream, settings)
 
-        quota = make_quota(settings, redis_client)
+        quota = make_quota(settings, redis_client, pipeline=redis_pipeline)
         stack.push_async_callback(quota.close)
         if load_scripts := getattr(quota, "load_scripts", None):
             try:  # warm the pool and the Lua cache; a Redis that is down is not fatal here
@@ -176,7 +181,8 @@ async def open_components(
         cache: AnswerCache | None = None
         if settings.cache_enabled:
             cache = (
-                RedisCache(redis_client, settings.cache_ttl_s, settings.redis_timeout_s)
+                RedisCache(redis_client, settings.cache_ttl_s, settings.redis_timeout_s,
+                           pipeline=redis_pipeline)
                 if redis_client is not None
                 else LocalCache(settings.cache_ttl_s, settings.cache_max_entries)
             )

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 import structlog
 from redis.exceptions import RedisError
 
+from gateway.autopipeline import AutoPipeline
 from ragward.errors import DependencyUnavailable, QuotaExceeded
 
 if TYPE_CHECKING:
@@ -575,10 +576,13 @@ class RedisQuota:
         key_prefix: str = DEFAULT_KEY_PREFIX,
         window_s: float = DEFAULT_WINDOW_S,
         probe_interval_s: float = 1.0,
+        pipeline: AutoPipeline | None = None,
     ) -> None:
         if window_s <= 0:
             raise ValueError("window_s must be > 0")
         self._redis = redis
+        # Checks and settlements of concurrent requests share round trips.
+        self._pipeline = pipeline or AutoPipeline(redis)
         self._settings = settings
         self._prefix = key_prefix
         self._window_s = window_s
@@ -725,7 +729,8 @@ class RedisQuota:
         member = f"{self._member_base}:{next(self._sequence)}"
         try:
             async with asyncio.timeout(self._timeout):
-                raw = await self._admit_script(
+                raw = await self._pipeline.evalsha(
+                    self._admit_script,
                     keys=[window_key, token_base, *peek],
                     args=[rpm_limit, self._window_us, member, token_limit, estimated_tokens,
                           TOKEN_KEY_LIFETIME_DAYS],
@@ -772,7 +777,7 @@ class RedisQuota:
         if not self._degraded:
             try:
                 async with asyncio.timeout(self._timeout):
-                    await self._settle_script(keys=[key], args=list(entry[1:]))
+                    await self._pipeline.evalsha(self._settle_script, [key], entry[1:])
                 return
             except _REDIS_FAILURES as exc:
                 self._enter_degraded(exc, "settle")
@@ -826,8 +831,10 @@ def make_quota(
     *,
     key_prefix: str = DEFAULT_KEY_PREFIX,
     window_s: float = DEFAULT_WINDOW_S,
+    pipeline: AutoPipeline | None = None,
 ) -> QuotaLimiter:
     """RedisQuota when a Redis client is given (shared mode), else LocalQuota (embedded)."""
     if redis_client is None:
         return LocalQuota(settings, window_s=window_s)
-    return RedisQuota(redis_client, settings, key_prefix=key_prefix, window_s=window_s)
+    return RedisQuota(redis_client, settings, key_prefix=key_prefix, window_s=window_s,
+                      pipeline=pipeline)
