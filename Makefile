@@ -46,6 +46,7 @@ demo: $(STAMP) ## ingest the sample corpus and run `ragward serve` with a dev to
 .PHONY: test
 test: $(STAMP) system-deps ## start real Kafka and Redis, run the whole suite, stop them
 	@$(PY) -m ragward.devservices fetch
+	cargo test --quiet --release --manifest-path native/Cargo.toml
 	RAGWARD_REQUIRE_SERVICES=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: services
@@ -57,9 +58,11 @@ services-down: ## stop what `make services` started
 	@test ! -x $(PY) || $(PY) -m ragward.devservices down
 
 .PHONY: lint
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff and mypy; rustfmt and clippy for native/
 	$(VENV)/bin/ruff check gateway rag_core telemetry alerting ragward tests bench
 	$(VENV)/bin/mypy
+	cargo fmt --check --manifest-path native/Cargo.toml
+	cargo clippy --quiet --release --manifest-path native/Cargo.toml -- -D warnings
 
 .PHONY: eval
 eval: $(STAMP) ## retrieval quality of the local backend on the evaluation set

@@ -88,6 +88,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
+from typing import cast
 
 from ragward.errors import RagwardError
 
@@ -1055,8 +1056,9 @@ def _native_scanner() -> Callable[[str], list[_Hit]] | None:
         "version_cue": _VERSION_CUE,
     }
     sources = {name: _pcre2_source(p.pattern) for name, p in patterns.items()}
-    scan: Callable[[str], list[_Hit]] = Scanner(sources, {t.value: t for t in EntityType}).scan
-    return scan
+    scanner = Scanner(sources, {t.value: t for t in EntityType})
+    # The kinds it returns are the EntityType members handed to it above.
+    return cast("Callable[[str], list[_Hit]]", scanner.scan)
 
 
 _native_scan = _native_scanner()

@@ -124,7 +124,9 @@ impl Numeric {
 
     /// The shape of the group that took part in the last match in `locs`.
     fn shape(&self, locs: &CaptureLocations) -> Option<(usize, Shape)> {
-        (1..self.shapes.len()).find(|&i| locs.get(i).is_some()).and_then(|i| Some((i, self.shapes[i]?)))
+        (1..self.shapes.len())
+            .find(|&i| locs.get(i).is_some())
+            .and_then(|i| Some((i, self.shapes[i]?)))
     }
 }
 
@@ -292,15 +294,27 @@ impl Scan<'_> {
             Shape::CnId => {
                 let id: Vec<u8> =
                     v.iter().filter(|&&b| b != b' ').map(u8::to_ascii_uppercase).collect();
-                if id.len() == 18 && cn_id_ok(&id) { self.hit(s, e, Kind::CnId, &[&id]) } else { None }
+                if id.len() == 18 && cn_id_ok(&id) {
+                    self.hit(s, e, Kind::CnId, &[&id])
+                } else {
+                    None
+                }
             }
             Shape::Ipv4 => {
                 let version = self.p.version_cue.is_match(self.left(s).as_bytes()).unwrap_or(false);
-                if version { None } else { self.hit(s, e, Kind::Ipv4, &[v]) }
+                if version {
+                    None
+                } else {
+                    self.hit(s, e, Kind::Ipv4, &[v])
+                }
             }
             Shape::Ssn => {
                 let d = [&t[s..s + 3], &t[s + 4..s + 6], &t[s + 7..e]].concat();
-                if ssn_ok(&d) { self.hit(s, e, Kind::UsSsn, &[&d]) } else { None }
+                if ssn_ok(&d) {
+                    self.hit(s, e, Kind::UsSsn, &[&d])
+                } else {
+                    None
+                }
             }
             Shape::Mobile if self.labelled(s) => None, // after "order no.": the order's
             Shape::Mobile | Shape::MobilePrefixed => {
@@ -308,7 +322,8 @@ impl Scan<'_> {
             }
             Shape::Land => self.land(s, e),
             Shape::Us => {
-                let x = v.iter().position(|&b| b == b'x').or_else(|| v.iter().position(|&b| b == b'e'));
+                let x =
+                    v.iter().position(|&b| b == b'x').or_else(|| v.iter().position(|&b| b == b'e'));
                 if self.labelled(s) {
                     return None;
                 }
@@ -436,7 +451,11 @@ impl Scan<'_> {
         if t.get(end).is_some_and(u8::is_ascii_alphanumeric) {
             return None;
         }
-        if iban_ok(&value) { self.hit(s, end, Kind::Iban, &[&value]) } else { None }
+        if iban_ok(&value) {
+            self.hit(s, end, Kind::Iban, &[&value])
+        } else {
+            None
+        }
     }
 
     fn numeric(&self, hits: &mut Vec<Hit>) -> Result<(), pcre2::Error> {
@@ -454,7 +473,9 @@ impl Scan<'_> {
             if hit.is_none() && group == p.intl_00_group {
                 // "00..." was no phone: try the other shapes ("009-60-2850")
                 let mut locs_no00 = p.numeric_no00.regex.capture_locations();
-                if let Some(m2) = p.numeric_no00.regex.captures_read_at(&mut locs_no00, self.t, s)? {
+                if let Some(m2) =
+                    p.numeric_no00.regex.captures_read_at(&mut locs_no00, self.t, s)?
+                {
                     if let Some((_, shape2)) = p.numeric_no00.shape(&locs_no00) {
                         hit = self.check(shape2, s, m2.end());
                     }
