@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 from litestar import Litestar, Response, get
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from alerting.clock import Clock, SystemClock
 from alerting.service import AlertService
@@ -35,6 +35,7 @@ from ragward.errors import ConfigError
 from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
 from telemetry.bus import EventBus
+from telemetry.consumer_http import consumer_routes
 from telemetry.metrics_consumer import MetricsConsumer
 
 log = structlog.get_logger(__name__)
@@ -73,6 +74,10 @@ class AlertConsumer:
     def ready(self) -> bool:
         return self.loop.ready and self.loop.running
 
+    def not_ready_reason(self) -> str | None:
+        """None when ready, else why not (``/ready``'s 503 reason)."""
+        return None if self.ready else self.loop.last_error or "consumer not running"
+
     async def start(self, *, run_loop: bool = True) -> None:
         await self.publisher.start()
         try:
@@ -109,29 +114,14 @@ def create_alerts_app(consumer: AlertConsumer) -> Litestar:
         finally:
             await consumer.stop()
 
-    @get("/metrics", media_type=CONTENT_TYPE_LATEST, sync_to_thread=False)
-    def metrics() -> Response[bytes]:
-        return Response(generate_latest(consumer.registry), media_type=CONTENT_TYPE_LATEST)
-
     @get("/api/alerts", sync_to_thread=False)
     def alerts() -> Response[dict[str, Any]]:
         return Response(consumer.service.snapshot(), headers={"Cache-Control": "no-store"})
 
-    @get("/health", sync_to_thread=False)
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @get("/ready", sync_to_thread=False)
-    def ready() -> Response[dict[str, Any]]:
-        if consumer.ready:
-            return Response({"status": "ready", "group": consumer.loop.group_id})
-        return Response(
-            {"status": "unavailable", "reason": consumer.loop.last_error or "consumer not running"},
-            status_code=503,
-        )
-
+    routes = consumer_routes(consumer.registry, group=consumer.loop.group_id,
+                             not_ready=consumer.not_ready_reason)
     return Litestar(
-        route_handlers=[metrics, alerts, health, ready],
+        route_handlers=[*routes, alerts],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=None,

@@ -4,6 +4,16 @@
 ``ragward-audit`` by default); ``ragward serve`` embeds :class:`AuditConsumer`
 on whichever bus it runs.
 
+HTTP (its own app, :func:`create_audit_app`, on ``--port`` or
+``RAGWARD_CONSUMER_PORT``; port 0 runs the consumer without HTTP):
+
+* ``GET /metrics`` — Prometheus text (``ragward_audit_*``)
+* ``GET /health`` — 200 while the process answers
+* ``GET /ready`` — 200 with the group while the subscription is started, the loop
+  runs and neither the last poll nor the last store write failed; else 503 and
+  why (not started yet, Kafka or the store failing, the loop died). A loop that
+  dies also ends the process (exit status 1).
+
 The loop: poll a batch → write it in ONE store transaction (the store skips
 event ids it already holds, so a redelivered batch does not extend the chain)
 → only then commit the offsets. A store failure is retried with back-off on the
@@ -19,16 +29,19 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import structlog
+from litestar import Litestar
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ragward.errors import ConfigError
+from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
 from telemetry.audit_store import AppendResult, AuditStore, open_store
 from telemetry.bus import EventBus, Record, Subscription
+from telemetry.consumer_http import consumer_routes
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +76,7 @@ class AuditConsumer:
 
     The consumer owns the subscription's lifecycle (``start``/``stop`` start and
     stop it); the store is only borrowed, because the gateway queries it too.
+    ``group`` only names the subscription's consumer group (for ``/ready``).
     """
 
     def __init__(
@@ -71,6 +85,7 @@ class AuditConsumer:
         subscription: Subscription,
         *,
         topic: str,
+        group: str = DEFAULT_GROUP,
         registry: CollectorRegistry | None = None,
         prune_interval_s: float = 3600.0,
         poll_timeout_s: float = 0.5,
@@ -80,7 +95,9 @@ class AuditConsumer:
         self.store = store
         self.subscription = subscription
         self.topic = topic
-        self.metrics = AuditMetrics(registry if registry is not None else CollectorRegistry())
+        self.group = group
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = AuditMetrics(self.registry)
         self.prune_interval_s = prune_interval_s
         self.poll_timeout_s = poll_timeout_s
         self.max_records = max_records
@@ -90,6 +107,8 @@ class AuditConsumer:
         self._next_prune = 0.0
         self.written = 0
         self.duplicates = 0
+        self.last_error: str | None = None  # repr of the last error caught, kept
+        self._failing: str | None = None  # what fails now (start, poll, store write)
 
     @classmethod
     def from_bus(
@@ -102,7 +121,7 @@ class AuditConsumer:
         **kwargs: Any,
     ) -> AuditConsumer:
         subscription = bus.subscribe([settings.topic_audit], group, from_beginning=True)
-        return cls(store, subscription, topic=settings.topic_audit, **kwargs)
+        return cls(store, subscription, topic=settings.topic_audit, group=group, **kwargs)
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -110,8 +129,22 @@ class AuditConsumer:
             return
         self._stopping.clear()
         await self.subscription.start()
+        self._failing = None
         self._task = asyncio.create_task(self._run(), name="audit-consumer")
-        log.info("audit_consumer_started", topic=self.topic)
+        log.info("audit_consumer_started", topic=self.topic, group=self.group)
+
+    async def start_with_retry(self, backoff_max_s: float = 10.0) -> None:
+        """Start, retrying with back-off while the broker is unreachable (``/ready`` says why)."""
+        backoff = 0.5
+        while True:
+            try:
+                await self.start()
+                return
+            except Exception as exc:
+                self._failed("start", exc)
+                log.warning("audit_consumer_start_failed", error=repr(exc), retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, backoff_max_s)
 
     async def stop(self) -> None:
         """Finish the batch in hand (write, then commit), stop the subscription; idempotent."""
@@ -122,12 +155,34 @@ class AuditConsumer:
         try:
             await task
         finally:
+            self._failing = None
             await self.subscription.stop()
             log.info("audit_consumer_stopped", written=self.written, duplicates=self.duplicates)
 
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
+
+    @property
+    def ready(self) -> bool:
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """None while the subscription is started, the loop runs and neither the last poll
+        nor the last store write failed; else why not (``/ready``'s 503 reason)."""
+        task = self._task
+        if task is None:
+            return self._failing or "consumer not running"
+        if task.done():
+            if task.cancelled():
+                return "consumer loop cancelled"
+            error = task.exception()
+            return f"consumer loop died: {error!r}" if error else "consumer loop ended"
+        return self._failing
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.last_error = repr(exc)
+        self._failing = f"{what} failing: {exc!r}"
 
     async def wait(self) -> None:
         """Return when the loop ends (it only ends on stop, or by raising)."""
@@ -140,12 +195,14 @@ class AuditConsumer:
         while not self._stopping.is_set():
             try:
                 records = await self.subscription.poll(self.poll_timeout_s, self.max_records)
-            except Exception:
+            except Exception as exc:
                 log.exception("audit_poll_failed")
+                self._failed("poll", exc)
                 await self._pause(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
+            self._failing = None
             if not records:
                 await asyncio.sleep(0)  # a transport that returns at once must not starve stop()
             elif not await self.handle(records):
@@ -169,8 +226,9 @@ class AuditConsumer:
                 log.warning("audit_malformed_records", count=result.malformed)
         try:
             await self.subscription.commit()
-        except Exception:
+        except Exception as exc:
             # The batch is stored; after a rebalance it is delivered again and skipped.
+            self.last_error = repr(exc)
             log.warning("audit_commit_failed", exc_info=True)
         return True
 
@@ -180,14 +238,16 @@ class AuditConsumer:
             started = time.perf_counter()
             try:
                 result = await self.store.append(records)
-            except Exception:
+            except Exception as exc:
                 log.exception("audit_store_write_failed", records=len(records))
+                self._failed("store write", exc)
                 if self._stopping.is_set():
                     return None
                 await self._pause(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
+            self._failing = None
             return result
 
     async def _maybe_prune(self) -> None:
@@ -197,7 +257,8 @@ class AuditConsumer:
         self._next_prune = now + self.prune_interval_s
         try:
             deleted = await self.store.prune(now)
-        except Exception:
+        except Exception as exc:
+            self.last_error = repr(exc)
             log.exception("audit_prune_failed")
             return
         if deleted:
@@ -208,36 +269,130 @@ class AuditConsumer:
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
 
+# -------------------------------------------------------------------- HTTP
+
+
+def create_audit_app(
+    consumer: AuditConsumer,
+    *,
+    bus: EventBus | None = None,
+    close_store: bool = True,
+    on_loop_exit: Callable[[Exception], None] | None = None,
+) -> Litestar:
+    """The audit consumer's own app: ``/metrics`` (the consumer's registry), ``/health``,
+    ``/ready`` (see :meth:`AuditConsumer.not_ready_reason`).
+
+    Its lifespan starts the consumer in the background (retrying while Kafka is
+    unreachable, so ``/ready`` can say why) and on shutdown stops it — the batch in hand
+    is written and committed first — then closes the store (unless ``close_store`` is
+    False) and ``bus`` (if it has ``close``/``stop``). If the loop dies, the error is
+    logged and passed to ``on_loop_exit`` (``ragward consumer audit`` ends the server).
+    """
+
+    async def supervise() -> None:
+        await consumer.start_with_retry()
+        try:
+            await consumer.wait()
+        except Exception as exc:
+            log.error("audit_consumer_loop_died", error=repr(exc))
+            if on_loop_exit is not None:
+                on_loop_exit(exc)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        supervisor = asyncio.create_task(supervise(), name="audit-consumer-supervisor")
+        try:
+            yield
+        finally:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
+            try:
+                await consumer.stop()
+            except Exception:  # the loop had died: reported by supervise() already
+                log.warning("audit_consumer_stopped_after_error", exc_info=True)
+            finally:
+                await _close(consumer.store if close_store else None, bus)
+
+    return Litestar(
+        route_handlers=consumer_routes(
+            consumer.registry, group=consumer.group, not_ready=consumer.not_ready_reason
+        ),
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=None,
+        debug=False,
+    )
+
+
+async def _close(store: AuditStore | None, bus: object | None) -> None:
+    """Close the store, then the bus if its transport has something to close."""
+    if store is not None:
+        await store.close()
+    closer = getattr(bus, "close", None) or getattr(bus, "stop", None)
+    if closer is not None:
+        outcome = closer()
+        if asyncio.iscoroutine(outcome):
+            await outcome
+
+
 # ---------------------------------------------------------------- command
 
 
 def main(settings: Settings, args: argparse.Namespace) -> int:
-    """``ragward consumer audit``: run until SIGTERM/SIGINT."""
+    """``ragward consumer audit``: run until SIGTERM/SIGINT.
+
+    With a port (``--port`` or ``RAGWARD_CONSUMER_PORT``) it serves :func:`create_audit_app`
+    with uvicorn; with port 0 it runs the consumer alone, without HTTP.
+    """
     if not settings.kafka_bootstrap:
         raise ConfigError("RAGWARD_KAFKA_BOOTSTRAP must be set for `ragward consumer audit`")
     port = args.port if getattr(args, "port", None) is not None else settings.consumer_port
     group = getattr(args, "group", None) or DEFAULT_GROUP
-    return asyncio.run(_serve(settings, port, group))
+    if port:
+        return _serve_http(settings, port, group)
+    return asyncio.run(_serve(settings, group))
 
 
-async def _serve(settings: Settings, port: int, group: str) -> int:
-    from prometheus_client import start_http_server
+def _serve_http(settings: Settings, port: int, group: str) -> int:
+    import uvicorn
 
     from telemetry.factory import make_bus
 
-    registry = CollectorRegistry()
     store = open_store(settings)
     bus = make_bus(settings)
-    consumer = AuditConsumer.from_bus(settings, bus, store, group=group, registry=registry)
-    server = None
+    consumer = AuditConsumer.from_bus(settings, bus, store, group=group)
+    server: uvicorn.Server | None = None
+    died: list[Exception] = []
+
+    def loop_died(exc: Exception) -> None:
+        died.append(exc)
+        if server is not None:
+            server.should_exit = True  # graceful: the lifespan stops and closes everything
+
+    app = create_audit_app(consumer, bus=bus, on_loop_exit=loop_died)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.host, port=port, log_config=None, access_log=False)
+    )
+    log.info("audit_consumer_serving", host=settings.host, port=port, group=group)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()  # after SIGTERM/SIGINT uvicorn re-raises the signal once shut down
+    if not server.started:
+        return 3  # uvicorn's STARTUP_FAILURE (the port was taken, ...)
+    return 1 if died else 0
+
+
+async def _serve(settings: Settings, group: str) -> int:
+    """Port 0: the consumer alone, until a signal or until its loop dies (raised)."""
+    from telemetry.factory import make_bus
+
+    store = open_store(settings)
+    bus = make_bus(settings)
+    consumer = AuditConsumer.from_bus(settings, bus, store, group=group)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        if port:
-            server, _thread = start_http_server(port, addr=settings.host, registry=registry)
-            log.info("audit_metrics_listening", host=settings.host, port=port)
         await consumer.start()
         waiter = asyncio.create_task(stop.wait())
         runner = asyncio.create_task(consumer.wait())
@@ -249,13 +404,7 @@ async def _serve(settings: Settings, port: int, group: str) -> int:
             runner.cancel()
         return 0
     finally:
-        await consumer.stop()
-        await store.close()
-        closer = getattr(bus, "close", None) or getattr(bus, "stop", None)
-        if closer is not None:
-            outcome = closer()
-            if asyncio.iscoroutine(outcome):
-                await outcome
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        try:
+            await consumer.stop()
+        finally:
+            await _close(store, bus)

@@ -33,12 +33,13 @@ from typing import Any
 
 import structlog
 from litestar import Litestar, Response, Router, get
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
 from telemetry.bus import EventBus
 from telemetry.consumer import Delivery, EventConsumer
+from telemetry.consumer_http import consumer_routes
 from telemetry.exposition import RollingCollector
 from telemetry.rolling import RollingMetrics, metrics_decoder
 
@@ -86,6 +87,10 @@ class MetricsConsumer:
     @property
     def ready(self) -> bool:
         return self.loop.ready and self.loop.running
+
+    def not_ready_reason(self) -> str | None:
+        """None when ready, else why not (``/ready``'s 503 reason)."""
+        return None if self.ready else self.loop.last_error or "consumer not running"
 
     async def start(self) -> None:
         await self.loop.start()
@@ -179,25 +184,10 @@ def create_metrics_app(consumer: MetricsConsumer, *, manage_consumer: bool = Tru
                 await asyncio.gather(starter, return_exceptions=True)
                 await consumer.stop()
 
-    @get("/metrics", media_type=CONTENT_TYPE_LATEST, sync_to_thread=False)
-    def metrics() -> Response[bytes]:
-        return Response(generate_latest(consumer.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @get("/health", sync_to_thread=False)
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @get("/ready", sync_to_thread=False)
-    def ready() -> Response[dict[str, Any]]:
-        if consumer.ready:
-            return Response({"status": "ready", "group": consumer.group_id})
-        return Response(
-            {"status": "unavailable", "reason": consumer.loop.last_error or "consumer not running"},
-            status_code=503,
-        )
-
+    routes = consumer_routes(consumer.registry, group=consumer.group_id,
+                             not_ready=consumer.not_ready_reason)
     return Litestar(
-        route_handlers=[metrics, health, ready, metrics_router(consumer)],
+        route_handlers=[*routes, metrics_router(consumer)],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=None,
