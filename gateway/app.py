@@ -23,7 +23,7 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.params import FromQuery, JSONBody
 from litestar.types import ControllerRouterHandler
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from gateway.auth import Principal
 from gateway.components import Components, open_components
@@ -34,6 +34,7 @@ from rag_core.schemas import BatchRequest, BatchResponse, QueryRequest, QueryRes
 from ragward.errors import NotFound, ValidationFailed
 from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
+from telemetry.consumer_http import METRICS_MEDIA_TYPE
 
 ADMIN = "*"
 
@@ -186,13 +187,13 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     return Response({"status": status, "checks": checks}, status_code=code)
 
 
-@get("/metrics", summary="Prometheus exposition", media_type=CONTENT_TYPE_LATEST)
+@get("/metrics", summary="Prometheus exposition", media_type=METRICS_MEDIA_TYPE)
 async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     gw = _components(request.app.state)
     if not gw.settings.metrics_public:
         await authenticated(request, None)
         _authorise(request, "metrics:read")
-    return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(gw.metrics.registry), media_type=METRICS_MEDIA_TYPE)
 
 
 def create_app(

@@ -28,7 +28,7 @@ NotReadyReason = Callable[[], str | None]
 # Litestar appends "; charset=utf-8" to every text/ media type: give it the rest, so the
 # header is exactly CONTENT_TYPE_LATEST rather than one with the charset twice (which
 # strict Content-Type parsers, Go's among them, refuse).
-_METRICS_MEDIA_TYPE = CONTENT_TYPE_LATEST.partition("; charset=")[0]
+METRICS_MEDIA_TYPE = CONTENT_TYPE_LATEST.partition("; charset=")[0]
 
 
 def consumer_routes(
@@ -40,9 +40,9 @@ def consumer_routes(
     given with the 503.
     """
 
-    @get("/metrics", media_type=_METRICS_MEDIA_TYPE, sync_to_thread=False)
+    @get("/metrics", media_type=METRICS_MEDIA_TYPE, sync_to_thread=False)
     def metrics() -> Response[bytes]:
-        return Response(generate_latest(registry), media_type=_METRICS_MEDIA_TYPE)
+        return Response(generate_latest(registry), media_type=METRICS_MEDIA_TYPE)
 
     @get("/health", sync_to_thread=False)
     def health() -> dict[str, str]:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from tests.gateway_harness import bearer, gateway_settings, running_gateway
 from tests.upstream_server import UpstreamServer
@@ -281,7 +282,9 @@ async def test_gateway_metrics_pass_promtool(tmp_path: Path, upstream: UpstreamS
     async with running_gateway(gateway_settings(tmp_path, upstream.url)) as gw:
         await gw.client.post("/v1/query", json={"question": "q"}, headers=bearer())
         await gw.client.post("/v1/query", json={"question": "q"})
-        exposition = (await gw.client.get("/metrics")).text
+        response = await gw.client.get("/metrics")
+        exposition = response.text
+    assert response.headers["content-type"] == CONTENT_TYPE_LATEST  # the charset once
     promtool = shutil.which("promtool")
     assert promtool, "promtool is installed by deploy/install-system-deps.sh"
     result = subprocess.run([promtool, "check", "metrics"], input=exposition, text=True,
