@@ -51,7 +51,8 @@ def _configure_consumers(sub: Any) -> None:
         ("audit", "telemetry.audit_consumer:main", "write the compliance audit log"),
     ):
         c = kinds.add_parser(kind, help=text)
-        c.add_argument("--port", type=int, help="HTTP port for /metrics (default: 9100)")
+        c.add_argument("--port", type=int,
+                       help="HTTP port of /metrics, /health, /ready (default: 9100)")
         c.add_argument("--group", help="consumer group id (default: ragward-<kind>)")
         c.set_defaults(handler=handler)
 
