@@ -2,8 +2,12 @@
 
 Starts Redis and Kafka (ragward.devservices), the fixed-latency upstream
 (bench/upstream.py, 20 ms per answer so a miss is visibly a miss) and
-`ragward gateway` with every control on, then sends, one at a time, N distinct
-questions twice: the first time a miss, the second a hit. "Inside the gateway"
+`ragward gateway` with every control on, warms it up (1,500 requests: the
+gateway's code paths and the fresh broker's JIT), then sends, one at a time, N
+distinct questions twice — the first time a miss, the second a hit — and then
+each once more ("hit after hit": no miss's after-response work running beside
+it). Everything runs twice: with the audit on Kafka, and on the in-process bus,
+the baseline without the durable write. "Inside the gateway"
 is the gateway's own figure — its per-request log line's ``latency_ms``, from the
 request's arrival to the response's first byte, which includes the quota check,
 the cache read and the durable audit event. The client-observed time is printed
@@ -34,6 +38,7 @@ import jwt  # noqa: E402
 
 from ragward import devservices  # noqa: E402
 
+WARM_UP = 1500  # requests sent before measuring
 SECRET = "bench-secret-0123456789-0123456789-abcdef"  # noqa: S105 (a throwaway test key)
 
 
@@ -61,33 +66,49 @@ async def wait_http(url: str, timeout: float = 30) -> None:
 
 
 async def drive(url: str, questions: int, prefix: str) -> dict[str, list[float]]:
+    """Each question as a miss then at once as a hit (the hit follows the miss's
+    after-response work: settlement, cache write); then every question once more, so
+    hits follow hits."""
     token = jwt.encode({"sub": "bench", "tenant": "t1", "roles": ["reader"],
                         "exp": int(time.time()) + 3600}, SECRET, algorithm="HS256")
     headers = {"Authorization": f"Bearer {token}"}
-    client: dict[str, list[float]] = {"miss": [], "hit": []}
+    client: dict[str, list[float]] = {"miss": [], "hit": [], "hit after hit": []}
     async with aiohttp.ClientSession(headers=headers) as session:
-        for i in range(questions):
-            for kind in ("miss", "hit"):
-                started = time.perf_counter()
-                async with session.post(url + "/v1/query",
-                                        json={"question": f"{prefix} {i}"}) as response:
-                    body = await response.json()
-                client[kind].append((time.perf_counter() - started) * 1000)
-                assert response.status == 200 and body["cached"] is (kind == "hit"), body
-            if (i + 1) % 100 == 0:
-                print(f"  {i + 1}/{questions} questions", file=sys.stderr)
+        # Warm-up, not measured: the gateway's code paths and a freshly started broker's
+        # JIT (its first thousand produce requests are slower than a running one's).
+        for _ in range(WARM_UP):
+            async with session.post(url + "/v1/query",
+                                    json={"question": f"{prefix} warm-up"}) as response:
+                await response.read()
+    plan = [(i, kind) for i in range(questions) for kind in ("miss", "hit")]
+    plan += [(i, "hit after hit") for i in range(questions)]
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for n, (i, kind) in enumerate(plan, start=1):
+            started = time.perf_counter()
+            async with session.post(url + "/v1/query",
+                                    json={"question": f"{prefix} {i}"}) as response:
+                body = await response.json()
+            client[kind].append((time.perf_counter() - started) * 1000)
+            assert response.status == 200 and body["cached"] is (kind != "miss"), body
+            if n % 500 == 0:
+                print(f"  {n}/{len(plan)} requests", file=sys.stderr)
     return client
 
 
-def gateway_latencies(log: Path) -> dict[str, list[float]]:
-    inside: dict[str, list[float]] = {"miss": [], "hit": []}
+def gateway_latencies(log: Path, questions: int) -> dict[str, list[float]]:
+    """The gateway's own latency per request, in the order ``drive`` sent them."""
+    logged = []
     for line in log.read_text().splitlines():
         if not line.startswith("{"):
             continue
         entry = json.loads(line)
         if entry.get("event") == "request" and entry.get("route") == "/v1/query":
-            inside["hit" if entry.get("cached") else "miss"].append(entry["latency_ms"])
-    return inside
+            logged.append((bool(entry.get("cached")), entry["latency_ms"]))
+    logged = logged[-3 * questions:]  # after the warm-up
+    first, second = logged[: 2 * questions], logged[2 * questions:]
+    return {"miss": [ms for cached, ms in first if not cached],
+            "hit": [ms for cached, ms in first if cached],
+            "hit after hit": [ms for _, ms in second]}
 
 
 def main() -> int:
@@ -121,27 +142,31 @@ def main() -> int:
             processes.append(gateway)
             url = f"http://127.0.0.1:{port}"
             asyncio.run(wait_http(url + "/ready"))
-            print(f"{label}: {args.questions} questions twice, one at a time ...",
+            print(f"{label}: {args.questions} questions three times, one at a time ...",
                   file=sys.stderr)
             client = asyncio.run(drive(url, args.questions, f"{label} {time.time_ns()}"))
             time.sleep(0.5)
             os.killpg(gateway.pid, signal.SIGTERM)
             gateway.wait(timeout=10)
-            inside = gateway_latencies(log)
+            inside = gateway_latencies(log, args.questions)
             rows += [(f"{label}: inside, miss", inside["miss"]),
                      (f"{label}: inside, hit", inside["hit"]),
+                     (f"{label}: inside, hit after hit", inside["hit after hit"]),
                      (f"{label}: client, hit", client["hit"])]
         load = os.getloadavg()[0]
         print(f"\ncache hit vs miss, one request at a time (load average {load:.2f}; "
               "upstream answers in 20 ms)")
-        print(f"{'':34}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
+        print(f"{'':40}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
         for label, values in rows:
-            print(f"{label:34}{len(values):>6}{quantile(values, 0.5):>10.3f}"
+            print(f"{label:40}{len(values):>6}{quantile(values, 0.5):>10.3f}"
                   f"{quantile(values, 0.99):>10.3f}{statistics.fmean(values):>10.3f}")
-        hit = quantile(rows[1][1], 0.5)
+        p50 = {label: quantile(values, 0.5) for label, values in rows}
+        hit = p50["Kafka audit: inside, hit"]
         verdict = "MET" if hit <= 1.0 else "MISSED"
         print(f"target: cache hit <= 1 ms p50 inside the gateway (with the Kafka audit ack): "
-              f"{verdict} ({hit:.2f} ms); without the ack: {quantile(rows[4][1], 0.5):.2f} ms")
+              f"{verdict} ({hit:.2f} ms; {p50['Kafka audit: inside, hit after hit']:.2f} ms "
+              f"hit after hit); without the ack: {p50['in-process bus: inside, hit']:.2f} ms "
+              f"({p50['in-process bus: inside, hit after hit']:.2f} ms hit after hit)")
         return 0
     finally:
         for process in processes:
