@@ -8,7 +8,7 @@ queues every command issued in the same turn of the event loop and sends the
 queue as one non-transactional pipeline on the next turn (one write, one read
 for the lot), as ioredis' ``enableAutoPipelining`` does; each caller still
 awaits only its own reply. At low load a batch is one command and the cost is
-one extra loop turn.
+one extra loop turn, and a batch of one goes out as a plain command.
 
 Semantics are those of sending the commands separately: independently — one
 command's error (``NOSCRIPT``, ``WRONGTYPE``) goes to its caller only, and a
@@ -22,12 +22,12 @@ arrives after its caller gave up is dropped.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 __all__ = ["AutoPipeline"]
 
@@ -45,13 +45,14 @@ class AutoPipeline:
 
     def execute_command(self, *args: Any) -> asyncio.Future[Any]:
         """Queue ``args`` (e.g. ``"SET", key, value``); the future holds the reply."""
-        loop = asyncio.get_running_loop()
-        reply: asyncio.Future[Any] = loop.create_future()
-        if not self._queue:
-            loop.call_soon(self._flush)
+        reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((args, reply))
-        if len(self._queue) >= self._max_batch:
-            self._flush()
+        if len(self._queue) == 1:
+            # A task starts on the next turn of the loop: it takes what is queued by then.
+            self._spawn(self._send_queued())
+        elif len(self._queue) >= self._max_batch:
+            batch, self._queue = self._queue, []
+            self._spawn(self._send(batch))
         return reply
 
     async def evalsha(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
@@ -62,19 +63,25 @@ class AutoPipeline:
         except NoScriptError:
             return await script(keys=keys, args=args)
 
-    def _flush(self) -> None:
+    def _spawn(self, sending: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(sending)
+        self._flushes.add(task)  # a reference, so the task is not collected mid-flight
+        task.add_done_callback(self._flushes.discard)
+
+    async def _send_queued(self) -> None:
         batch, self._queue = self._queue, []
         if batch:
-            task = asyncio.get_running_loop().create_task(self._send(batch))
-            self._flushes.add(task)  # a reference, so the task is not collected mid-flight
-            task.add_done_callback(self._flushes.discard)
+            await self._send(batch)
 
     async def _send(self, batch: list[_Pending]) -> None:
         try:
-            pipe = self._client.pipeline(transaction=False)
-            for args, _ in batch:
-                pipe.execute_command(*args)
-            replies = await pipe.execute(raise_on_error=False)
+            if len(batch) == 1:  # alone in its turn: a plain command costs less than a pipeline
+                replies = [await self._one(batch[0][0])]
+            else:
+                pipe = self._client.pipeline(transaction=False)
+                for args, _ in batch:
+                    pipe.execute_command(*args)
+                replies = await pipe.execute(raise_on_error=False)
         except BaseException as exc:
             for _, reply in batch:
                 if not reply.done():
@@ -90,8 +97,16 @@ class AutoPipeline:
             else:
                 reply.set_result(value)
 
+    async def _one(self, args: tuple[Any, ...]) -> Any:
+        """One command; its own error comes back as a value, as a pipeline returns it."""
+        try:
+            return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+        except ResponseError as exc:
+            return exc
+
     async def aclose(self) -> None:
         """Send what is queued and wait for the batches in flight."""
-        self._flush()
+        if self._queue:
+            self._spawn(self._send_queued())
         if self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)

@@ -48,8 +48,8 @@ async def test_commands_of_one_turn_share_one_round_trip(
     assert replies[:50] == list(range(1, 51))  # in order, each caller its own reply
     assert replies[50] == b"50"
     assert client.pipelines == 1
-    await batcher.execute_command("GET", key)  # a later turn: a pipeline of its own
-    assert client.pipelines == 2
+    assert await batcher.execute_command("GET", key) == b"50"  # alone in its turn:
+    assert client.pipelines == 1  # sent as a plain command, not a pipeline of one
 
 
 async def test_a_failing_command_fails_only_its_caller(client: CountingRedis, unique: str) -> None:
@@ -97,6 +97,8 @@ async def test_an_unreachable_redis_fails_every_caller_of_the_batch() -> None:
             batcher.execute_command("GET", "b"),
             return_exceptions=True,
         )
+        with pytest.raises((RedisConnectionError, OSError)):
+            await batcher.execute_command("GET", "alone")  # a batch of one, sent plainly
     finally:
         await redis.aclose()
     assert all(isinstance(r, (RedisConnectionError, OSError)) for r in results), results
