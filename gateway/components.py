@@ -29,6 +29,7 @@ from gateway.forward import HttpUpstream, ResilientUpstream, Upstream
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import QueryPipeline
 from gateway.quota import QuotaLimiter, make_quota
+from gateway.redaction import ENGINE as PII_ENGINE
 from gateway.redaction import Redactor
 from ragward.errors import ConfigError
 from ragward.settings import Settings, env_name
@@ -195,6 +196,9 @@ async def open_components(
             redactor = Redactor(settings.pii_actions)
         except ValueError as exc:
             raise ConfigError(f"{env_name('pii_actions')}: {exc}") from None
+        if PII_ENGINE != "native":  # correct, but a third as fast: say so once
+            log.warning("pii_scanner_not_native", engine=PII_ENGINE,
+                        hint="install native/ (make install) for the compiled scanner")
         components = Components(
             settings=settings,
             authenticator=Authenticator(settings, jwks),
