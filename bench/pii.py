@@ -310,11 +310,12 @@ def main() -> None:
         print(f"  ragward  {label:<28} {rate.cpu:6.1f} / {rate.wall:5.1f} MB/s")
     per_line = next(iter(rates.values())).cpu
     # Baseline in the same run: the same redactor on the Python reference scanner.
-    scanner, redaction._scan = redaction._scan, redaction._scan_reference
+    engine = redaction._scan, redaction._detect
+    redaction._scan, redaction._detect = redaction._scan_reference, redaction._detect_reference
     try:
         base = throughput(redactor.redact, texts, args.min_seconds)
     finally:
-        redaction._scan = scanner
+        redaction._scan, redaction._detect = engine
     print(f"  reference {'per line, Python scanner':<27} {base.cpu:6.1f} / {base.wall:5.1f} MB/s"
           f"   (this run's scanner: {redaction.ENGINE}, {per_line / base.cpu:.1f}x the reference)")  # fmt: skip
     print(f"  throughput bar (>= 20 MB/s of CPU time, per line): "

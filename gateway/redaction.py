@@ -56,11 +56,12 @@ Decoys and the choices that keep them
 
 Two scanners, one behaviour
 ---------------------------
-Steps 2 and 3 exist twice. ``_scan_reference`` below is the specification, in
-Python. ``ragward_pii`` (``native/``, Rust, built by ``make install``) receives
-these very patterns at start-up, runs them on PCRE2 with its JIT (every pattern
-is compiled with ``re.ASCII`` so both engines read it the same way) and ports
-the validators; it is about three times faster (``bench/pii.py``). ``tests/unit/
+All three steps exist twice. ``_detect_reference`` below is the specification,
+in Python. ``ragward_pii`` (``native/``, Rust, built by ``make install``)
+receives this folding table and these very patterns at import, runs the
+patterns on PCRE2 with its JIT (every pattern is compiled with ``re.ASCII`` so
+both engines read it the same way) and ports the validators; it is about three
+times faster (``bench/pii.py``). ``tests/unit/
 test_redaction_native.py`` holds the two to identical hits on the labelled
 corpus, on long mixed-width documents and on generated text, and every test of
 ``test_redaction.py`` runs on both. ``ENGINE`` says which one this process uses;
@@ -70,9 +71,8 @@ Entity types and actions are configured per type: ``redact`` (typed numbered
 placeholder), ``keep`` (detected and counted, left in place) or ``block``
 (:class:`PiiBlocked`, which the HTTP layer maps to 422 naming the type).
 
-Nothing happens at import beyond compiling regexes; the folding table (a scan
-of the code points below U+30000, a fraction of a second) is built on first use
-or when a :class:`Redactor` is created.
+At import the regexes are compiled and, for the native scanner, the folding
+table is built (a scan of the code points below U+30000: about 30 ms).
 """
 
 # ruff: noqa: RUF002  (docstrings show the full-width characters that get folded)
@@ -88,7 +88,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
-from typing import cast
+from typing import Any
 
 from ragward.errors import RagwardError
 
@@ -1039,8 +1039,9 @@ def _pcre2_source(pattern: str) -> str:
     return re.sub(r"\\u([0-9a-fA-F]{4})", r"\\x{\1}", pattern)
 
 
-def _native_scanner() -> Callable[[str], list[_Hit]] | None:
-    """``ragward_pii.Scanner(...).scan`` over these patterns, or None if not installed."""
+def _native_scanner() -> Any:
+    """``ragward_pii.Scanner`` over these patterns and this folding, or None if not
+    installed."""
     try:
         from ragward_pii import Scanner
     except ImportError:
@@ -1056,27 +1057,29 @@ def _native_scanner() -> Callable[[str], list[_Hit]] | None:
         "version_cue": _VERSION_CUE,
     }
     sources = {name: _pcre2_source(p.pattern) for name, p in patterns.items()}
-    scanner = Scanner(sources, {t.value: t for t in EntityType})
-    # The kinds it returns are the EntityType members handed to it above.
-    return cast("Callable[[str], list[_Hit]]", scanner.scan)
+    fold = {chr(cp): ascii_form for cp, ascii_form in _folding().table.items()}
+    return Scanner(sources, {t.value: t for t in EntityType}, fold)
 
 
-_native_scan = _native_scanner()
-#: Which scanner this process uses: "native" (the ``ragward_pii`` extension, built
-#: by ``make install``) or "python" (the reference above, same results).
-ENGINE = "python" if _native_scan is None else "native"
-_scan = _scan_reference if _native_scan is None else _native_scan
-
-
-def _detect(text: str) -> list[_Hit]:
+def _detect_reference(text: str) -> list[_Hit]:
     """Hits with offsets into ``text`` (the original), sorted and non-overlapping."""
     if text.isascii():
-        return _scan(text)
+        return _scan_reference(text)
     norm, omap = _normalise(text)
-    hits = _scan(norm)
+    hits = _scan_reference(norm)
     if omap is None or not hits:
         return hits
     return [(omap.start(s), omap.end(e), typ, canon) for s, e, typ, canon in hits]
+
+
+_native = _native_scanner()
+#: Which scanner this process uses: "native" (the ``ragward_pii`` extension, built
+#: by ``make install``) or "python" (the reference above, same results).
+ENGINE = "python" if _native is None else "native"
+# _scan: text already folded (ASCII text needs none); _detect: any text. The native
+# methods return the EntityType members handed to the Scanner above.
+_scan: Callable[[str], list[_Hit]] = _scan_reference if _native is None else _native.scan
+_detect: Callable[[str], list[_Hit]] = _detect_reference if _native is None else _native.detect
 
 
 # ---------------------------------------------------------------------------

@@ -81,6 +81,7 @@ async def test_a_gateway_on_the_reference_scanner_redacts_and_says_so(
     from gateway import components, redaction
 
     monkeypatch.setattr(redaction, "_scan", redaction._scan_reference)
+    monkeypatch.setattr(redaction, "_detect", redaction._detect_reference)
     monkeypatch.setattr(components, "PII_ENGINE", "python")
     async with running_gateway(gateway_settings(tmp_path, upstream.url)) as gw:
         response = await gw.client.post(

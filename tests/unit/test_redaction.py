@@ -26,6 +26,7 @@ from ragward.errors import RagwardError
 def scanner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "reference":
         monkeypatch.setattr(redaction, "_scan", redaction._scan_reference)
+        monkeypatch.setattr(redaction, "_detect", redaction._detect_reference)
     return str(request.param)
 
 

@@ -1,7 +1,8 @@
 """The native scanner (``ragward_pii``, native/) finds exactly what the Python reference finds.
 
 The reference in ``gateway/redaction.py`` is the specification; the native scanner
-runs the same patterns on PCRE2 and ports the validators. These tests hold the two
+folds with the same table, runs the same patterns on PCRE2 and ports the
+validators. These tests hold the two
 to the same hits — offsets, types and canonical values — on the labelled corpus,
 on generated text built from the characters and fragments entities are made of,
 and on long documents, where an offset slip would show.
@@ -10,7 +11,6 @@ and on long documents, where an offset slip would show.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,28 +29,32 @@ def corpus_lines() -> list[str]:
 Hit = tuple[int, int, redaction.EntityType, str]
 
 
-def hits(scan: Callable[[str], list[Hit]], text: str) -> list[Hit]:
-    """``scan`` over the folded text, offsets mapped back to ``text`` (as ``_detect`` does)."""
-    norm, offsets = redaction._normalise(text)
-    found = scan(norm)
-    if offsets is None:
-        return found
-    return [(offsets.start(s), offsets.end(e), typ, value) for s, e, typ, value in found]
-
-
 def reference(text: str) -> list[Hit]:
-    return hits(redaction._scan_reference, text)
+    return redaction._detect_reference(text)
 
 
 def native(text: str) -> list[Hit]:
-    assert redaction._native_scan is not None
-    return hits(redaction._native_scan, text)
+    """Folding and scanning in Rust; offsets into ``text``."""
+    assert redaction._native is not None
+    hits: list[Hit] = redaction._native.detect(text)
+    return hits
 
 
 def test_the_native_scanner_is_installed_and_in_use() -> None:
     """`make install` builds it; without it the gateway falls back to the slower reference."""
     assert redaction.ENGINE == "native", "ragward_pii is not installed: run `make install`"
-    assert redaction._scan is redaction._native_scan
+    assert redaction._detect == redaction._native.detect
+    assert redaction._scan == redaction._native.scan
+
+
+def test_folded_text_scans_the_same_as_python_folds_it() -> None:
+    """``scan`` on text Python folded equals ``detect`` on the original, offsets mapped."""
+    for line in corpus_lines():
+        norm, offsets = redaction._normalise(line)
+        found = redaction._native.scan(norm)
+        if offsets is not None:
+            found = [(offsets.start(s), offsets.end(e), t, v) for s, e, t, v in found]
+        assert found == native(line), line
 
 
 def test_same_hits_on_every_corpus_line() -> None:
@@ -83,6 +87,7 @@ def test_same_redaction_through_the_public_api(monkeypatch: pytest.MonkeyPatch) 
     session = redaction.Redactor().session()
     redacted_native = [session.redact(line, enforce_block=False).text for line in lines]
     monkeypatch.setattr(redaction, "_scan", redaction._scan_reference)
+    monkeypatch.setattr(redaction, "_detect", redaction._detect_reference)
     session = redaction.Redactor().session()
     redacted_reference = [session.redact(line, enforce_block=False).text for line in lines]
     assert redacted_native == redacted_reference
