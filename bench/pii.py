@@ -264,6 +264,32 @@ def main() -> None:
     ours = [[(s.start, s.end, s.type.value) for s in redactor.find(t)] for t in texts]
     scores = {"ragward": score(rows, ours)}
 
+    # Timed before Presidio runs: its spaCy objects would make this process's garbage
+    # collections slower for whatever is timed after.
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    calibration = calibration_ns()
+
+    def redact_doc(doc: str) -> object:
+        return redactor.session().redact(doc)
+
+    docs = documents(texts)
+    en = [t for t, r in zip(texts, rows, strict=True) if r["lang"] == "en"]
+    zh = [t for t, r in zip(texts, rows, strict=True) if r["lang"] == "zh"]
+    rates = {
+        f"per line (avg {sum(len(t.encode()) for t in texts) / len(texts):.0f} bytes)":
+            throughput(redactor.redact, texts, args.min_seconds),
+        "  English lines": throughput(redactor.redact, en, args.min_seconds),
+        "  Chinese lines": throughput(redactor.redact, zh, args.min_seconds),
+        f"~8 KB documents ({len(docs)})": throughput(redact_doc, docs, args.min_seconds),
+    }  # fmt: skip
+    # Baseline in the same run: the same redactor on the Python reference scanner.
+    engine = redaction._scan, redaction._detect
+    redaction._scan, redaction._detect = redaction._scan_reference, redaction._detect_reference
+    try:
+        base = throughput(redactor.redact, texts, args.min_seconds)
+    finally:
+        redaction._scan, redaction._detect = engine
+
     presidio = None if args.no_presidio else run_presidio(rows)
     if isinstance(presidio, str):
         print(f"\nPresidio: not run: {presidio}")
@@ -288,34 +314,12 @@ def main() -> None:
     print("\nquality bar (exact, every type, en and zh: recall >= 0.98, precision >= 0.95): "
           + ("PASS" if not bars else "FAIL: " + "; ".join(bars)))  # fmt: skip
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nThroughput, one core, only redaction timed (MB/s of CPU time; wall-clock after /). "
           f"Machine: load average {load:.1f} on {os.cpu_count()} CPUs, "
-          f'int("5") takes {calibration_ns():.0f} ns:')  # fmt: skip
-
-    def redact_doc(doc: str) -> object:
-        return redactor.session().redact(doc)
-
-    docs = documents(texts)
-    en = [t for t, r in zip(texts, rows, strict=True) if r["lang"] == "en"]
-    zh = [t for t, r in zip(texts, rows, strict=True) if r["lang"] == "zh"]
-    rates = {
-        f"per line (avg {sum(len(t.encode()) for t in texts) / len(texts):.0f} bytes)":
-            throughput(redactor.redact, texts, args.min_seconds),
-        "  English lines": throughput(redactor.redact, en, args.min_seconds),
-        "  Chinese lines": throughput(redactor.redact, zh, args.min_seconds),
-        f"~8 KB documents ({len(docs)})": throughput(redact_doc, docs, args.min_seconds),
-    }  # fmt: skip
+          f'int("5") takes {calibration:.0f} ns:')  # fmt: skip
     for label, rate in rates.items():
         print(f"  ragward  {label:<28} {rate.cpu:6.1f} / {rate.wall:5.1f} MB/s")
     per_line = next(iter(rates.values())).cpu
-    # Baseline in the same run: the same redactor on the Python reference scanner.
-    engine = redaction._scan, redaction._detect
-    redaction._scan, redaction._detect = redaction._scan_reference, redaction._detect_reference
-    try:
-        base = throughput(redactor.redact, texts, args.min_seconds)
-    finally:
-        redaction._scan, redaction._detect = engine
     print(f"  reference {'per line, Python scanner':<27} {base.cpu:6.1f} / {base.wall:5.1f} MB/s"
           f"   (this run's scanner: {redaction.ENGINE}, {per_line / base.cpu:.1f}x the reference)")  # fmt: skip
     print(f"  throughput bar (>= 20 MB/s of CPU time, per line): "
