@@ -61,11 +61,11 @@ in Python. ``ragward_pii`` (``native/``, Rust, built by ``make install``)
 receives this folding table and these very patterns at import, runs the
 patterns on PCRE2 with its JIT (every pattern is compiled with ``re.ASCII`` so
 both engines read it the same way) and ports the validators; it is about three
-times faster (``bench/pii.py``). ``tests/unit/
-test_redaction_native.py`` holds the two to identical hits on the labelled
-corpus, on long mixed-width documents and on generated text, and every test of
-``test_redaction.py`` runs on both. ``ENGINE`` says which one this process uses;
-without the extension it is the reference.
+times faster (``bench/pii.py``). ``tests/unit/test_redaction_native.py`` holds
+the two to identical hits on the labelled corpus, on long mixed-width documents
+and on generated text, and every test of ``test_redaction.py`` runs on both.
+``ENGINE`` says which one this process uses; without the extension it is the
+reference.
 
 Entity types and actions are configured per type: ``redact`` (typed numbered
 placeholder), ``keep`` (detected and counted, left in place) or ``block``
