@@ -8,6 +8,7 @@ quota recovers without a restart of its own.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -49,6 +50,8 @@ def private_redis() -> Iterator[PrivateRedis]:
     try:
         server = PrivateRedis()
     except devservices.ServiceError as exc:
+        if os.environ.get("CI") == "true" or os.environ.get("RAGWARD_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"private redis-server could not start: {exc}")
         pytest.skip(f"cannot start a private redis-server: {exc}")
     try:
         yield server
