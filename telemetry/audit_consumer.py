@@ -41,6 +41,7 @@ from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
 from telemetry.audit_store import AppendResult, AuditStore, open_store
 from telemetry.bus import EventBus, Record, Subscription
+from telemetry.consumer import start_with_retry
 from telemetry.consumer_http import consumer_routes
 
 log = structlog.get_logger(__name__)
@@ -135,16 +136,8 @@ class AuditConsumer:
 
     async def start_with_retry(self, backoff_max_s: float = 10.0) -> None:
         """Start, retrying with back-off while the broker is unreachable (``/ready`` says why)."""
-        backoff = 0.5
-        while True:
-            try:
-                await self.start()
-                return
-            except Exception as exc:
-                self._failed("start", exc)
-                log.warning("audit_consumer_start_failed", error=repr(exc), retry_in_s=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, backoff_max_s)
+        await start_with_retry(self.start, failed=lambda exc: self._failed("start", exc),
+                               event="audit_consumer_start_failed", backoff_max_s=backoff_max_s)
 
     async def stop(self) -> None:
         """Finish the batch in hand (write, then commit), stop the subscription; idempotent."""

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from telemetry.audit_record import ClientAddressPolicy
-from telemetry.audit_store import SCHEMA, AuditBackend
+from telemetry.audit_store import AuditBackend
 
 _SCHEMA_LOCK = 0x72_61_67_77_61_75  # "ragwau": any constant shared by ragward processes
 _cursor_names = itertools.count()
@@ -48,16 +48,9 @@ class PostgresAuditBackend(AuditBackend):
     def _begin_read(self, conn: Any) -> None:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
-    def _create_schema(self, conn: Any) -> None:
-        conn.execute("BEGIN")
-        try:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            for statement in SCHEMA:
-                conn.execute(statement)
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback(conn)
-            raise
+    def _lock_schema(self, conn: Any) -> None:
+        # CREATE ... IF NOT EXISTS races between processes in PostgreSQL: one at a time.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
 
     def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with conn.cursor() as cur:

@@ -263,9 +263,14 @@ class AuditBackend:
     def _begin_read(self, conn: Any) -> None:
         conn.execute("BEGIN")
 
+    def _lock_schema(self, conn: Any) -> None:
+        """Keep other processes from creating the schema at the same time (if the
+        database needs it: a write transaction already does in SQLite)."""
+
     def _create_schema(self, conn: Any) -> None:
         self._begin_write(conn)
         try:
+            self._lock_schema(conn)
             for statement in SCHEMA:
                 conn.execute(statement)
             conn.execute("COMMIT")

@@ -43,6 +43,31 @@ from telemetry.events import Event, any_decoder
 log = structlog.get_logger(__name__)
 
 
+async def start_with_retry(
+    start: Callable[[], Awaitable[None]],
+    *,
+    failed: Callable[[Exception], None],
+    event: str,
+    backoff_max_s: float = 10.0,
+) -> None:
+    """Call ``start`` until it succeeds, backing off from 0.5 s to ``backoff_max_s``.
+
+    For consumers whose HTTP side answers while Kafka is still unreachable:
+    ``failed`` hears each error (``/ready`` gives it as the reason) and ``event``
+    names the warning logged for it.
+    """
+    backoff = 0.5
+    while True:
+        try:
+            await start()
+            return
+        except Exception as exc:
+            failed(exc)
+            log.warning(event, error=repr(exc), retry_in_s=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, backoff_max_s)
+
+
 class Delivery(NamedTuple):
     record: Record
     event: Event  # or what a custom decoder returns (the metrics consumer's lean types)

@@ -38,7 +38,7 @@ from prometheus_client import CollectorRegistry
 from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
 from telemetry.bus import EventBus
-from telemetry.consumer import Delivery, EventConsumer
+from telemetry.consumer import Delivery, EventConsumer, start_with_retry
 from telemetry.consumer_http import consumer_routes
 from telemetry.exposition import RollingCollector
 from telemetry.rolling import RollingMetrics, metrics_decoder
@@ -98,16 +98,12 @@ class MetricsConsumer:
 
     async def start_with_retry(self, backoff_max_s: float = 10.0) -> None:
         """Start, retrying with backoff while Kafka is unreachable (``/ready`` says why)."""
-        backoff = 0.5
-        while True:
-            try:
-                await self.start()
-                return
-            except Exception as exc:
-                self.loop.last_error = repr(exc)
-                log.warning("metrics_consumer.start_failed", error=repr(exc), retry_in_s=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, backoff_max_s)
+
+        def failed(exc: Exception) -> None:
+            self.loop.last_error = repr(exc)
+
+        await start_with_retry(self.start, failed=failed, event="metrics_consumer.start_failed",
+                               backoff_max_s=backoff_max_s)
 
     async def stop(self) -> None:
         await self.loop.stop()
