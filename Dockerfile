@@ -19,12 +19,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /src
 
-# Dependencies first (their own layer, rebuilt only when pyproject.toml changes).
-COPY pyproject.toml README.md ./
+# Dependencies first (their own layer, rebuilt only when the lock changes): exactly the
+# runtime part of uv.lock, hashes checked; no resolution happens in the image.
+COPY pyproject.toml uv.lock README.md ./
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv venv /opt/ragward --python /usr/local/bin/python \
- && uv pip compile pyproject.toml --quiet --output-file /tmp/requirements.txt \
- && uv pip install --python /opt/ragward/bin/python --requirement /tmp/requirements.txt
+ && uv export --frozen --no-default-groups --no-emit-project --quiet --output-file /tmp/requirements.txt \
+ && uv pip install --python /opt/ragward/bin/python --require-hashes --requirement /tmp/requirements.txt
 
 # The native PII scanner: a wheel built by maturin with cargo; gcc builds the bundled PCRE2
 # (Debian's gcc of the base image's release: a build tool, not shipped, so not pinned).

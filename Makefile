@@ -14,43 +14,70 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-# The native PII scanner (native/, Rust) is built with cargo from rustup; a fresh
-# rustup puts it in ~/.cargo/bin, which a non-login shell may not have on PATH.
+# Installs are exact: `uv sync --frozen` installs uv.lock and nothing else, with uv
+# itself at one pinned version. The native PII scanner (native/, Rust) is part of the
+# lock as a path source (dependency group `native`), built by maturin with cargo
+# --locked; a fresh rustup puts cargo in ~/.cargo/bin, which a non-login shell may
+# not have on PATH.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
+SYNC := $(UV) sync --frozen --python $(PY)
 NATIVE_SRC := native/Cargo.toml native/Cargo.lock native/pyproject.toml native/ragward_pii.pyi \
 	$(wildcard native/src/*.rs)
 
-$(STAMP): pyproject.toml $(NATIVE_SRC)
+$(UV):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --upgrade pip uv
-	$(VENV)/bin/uv pip install --python $(PY) -q -e '.[test,dev]'
+	@$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+
+# A pyproject.toml edited without re-locking stops every target at once.
+.PHONY: lock-check
+lock-check: $(UV)
+	@$(UV) lock --check --offline -q 2>/dev/null || $(UV) lock --check -q 2>/dev/null || \
+		{ echo "error: uv.lock does not match pyproject.toml: run 'make lock' (and commit uv.lock)" >&2; exit 2; }
+
+$(STAMP): pyproject.toml uv.lock $(NATIVE_SRC) | $(UV)
 	@command -v cargo >/dev/null || { echo "error: the native PII scanner needs a Rust toolchain: install rustup (https://rustup.rs), then run make again" >&2; exit 2; }
-	@echo "building the native PII scanner (native/, cargo --release)"
-	$(VENV)/bin/uv pip install --python $(PY) -q --reinstall-package ragward-pii ./native
+	@echo "installing uv.lock exactly (cargo builds the native PII scanner when native/ changed)"
+	$(SYNC) -q --extra test --extra dev
 	@touch $(STAMP)
 
 .PHONY: install
-install: $(STAMP) ## create .venv and install ragward with its test and dev extras
+install: lock-check $(STAMP) ## create .venv and install exactly uv.lock (test and dev extras)
+
+.PHONY: lock
+lock: $(UV) ## re-resolve uv.lock after editing pyproject.toml (keeps versions that still fit)
+	$(UV) lock
+
+.PHONY: upgrade
+upgrade: $(UV) ## re-lock to the newest allowed versions, run the unit tests, report what moved
+	@cp uv.lock $(VENV)/uv.lock.before
+	$(UV) lock --upgrade -q
+	@$(PY) deploy/lock_report.py $(VENV)/uv.lock.before uv.lock
+	$(SYNC) -q --extra test --extra dev
+	@touch $(STAMP)
+	$(PY) -m pytest -q tests/unit
+	@echo "uv.lock upgraded and the unit tests pass: review the report above, run make test, commit uv.lock"
 
 .PHONY: system-deps
 system-deps: ## install the Debian packages the tests use (redis, kcat, promtool, chromium, wrk, postgresql)
 	@deploy/install-system-deps.sh
 
 .PHONY: demo
-demo: $(STAMP) ## ingest the sample corpus and run `ragward serve` with a dev token
+demo: lock-check $(STAMP) ## ingest the sample corpus and run `ragward serve` with a dev token
 	@mkdir -p .ragward
 	@test -s $(DEMO_SECRET_FILE) || $(PY) -c "import secrets; print(secrets.token_urlsafe(48))" > $(DEMO_SECRET_FILE)
 	@RAGWARD_JWT_SECRET=$$(cat $(DEMO_SECRET_FILE)) $(RAGWARD) --log-format console ingest --sample
 	@RAGWARD_JWT_SECRET=$$(cat $(DEMO_SECRET_FILE)) deploy/demo.sh
 
 .PHONY: test
-test: $(STAMP) system-deps ## start real Kafka and Redis, run the whole suite, stop them
+test: lock-check $(STAMP) system-deps ## start real Kafka and Redis, run the whole suite, stop them
 	@$(PY) -m ragward.devservices fetch
-	cargo test --quiet --release --manifest-path native/Cargo.toml
+	cargo test --locked --quiet --release --manifest-path native/Cargo.toml
 	RAGWARD_REQUIRE_SERVICES=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: services
-services: $(STAMP) ## start local Kafka (KRaft) and Redis; prints the exports
+services: lock-check $(STAMP) ## start local Kafka (KRaft) and Redis; prints the exports
 	@$(PY) -m ragward.devservices up
 
 .PHONY: services-down
@@ -58,19 +85,20 @@ services-down: ## stop what `make services` started
 	@test ! -x $(PY) || $(PY) -m ragward.devservices down
 
 .PHONY: lint
-lint: $(STAMP) ## ruff and mypy; rustfmt and clippy for native/
+lint: lock-check $(STAMP) ## ruff and mypy; rustfmt and clippy for native/
 	$(VENV)/bin/ruff check gateway rag_core telemetry alerting ragward tests bench
 	$(VENV)/bin/mypy
 	cargo fmt --check --manifest-path native/Cargo.toml
-	cargo clippy --quiet --release --manifest-path native/Cargo.toml -- -D warnings
+	cargo clippy --locked --quiet --release --manifest-path native/Cargo.toml -- -D warnings
 
 .PHONY: eval
-eval: $(STAMP) ## retrieval quality of the local backend on the evaluation set
+eval: lock-check $(STAMP) ## retrieval quality of the local backend on the evaluation set
 	$(PY) -m rag_core.evaluate
 
 .PHONY: bench
-bench: $(STAMP) system-deps ## run every benchmark in bench/ and print its figures
-	@$(VENV)/bin/uv pip install --python $(PY) -q -e '.[test,dev,bench]'
+bench: lock-check $(STAMP) system-deps ## run every benchmark in bench/ and print its figures
+	$(SYNC) -q --all-extras
+	@rm -f $(STAMP)  # the bench extra is now installed too: the next target re-syncs its own set
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 .PHONY: clean

@@ -1,52 +1,129 @@
-"""Where the test session gets its Kafka and Redis from, in order of preference.
+"""Where the test session gets its Kafka and Redis from, decided once per service.
 
 1. ``RAGWARD_TEST_KAFKA`` / ``RAGWARD_TEST_REDIS``: services already running.
-2. testcontainers, when a Docker engine answers.
+2. testcontainers, when asked (``RAGWARD_TEST_DOCKER=1``), or when a Docker engine
+   answers *and* the images are present or can be pulled within
+   ``RAGWARD_TEST_DOCKER_PULL_TIMEOUT_S`` (default 20 s). An engine without a
+   reachable registry is common (air-gapped machines); a pull that fails must not
+   turn into one error per test, so it falls back instead.
 3. Local processes (:mod:`ragward.devservices`): Kafka jars from Maven Central,
-   Debian's redis-server.
+   Debian's redis-server. ``RAGWARD_TEST_DOCKER=0`` goes here directly.
 
-With ``CI=true`` a service that cannot start fails the run; it never skips.
+One line on stderr says which was chosen and why. With ``CI=true`` a service that
+cannot start fails the run; it never skips.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from ragward import devservices
 
+KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
+REDIS_IMAGE = "redis:7.4"
 
-def docker_available() -> bool:
+
+@dataclass(frozen=True)
+class Choice:
+    docker: bool
+    reason: str
+
+
+def _say(line: str) -> None:
+    # Past pytest's capture: the choice matters most when the run then fails.
+    print(f"ragward tests: {line}", file=sys.__stderr__, flush=True)
+
+
+def _docker_client(timeout: float) -> Any | None:
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     if host.startswith("unix://") and not os.path.exists(host.removeprefix("unix://")):
-        return False
-    import warnings
-
+        return None
     import docker  # installed with testcontainers
 
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except Exception:  # no engine, no permission: both mean "not available"
+        return None
+    return client
+
+
+def _pull_problem(client: Any, image: str, timeout: float) -> str | None:
+    """None when ``image`` is present or was pulled within ``timeout`` seconds."""
+    try:
+        client.images.get(image)
+        return None
+    except Exception:  # docker.errors.ImageNotFound and friends: try to pull
+        pass
+    problem: list[str] = []
+
+    def pull() -> None:
+        try:
+            client.images.pull(image)
+        except Exception as exc:  # the reason goes into the one log line
+            problem.append(str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__)
+
+    puller = threading.Thread(target=pull, daemon=True)
+    puller.start()
+    puller.join(timeout)
+    if puller.is_alive():
+        return f"{image} is not present and did not pull within {timeout:g} s"
+    if problem:
+        return f"{image} is not present and cannot be pulled ({problem[0]})"
+    return None
+
+
+def choose(image: str) -> Choice:
+    """Decide between testcontainers and local processes for a service in ``image``."""
+    flag = os.environ.get("RAGWARD_TEST_DOCKER", "")
+    if flag == "1":
+        return Choice(True, "RAGWARD_TEST_DOCKER=1")
+    if flag == "0":
+        return Choice(False, "RAGWARD_TEST_DOCKER=0")
+    timeout = float(os.environ.get("RAGWARD_TEST_DOCKER_PULL_TIMEOUT_S", "20"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
+        client = _docker_client(timeout)
+        if client is None:
+            return Choice(False, "no Docker engine answers")
         try:
-            client = docker.from_env(timeout=2)
-        except Exception:  # no engine, no permission: both mean "not available"
-            return False
-        try:
-            return bool(client.ping())
-        except Exception:
-            return False
+            images = [image]
+            if os.environ.get("TESTCONTAINERS_RYUK_DISABLED", "").lower() not in ("1", "true"):
+                from testcontainers.core.config import testcontainers_config
+
+                images.append(testcontainers_config.ryuk_image)
+            for needed in images:
+                if problem := _pull_problem(client, needed, timeout):
+                    return Choice(False, f"a Docker engine answers, but {problem}")
         finally:
             client.close()
+    return Choice(True, f"a Docker engine answers and {', '.join(images)} are available")
+
+
+def _announce(what: str, choice: Choice) -> None:
+    where = "testcontainers" if choice.docker else "local processes (ragward.devservices)"
+    _say(f"{what} from {where}: {choice.reason}")
 
 
 @contextmanager
 def kafka_service() -> Iterator[str]:
     if address := os.environ.get("RAGWARD_TEST_KAFKA"):
+        _say(f"Kafka from RAGWARD_TEST_KAFKA={address}")
         yield address
-    elif docker_available():
+        return
+    choice = choose(KAFKA_IMAGE)
+    _announce("Kafka", choice)
+    if choice.docker:
         from testcontainers.kafka import KafkaContainer
 
-        with KafkaContainer().with_kraft() as container:
+        with KafkaContainer(KAFKA_IMAGE).with_kraft() as container:
             yield container.get_bootstrap_server()
     else:
         with devservices.running("kafka") as service:
@@ -56,11 +133,15 @@ def kafka_service() -> Iterator[str]:
 @contextmanager
 def redis_service() -> Iterator[str]:
     if url := os.environ.get("RAGWARD_TEST_REDIS"):
+        _say("Redis from RAGWARD_TEST_REDIS")
         yield url
-    elif docker_available():
+        return
+    choice = choose(REDIS_IMAGE)
+    _announce("Redis", choice)
+    if choice.docker:
         from testcontainers.redis import RedisContainer
 
-        with RedisContainer() as container:
+        with RedisContainer(REDIS_IMAGE) as container:
             host = container.get_container_host_ip()
             yield f"redis://{host}:{container.get_exposed_port(6379)}/0"
     else:
