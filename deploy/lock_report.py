@@ -28,7 +28,7 @@ def size_of_move(old: str, new: str) -> str:
         return "changed"
     direction = "downgrade" if b < a else "upgrade"
     for part, name in zip(range(3), ("major", "minor", "patch"), strict=True):
-        if (a.release + (0, 0, 0))[part] != (b.release + (0, 0, 0))[part]:
+        if (*a.release, 0, 0, 0)[part] != (*b.release, 0, 0, 0)[part]:
             # 0.x releases break on the minor number, as semver says for them
             if name == "minor" and a.release[0] == 0:
                 name = "minor (breaking in 0.x)"
@@ -58,7 +58,8 @@ def main(argv: list[str]) -> int:
     old, new = (versions(Path(a)) for a in argv)
     lines = report(old, new)
     print(f"uv.lock: {len(lines)} of {len(new)} packages moved")
-    print("\n".join(lines) if lines else "  (nothing moved: every package is at its newest allowed version)")
+    nothing = "  (nothing moved: every package is at its newest allowed version)"
+    print("\n".join(lines) if lines else nothing)
     return 0
 
 

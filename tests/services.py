@@ -57,10 +57,12 @@ def _docker_client(timeout: float) -> Any | None:
 
 def _pull_problem(client: Any, image: str, timeout: float) -> str | None:
     """None when ``image`` is present or was pulled within ``timeout`` seconds."""
+    import docker
+
     try:
         client.images.get(image)
         return None
-    except Exception:  # docker.errors.ImageNotFound and friends: try to pull
+    except docker.errors.DockerException:  # ImageNotFound and friends: try to pull
         pass
     problem: list[str] = []
 

@@ -69,7 +69,8 @@ def test_guide_settings_are_real() -> None:
     """Every RAGWARD_* / OPENAI_* variable the guide names is a ragward setting."""
     # the test harness's own variables are documented too; they are not settings
     known = {env_name(field) for field in Settings.model_fields} | {
-        "RAGWARD_TEST_KAFKA", "RAGWARD_TEST_REDIS"}
+        "RAGWARD_TEST_KAFKA", "RAGWARD_TEST_REDIS", "RAGWARD_TEST_DOCKER",
+        "RAGWARD_TEST_DOCKER_PULL_TIMEOUT_S"}
     for info in Settings.model_fields.values():
         if isinstance(info.validation_alias, AliasChoices):
             known.update(str(choice) for choice in info.validation_alias.choices)

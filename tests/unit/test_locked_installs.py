@@ -36,7 +36,8 @@ def test_a_stale_lock_stops_make_at_once_naming_make_lock(tmp_path: Path) -> Non
     _copy_project(tmp_path)
     pyproject = tmp_path / "pyproject.toml"
     text = pyproject.read_text()
-    pyproject.write_text(text.replace('    "tqdm>=4.66,<5",\n', '    "tqdm>=4.66,<5",\n    "six>=1.16",\n'))
+    tqdm = '    "tqdm>=4.66,<5",\n'
+    pyproject.write_text(text.replace(tqdm, tqdm + '    "six>=1.16",\n'))
     for target in ("test", "lint"):
         done = subprocess.run(
             ["make", "--no-print-directory", target], cwd=tmp_path, capture_output=True,
@@ -44,7 +45,9 @@ def test_a_stale_lock_stops_make_at_once_naming_make_lock(tmp_path: Path) -> Non
         )
         assert done.returncode != 0
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-        assert errors == ["error: uv.lock does not match pyproject.toml: run 'make lock' (and commit uv.lock)"]
+        assert errors == [
+            "error: uv.lock does not match pyproject.toml: run 'make lock' (and commit uv.lock)"
+        ]
         assert "pytest" not in done.stdout and "cargo" not in done.stdout
 
 

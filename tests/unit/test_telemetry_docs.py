@@ -8,7 +8,9 @@ import re
 from telemetry import schema_doc
 from telemetry.events import json_schemas
 
-REGENERATE = "docs/events.md is out of date: regenerate it with `.venv/bin/python -m telemetry.schema_doc`"
+REGENERATE = (
+    "docs/events.md is out of date: regenerate it with `.venv/bin/python -m telemetry.schema_doc`"
+)
 
 
 def test_documented_schemas_equal_the_generated_ones() -> None:
