@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -38,16 +39,26 @@ def _session_service(what: str, service: AbstractContextManager[str]) -> Iterato
         service.__exit__(None, None, None)
 
 
+def _say_past_capture(config: pytest.Config) -> Callable[[str], None]:
+    # Which service backend was chosen, and why, matters most when the run then fails.
+    def say(line: str) -> None:
+        capture = config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            print(line, file=sys.stderr, flush=True)
+
+    return say
+
+
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
+def kafka_bootstrap(pytestconfig: pytest.Config) -> Iterator[str]:
     """Bootstrap address of a real Kafka broker, shared by the session."""
-    yield from _session_service("Kafka", kafka_service())
+    yield from _session_service("Kafka", kafka_service(_say_past_capture(pytestconfig)))
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_url(pytestconfig: pytest.Config) -> Iterator[str]:
     """URL of a real Redis server, shared by the session."""
-    yield from _session_service("Redis", redis_service())
+    yield from _session_service("Redis", redis_service(_say_past_capture(pytestconfig)))
 
 
 @pytest.fixture

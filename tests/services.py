@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -36,9 +36,11 @@ class Choice:
     reason: str
 
 
-def _say(line: str) -> None:
-    # Past pytest's capture: the choice matters most when the run then fails.
-    print(f"ragward tests: {line}", file=sys.__stderr__, flush=True)
+Say = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _docker_client(timeout: float) -> Any | None:
@@ -109,19 +111,19 @@ def choose(image: str) -> Choice:
     return Choice(True, f"a Docker engine answers and {', '.join(images)} are available")
 
 
-def _announce(what: str, choice: Choice) -> None:
+def _announce(say: Say, what: str, choice: Choice) -> None:
     where = "testcontainers" if choice.docker else "local processes (ragward.devservices)"
-    _say(f"{what} from {where}: {choice.reason}")
+    say(f"ragward tests: {what} from {where}: {choice.reason}")
 
 
 @contextmanager
-def kafka_service() -> Iterator[str]:
+def kafka_service(say: Say = _stderr) -> Iterator[str]:
     if address := os.environ.get("RAGWARD_TEST_KAFKA"):
-        _say(f"Kafka from RAGWARD_TEST_KAFKA={address}")
+        say(f"ragward tests: Kafka from RAGWARD_TEST_KAFKA={address}")
         yield address
         return
     choice = choose(KAFKA_IMAGE)
-    _announce("Kafka", choice)
+    _announce(say, "Kafka", choice)
     if choice.docker:
         from testcontainers.kafka import KafkaContainer
 
@@ -133,13 +135,13 @@ def kafka_service() -> Iterator[str]:
 
 
 @contextmanager
-def redis_service() -> Iterator[str]:
+def redis_service(say: Say = _stderr) -> Iterator[str]:
     if url := os.environ.get("RAGWARD_TEST_REDIS"):
-        _say("Redis from RAGWARD_TEST_REDIS")
+        say("ragward tests: Redis from RAGWARD_TEST_REDIS")
         yield url
         return
     choice = choose(REDIS_IMAGE)
-    _announce("Redis", choice)
+    _announce(say, "Redis", choice)
     if choice.docker:
         from testcontainers.redis import RedisContainer
 
