@@ -104,9 +104,10 @@ def backend(audit_settings: Settings) -> Iterator[AuditBackend]:
 
 
 def raw_execute(backend: AuditBackend, sql: str, params: Sequence[Any] = ()) -> None:
-    """Tamper with the store behind its back (what an attacker with DB access does)."""
+    """Tamper with the store behind its back (what an attacker with DB access does);
+    ``sql`` marks its parameters with ``?`` whatever the database."""
     conn = backend.conn()
-    conn.execute(backend._sql(sql), params)
+    conn.execute(sql.replace("?", backend.sql.mark), params)
     if backend.placeholder == "?":
         conn.commit()
 

@@ -1,48 +1,23 @@
-"""The compliance audit store: hash-chained records in SQLite or PostgreSQL.
+"""The synchronous audit store: one SQL implementation over a DB-API connection per thread.
 
-Two layers:
-
-* :class:`AuditBackend` — synchronous, one SQL implementation for both databases
-  (:mod:`telemetry.audit_sqlite`, :mod:`telemetry.audit_postgres` supply the
-  connection and the few dialect differences). The CLI uses it directly.
-* :class:`AuditStore` — the asynchronous face the consumer and the gateway use:
-  every call runs on the backend's own threads (one writer, one reader, each
-  with its own connection), so the event loop never blocks on the database.
-
-Tables: ``audit_records`` (one row per record: partition, offset, chain count,
-indexed columns, the canonical record text, prev_hash, hash), ``audit_chain_heads``
-(per partition: last offset, hash, count) and ``audit_checkpoints`` (every
-``audit_checkpoint_every`` records of a partition: offset, hash, count and the
-newest record time up to there, which retention uses).
-
-Invariants: a batch is written in one transaction; a record whose ``event_id``
-is already stored, or whose offset is not after its partition's head, is skipped
-and does not extend the chain; chain order is Kafka (partition, offset) order.
+A dialect (:mod:`.sqlite`, :mod:`.postgres`) supplies the connection, its
+parameter marker, its integrity error and the few transaction statements that
+differ; everything else is written once here.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import contextlib
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any, ClassVar
 
-from ragward.errors import ValidationFailed
-from ragward.settings import Settings
 from telemetry.audit_chain import (
     GENESIS_HASH,
     Anchor,
-    ChainBreak,
     ChainChecker,
     canonical_json,
     chain_hash,
@@ -51,196 +26,34 @@ from telemetry.audit_record import (
     BuiltRecord,
     ClientAddressPolicy,
     build_record,
-    parse_ts_us,
     record_columns,
 )
+from telemetry.audit_store.model import (
+    AppendResult,
+    ChainHead,
+    Checkpoint,
+    PartitionReport,
+    VerifyReport,
+)
+from telemetry.audit_store.query import (
+    AuditPage,
+    AuditQuery,
+    decode_cursor,
+    encode_cursor,
+    time_us,
+    validate_query,
+)
+from telemetry.audit_store.schema import SCHEMA, Statements
 from telemetry.bus import Record
-
-MAX_LIMIT = 1000
-_T = TypeVar("_T")
-
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS audit_records (
-        kafka_partition INTEGER NOT NULL,
-        kafka_offset BIGINT NOT NULL,
-        chain_count BIGINT NOT NULL,
-        event_id TEXT NOT NULL,
-        ts_us BIGINT NOT NULL,
-        tenant TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        request_id TEXT NOT NULL,
-        record TEXT NOT NULL,
-        prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL,
-        PRIMARY KEY (kafka_partition, kafka_offset)
-    )""",
-    "CREATE UNIQUE INDEX IF NOT EXISTS audit_records_event_id ON audit_records (event_id)",
-    """CREATE INDEX IF NOT EXISTS audit_records_ts
-        ON audit_records (ts_us, kafka_partition, kafka_offset)""",
-    """CREATE INDEX IF NOT EXISTS audit_records_tenant
-        ON audit_records (tenant, ts_us, kafka_partition, kafka_offset)""",
-    """CREATE INDEX IF NOT EXISTS audit_records_subject
-        ON audit_records (subject, ts_us, kafka_partition, kafka_offset)""",
-    "CREATE INDEX IF NOT EXISTS audit_records_request_id ON audit_records (request_id)",
-    """CREATE TABLE IF NOT EXISTS audit_chain_heads (
-        kafka_partition INTEGER PRIMARY KEY,
-        kafka_offset BIGINT NOT NULL,
-        hash TEXT NOT NULL,
-        chain_count BIGINT NOT NULL,
-        max_ts_us BIGINT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS audit_checkpoints (
-        kafka_partition INTEGER NOT NULL,
-        kafka_offset BIGINT NOT NULL,
-        hash TEXT NOT NULL,
-        chain_count BIGINT NOT NULL,
-        ts_us BIGINT NOT NULL,
-        PRIMARY KEY (kafka_partition, kafka_offset)
-    )""",
-)
-
-_INSERT_RECORD = (
-    "INSERT INTO audit_records (kafka_partition, kafka_offset, chain_count, event_id, ts_us,"
-    " tenant, subject, request_id, record, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-)
-_INSERT_CHECKPOINT = (
-    "INSERT INTO audit_checkpoints (kafka_partition, kafka_offset, hash, chain_count, ts_us)"
-    " VALUES (?,?,?,?,?)"
-)
-_UPSERT_HEAD = (
-    "INSERT INTO audit_chain_heads (kafka_partition, kafka_offset, hash, chain_count, max_ts_us)"
-    " VALUES (?,?,?,?,?) ON CONFLICT (kafka_partition) DO UPDATE SET"
-    " kafka_offset = excluded.kafka_offset, hash = excluded.hash,"
-    " chain_count = excluded.chain_count, max_ts_us = excluded.max_ts_us"
-)
-
-
-# ---------------------------------------------------------------- public types
-
-
-@dataclass(frozen=True, slots=True)
-class ChainHead:
-    partition: int
-    offset: int
-    hash: str
-    count: int
-    max_ts_us: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    partition: int
-    offset: int
-    hash: str
-    count: int
-    ts_us: int
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    written: int = 0
-    duplicates: int = 0
-    malformed: int = 0
-    checkpoints: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class AuditQuery:
-    """Filters for :meth:`AuditStore.query`; ``since`` inclusive, ``until`` exclusive.
-
-    Times are RFC 3339 strings or aware datetimes. ``cursor`` is the opaque
-    ``next_cursor`` of the previous page (keyset pagination).
-    """
-
-    tenant: str | None = None
-    subject: str | None = None
-    request_id: str | None = None
-    since: str | datetime | None = None
-    until: str | datetime | None = None
-    limit: int = 100
-    cursor: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AuditPage:
-    """Records newest first (each the stored record plus its ``hash``)."""
-
-    records: list[dict[str, Any]]
-    next_cursor: str | None
-
-
-@dataclass(slots=True)
-class PartitionReport:
-    partition: int
-    records: int
-    head: ChainHead | None
-    anchor_offset: int
-    problem: ChainBreak | None = None
-
-
-@dataclass(slots=True)
-class VerifyReport:
-    partitions: list[PartitionReport] = field(default_factory=list)
-    records: int = 0
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return all(p.problem is None for p in self.partitions)
-
-    @property
-    def problems(self) -> list[ChainBreak]:
-        return [p.problem for p in self.partitions if p.problem is not None]
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _time_us(value: str | datetime | None, name: str) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return parse_ts_us(moment.isoformat())
-    parsed = parse_ts_us(value)
-    if parsed is None:
-        raise ValidationFailed(f"{name} is not an RFC 3339 time", field=name)
-    return parsed
-
-
-def encode_cursor(ts_us: int, partition: int, offset: int) -> str:
-    raw = json.dumps([ts_us, partition, offset], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[int, int, int]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        ts_us, partition, offset = json.loads(raw)
-        if not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in (ts_us, partition, offset)
-        ):
-            raise ValueError("cursor parts are not integers")
-    except (ValueError, TypeError, binascii.Error):
-        raise ValidationFailed("cursor is not a cursor this API returned", field="cursor") from None
-    return ts_us, partition, offset
-
-
-def validate_query(filters: AuditQuery) -> tuple[int | None, int | None]:
-    if not 1 <= filters.limit <= MAX_LIMIT:
-        raise ValidationFailed(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
-    return _time_us(filters.since, "since"), _time_us(filters.until, "until")
-
-
-# ---------------------------------------------------------------- backend
 
 
 class AuditBackend:
-    """Synchronous store over a DB-API connection per thread; dialects override a few hooks."""
+    """Synchronous store over a DB-API connection per thread; a dialect subclass names its
+    driver's parameter marker and integrity error and opens the connection."""
 
-    placeholder = "?"
-    for_update = ""
-    integrity_error: type[Exception] = sqlite3.IntegrityError
+    placeholder: ClassVar[str]  # the driver's parameter marker
+    integrity_error: ClassVar[type[Exception]]  # what the unique index on event_id raises
+    for_update: ClassVar[str] = ""  # row locks on the chain heads, where the database has them
     description = "audit store"
 
     def __init__(
@@ -250,8 +63,7 @@ class AuditBackend:
         self.checkpoint_every = checkpoint_every
         self.retention_days = retention_days
         self._local = threading.local()
-        self._all: list[Any] = []
-        self._all_lock = threading.Lock()
+        self.sql = Statements(self.placeholder)
 
     # -- dialect hooks -----------------------------------------------------------------
     def _connect(self) -> Any:
@@ -279,22 +91,19 @@ class AuditBackend:
             raise
 
     def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        conn.executemany(self._sql(sql), rows)
+        conn.executemany(sql, rows)
 
     def _insert_records(self, conn: Any, rows: Sequence[Sequence[Any]]) -> None:
-        self._executemany(conn, _INSERT_RECORD, rows)
+        self._executemany(conn, self.sql.insert_record, rows)
 
     def _stream(
         self, conn: Any, sql: str, params: Sequence[Any]
     ) -> Generator[tuple[Any, ...], None, None]:
-        cur = conn.execute(self._sql(sql), params)
+        cur = conn.execute(sql, params)
         while rows := cur.fetchmany(2000):
             yield from rows
 
     # -- plumbing ----------------------------------------------------------------------
-    def _sql(self, sql: str) -> str:
-        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
-
     def _is_broken(self, conn: Any) -> bool:
         """True when the connection cannot be used again (server restarted, network cut)."""
         return False
@@ -313,8 +122,6 @@ class AuditBackend:
             conn = self._connect()
             self._create_schema(conn)
             self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
         return conn
 
     def close_thread(self) -> None:
@@ -322,8 +129,6 @@ class AuditBackend:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             self._local.conn = None
-            with self._all_lock:
-                self._all.remove(conn)
             with contextlib.suppress(Exception):
                 conn.close()
 
@@ -332,7 +137,7 @@ class AuditBackend:
         self.close_thread()
 
     def _q(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return list(conn.execute(self._sql(sql), params).fetchall())
+        return list(conn.execute(sql, params).fetchall())
 
     # -- writing -----------------------------------------------------------------------
     def _prepare(self, records: Sequence[Record]) -> list[tuple[BuiltRecord, bytes]]:
@@ -354,12 +159,6 @@ class AuditBackend:
             return AppendResult()
         ordered = sorted(records, key=lambda r: (r.partition, r.offset))
         return self._write(sorted({r.partition for r in ordered}), [self._prepare(ordered)])
-
-    def append_built(self, built: Sequence[BuiltRecord]) -> AppendResult:
-        """Chain and store records already built (``build_record``), in one transaction."""
-        ordered = sorted(built, key=lambda b: (b.partition, b.offset))
-        prepared = [(b, canonical_json(b.record)) for b in ordered]
-        return self._write(sorted({b.partition for b in ordered}), [prepared])
 
     def _write(
         self, partitions: list[int], chunks: list[list[tuple[BuiltRecord, bytes]]]
@@ -392,8 +191,8 @@ class AuditBackend:
                 row[0]
                 for row in self._q(
                     conn,
-                    "SELECT event_id FROM audit_records WHERE event_id IN"  # noqa: S608 (placeholders only)
-                    f" ({','.join('?' * len(chunk))})",
+                    "SELECT event_id FROM audit_records WHERE event_id IN"
+                    f" ({self.sql.marks(len(chunk))})",
                     chunk,
                 )
             )
@@ -406,12 +205,12 @@ class AuditBackend:
         chunks: Iterable[list[tuple[BuiltRecord, bytes]]],
         check_ids: bool = True,
     ) -> AppendResult:
-        marks = ",".join("?" * len(partitions))
+        marks = self.sql.marks(len(partitions))
         heads: dict[int, ChainHead] = {
             row[0]: ChainHead(*row)
             for row in self._q(
                 conn,
-                "SELECT kafka_partition, kafka_offset, hash, chain_count, max_ts_us"  # noqa: S608 (placeholders only)
+                "SELECT kafka_partition, kafka_offset, hash, chain_count, max_ts_us"
                 f" FROM audit_chain_heads WHERE kafka_partition IN ({marks}){self.for_update}",
                 partitions,
             )
@@ -462,11 +261,11 @@ class AuditBackend:
                 self._insert_records(conn, rows)
                 written += len(rows)
         if checkpoints:
-            self._executemany(conn, _INSERT_CHECKPOINT, checkpoints)
+            self._executemany(conn, self.sql.insert_checkpoint, checkpoints)
         if changed:
             self._executemany(
                 conn,
-                _UPSERT_HEAD,
+                self.sql.upsert_head,
                 [
                     (h.partition, h.offset, h.hash, h.count, h.max_ts_us)
                     for h in (heads[p] for p in sorted(changed))
@@ -482,6 +281,7 @@ class AuditBackend:
         older records and checkpoints go, the anchor checkpoint stays, so the
         remaining chain verifies from its hash.
         """
+        m = self.sql.mark
         if now is None:
             now_s = time.time()
         elif isinstance(now, datetime):
@@ -499,25 +299,22 @@ class AuditBackend:
             for p in partitions:
                 found = self._q(
                     conn,
-                    "SELECT kafka_offset FROM audit_checkpoints WHERE kafka_partition = ?"
-                    " AND ts_us < ? ORDER BY kafka_offset DESC LIMIT 1",
+                    f"SELECT kafka_offset FROM audit_checkpoints WHERE kafka_partition = {m}"
+                    f" AND ts_us < {m} ORDER BY kafka_offset DESC LIMIT 1",
                     (p, cutoff_us),
                 )
                 if not found:
                     continue
                 anchor = found[0][0]
                 cur = conn.execute(
-                    self._sql(
-                        "DELETE FROM audit_records WHERE kafka_partition = ? AND kafka_offset <= ?"
-                    ),
+                    f"DELETE FROM audit_records WHERE kafka_partition = {m}"
+                    f" AND kafka_offset <= {m}",
                     (p, anchor),
                 )
                 deleted += max(cur.rowcount, 0)
                 conn.execute(
-                    self._sql(
-                        "DELETE FROM audit_checkpoints"
-                        " WHERE kafka_partition = ? AND kafka_offset < ?"
-                    ),
+                    f"DELETE FROM audit_checkpoints WHERE kafka_partition = {m}"
+                    f" AND kafka_offset < {m}",
                     (p, anchor),
                 )
             conn.execute("COMMIT")
@@ -558,6 +355,7 @@ class AuditBackend:
         )
 
     def query(self, filters: AuditQuery) -> AuditPage:
+        m = self.sql.mark
         since_us, until_us = validate_query(filters)
         where: list[str] = []
         params: list[Any] = []
@@ -567,21 +365,21 @@ class AuditBackend:
             ("request_id", filters.request_id),
         ):
             if value is not None and value != "":
-                where.append(f"{column} = ?")
+                where.append(f"{column} = {m}")
                 params.append(value)
         if since_us is not None:
-            where.append("ts_us >= ?")
+            where.append(f"ts_us >= {m}")
             params.append(since_us)
         if until_us is not None:
-            where.append("ts_us < ?")
+            where.append(f"ts_us < {m}")
             params.append(until_us)
         if filters.cursor:
-            where.append("(ts_us, kafka_partition, kafka_offset) < (?, ?, ?)")
+            where.append(f"(ts_us, kafka_partition, kafka_offset) < ({m}, {m}, {m})")
             params.extend(decode_cursor(filters.cursor))
         sql = (
-            "SELECT ts_us, kafka_partition, kafka_offset, record, hash FROM audit_records"  # noqa: S608 (placeholders / fixed column names only)
+            "SELECT ts_us, kafka_partition, kafka_offset, record, hash FROM audit_records"
             + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY ts_us DESC, kafka_partition DESC, kafka_offset DESC LIMIT ?"
+            + f" ORDER BY ts_us DESC, kafka_partition DESC, kafka_offset DESC LIMIT {m}"
         )
         params.append(filters.limit + 1)
         rows = self._q(self.conn(), sql, params)
@@ -637,8 +435,9 @@ class AuditBackend:
     def _verify_partition(
         self, conn: Any, p: int, head: ChainHead | None, cps: list[Checkpoint], progress: Any
     ) -> PartitionReport:
+        m = self.sql.mark
         first = self._q(
-            conn, "SELECT MIN(kafka_offset) FROM audit_records WHERE kafka_partition = ?", (p,)
+            conn, f"SELECT MIN(kafka_offset) FROM audit_records WHERE kafka_partition = {m}", (p,)
         )
         first_offset = first[0][0] if first and first[0][0] is not None else None
         anchor = self._anchor(first_offset, cps)
@@ -646,7 +445,7 @@ class AuditBackend:
         rows = self._stream(
             conn,
             "SELECT kafka_offset, record, prev_hash, hash, chain_count, event_id, ts_us, tenant,"
-            " subject, request_id FROM audit_records WHERE kafka_partition = ?"
+            f" subject, request_id FROM audit_records WHERE kafka_partition = {m}"
             " ORDER BY kafka_offset",
             (p,),
         )
@@ -688,7 +487,8 @@ class AuditBackend:
         self, since: str | None = None, until: str | None = None
     ) -> Iterator[dict[str, Any]]:
         """Export lines: per partition, the contiguous offset range covering [since, until)."""
-        since_us, until_us = _time_us(since, "since"), _time_us(until, "until")
+        m = self.sql.mark
+        since_us, until_us = time_us(since, "since"), time_us(until, "until")
         conn = self.conn()
         self._begin_read(conn)
         try:
@@ -701,18 +501,18 @@ class AuditBackend:
             ]
             for p in partitions:
                 lo_sql, lo_params = (
-                    "SELECT MIN(kafka_offset) FROM audit_records WHERE kafka_partition = ?",
+                    f"SELECT MIN(kafka_offset) FROM audit_records WHERE kafka_partition = {m}",
                     [p],
                 )
                 hi_sql, hi_params = (
-                    "SELECT MAX(kafka_offset) FROM audit_records WHERE kafka_partition = ?",
+                    f"SELECT MAX(kafka_offset) FROM audit_records WHERE kafka_partition = {m}",
                     [p],
                 )
                 if since_us is not None:
-                    lo_sql += " AND ts_us >= ?"
+                    lo_sql += f" AND ts_us >= {m}"
                     lo_params.append(since_us)
                 if until_us is not None:
-                    hi_sql += " AND ts_us < ?"
+                    hi_sql += f" AND ts_us < {m}"
                     hi_params.append(until_us)
                 lo = self._q(conn, lo_sql, lo_params)[0][0]
                 hi = self._q(conn, hi_sql, hi_params)[0][0]
@@ -721,7 +521,7 @@ class AuditBackend:
                 for offset, count, text, prev, digest in self._stream(
                     conn,
                     "SELECT kafka_offset, chain_count, record, prev_hash, hash FROM audit_records"
-                    " WHERE kafka_partition = ? AND kafka_offset BETWEEN ? AND ?"
+                    f" WHERE kafka_partition = {m} AND kafka_offset BETWEEN {m} AND {m}"
                     " ORDER BY kafka_offset",
                     (p, lo, hi),
                 ):
@@ -737,84 +537,3 @@ class AuditBackend:
         except BaseException:
             self._rollback(conn)
             raise
-
-
-# ---------------------------------------------------------------- async facade
-
-
-class AuditStore:
-    """Async face of a backend: writes on one thread, reads on another."""
-
-    def __init__(self, backend: AuditBackend) -> None:
-        self.backend = backend
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="audit-write")
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="audit-read")
-        self._closed = False
-
-    async def _run(self, pool: ThreadPoolExecutor, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
-
-    async def append(self, records: Sequence[Record]) -> AppendResult:
-        result: AppendResult = await self._run(self._writer, self.backend.append, records)
-        return result
-
-    async def prune(self, now: datetime | float | None = None) -> int:
-        deleted: int = await self._run(self._writer, self.backend.prune, now)
-        return deleted
-
-    async def query(self, filters: AuditQuery) -> AuditPage:
-        """Records newest first, at most ``filters.limit`` (≤ 1000), and the next cursor."""
-        validate_query(filters)  # bad input fails fast, without a thread hop
-        page: AuditPage = await self._run(self._reader, self.backend.query, filters)
-        return page
-
-    async def heads(self) -> list[ChainHead]:
-        heads: list[ChainHead] = await self._run(self._reader, self.backend.heads)
-        return heads
-
-    async def verify(self) -> VerifyReport:
-        report: VerifyReport = await self._run(self._reader, self.backend.verify)
-        return report
-
-    async def is_empty(self) -> bool:
-        empty: bool = await self._run(self._reader, self.backend.is_empty)
-        return empty
-
-    async def close(self) -> None:
-        """Close both threads' connections; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            await self._run(self._writer, self.backend.close_thread)
-            await self._run(self._reader, self.backend.close_thread)
-        finally:
-            self._writer.shutdown(wait=True)
-            self._reader.shutdown(wait=True)
-
-
-# ---------------------------------------------------------------- construction
-
-
-def default_sqlite_path(settings: Settings) -> Path:
-    return settings.data_dir / "audit" / "audit.db"
-
-
-def open_backend(settings: Settings, target: str | None = None) -> AuditBackend:
-    """The configured backend, or ``target`` (a SQLite path or a postgresql:// DSN)."""
-    policy = ClientAddressPolicy.from_settings(settings)
-    args = (policy, settings.audit_checkpoint_every, settings.audit_retention_days)
-    location = target if target is not None else settings.audit_dsn
-    if location and location.startswith(("postgresql://", "postgres://", "host=", "dbname=")):
-        from telemetry.audit_postgres import PostgresAuditBackend
-
-        return PostgresAuditBackend(location, *args)
-    from telemetry.audit_sqlite import SqliteAuditBackend
-
-    path = Path(location) if location else default_sqlite_path(settings)
-    return SqliteAuditBackend(path, *args)
-
-
-def open_store(settings: Settings, target: str | None = None) -> AuditStore:
-    """An :class:`AuditStore` for the app or consumer; close it with ``await store.close()``."""
-    return AuditStore(open_backend(settings, target))

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from telemetry.audit_record import ClientAddressPolicy
-from telemetry.audit_store import AuditBackend
+from telemetry.audit_store.backend import AuditBackend
 
 _SCHEMA_LOCK = 0x72_61_67_77_61_75  # "ragwau": any constant shared by ragward processes
 _cursor_names = itertools.count()
@@ -54,7 +54,7 @@ class PostgresAuditBackend(AuditBackend):
 
     def _executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with conn.cursor() as cur:
-            cur.executemany(self._sql(sql), rows)
+            cur.executemany(sql, rows)
 
     def _insert_records(self, conn: Any, rows: Sequence[Sequence[Any]]) -> None:
         # COPY is several times faster than INSERTs; a duplicate event_id still raises
@@ -68,5 +68,5 @@ class PostgresAuditBackend(AuditBackend):
     ) -> Generator[tuple[Any, ...], None, None]:
         with conn.cursor(name=f"audit_stream_{next(_cursor_names)}") as cur:
             cur.itersize = 5000
-            cur.execute(self._sql(sql), params)
+            cur.execute(sql, params)
             yield from cur

@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from telemetry.audit_record import ClientAddressPolicy
-from telemetry.audit_store import AuditBackend
+from telemetry.audit_store.backend import AuditBackend
 
 
 class SqliteAuditBackend(AuditBackend):
+    placeholder = "?"
+    integrity_error = sqlite3.IntegrityError
+
     def __init__(
         self, path: Path, policy: ClientAddressPolicy, checkpoint_every: int, retention_days: int
     ) -> None:
