@@ -61,7 +61,11 @@ def _configure_data(sub: Any) -> None:
     p = sub.add_parser("ingest", help="load documents, build and persist an index")
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or directories")
     p.add_argument("--index", default=None, help="index name (default: RAGWARD_DEFAULT_INDEX)")
-    p.add_argument("--sample", action="store_true", help="ingest the bundled sample corpus")
+    p.add_argument("--sample", action="store_true",
+                   help="ingest the bundled sample corpus (shared unless --tenant)")
+    owner = p.add_mutually_exclusive_group()
+    owner.add_argument("--tenant", help="the tenant that owns the index: only it may query it")
+    owner.add_argument("--shared", action="store_true", help="every tenant may query the index")
     p.set_defaults(handler="rag_core.ingest:main")
 
     p = sub.add_parser("token", help="mint a development HS256 token with the configured secret")
