@@ -149,7 +149,7 @@ async def usage(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return {"tenant": principal.tenant, **usage_now}
 
 
-@get("/v1/audit", summary="Audit records, newest first (role with audit:read)",
+@get("/v1/audit", summary="The caller's tenant's audit records, newest first (audit:read)",
      responses=_errors(400, 401, 403, 404, 422, 503), guards=[authenticated])
 async def audit(
     request: Request[Any, Any, Any],

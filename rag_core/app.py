@@ -151,7 +151,8 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     reason = service.not_ready_reason
     if reason is not None:
         return Response({"status": "unavailable", "reason": reason}, status_code=503)
-    versions = {info.name: info.version for info in service.indexes()}
+    # /ready answers without the internal token (probes): tenants' index names stay out.
+    versions = {info.name: info.version for info in service.indexes() if info.shared}
     return Response({"status": "ready", "indexes": versions}, status_code=200)
 
 

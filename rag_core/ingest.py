@@ -204,11 +204,13 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     """CLI entry: exit 0 on success, 2 on bad input, 1 when the embedding provider fails."""
     tenant, shared = getattr(args, "tenant", None), bool(getattr(args, "shared", False))
     sample = bool(getattr(args, "sample", False))
-    if tenant is None and not shared and (args.paths or not sample):
-        print("ragward ingest: say whose documents these are: --tenant T (only tenant T may "
-              "query the index) or --shared (every tenant may)", file=sys.stderr)
-        return 2
     try:
+        if tenant is not None and not (0 < len(tenant) <= 128 and tenant.isprintable()):
+            raise ValueError("--tenant must be 1-128 printable characters, like a token's tenant")
+        if tenant is None and not shared and args.paths:
+            collect_files(list(args.paths))  # a wrong path is the first thing to hear about
+            raise ValueError("say whose documents these are: --tenant T (only tenant T may "
+                             "query the index) or --shared (every tenant may)")
         result = ingest(
             settings,
             list(args.paths or []),

@@ -13,11 +13,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rag_core.ingest import main as ingest_main
 from rag_core.store import read_current, read_manifest, version_dir
 from ragward import devservices
-from ragward.cli import main as ragward
+from ragward.cli import build_parser
+from ragward.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def ragward(argv: list[str]) -> int:
+    """`ragward ingest ...` parsed by the real parser, run in this process (without
+    reconfiguring logging, which would outlive pytest's captured streams)."""
+    return ingest_main(load_settings(), build_parser().parse_args(argv))
 
 
 def _manifest(data: Path, index: str) -> dict[str, object]:
@@ -48,6 +56,8 @@ def test_ingest_asks_whose_documents_and_records_the_owner(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--tenant" in err and "--shared" in err
     assert read_current(data / "indexes", "acme-policy") is None
+    assert ragward(["ingest", str(corpus), "--index", "acme-policy", "--tenant", "a\r\nb"]) == 2
+    assert "--tenant" in capsys.readouterr().err
 
     assert ragward(["ingest", str(corpus), "--index", "acme-policy", "--tenant", "acme"]) == 0
     assert "owned by tenant 'acme'" in capsys.readouterr().out

@@ -270,7 +270,7 @@ async def test_split_mode_keeps_tenants_apart_through_x_tenant(
     request for globex's index gets the same 404 as a missing one; the listing over HTTP
     (`Upstream.indexes`, what /v1/models will use) and rag_core's own GET /v1/indexes show
     a tenant only its own and shared indexes; without X-Tenant the trusted caller (the
-    gateway's version refresh) sees all."""
+    gateway's version refresh) sees all; the unauthenticated /ready names shared ones only."""
     core_settings = load_settings(data_dir=tmp_path / "core", jwt_secret=TEST_SECRET,
                                   internal_token=INTERNAL)
     await asyncio.to_thread(_ingest_tenants, core_settings, tmp_path / "docs")
@@ -296,6 +296,7 @@ async def test_split_mode_keeps_tenants_apart_through_x_tenant(
             as_globex = (await direct.get("/v1/indexes",
                                           headers={**token, "X-Tenant": "globex"})).json()
             trusted = (await direct.get("/v1/indexes", headers=token)).json()
+            probe = (await direct.get("/ready")).json()  # open to probes: no tenant names
     assert foreign.status_code == missing.status_code == 404
     assert _without_request_id(foreign.json()) == _without_request_id(missing.json())
     assert "PAYROLL-77" not in foreign.text
@@ -305,3 +306,4 @@ async def test_split_mode_keeps_tenants_apart_through_x_tenant(
     assert {i["name"]: i["owner"] for i in as_globex["indexes"]}["globex-payroll"] == "globex"
     assert sorted(i["name"] for i in trusted["indexes"]) == [
         "acme-docs", "default", "globex-payroll"]
+    assert list(probe["indexes"]) == ["default"]
