@@ -81,12 +81,13 @@ def _configure_data(sub: Any) -> None:
 
 
 def _configure_audit(sub: Any) -> None:
-    p = sub.add_parser("audit", help="verify, query, export or replay the audit log")
+    p = sub.add_parser("audit", help="verify, query, export or replay the audit log (operator "
+                       "tool: reads the store directly, every tenant; tenants use GET /v1/audit)")
     actions = p.add_subparsers(dest="action", required=True, metavar="verify|query|export|replay")
     v = actions.add_parser("verify", help="recompute every hash chain; exit 1 on a break")
     v.set_defaults(handler="telemetry.audit_cli:verify")
 
-    q = actions.add_parser("query", help="query records (newest first)")
+    q = actions.add_parser("query", help="query records of any tenant (newest first)")
     for flag in ("--tenant", "--subject", "--request-id", "--since", "--until"):
         q.add_argument(flag)
     q.add_argument("--limit", type=int, default=100)
