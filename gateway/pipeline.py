@@ -30,6 +30,7 @@ from rag_core.schemas import (
     BatchResponse,
     QueryRequest,
     QueryResponse,
+    Source,
     Usage,
 )
 from ragward.errors import ValidationFailed
@@ -194,24 +195,38 @@ def redact_outbound(
 ) -> QueryResponse:
     """Everything rag_core sent, redacted before it reaches the client or the cache.
 
-    Every string at any depth — the answer, each source's id and text, every
-    metadata key and value (titles, header paths, file names, nested lists and
-    objects) — goes through the session's redactor, so a field added to the shapes
-    later is covered without a change here. Only the request id is the gateway's own.
+    Every string — the answer, each source's id and text, every metadata key and value
+    at any depth (titles, header paths, file names, nested lists and objects) — goes
+    through the session's redactor; only the request id is the gateway's own. A test
+    fills every string field of the shapes with PII, so a field added later cannot
+    slip past. Equal strings (metadata keys, a file name on every chunk) are redacted
+    once per answer.
     """
-    def clean(value: Any) -> Any:
+    done: dict[str, str] = {}
+
+    def text(value: str) -> str:
+        clean = done.get(value)
+        if clean is None:
+            clean = done[value] = session.redact(value, enforce_block=False).text
+        return clean
+
+    def nested(value: Any) -> Any:
         if isinstance(value, str):
-            return session.redact(value, enforce_block=False).text
+            return text(value)
         if isinstance(value, dict):
-            return {clean(k): clean(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
+            return {nested(k): nested(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [nested(v) for v in value]
         return value
 
-    plain = msgspec.to_builtins(answer)
-    plain["cached"], plain["request_id"] = False, request_id
-    return msgspec.convert({k: v if k == "request_id" else clean(v) for k, v in plain.items()},
-                           QueryResponse)
+    return QueryResponse(
+        answer=text(answer.answer),
+        sources=[Source(id=text(s.id), text=text(s.text), score=s.score,
+                        metadata=nested(s.metadata)) for s in answer.sources],
+        usage=answer.usage,
+        cached=False,
+        request_id=request_id,
+    )
 
 
 def _sum_usage(usages: Iterable[Usage]) -> Usage:
