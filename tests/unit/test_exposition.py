@@ -32,7 +32,6 @@ def test_every_sample_stays_on_one_line_and_parses_back() -> None:
     text = _exposition_with_hostile_tenant()
     assert "\r" not in text and "\0" not in text and "\x1b" not in text
     assert "\x7f" not in text and "\x85" not in text and "\u2028" not in text
-    assert "\u2028" not in text
     for line in text.splitlines():  # splitlines also breaks at CR, NEL, U+2028
         assert line.startswith("#") or line.startswith("ragward_"), repr(line)
     tenants = {
@@ -51,7 +50,8 @@ def test_promtool_accepts_the_exposition() -> None:
     assert promtool, "promtool is installed by deploy/install-system-deps.sh"
     result = subprocess.run([promtool, "check", "metrics"], input=_exposition_with_hostile_tenant(),
                             text=True, capture_output=True, timeout=30, check=False)
-    assert "error" not in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
+    assert result.returncode == 0 and not result.stdout + result.stderr, (
+        result.stdout + result.stderr)
 
 
 def test_ordinary_label_values_are_untouched() -> None:
