@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gateway.auth import AccessPolicy, Principal
@@ -87,3 +89,21 @@ def test_the_old_flat_allow_list_is_refused_naming_the_variable(
         load_settings()
     monkeypatch.setenv("RAGWARD_INDEX_ALLOW", '{"roles": {"reader": ["handbook"]}}')
     assert load_settings().index_allow.roles == {"reader": ["handbook"]}
+
+
+def test_allow_lists_and_roles_load_from_the_toml_file(tmp_path: Path) -> None:
+    """The README's `[index_allow.roles]`, `[index_allow.tenants]` and `[roles]` tables are
+    read as documented."""
+    config = tmp_path / "ragward.toml"
+    config.write_text(
+        '[index_allow.roles]\ncontractor = ["default"]\n'
+        '[index_allow.tenants]\nacme = ["default", "acme-docs"]\n'
+        '[roles]\nreader = ["query"]\nauditor = ["audit:read", "audit:read:all"]\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(config)
+    assert settings.index_allow == IndexAllow(roles={"contractor": ["default"]},
+                                              tenants={"acme": ["default", "acme-docs"]})
+    policy = AccessPolicy(settings.roles, settings.index_allow)
+    assert policy.allows(_who("acme", "auditor"), "audit:read:all")
+    assert not policy.index_allowed(_who("acme", "contractor"), "acme-docs")
