@@ -21,8 +21,8 @@ would each notify.
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import structlog
@@ -35,7 +35,7 @@ from ragward.errors import ConfigError
 from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
 from telemetry.bus import EventBus
-from telemetry.consumer_http import consumer_routes
+from telemetry.consumer_http import consumer_routes, metrics_guards
 from telemetry.metrics_consumer import MetricsConsumer
 
 log = structlog.get_logger(__name__)
@@ -103,8 +103,14 @@ class AlertConsumer:
         log.info("alert_consumer_stopped", group=self.loop.group_id, handled=self.loop.handled)
 
 
-def create_alerts_app(consumer: AlertConsumer) -> Litestar:
-    """The consumer's HTTP app; its lifespan starts and stops the consumer."""
+def create_alerts_app(
+    consumer: AlertConsumer,
+    *,
+    lifespans: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
+) -> Litestar:
+    """The consumer's HTTP app; its lifespan starts and stops the consumer. ``lifespans``
+    run first (the metrics access: ``/metrics`` and ``/api/alerts`` name tenants)."""
+    protect = consumer.settings.metrics_auth == "token"
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -114,15 +120,15 @@ def create_alerts_app(consumer: AlertConsumer) -> Litestar:
         finally:
             await consumer.stop()
 
-    @get("/api/alerts", sync_to_thread=False)
+    @get("/api/alerts", sync_to_thread=False, guards=metrics_guards(protect))
     def alerts() -> Response[dict[str, Any]]:
         return Response(consumer.service.snapshot(), headers={"Cache-Control": "no-store"})
 
     routes = consumer_routes(consumer.registry, group=consumer.loop.group_id,
-                             not_ready=consumer.not_ready_reason)
+                             not_ready=consumer.not_ready_reason, protect_metrics=protect)
     return Litestar(
         route_handlers=[*routes, alerts],
-        lifespan=[lifespan],
+        lifespan=[*lifespans, lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=None,
         debug=False,
@@ -133,6 +139,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     """``ragward consumer alerts [--port P] [--group G]``."""
     import uvicorn
 
+    from gateway.auth import metrics_access_lifespan  # the gateway's token check, reused
     from telemetry.kafka_bus import KafkaBus
 
     if not settings.kafka_bootstrap:
@@ -143,7 +150,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     # Its own spool directory: the gateway on this host owns DATA_DIR/spool.
     bus = KafkaBus(settings, spool_dir=settings.data_dir / "spool-alerts")
     consumer = AlertConsumer(settings, bus, group_id=getattr(args, "group", None) or DEFAULT_GROUP)
-    app = create_alerts_app(consumer)
+    app = create_alerts_app(consumer, lifespans=[metrics_access_lifespan(settings)])
     port = getattr(args, "port", None) or settings.consumer_port
     log.info("alert_consumer_serving", host=settings.host, port=port)
     uvicorn.run(app, host=settings.host, port=port, log_config=None, access_log=False)

@@ -61,7 +61,7 @@ def make_values(n: int) -> list[bytes]:
                     status=200,
                     decision="allow",
                     latency_ms=3.25 + (i % 100) / 7,
-                    question_sha256=[uuid.uuid4().hex * 2],
+                    question_hmac=[uuid.uuid4().hex * 2],
                     questions_redacted=["what is <EMAIL_1>?"],
                     redactions={"EMAIL": 1},
                 )

@@ -61,7 +61,7 @@ def event(i: int) -> tuple[str, bytes]:
     return tenant, encode(AuditEvent(event_id=new_event_id(), request_id=new_event_id(),
                                      ts=now_rfc3339(), tenant=tenant, route="/v1/query",
                                      status=200 if i % 50 else 503, latency_ms=5 + i % 200,
-                                     question_sha256=["ab" * 32], questions_redacted=["q <EMAIL_1>"]))
+                                     question_hmac=["ab" * 32], questions_redacted=["q <EMAIL_1>"]))
 
 
 def topic_for(settings: Settings, value: bytes) -> str:

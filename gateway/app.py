@@ -23,18 +23,19 @@ from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.params import FromQuery, JSONBody
 from litestar.types import ControllerRouterHandler
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
-from gateway.auth import Principal
+from gateway.auth import MetricsAccess, Principal
 from gateway.components import Components, open_components
 from gateway.forward import Caller
 from gateway.metrics import GatewayMetrics
 from gateway.recorder import RecordingASGI, record_of
 from rag_core.schemas import BatchRequest, BatchResponse, QueryRequest, QueryResponse
-from ragward.errors import NotFound, ValidationFailed
+from ragward.errors import Forbidden, NotFound, ValidationFailed
 from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
-from telemetry.consumer_http import METRICS_MEDIA_TYPE
+from telemetry.consumer_http import METRICS_ACCESS, METRICS_MEDIA_TYPE, metrics_guards
+from telemetry.exposition import render
 
 ADMIN = "*"
 
@@ -148,7 +149,7 @@ async def usage(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return {"tenant": principal.tenant, **usage_now}
 
 
-@get("/v1/audit", summary="Audit records, newest first (role with audit:read)",
+@get("/v1/audit", summary="The caller's tenant's audit records, newest first (audit:read)",
      responses=_errors(400, 401, 403, 404, 422, 503), guards=[authenticated])
 async def audit(
     request: Request[Any, Any, Any],
@@ -160,17 +161,24 @@ async def audit(
     limit: FromQuery[int] = 100,
     cursor: FromQuery[str | None] = None,
 ) -> dict[str, Any]:
+    """Scoped to the caller's tenant (CONTRACT §4c): no ``tenant`` filter means its own;
+    another tenant needs ``audit:read:all`` and is refused (403, audited) otherwise."""
     record = record_of(request.scope)
     record.action = "audit.read"
-    _authorise(request, "audit:read")
+    principal = _authorise(request, "audit:read")
+    gw = _components(request.app.state)
+    try:
+        scoped_tenant = gw.policy.audit_tenant(principal, tenant)
+    except Forbidden:
+        record.reason = "audit_other_tenant"
+        raise
     if not 1 <= limit <= 1000:
         raise ValidationFailed("limit: must be between 1 and 1000", field="limit")
-    reader = _components(request.app.state).audit_reader
-    if reader is None:
+    if gw.audit_reader is None:
         raise NotFound("this gateway does not serve the audit log: set RAGWARD_AUDIT_DSN")
-    page: dict[str, Any] = await reader(
-        tenant=tenant, subject=subject, request_id=request_id, since=since, until=until,
-        limit=limit, cursor=cursor,
+    page: dict[str, Any] = await gw.audit_reader(
+        tenant=scoped_tenant, subject=subject, request_id=request_id, since=since,
+        until=until, limit=limit, cursor=cursor,
     )
     return page
 
@@ -187,13 +195,39 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     return Response({"status": status, "checks": checks}, status_code=code)
 
 
-@get("/metrics", summary="Prometheus exposition", media_type=METRICS_MEDIA_TYPE)
-async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
-    gw = _components(request.app.state)
-    if not gw.settings.metrics_public:
-        await authenticated(request, None)
-        _authorise(request, "metrics:read")
-    return Response(generate_latest(gw.metrics.registry), media_type=METRICS_MEDIA_TYPE)
+def _metrics_route(settings: Settings) -> ControllerRouterHandler:
+    @get("/metrics", summary="Prometheus exposition", media_type=METRICS_MEDIA_TYPE,
+         guards=metrics_guards(settings.metrics_auth == "token"))
+    async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
+        registry = _components(request.app.state).metrics.registry
+        return Response(render(registry), media_type=METRICS_MEDIA_TYPE)
+
+    return metrics_endpoint
+
+
+def _redacting(
+    handlers: dict[type[Exception] | int, Any], components: Callable[[], Components | None]
+) -> dict[type[Exception] | int, Any]:
+    """The shared error mapping, with every message passed through the redactor before it
+    leaves: messages can echo input (an index name, a parameter), and rag_core's text is
+    as untrusted as its answers. Before start-up there is no redactor, and no input
+    reaches a handler that echoes it, so the message is replaced outright."""
+
+    def wrap(handler: Callable[..., Response[Any]]) -> Callable[..., Response[Any]]:
+        def redacted(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+            response = handler(request, exc)
+            error = response.content.get("error") if isinstance(response.content, dict) else None
+            if isinstance(error, dict) and isinstance(error.get("message"), str):
+                built = components()
+                error["message"] = (
+                    built.pipeline.redactor.redact(error["message"]).text if built is not None
+                    else "the gateway is not ready"
+                )
+            return response
+
+        return redacted
+
+    return {kind: wrap(handler) for kind, handler in handlers.items()}
 
 
 def create_app(
@@ -220,21 +254,24 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if components is not None:
             app.state.components = components
+            app.state[METRICS_ACCESS] = MetricsAccess(components.authenticator, components.policy)
             yield
             return
         async with open_components(settings, metrics=shared_metrics, **given) as built:
             app.state.components = built
+            app.state[METRICS_ACCESS] = MetricsAccess(built.authenticator, built.policy)
             yield
         app.state.components = None
+        app.state[METRICS_ACCESS] = None
 
     shared_metrics = (
         components.metrics if components else metrics or GatewayMetrics(CollectorRegistry())
     )
     app = Litestar(
-        route_handlers=[query, query_batch, usage, audit, health, ready, metrics_endpoint,
-                        *routes],
+        route_handlers=[query, query_batch, usage, audit, health, ready,
+                        _metrics_route(settings), *routes],
         lifespan=[*lifespans, lifespan],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=_redacting(EXCEPTION_HANDLERS, lambda: app.state.get("components")),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="ragward gateway", version="1", path="/schema"),
         type_encoders={msgspec.Struct: msgspec.to_builtins},

@@ -18,8 +18,10 @@ is kept on the exception for the audit log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +31,8 @@ import structlog
 from jwt import PyJWK, PyJWKSet
 from jwt.types import Options
 
-from ragward.errors import Forbidden, Unauthenticated
-from ragward.settings import Settings
+from ragward.errors import ConfigError, Forbidden, Unauthenticated
+from ragward.settings import PLATFORM_PERMISSIONS, IndexAllow, Settings, env_name
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +44,8 @@ ALGORITHMS_BY_KEY_TYPE: dict[str, frozenset[str]] = {
     "OKP": frozenset({"EdDSA"}),
 }
 ASYMMETRIC_ALGORITHMS = frozenset().union(*ALGORITHMS_BY_KEY_TYPE.values())
+AUDIT_READ_ALL = "audit:read:all"
+METRICS_READ = "metrics:read"
 
 
 class TokenRejected(Unauthenticated):
@@ -238,11 +242,17 @@ class Authenticator:
 
 
 class AccessPolicy:
-    """Roles → permissions (CONTRACT §5 defaults), plus optional index allow-lists."""
+    """Roles → permissions (CONTRACT §5 defaults), plus the optional index allow-lists.
 
-    def __init__(self, roles: dict[str, list[str]], index_allow: dict[str, list[str]]) -> None:
+    ``*`` grants every permission inside the caller's tenant; the cross-tenant ones
+    (:data:`~ragward.settings.PLATFORM_PERMISSIONS`: ``audit:read:all``,
+    ``metrics:read``) only when a role names them.
+    """
+
+    def __init__(self, roles: dict[str, list[str]], index_allow: IndexAllow) -> None:
         self._permissions = {role: frozenset(perms) for role, perms in roles.items()}
-        self._index_allow = {name: frozenset(indexes) for name, indexes in index_allow.items()}
+        self._role_indexes = {n: frozenset(i) for n, i in index_allow.roles.items()}
+        self._tenant_indexes = {n: frozenset(i) for n, i in index_allow.tenants.items()}
 
     def permissions(self, principal: Principal) -> frozenset[str]:
         granted: set[str] = set()
@@ -250,16 +260,82 @@ class AccessPolicy:
             granted |= self._permissions.get(role, frozenset())
         return frozenset(granted)
 
-    def require(self, principal: Principal, permission: str, index: str | None = None) -> None:
+    def allows(self, principal: Principal, permission: str) -> bool:
         granted = self.permissions(principal)
-        if "*" not in granted and permission not in granted:
+        if permission in granted:
+            return True
+        return "*" in granted and permission not in PLATFORM_PERMISSIONS
+
+    def require(self, principal: Principal, permission: str, index: str | None = None) -> None:
+        if not self.allows(principal, permission):
             raise Forbidden(f"the token's roles do not grant '{permission}'")
-        if index is not None and not self._index_allowed(principal, index):
+        if index is not None and not self.index_allowed(principal, index):
             raise Forbidden(f"index '{index}' is not allowed for this caller")
 
-    def _index_allowed(self, principal: Principal, index: str) -> bool:
-        # Each of the caller's roles and its tenant may carry an allow-list; when any
-        # applies, the index must be on one of them.
-        lists = [self._index_allow[n] for n in (principal.tenant, *principal.roles)
-                 if n in self._index_allow]
-        return not lists or any(index in allowed for allowed in lists)
+    def index_allowed(self, principal: Principal, index: str) -> bool:
+        """The allow-lists only narrow (rag_core already limits a tenant to its own and
+        shared indexes): the tenant's list, if any, AND the lists of the caller's roles
+        that carry one (together, as roles add up) must name the index."""
+        tenant_list = self._tenant_indexes.get(principal.tenant)
+        if tenant_list is not None and index not in tenant_list:
+            return False
+        role_lists = [self._role_indexes[r] for r in principal.roles if r in self._role_indexes]
+        return not role_lists or any(index in allowed for allowed in role_lists)
+
+    def audit_tenant(self, principal: Principal, asked: str | None) -> str | None:
+        """The tenant filter an audit read runs with.
+
+        The caller's own tenant, whether it asked for it or gave no filter; with
+        ``audit:read:all``, what it asked for (None: every tenant). Another tenant
+        without that permission is refused.
+        """
+        if self.allows(principal, AUDIT_READ_ALL):
+            return asked
+        if asked is None or asked == principal.tenant:
+            return principal.tenant
+        raise Forbidden(f"reading another tenant's audit records needs '{AUDIT_READ_ALL}'")
+
+
+class MetricsAccess:
+    """``RAGWARD_METRICS_AUTH=token``: a valid bearer token whose roles grant
+    ``metrics:read`` (a platform permission: ``*`` does not imply it)."""
+
+    def __init__(self, authenticator: Authenticator, policy: AccessPolicy) -> None:
+        self._authenticator = authenticator
+        self._policy = policy
+
+    async def check(self, authorization: str | None) -> None:
+        principal = await self._authenticator.authenticate(authorization)
+        self._policy.require(principal, METRICS_READ)
+
+
+def metrics_access_lifespan(
+    settings: Settings,
+) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
+    """A lifespan putting a :class:`MetricsAccess` into ``app.state`` for a consumer's
+    HTTP app (the gateway builds its own from its components). Nothing without
+    ``RAGWARD_METRICS_AUTH=token``; with it, a token verifier must be configured."""
+    from telemetry.consumer_http import METRICS_ACCESS
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        if settings.metrics_auth != "token":
+            yield
+            return
+        if settings.jwt_secret is None and settings.jwks_url is None:
+            raise ConfigError(
+                f"{env_name('metrics_auth')}=token needs {env_name('jwt_secret')} or "
+                f"{env_name('jwks_url')} to verify the scraper's token"
+            )
+        async with contextlib.AsyncExitStack() as stack:
+            jwks = None
+            if settings.jwks_url:
+                session = aiohttp.ClientSession()
+                stack.push_async_callback(session.close)
+                jwks = JwksCache(settings.jwks_url, session, settings.jwks_cache_ttl_s,
+                                 settings.jwks_min_refresh_interval_s)
+            policy = AccessPolicy(settings.roles, settings.index_allow)
+            app.state[METRICS_ACCESS] = MetricsAccess(Authenticator(settings, jwks), policy)
+            yield
+
+    return lifespan

@@ -1,7 +1,9 @@
 """Tenant-isolated answer cache: Redis when configured, in-process otherwise.
 
 The key is a SHA-256 over tenant, index, index version, top_k and the
-normalised *redacted* question, so no answer can cross tenants, a re-ingest
+normalised *redacted* question — encoded as one JSON array, so no choice of
+values (a tenant holding a separator) can make two different tuples collide —
+so no answer can cross tenants (a shared index included), a re-ingest
 (new index version) makes old entries unreachable, and no raw PII is ever part
 of a key. Values are the redacted answer as msgspec JSON; entries expire after
 the configured TTL. A cache that fails (Redis down) is a miss, never an error.
@@ -12,31 +14,32 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-import unicodedata
 from collections import OrderedDict
 from typing import Protocol
 
+import msgspec
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
 from gateway.autopipeline import AutoPipeline
+from gateway.fingerprint import normalise_question
 
 log = structlog.get_logger(__name__)
 
 KEY_PREFIX = "ragward:cache:"
 
 
-def normalise_question(question: str) -> str:
-    """Case, width and whitespace differences do not change the answer."""
-    return " ".join(unicodedata.normalize("NFKC", question).casefold().split())
+_key_material = msgspec.json.Encoder()
+
+__all__ = ["AnswerCache", "LocalCache", "RedisCache", "cache_key", "normalise_question"]
 
 
 def cache_key(tenant: str, index: str, version: str, top_k: int, redacted_question: str) -> str:
-    material = "\x1f".join(
-        (tenant, index, version, str(top_k), normalise_question(redacted_question))
+    material = _key_material.encode(
+        [tenant, index, version, top_k, normalise_question(redacted_question)]
     )
-    return hashlib.sha256(material.encode()).hexdigest()
+    return hashlib.sha256(material).hexdigest()
 
 
 class AnswerCache(Protocol):

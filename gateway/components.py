@@ -22,15 +22,17 @@ import aiohttp
 import redis.asyncio as aioredis
 import structlog
 
-from gateway.auth import AccessPolicy, Authenticator, JwksCache
+from gateway.auth import AccessPolicy, Authenticator, JwksCache, Principal
 from gateway.autopipeline import AutoPipeline
 from gateway.cache import AnswerCache, LocalCache, RedisCache
+from gateway.fingerprint import QuestionHasher
 from gateway.forward import HttpUpstream, ResilientUpstream, Upstream
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import QueryPipeline
 from gateway.quota import QuotaLimiter, make_quota
 from gateway.redaction import ENGINE as PII_ENGINE
 from gateway.redaction import Redactor
+from rag_core.schemas import IndexInfo
 from ragward.errors import ConfigError
 from ragward.settings import Settings, env_name
 from telemetry.audit_store import AuditQuery, AuditStore, open_store
@@ -63,6 +65,14 @@ class Components:
         """(bytes waiting in the audit spool, its capacity); (0, 0) without a spool."""
         return (int(getattr(self.publisher, "spool_bytes", 0)),
                 int(getattr(self.publisher, "spool_capacity_bytes", 0)))
+
+    async def indexes_for(self, principal: Principal, request_id: str) -> list[IndexInfo]:
+        """The indexes ``principal`` may query (``/v1/models``): rag_core's list for its
+        tenant (own and shared), narrowed by the allow-lists, never widened."""
+        listed = await self.upstream.indexes(
+            tenant=principal.tenant, subject=principal.subject, request_id=request_id
+        )
+        return [info for info in listed if self.policy.index_allowed(principal, info.name)]
 
     async def readiness(self) -> tuple[str, dict[str, str]]:
         """("ok" | "degraded" | "unavailable", reason per check).
@@ -208,6 +218,7 @@ async def open_components(
                 answer_allowance_tokens=settings.quota_answer_allowance_tokens,
                 max_question_chars=settings.max_question_chars,
                 model=model_name(settings),
+                question_hash=QuestionHasher.from_settings(settings),
             ),
             quota=quota,
             publisher=publisher,

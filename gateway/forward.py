@@ -27,7 +27,14 @@ import aiohttp
 import msgspec
 import structlog
 
-from rag_core.schemas import BatchRequest, BatchResponse, IndexList, QueryRequest, QueryResponse
+from rag_core.schemas import (
+    BatchRequest,
+    BatchResponse,
+    IndexInfo,
+    IndexList,
+    QueryRequest,
+    QueryResponse,
+)
 from ragward.errors import (
     NotFound,
     Overloaded,
@@ -56,6 +63,14 @@ class Upstream(Protocol):
     async def query(self, request: QueryRequest, caller: Caller) -> QueryResponse: ...
 
     async def query_batch(self, request: BatchRequest, caller: Caller) -> BatchResponse: ...
+
+    async def indexes(self, *, tenant: str, subject: str, request_id: str) -> list[IndexInfo]:
+        """The indexes ``tenant`` may query: its own and the shared ones, by name, each
+        with its ``owner`` (None when ``shared``) and current ``version``. Another
+        tenant's index is never listed. The gateway's role allow-lists are not applied
+        here (:meth:`gateway.components.Components.indexes_for` does). rag_core down:
+        ``UpstreamUnavailable``/``UpstreamTimeout``, as for a query."""
+        ...
 
     def index_version(self, index: str) -> str | None: ...
 
@@ -118,6 +133,13 @@ class HttpUpstream:
                                 index=request.index)
         return self._batch_response.decode(body)
 
+    async def indexes(self, *, tenant: str, subject: str, request_id: str) -> list[IndexInfo]:
+        body = await self._call("GET", "/v1/indexes", None, Caller(tenant, subject, request_id))
+        try:
+            return self._indexes.decode(body).indexes
+        except msgspec.DecodeError:  # not rag_core's shape: its failure, not the client's
+            raise UpstreamError("rag_core answered an unreadable index list") from None
+
     async def _call(
         self, method: str, path: str, payload: bytes | None, caller: Caller | None,
         index: str | None = None,
@@ -173,6 +195,9 @@ class LocalUpstream:
         return await self._service.query_batch(
             request, tenant=caller.tenant, subject=caller.subject, request_id=caller.request_id
         )
+
+    async def indexes(self, *, tenant: str, subject: str, request_id: str) -> list[IndexInfo]:
+        return self._service.indexes(tenant)
 
 
 # --------------------------------------------------------------------- protections
@@ -276,6 +301,11 @@ class ResilientUpstream:
     async def query_batch(self, request: BatchRequest, caller: Caller) -> BatchResponse:
         async with self.limit:
             return await self._with_retries(lambda: self.inner.query_batch(request, caller))
+
+    async def indexes(self, *, tenant: str, subject: str, request_id: str) -> list[IndexInfo]:
+        async with self.limit:
+            return await self._with_retries(lambda: self.inner.indexes(
+                tenant=tenant, subject=subject, request_id=request_id))
 
     async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
         attempt = 0

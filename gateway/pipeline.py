@@ -14,7 +14,7 @@ events need along the way. Nothing here knows about HTTP.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ import msgspec
 from gateway.cache import AnswerCache, cache_key
 from gateway.forward import Caller, Upstream
 from gateway.quota import Admission, QuotaLimiter
-from gateway.redaction import RedactionSession, Redactor, sha256_hex
+from gateway.redaction import RedactionSession, Redactor
 from gateway.tokens import count_tokens
 from rag_core.schemas import (
     BatchRequest,
@@ -50,7 +50,7 @@ class RequestRecord:
     action: str = ""
     index: str | None = None
     reason: str | None = None
-    question_sha256: list[str] = field(default_factory=list)
+    question_hmac: list[str] = field(default_factory=list)
     questions_redacted: list[str] = field(default_factory=list)
     redactions: dict[str, int] = field(default_factory=dict)
     cached: bool = False
@@ -70,6 +70,7 @@ class QueryPipeline:
         answer_allowance_tokens: int,
         max_question_chars: int,
         model: str,
+        question_hash: Callable[[str], str],
     ) -> None:
         self.upstream = upstream
         self.quota = quota
@@ -78,6 +79,7 @@ class QueryPipeline:
         self._allowance = answer_allowance_tokens
         self._max_chars = max_question_chars
         self.model = model
+        self._question_hash = question_hash
         self._after_response: set[asyncio.Task[None]] = set()
 
     def _later(self, work: Coroutine[Any, Any, None]) -> None:
@@ -117,7 +119,7 @@ class QueryPipeline:
         record.index, record.questions = request.index, len(request.questions)
         session = self.redactor.session()
         redacted = [session.redact(q).text for q in request.questions]  # may raise PiiBlocked
-        record.question_sha256 = [sha256_hex(q) for q in request.questions]
+        record.question_hmac = [self._question_hash(q) for q in redacted]
         record.questions_redacted = redacted
         record.redactions = dict(session.counts)
 
@@ -162,7 +164,7 @@ class QueryPipeline:
         if misses:
             answers = await self._forward([redacted[i] for i in misses], request, caller)
             for i, answer in zip(misses, answers, strict=True):
-                clean = _redact_answer(answer, session, caller.request_id)
+                clean = redact_outbound(answer, session, caller.request_id)
                 results[i] = clean
                 if self.cache is not None:
                     self._later(self.cache.set(keys[i], _encoder.encode(clean)))
@@ -188,18 +190,39 @@ async def _cache_hits(
     return list(await asyncio.gather(*(cache.get(key) for key in keys)))
 
 
-def _redact_answer(
+def redact_outbound(
     answer: QueryResponse, session: RedactionSession, request_id: str
 ) -> QueryResponse:
-    """PII inside documents or generated text never reaches the client."""
-    sources = [
-        Source(id=s.id, text=session.redact(s.text, enforce_block=False).text, score=s.score,
-               metadata=s.metadata)
-        for s in answer.sources
-    ]
+    """Everything rag_core sent, redacted before it reaches the client or the cache.
+
+    Every string — the answer, each source's id and text, every metadata key and value
+    at any depth (titles, header paths, file names, nested lists and objects) — goes
+    through the session's redactor; only the request id is the gateway's own. A test
+    fills every string field of the shapes with PII, so a field added later cannot
+    slip past. Equal strings (metadata keys, a file name on every chunk) are redacted
+    once per answer.
+    """
+    done: dict[str, str] = {}
+
+    def text(value: str) -> str:
+        clean = done.get(value)
+        if clean is None:
+            clean = done[value] = session.redact(value, enforce_block=False).text
+        return clean
+
+    def nested(value: Any) -> Any:
+        if isinstance(value, str):
+            return text(value)
+        if isinstance(value, dict):
+            return {nested(k): nested(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [nested(v) for v in value]
+        return value
+
     return QueryResponse(
-        answer=session.redact(answer.answer, enforce_block=False).text,
-        sources=sources,
+        answer=text(answer.answer),
+        sources=[Source(id=text(s.id), text=text(s.text), score=s.score,
+                        metadata=nested(s.metadata)) for s in answer.sources],
         usage=answer.usage,
         cached=False,
         request_id=request_id,

@@ -45,6 +45,7 @@ RECORD_KEY = "ragward_record"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 _UNAUDITED = frozenset({"/health", "/ready", "/metrics"})  # probes and scrapes
 _error_body = msgspec.json.Encoder()
+USER_AGENT_CHARS = 256
 
 
 def record_of(scope: Scope) -> RequestRecord:
@@ -78,6 +79,16 @@ def client_address(raw: str, mode: str, salt: bytes) -> str:
         return ""
     prefix = 24 if address.version == 4 else 48
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def _user_agent(raw: bytes, components: Components) -> str:
+    """The header as the audit log keeps it: redacted like every other text, then cut
+    to ``USER_AGENT_CHARS`` (redacting first, so no entity is cut into a fragment the
+    redactor no longer recognises)."""
+    if not raw:
+        return ""
+    text = raw.decode("latin-1")
+    return components.pipeline.redactor.redact(text).text[:USER_AGENT_CHARS]
 
 
 class RecordingASGI:
@@ -181,10 +192,10 @@ class RecordingASGI:
             tenant=record.tenant, subject=record.subject, roles=record.roles,
             method=scope["method"], route=route, action=record.action, index=record.index,
             client_addr=client_address(client[0] if client else "", self._ip_mode, self._salt),
-            user_agent=headers.get(b"user-agent", b"").decode("latin-1")[:256],
+            user_agent=_user_agent(headers.get(b"user-agent", b""), components),
             status=status, decision=_decision(status), reason=record.reason,
             latency_ms=latency_ms, cached=record.cached,
-            question_sha256=record.question_sha256,
+            question_hmac=record.question_hmac,
             questions_redacted=record.questions_redacted, redactions=record.redactions,
         )
         publishes = [publisher.publish(self._audit_topic, record.tenant, encode(audit))]

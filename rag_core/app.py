@@ -7,6 +7,12 @@ Routes: ``POST /v1/query``, ``POST /v1/query/batch``, ``GET /v1/indexes``,
 ``X-Subject`` and ``X-Request-ID``. Query answers carry ``X-Index-Version``, the
 version that produced them (the gateway keys its cache on it).
 
+Tenancy: with ``X-Tenant`` a route sees only that tenant's own and shared indexes
+(another tenant's answers 404 like a missing one, and is not listed); without it
+the caller is the trusted internal one and sees every index (the gateway's
+version refresh). So the token is the boundary: ``ragward rag-core`` refuses to
+listen beyond loopback without ``RAGWARD_INTERNAL_TOKEN``.
+
 The app's lifespan starts the :class:`~rag_core.service.RagService` (loading and
 warming every index) and stops it; ``/ready`` answers 503 with the reason until
 the default index is loaded.
@@ -16,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import ipaddress
 import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 import uvicorn
 from litestar import Litestar, Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
@@ -32,9 +40,11 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag_core.schemas import BatchRequest, BatchResponse, IndexList, QueryRequest, QueryResponse
 from rag_core.service import RagService, build_service
-from ragward.errors import Unauthenticated
+from ragward.errors import ConfigError, Unauthenticated
 from ragward.http_errors import EXCEPTION_HANDLERS
-from ragward.settings import Settings
+from ragward.settings import Settings, env_name
+
+log = structlog.get_logger(__name__)
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _REQUEST_ID_HEADER = b"x-request-id"
@@ -84,10 +94,11 @@ def _internal_token_guard(token: str | None) -> Any:
     return guard
 
 
-def _caller(request: Request[Any, Any, Any]) -> tuple[str, str, str]:
+def _caller(request: Request[Any, Any, Any]) -> tuple[str | None, str, str]:
+    """(tenant: None without ``X-Tenant``, subject, request id)."""
     headers = request.headers
     return (
-        headers.get("x-tenant") or UNKNOWN,
+        headers.get("x-tenant"),
         headers.get("x-subject") or UNKNOWN,
         str(request.scope.get("state", {}).get("request_id", "")),
     )
@@ -122,8 +133,9 @@ def _v1_router(guard: Any) -> Router:
         return Response(answer, headers={"X-Index-Version": version})
 
     @get("/indexes")
-    async def list_indexes(state: State) -> IndexList:
-        return IndexList(indexes=_service(state).indexes())
+    async def list_indexes(request: Request[Any, Any, Any], state: State) -> IndexList:
+        """The indexes the ``X-Tenant`` may use (every index without the header)."""
+        return IndexList(indexes=_service(state).indexes(request.headers.get("x-tenant")))
 
     return Router(path="/v1", route_handlers=[query, query_batch, list_indexes], guards=[guard])
 
@@ -139,7 +151,8 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     reason = service.not_ready_reason
     if reason is not None:
         return Response({"status": "unavailable", "reason": reason}, status_code=503)
-    versions = {info.name: info.version for info in service.indexes()}
+    # /ready answers without the internal token (probes): tenants' index names stay out.
+    versions = {info.name: info.version for info in service.indexes() if info.shared}
     return Response({"status": "ready", "indexes": versions}, status_code=200)
 
 
@@ -172,12 +185,37 @@ def create_app(settings: Settings, service: RagService | None = None) -> Litesta
     )
 
 
+def check_internal_token(settings: Settings, host: str) -> None:
+    """Without ``RAGWARD_INTERNAL_TOKEN`` anyone who reaches rag_core reads every index
+    unredacted: refuse beyond loopback (ConfigError), warn once on it."""
+    if settings.internal_token is not None:
+        return
+    if not _is_loopback(host):
+        raise ConfigError(
+            f"{env_name('internal_token')} must be set for `ragward rag-core` on {host} "
+            "(not loopback): without it anyone who reaches it reads every index"
+        )
+    log.warning("internal_token_unset", host=host,
+                hint=f"set {env_name('internal_token')} before exposing rag-core")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name that might resolve anywhere
+
+
 def main(settings: Settings, args: argparse.Namespace) -> int:
     """``ragward rag-core [--host H] [--port P]``."""
+    host = args.host or settings.host
+    check_internal_token(settings, host)
     app = create_app(settings)
     uvicorn.run(
         app,
-        host=args.host or settings.host,
+        host=host,
         port=args.port or settings.rag_core_port,
         log_config=None,
         access_log=False,

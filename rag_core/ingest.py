@@ -1,4 +1,9 @@
-"""``ragward ingest PATH... [--index NAME] [--sample]``: build and publish an index.
+"""``ragward ingest PATH... [--index NAME] (--tenant T | --shared) [--sample]``: build
+and publish an index.
+
+The index belongs to tenant ``T``, or is shared by every tenant
+(:mod:`rag_core.ownership`); the command asks for one of the two, except that
+``--sample`` alone (the bundled public handbook) is shared.
 
 Read documents (:mod:`rag_core.readers`), split them with the bilingual
 splitter, embed the chunks in batches, build a ``VectorStoreIndex`` and publish
@@ -23,6 +28,7 @@ from llama_index.core.schema import BaseNode, Document, MetadataMode
 from tqdm import tqdm
 
 from rag_core.backends import Backend, build_backend
+from rag_core.ownership import Ownership, check_reingest
 from rag_core.readers import collect_files, iter_documents
 from rag_core.store import persist_version
 from rag_core.text import make_splitter
@@ -102,16 +108,20 @@ def ingest(
     index: str | None = None,
     *,
     sample: bool = False,
+    owner: str | None = None,
     backend: Backend | None = None,
     show_progress: bool = True,
 ) -> IngestResult:
-    """Build ``index`` from ``paths`` (and the sample corpus) and publish it as a new version.
+    """Build ``index`` from ``paths`` (and the sample corpus) and publish it as a new version,
+    owned by tenant ``owner`` (None: shared by every tenant).
 
     Raises ValueError for bad input (missing paths, nothing to ingest, bad name)
     and the backend's domain errors when the embedding provider fails.
     """
     started = time.perf_counter()
     name = _valid_index_name(index or settings.default_index)
+    ownership = Ownership(owner)
+    check_reingest(settings.indexes_dir, name, ownership)
     roots = list(paths) + ([sample_corpus_dir()] if sample else [])
     if not roots:
         raise ValueError("nothing to ingest: give PATH... or --sample")
@@ -165,6 +175,7 @@ def ingest(
                 "files": file_entries,
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
                 "sample": sample,
+                **ownership.manifest_fields(),
             }
             version = persist_version(settings.indexes_dir, name, vector_index, manifest)
         result = IngestResult(
@@ -191,12 +202,21 @@ def ingest(
 
 def main(settings: Settings, args: argparse.Namespace) -> int:
     """CLI entry: exit 0 on success, 2 on bad input, 1 when the embedding provider fails."""
+    tenant, shared = getattr(args, "tenant", None), bool(getattr(args, "shared", False))
+    sample = bool(getattr(args, "sample", False))
     try:
+        if tenant is not None and not (0 < len(tenant) <= 128 and tenant.isprintable()):
+            raise ValueError("--tenant must be 1-128 printable characters, like a token's tenant")
+        if tenant is None and not shared and args.paths:
+            collect_files(list(args.paths))  # a wrong path is the first thing to hear about
+            raise ValueError("say whose documents these are: --tenant T (only tenant T may "
+                             "query the index) or --shared (every tenant may)")
         result = ingest(
             settings,
             list(args.paths or []),
             args.index,
-            sample=bool(getattr(args, "sample", False)),
+            sample=sample,
+            owner=tenant,
             show_progress=True,
         )
     except ValueError as exc:
@@ -207,6 +227,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print(
         f"ingested {result.documents} documents ({result.chunks} chunks) into index "
-        f"'{result.index}' version {result.version} in {result.seconds:.2f}s"
+        f"'{result.index}' ({Ownership(tenant).describe()}) version {result.version} "
+        f"in {result.seconds:.2f}s"
     )
     return 0

@@ -55,8 +55,13 @@ class BatchResponse(msgspec.Struct):
 
 
 class IndexInfo(msgspec.Struct):
+    """One index a tenant may use (``GET /v1/indexes``): ``owner`` is the owning tenant,
+    None for a ``shared`` one (rag_core.ownership)."""
+
     name: str
     version: str
+    owner: str | None = None
+    shared: bool = True
     documents: int = 0
     chunks: int = 0
     model: str = ""

@@ -12,6 +12,9 @@ pointer (one ``stat``) every ``watch_interval_s``; a new version is loaded in a
 worker thread and swapped in with one assignment — in-flight queries finish on
 the old snapshot, new ones get the new one, none fails.
 
+Tenancy (:mod:`rag_core.ownership`): every query and listing takes the caller's
+tenant; an index that tenant may not use is answered exactly like a missing one.
+
 Errors: unknown index → :class:`~ragward.errors.NotFound`; provider failures →
 ``UpstreamError`` (502) / ``UpstreamUnavailable`` (503) / ``UpstreamTimeout``
 (504); a whole query is bounded by ``RAGWARD_LLM_TIMEOUT_S``.
@@ -31,6 +34,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore
 
 from rag_core.answerer import NO_ANSWER_EN, QA_PROMPT
 from rag_core.backends import Backend, build_backend
+from rag_core.ownership import Ownership
 from rag_core.pricing import Pricing
 from rag_core.retriever import SnapshotRetriever
 from rag_core.schemas import (
@@ -84,6 +88,7 @@ class RagService:
         self._snapshots: dict[str, IndexSnapshot] = {}
         self._stamps: dict[str, tuple[int, int] | None] = {}
         self._rejected: dict[str, str] = {}
+        self._owners: dict[str, Ownership] = {}  # of every index loaded or rejected
         self._locks: dict[str, asyncio.Lock] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._started = False
@@ -145,7 +150,8 @@ class RagService:
         snapshot = self._snapshots.get(name)
         return snapshot.version if snapshot else None
 
-    def indexes(self) -> list[IndexInfo]:
+    def indexes(self, tenant: str | None = None) -> list[IndexInfo]:
+        """The loaded indexes ``tenant`` may use, by name (None: every index)."""
         return [
             IndexInfo(
                 name=s.name,
@@ -153,8 +159,11 @@ class RagService:
                 documents=s.documents,
                 chunks=len(s.nodes),
                 model=str(s.manifest.get("embedding", "")),
+                owner=self._owners[s.name].owner,
+                shared=self._owners[s.name].is_shared,
             )
             for s in sorted(self._snapshots.values(), key=lambda s: s.name)
+            if self._owners[s.name].visible_to(tenant)
         ]
 
     async def refresh(self, only: str | None = None) -> None:
@@ -184,6 +193,11 @@ class RagService:
         except Exception as exc:  # a broken version must not take the service down
             log.error("index_load_failed", index=name, error=str(exc), exc_type=type(exc).__name__)
             return
+        ownership, recorded = Ownership.from_manifest(snapshot.manifest)
+        if not recorded:
+            log.warning("index_owner_unrecorded", index=name, treated_as="shared",
+                        hint="re-ingest it with --tenant T or --shared")
+        self._owners[name] = ownership
         built_with = str(snapshot.manifest.get("embedding", ""))
         if built_with != self._backend.embedding_id:
             reason = (
@@ -225,11 +239,18 @@ class RagService:
         text = snapshot.nodes[0].get_content(metadata_mode=MetadataMode.NONE)
         await self._answer(snapshot, text[:200] or "warm up", 3)
 
-    async def _snapshot(self, name: str) -> IndexSnapshot:
-        snapshot = self._snapshots.get(name)
-        if snapshot is None:
+    def _visible(self, name: str, tenant: str | None) -> bool:
+        owner = self._owners.get(name)
+        return owner is not None and owner.visible_to(tenant)
+
+    async def _snapshot(self, name: str, tenant: str | None) -> IndexSnapshot:
+        """The index ``tenant`` asked for. Another tenant's index takes the same path
+        and raises the same error as a missing one: nothing tells them apart."""
+        if not self._visible(name, tenant) or name not in self._snapshots:
             await self.refresh(only=name)  # maybe ingested a moment ago
-            snapshot = self._snapshots.get(name)
+        if not self._visible(name, tenant):
+            raise NotFound(f"index '{name}' does not exist")
+        snapshot = self._snapshots.get(name)
         if snapshot is None:
             raise NotFound(self._rejected.get(name) or f"index '{name}' does not exist")
         return snapshot
@@ -280,11 +301,11 @@ class RagService:
         )
 
     async def query_with_version(
-        self, req: QueryRequest, *, tenant: str, subject: str, request_id: str
+        self, req: QueryRequest, *, tenant: str | None, subject: str, request_id: str
     ) -> tuple[QueryResponse, str]:
         """The answer and the index version that produced it."""
         started = time.perf_counter()
-        snapshot = await self._snapshot(req.index)
+        snapshot = await self._snapshot(req.index, tenant)
         result = await self._answer(snapshot, req.question, req.top_k)
         result.request_id = request_id
         log.debug(
@@ -300,7 +321,7 @@ class RagService:
         return result, snapshot.version
 
     async def query(
-        self, req: QueryRequest, *, tenant: str, subject: str, request_id: str
+        self, req: QueryRequest, *, tenant: str | None, subject: str, request_id: str
     ) -> QueryResponse:
         result, _ = await self.query_with_version(
             req, tenant=tenant, subject=subject, request_id=request_id
@@ -308,10 +329,10 @@ class RagService:
         return result
 
     async def query_batch_with_version(
-        self, req: BatchRequest, *, tenant: str, subject: str, request_id: str
+        self, req: BatchRequest, *, tenant: str | None, subject: str, request_id: str
     ) -> tuple[BatchResponse, str]:
         """All questions run concurrently on one snapshot; the first failure fails the batch."""
-        snapshot = await self._snapshot(req.index)
+        snapshot = await self._snapshot(req.index, tenant)
         outcomes: list[Any] = await asyncio.gather(
             *(self._answer(snapshot, q, req.top_k) for q in req.questions),
             return_exceptions=True,
@@ -333,7 +354,7 @@ class RagService:
         return BatchResponse(results=outcomes), snapshot.version
 
     async def query_batch(
-        self, req: BatchRequest, *, tenant: str, subject: str, request_id: str
+        self, req: BatchRequest, *, tenant: str | None, subject: str, request_id: str
     ) -> BatchResponse:
         result, _ = await self.query_batch_with_version(
             req, tenant=tenant, subject=subject, request_id=request_id

@@ -61,7 +61,11 @@ def _configure_data(sub: Any) -> None:
     p = sub.add_parser("ingest", help="load documents, build and persist an index")
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or directories")
     p.add_argument("--index", default=None, help="index name (default: RAGWARD_DEFAULT_INDEX)")
-    p.add_argument("--sample", action="store_true", help="ingest the bundled sample corpus")
+    p.add_argument("--sample", action="store_true",
+                   help="ingest the bundled sample corpus (shared unless --tenant)")
+    owner = p.add_mutually_exclusive_group()
+    owner.add_argument("--tenant", help="the tenant that owns the index: only it may query it")
+    owner.add_argument("--shared", action="store_true", help="every tenant may query the index")
     p.set_defaults(handler="rag_core.ingest:main")
 
     p = sub.add_parser("token", help="mint a development HS256 token with the configured secret")
@@ -77,12 +81,13 @@ def _configure_data(sub: Any) -> None:
 
 
 def _configure_audit(sub: Any) -> None:
-    p = sub.add_parser("audit", help="verify, query, export or replay the audit log")
+    p = sub.add_parser("audit", help="verify, query, export or replay the audit log (operator "
+                       "tool: reads the store directly, every tenant; tenants use GET /v1/audit)")
     actions = p.add_subparsers(dest="action", required=True, metavar="verify|query|export|replay")
     v = actions.add_parser("verify", help="recompute every hash chain; exit 1 on a break")
     v.set_defaults(handler="telemetry.audit_cli:verify")
 
-    q = actions.add_parser("query", help="query records (newest first)")
+    q = actions.add_parser("query", help="query records of any tenant (newest first)")
     for flag in ("--tenant", "--subject", "--request-id", "--since", "--until"):
         q.add_argument(flag)
     q.add_argument("--limit", type=int, default=100)

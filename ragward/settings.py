@@ -12,7 +12,16 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,6 +43,10 @@ DEFAULT_ROLES: dict[str, list[str]] = {
     "compliance": ["audit:read"],
     "admin": ["*"],
 }
+# Permissions that reach across tenants. "*" (admin) is everything inside the caller's
+# tenant and never implies these: a role gets one only by naming it, and no default
+# role does (README "Tenancy").
+PLATFORM_PERMISSIONS: frozenset[str] = frozenset({"audit:read:all", "metrics:read"})
 
 QuotaMode = Literal["fail_open", "fail_closed"]
 PiiAction = Literal["redact", "keep", "block"]
@@ -48,6 +61,21 @@ class TenantQuota(BaseModel):
 
 class QuotaOverrides(BaseModel):
     tenants: dict[str, TenantQuota] = Field(default_factory=dict)
+
+
+class IndexAllow(BaseModel):
+    """Optional index allow-lists (``[index_allow.roles]``, ``[index_allow.tenants]``).
+
+    Two separate namespaces, so a tenant called like a role cannot borrow its list.
+    They only narrow what a tenant may query anyway (its own and shared indexes): a
+    tenant's list AND its roles' lists (the roles that carry one, together) must allow
+    the index. Absent means no further restriction.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    roles: dict[str, list[str]] = Field(default_factory=dict)
+    tenants: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class Settings(BaseSettings):
@@ -67,7 +95,13 @@ class Settings(BaseSettings):
     consumer_port: int = Field(9100, ge=0, le=65535, description="Consumers' /metrics port.")
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    metrics_public: bool = Field(True, description="Serve /metrics without a token.")
+    metrics_auth: Literal["none", "token"] = Field(
+        "none", description="token: /metrics, /dashboard and /api/metrics/snapshot need a "
+        "bearer token whose roles grant metrics:read (gateway, serve, consumers)."
+    )
+    metrics_public: bool | None = Field(
+        None, description="Deprecated: false is metrics_auth=token.", exclude=True
+    )
 
     # -- authentication and roles ---------------------------------------------
     jwt_secret: SecretStr | None = Field(None, description="HS256/384/512 shared secret.")
@@ -83,9 +117,9 @@ class Settings(BaseSettings):
         10.0, ge=0, description="At most one JWKS refetch per interval on an unknown kid."
     )
     roles: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_ROLES))
-    index_allow: dict[str, list[str]] = Field(
-        default_factory=dict,
-        description="Role or tenant -> indexes it may query; absent means any index.",
+    index_allow: IndexAllow = Field(
+        default_factory=IndexAllow,
+        description='{"roles": {role: [index]}, "tenants": {tenant: [index]}}: narrow further.',
     )
 
     # -- upstream rag_core -----------------------------------------------------
@@ -155,6 +189,10 @@ class Settings(BaseSettings):
     audit_ip_hash_key: SecretStr | None = Field(
         None, description="HMAC key for audit_client_ip=hash (required then; keep it stable)."
     )
+    audit_hash_key: SecretStr | None = Field(
+        None, description="HMAC key of the audit events' question_hmac (keep it stable, the "
+        "same on every gateway); unset = a random key per process, with a warning."
+    )
 
     # -- RAG -------------------------------------------------------------------
     llm: Literal["local", "openai"] = "local"
@@ -199,7 +237,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown entity type {', '.join(unknown)}; known: {known}")
         return {k.upper(): v for k, v in value.items()}
 
-    @field_validator("jwt_secret")
+    @field_validator("jwt_secret", "audit_hash_key")
     @classmethod
     def _refuse_weak_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
@@ -207,8 +245,15 @@ class Settings(BaseSettings):
             if secret.lower() in {"changeme", "change-me", "secret", "placeholder", ""}:
                 raise ValueError("is a placeholder; set a real secret")
             if len(secret) < 32:
-                raise ValueError("must be at least 32 characters for HS256")
+                raise ValueError("must be at least 32 characters")
         return value
+
+    @model_validator(mode="after")
+    def _metrics_public_false_means_token(self) -> Settings:
+        # The older switch must keep protecting a deployment that still sets it.
+        if self.metrics_public is False:
+            self.metrics_auth = "token"
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -271,6 +271,8 @@ def create_audit_app(
     bus: EventBus | None = None,
     close_store: bool = True,
     on_loop_exit: Callable[[Exception], None] | None = None,
+    protect_metrics: bool = False,
+    lifespans: Sequence[Callable[[Litestar], contextlib.AbstractAsyncContextManager[None]]] = (),
 ) -> Litestar:
     """The audit consumer's own app: ``/metrics`` (the consumer's registry), ``/health``,
     ``/ready`` (see :meth:`AuditConsumer.not_ready_reason`).
@@ -280,6 +282,8 @@ def create_audit_app(
     is written and committed first — then closes the store (unless ``close_store`` is
     False) and ``bus`` (if it has ``close``/``stop``). If the loop dies, the error is
     logged and passed to ``on_loop_exit`` (``ragward consumer audit`` ends the server).
+    ``protect_metrics`` guards ``/metrics`` (``RAGWARD_METRICS_AUTH=token``); ``lifespans``
+    run first (the metrics access).
     """
 
     async def supervise() -> None:
@@ -308,9 +312,10 @@ def create_audit_app(
 
     return Litestar(
         route_handlers=consumer_routes(
-            consumer.registry, group=consumer.group, not_ready=consumer.not_ready_reason
+            consumer.registry, group=consumer.group, not_ready=consumer.not_ready_reason,
+            protect_metrics=protect_metrics,
         ),
-        lifespan=[lifespan],
+        lifespan=[*lifespans, lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=None,
         debug=False,
@@ -362,7 +367,13 @@ def _serve_http(settings: Settings, port: int, group: str) -> int:
         if server is not None:
             server.should_exit = True  # graceful: the lifespan stops and closes everything
 
-    app = create_audit_app(consumer, bus=bus, on_loop_exit=loop_died)
+    from gateway.auth import metrics_access_lifespan  # the gateway's token check, reused
+
+    app = create_audit_app(
+        consumer, bus=bus, on_loop_exit=loop_died,
+        protect_metrics=settings.metrics_auth == "token",
+        lifespans=[metrics_access_lifespan(settings)],
+    )
     server = uvicorn.Server(
         uvicorn.Config(app, host=settings.host, port=port, log_config=None, access_log=False)
     )

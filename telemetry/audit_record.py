@@ -8,7 +8,8 @@ that the store canonicalises and chains (see :mod:`telemetry.audit_chain`):
 * when: ``ts`` (the event's RFC 3339 time)
 * where: ``client_addr`` under the configured policy (``truncate``: IPv4 /24,
   IPv6 /48; ``hash``: HMAC-SHA-256 with ``RAGWARD_AUDIT_IP_HASH_KEY``; ``drop``),
-  ``user_agent`` (cut to 512 characters)
+  ``user_agent`` (the gateway redacts it and cuts it to 256 characters; the store
+  cuts anything longer to 512)
 * outcome: ``status``, ``decision``, ``reason``, ``cached``
 * ``latency_us`` (integer microseconds: records hold no floats, so any JSON
   library canonicalises them identically), ``redactions`` (count per PII type),
@@ -17,7 +18,12 @@ that the store canonicalises and chains (see :mod:`telemetry.audit_chain`):
 
 The redacted question text (``questions_redacted`` in the event) is **not**
 stored: a redactor can miss PII, and a hash-chained log cannot be edited later
-without breaking its proof; the SHA-256 is enough to match a known question.
+without breaking its proof; the keyed hash is enough to match a known question
+for whoever holds ``RAGWARD_AUDIT_HASH_KEY``, and useless for guessing without it.
+
+Record version 2 holds ``question_hmac``. An event written before it (with the
+unkeyed ``question_sha256``) still becomes the version 1 record it always made,
+so replaying an old topic yields the same chain as the store it built.
 A value that is not an AuditEvent becomes a ``malformed`` record that keeps its
 place in the chain with the value's SHA-256, never its bytes.
 """
@@ -41,7 +47,8 @@ from ragward.settings import Settings
 from telemetry.bus import Record
 from telemetry.events import audit_decoder
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
+LEGACY_RECORD_VERSION = 1  # question_sha256, before question_hmac
 MAX_TEXT = 512
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _ERROR_PATH = re.compile(r"at `([^`]{1,100})`")
@@ -131,7 +138,7 @@ def _cut(text: str | None) -> str | None:
     return None if text is None else text[:MAX_TEXT]
 
 
-def _sha_list(values: list[str]) -> list[str]:
+def _hash_list(values: list[str]) -> list[str]:
     # Defence in depth: anything that is not already a SHA-256 is hashed, never kept.
     return [v if _HEX64.fullmatch(v) else hashlib.sha256(v.encode()).hexdigest() for v in values]
 
@@ -144,7 +151,7 @@ def build_record(rec: Record, policy: ClientAddressPolicy) -> BuiltRecord:
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         found = _ERROR_PATH.search(str(exc))
         record: dict[str, Any] = {
-            "record_version": RECORD_VERSION,
+            "record_version": LEGACY_RECORD_VERSION,  # this layout is unchanged since 1
             "partition": rec.partition,
             "offset": rec.offset,
             "malformed": True,
@@ -160,8 +167,9 @@ def build_record(rec: Record, policy: ClientAddressPolicy) -> BuiltRecord:
             rec.partition, rec.offset, record["event_id"], kafka_ts_us, "-", "-", "", record
         )
     ts_us = parse_ts_us(event.ts)
+    legacy = not isinstance(event.question_sha256, msgspec.UnsetType)
     record = {
-        "record_version": RECORD_VERSION,
+        "record_version": LEGACY_RECORD_VERSION if legacy else RECORD_VERSION,
         "partition": rec.partition,
         "offset": rec.offset,
         "event_id": event.event_id,
@@ -182,9 +190,12 @@ def build_record(rec: Record, policy: ClientAddressPolicy) -> BuiltRecord:
         "reason": _cut(event.reason),
         "cached": event.cached,
         "latency_us": round(event.latency_ms * 1000) if math.isfinite(event.latency_ms) else -1,
-        "question_sha256": _sha_list(event.question_sha256),
         "redactions": {str(k): int(v) for k, v in event.redactions.items()},
     }
+    if isinstance(event.question_sha256, msgspec.UnsetType):
+        record["question_hmac"] = _hash_list(event.question_hmac)
+    else:  # legacy
+        record["question_sha256"] = _hash_list(event.question_sha256)
     if ts_us is None:
         record["ts_invalid"] = True
         ts_us = kafka_ts_us

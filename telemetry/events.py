@@ -7,7 +7,8 @@ type are built once and reused. ``docs/events.md`` holds the JSON Schemas,
 generated from these types.
 
 No event carries raw PII or secrets: questions appear only redacted and as
-SHA-256 hashes.
+keyed hashes (``question_hmac``: HMAC-SHA256 of the normalised redacted question,
+:mod:`gateway.fingerprint`).
 """
 
 from __future__ import annotations
@@ -61,7 +62,10 @@ class AuditEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="audit"):
     latency_ms: float = 0.0
     cached: bool = False
     # content, never raw
-    question_sha256: list[str] = msgspec.field(default_factory=list)
+    question_hmac: list[str] = msgspec.field(default_factory=list)
+    # Events written before question_hmac carried an unkeyed hash of the raw question
+    # here; read only so the audit log replays them as they were stored. Never written.
+    question_sha256: list[str] | msgspec.UnsetType = msgspec.UNSET
     questions_redacted: list[str] = msgspec.field(default_factory=list)
     redactions: dict[str, int] = msgspec.field(default_factory=dict)
 

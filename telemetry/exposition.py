@@ -9,8 +9,10 @@ user text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
+from prometheus_client import generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -20,6 +22,42 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from telemetry.rolling import LATENCY_BUCKETS, QUANTILES, WINDOWS, RollingMetrics
+
+# What the text format has no escape for: C0 controls but LF (CR and NUL among them), DEL,
+# C1, and the Unicode line and paragraph separators (str.splitlines and some parsers break
+# lines there). The format itself escapes only backslash, double quote and LF.
+_UNSPEAKABLE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def safe_label_value(value: str) -> str:
+    """``value`` with every character the text format cannot carry written as ``\\xHH``
+    (``\\uHHHH``) text; the library then escapes backslash, quote and LF per the format,
+    so a label value is always one quoted string on one line."""
+    return _UNSPEAKABLE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100
+                            else f"\\u{ord(m[0]):04x}", value)
+
+
+class _SafeLabels(Collector):
+    def __init__(self, registry: Collector) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            if not any(_UNSPEAKABLE.search(v) for s in metric.samples for v in s.labels.values()):
+                yield metric
+                continue
+            safe = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            safe.samples = [
+                s._replace(labels={k: safe_label_value(v) for k, v in s.labels.items()})
+                for s in metric.samples
+            ]
+            yield safe
+
+
+def render(registry: Collector) -> bytes:
+    """The Prometheus text exposition of ``registry``, label values made safe
+    (:func:`safe_label_value`). Every ``/metrics`` of ragward answers through this."""
+    return generate_latest(_SafeLabels(registry))
 
 
 def _le(bound: float) -> str:

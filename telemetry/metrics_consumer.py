@@ -26,8 +26,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
 from typing import Any
 
@@ -39,7 +39,7 @@ from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
 from telemetry.bus import EventBus
 from telemetry.consumer import Delivery, EventConsumer, start_with_retry
-from telemetry.consumer_http import consumer_routes
+from telemetry.consumer_http import consumer_routes, metrics_guards
 from telemetry.exposition import RollingCollector
 from telemetry.rolling import RollingMetrics, metrics_decoder
 
@@ -143,7 +143,9 @@ def dashboard_html(snapshot_url: str = "api/metrics/snapshot") -> str:
 
 def metrics_router(consumer: MetricsConsumer, path: str = "/") -> Router:
     """``GET {path}dashboard`` and ``GET {path}api/metrics/snapshot``, to mount in any
-    Litestar app (``ragward serve``). The page fetches the snapshot by absolute path."""
+    Litestar app (``ragward serve``). The page fetches the snapshot by absolute path.
+    Both show every tenant's figures: with ``RAGWARD_METRICS_AUTH=token`` they take
+    :func:`~telemetry.consumer_http.metrics_guards`."""
     prefix = "/" + path.strip("/") if path.strip("/") else ""
     page = dashboard_html(f"{prefix}/api/metrics/snapshot")
 
@@ -159,13 +161,19 @@ def metrics_router(consumer: MetricsConsumer, path: str = "/") -> Router:
     def snapshot() -> Response[dict[str, Any]]:
         return Response(consumer.snapshot(), headers={"Cache-Control": "no-store"})
 
-    return Router(path=prefix or "/", route_handlers=[dashboard, snapshot])
+    return Router(path=prefix or "/", route_handlers=[dashboard, snapshot],
+                  guards=metrics_guards(consumer.settings.metrics_auth == "token"))
 
 
-def create_metrics_app(consumer: MetricsConsumer, *, manage_consumer: bool = True) -> Litestar:
+def create_metrics_app(
+    consumer: MetricsConsumer,
+    *,
+    manage_consumer: bool = True,
+    lifespans: Sequence[Callable[[Litestar], AbstractAsyncContextManager[None]]] = (),
+) -> Litestar:
     """The metrics consumer's own app: /metrics, /api/metrics/snapshot, /dashboard,
     /health, /ready. With ``manage_consumer`` its lifespan starts the consumer (retrying
-    until Kafka answers) and stops it."""
+    until Kafka answers) and stops it. ``lifespans`` run first (the metrics access)."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -181,10 +189,11 @@ def create_metrics_app(consumer: MetricsConsumer, *, manage_consumer: bool = Tru
                 await consumer.stop()
 
     routes = consumer_routes(consumer.registry, group=consumer.group_id,
-                             not_ready=consumer.not_ready_reason)
+                             not_ready=consumer.not_ready_reason,
+                             protect_metrics=consumer.settings.metrics_auth == "token")
     return Litestar(
         route_handlers=[*routes, metrics_router(consumer)],
-        lifespan=[lifespan],
+        lifespan=[*lifespans, lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=None,
         debug=False,
@@ -195,6 +204,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     """``ragward consumer metrics [--port P] [--group G]``."""
     import uvicorn
 
+    from gateway.auth import metrics_access_lifespan  # the gateway's token check, reused
     from ragward.errors import ConfigError
     from ragward.settings import env_name
     from telemetry.factory import make_bus
@@ -204,7 +214,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
                           "`ragward consumer metrics` (`ragward serve` embeds it otherwise)")
     consumer = MetricsConsumer(settings, make_bus(settings),
                                group_id=getattr(args, "group", None) or DEFAULT_GROUP)
-    app = create_metrics_app(consumer)
+    app = create_metrics_app(consumer, lifespans=[metrics_access_lifespan(settings)])
     port = getattr(args, "port", None) or settings.consumer_port
     log.info("metrics_consumer.serving", host=settings.host, port=port)
     uvicorn.run(app, host=settings.host, port=port, log_config=None, access_log=False)

@@ -37,13 +37,17 @@ FIELDS: dict[str, dict[str, str]] = {
         "action": "What was attempted (`query`, `query.batch`, `audit.read`, ...).",
         "index": "Index queried, when any.",
         "client_addr": "Client address (the audit store keeps it per `RAGWARD_AUDIT_CLIENT_IP`).",
-        "user_agent": "User-Agent header (truncated).",
+        "user_agent": "User-Agent header, PII redacted, cut to 256 characters.",
         "status": "HTTP status answered.",
         "decision": "`allow`, `deny`, `rate_limited`, `invalid` or `error`.",
         "reason": "Machine-readable reason for a non-allow decision.",
         "latency_ms": "Time in the gateway, milliseconds.",
         "cached": "Answered from the cache.",
-        "question_sha256": "SHA-256 of each (normalised) question; never the raw text.",
+        "question_hmac": "HMAC-SHA256 (key `RAGWARD_AUDIT_HASH_KEY`) of each question, "
+                         "redacted and normalised (NFKC, casefolded, single spaces); never "
+                         "the raw text, and not confirmable without the key.",
+        "question_sha256": "Legacy, never written: events before `question_hmac` carried an "
+                           "unkeyed SHA-256 of the raw question here.",
         "questions_redacted": "Each question with PII replaced by typed placeholders.",
         "redactions": "PII entity type -> number of replacements.",
     },

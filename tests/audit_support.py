@@ -41,7 +41,7 @@ def make_event(
         "status": 200,
         "decision": "allow",
         "latency_ms": 1.5 + i,
-        "question_sha256": ["ab" * 32],
+        "question_hmac": ["ab" * 32],
         "questions_redacted": ["mail <EMAIL_1>"],
         "redactions": {"EMAIL": 1},
     }

@@ -24,6 +24,7 @@ class UpstreamBehaviour:
     index_version: str = "v1"
     answer_suffix: str = ""
     source_text: str = "Employees get 15 days of annual leave."
+    source_metadata: dict[str, Any] = field(default_factory=lambda: {"file_name": "leave.md"})
     prompt_tokens: int = 40
     completion_tokens: int = 10
 
@@ -45,7 +46,7 @@ class UpstreamServer:
         return {
             "answer": f"answer to: {question}{b.answer_suffix}",
             "sources": [{"id": "doc-1#0", "text": b.source_text, "score": 0.9,
-                         "metadata": {"file_name": "leave.md"}}],
+                         "metadata": b.source_metadata}],
             "usage": {"prompt_tokens": b.prompt_tokens, "completion_tokens": b.completion_tokens,
                       "embedding_tokens": 5,
                       "total_tokens": b.prompt_tokens + b.completion_tokens + 5,

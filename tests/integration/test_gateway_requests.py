@@ -69,7 +69,7 @@ async def test_pii_never_reaches_rag_core_cache_key_or_events(
     event = events[0]
     assert EMAIL not in str(event) and CN_ID not in str(event)
     assert event.redactions.get("EMAIL", 0) >= 1 and event.redactions.get("CN_ID") == 1
-    assert len(event.question_sha256[0]) == 64
+    assert len(event.question_hmac[0]) == 64
 
 
 async def test_a_gateway_on_the_reference_scanner_redacts_and_says_so(
