@@ -5,9 +5,10 @@ The cache keys on the normalised *redacted* question; the audit event carries
 normalised redacted text. Keyed, so whoever reads the audit log cannot confirm a
 guessed question (or the PII in it) by hashing it; redacted, so the hash is of
 what the gateway forwarded, never of raw PII. The same key on every gateway makes
-equal questions match across replicas and restarts; without a key configured
-each process draws a random one (and says so once), so hashes then match only
-within that process.
+equal questions match across replicas and restarts. Without a key configured the
+key is derived (HKDF-SHA256, its own label) from the shared HS256 JWT secret, which
+every replica already holds; only when neither is set (JWKS only) does each
+process draw a random key, and say so once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import secrets
 import unicodedata
 
 import structlog
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ragward.settings import Settings, env_name
 
@@ -41,6 +44,9 @@ class QuestionHasher:
     def from_settings(cls, settings: Settings) -> QuestionHasher:
         if settings.audit_hash_key is not None:
             return cls(settings.audit_hash_key.get_secret_value().encode())
+        if settings.jwt_secret is not None:
+            derive = HKDF(hashes.SHA256(), 32, salt=None, info=b"ragward question_hmac v1")
+            return cls(derive.derive(settings.jwt_secret.get_secret_value().encode()))
         log.warning("audit_hash_key_unset",
                     hint=f"set {env_name('audit_hash_key')} (the same on every gateway) so "
                     "question_hmac matches across replicas and restarts")

@@ -45,6 +45,20 @@ def test_without_a_key_each_process_draws_one_and_says_so() -> None:
     assert len(warnings) == 2 and "RAGWARD_AUDIT_HASH_KEY" in warnings[0]["hint"]
 
 
+def test_without_a_key_replicas_sharing_the_jwt_secret_agree() -> None:
+    """Unset but an HS256 secret configured: every replica derives the same key from it (so
+    equal questions match across gateways and restarts), a key of its own purpose, not the
+    JWT secret itself, and no warning."""
+    secret = "s" * 40
+    with capture_logs() as logs:
+        one = QuestionHasher.from_settings(load_settings(jwt_secret=secret))
+        two = QuestionHasher.from_settings(load_settings(jwt_secret=secret))
+    assert one("q") == two("q")
+    assert one("q") != QuestionHasher(secret.encode())("q")
+    assert one("q") != QuestionHasher.from_settings(load_settings(jwt_secret="t" * 40))("q")
+    assert not [e for e in logs if e["event"] == "audit_hash_key_unset"]
+
+
 @pytest.mark.parametrize("value", ["changeme", "short-key"])
 def test_a_weak_hash_key_stops_start_up_naming_the_variable(value: str) -> None:
     """Placeholders and keys under 32 characters are refused, like the JWT secret."""
