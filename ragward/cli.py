@@ -62,6 +62,9 @@ def _configure_data(sub: Any) -> None:
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or directories")
     p.add_argument("--index", default=None, help="index name (default: RAGWARD_DEFAULT_INDEX)")
     p.add_argument("--sample", action="store_true", help="ingest the bundled sample corpus")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first file that cannot be read (default: skip it, "
+                   "ingest the rest, exit 3)")
     p.set_defaults(handler="rag_core.ingest:main")
 
     p = sub.add_parser("token", help="mint a development HS256 token with the configured secret")
