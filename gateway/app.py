@@ -32,6 +32,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.recorder import RecordingASGI, record_of
 from rag_core.schemas import BatchRequest, BatchResponse, QueryRequest, QueryResponse
 from ragward.errors import NotFound, ValidationFailed
+from ragward.http_body import BoundedJsonRequest
 from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
 from telemetry.consumer_http import METRICS_MEDIA_TYPE
@@ -235,6 +236,7 @@ def create_app(
                         *routes],
         lifespan=[*lifespans, lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=BoundedJsonRequest,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="ragward gateway", version="1", path="/schema"),
         type_encoders={msgspec.Struct: msgspec.to_builtins},

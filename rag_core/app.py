@@ -33,6 +33,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from rag_core.schemas import BatchRequest, BatchResponse, IndexList, QueryRequest, QueryResponse
 from rag_core.service import RagService, build_service
 from ragward.errors import Unauthenticated
+from ragward.http_body import BoundedJsonRequest
 from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
 
@@ -167,6 +168,7 @@ def create_app(settings: Settings, service: RagService | None = None) -> Litesta
         lifespan=[lifespan],
         middleware=[request_id_middleware],
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=BoundedJsonRequest,
         state=State({"rag_service": rag_service}),
         debug=False,
     )
