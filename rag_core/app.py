@@ -27,6 +27,7 @@ from litestar import Litestar, Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import OpenAPIConfig
 from litestar.params import JSONBody
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,7 +35,7 @@ from rag_core.schemas import BatchRequest, BatchResponse, IndexList, QueryReques
 from rag_core.service import RagService, build_service
 from ragward.errors import Unauthenticated
 from ragward.http_body import BoundedJsonRequest
-from ragward.http_errors import EXCEPTION_HANDLERS
+from ragward.http_errors import EXCEPTION_HANDLERS, schema_router
 from ragward.settings import Settings
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -169,6 +170,8 @@ def create_app(settings: Settings, service: RagService | None = None) -> Litesta
         middleware=[request_id_middleware],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=BoundedJsonRequest,
+        openapi_config=OpenAPIConfig(title="ragward rag_core", version="1", path="/schema",
+                                     openapi_router=schema_router("/schema")),
         state=State({"rag_service": rag_service}),
         debug=False,
     )
