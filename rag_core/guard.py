@@ -108,7 +108,11 @@ def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[Skipped]]:
                     f"{path}: unsupported file type (supported: "
                     f"{', '.join(sorted(SUPPORTED_SUFFIXES))})"
                 )
-            found[path.resolve()] = None
+            target = path.resolve()
+            if target.is_relative_to(path.absolute().parent.resolve()):
+                found[target] = None
+            else:
+                skipped.append(Skipped(path, "symlink leads outside the ingest root"))
         else:
             raise ValueError(f"{path}: no such file or directory")
     return list(found), skipped
@@ -142,6 +146,8 @@ def check_file(path: Path, limits: IngestLimits) -> None:
 
     Reads only the file's size and, for zip containers, the central directory.
     """
+    if path.is_symlink():  # collected resolved: it was replaced by a link since
+        raise FileRefused("became a symlink after it was collected")
     size = path.stat().st_size
     if size > limits.max_file_bytes:
         raise over_limit("file size", size, limits.max_file_bytes, "ingest_max_file_bytes")

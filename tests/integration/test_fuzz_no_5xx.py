@@ -398,3 +398,16 @@ def test_the_fuzz_strategies_reach_the_interesting_answers(
 
     check()
     assert {200, 400, 401, 404, 422} <= seen, seen
+
+
+@pytest.mark.parametrize("route", ["/v1/query", "/v1/query/batch"])
+def test_rag_core_refuses_a_body_nested_100000_deep_with_a_400(
+    rag_core_client: TestClient[Litestar], route: str,
+) -> None:
+    """rag_core parses bodies too: 100,000 nested arrays are the contract's 400 there as
+    well (it was a RecursionError), checked before the decoder runs."""
+    response = rag_core_client.post(
+        route, content=_deep(100_000),
+        headers={"X-Internal-Token": INTERNAL_TOKEN, "Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"

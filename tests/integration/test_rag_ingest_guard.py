@@ -81,6 +81,17 @@ def test_symlinks_out_of_the_root_are_skipped_and_reported(
     assert result.documents == 1
 
 
+def test_files_named_one_by_one_cannot_lead_out_either(
+    tree: Path, settings: Settings
+) -> None:
+    """`ragward ingest corpus/*` names each entry explicitly: a link among them that
+    points outside its directory (here to /etc/passwd) is still skipped, not read."""
+    named = sorted(p for p in tree.iterdir() if p.suffix)  # passwd.txt, alias.md
+    result = ingest(settings, named, "guarded", show_progress=False)
+    assert [entry.path.name for entry in result.skipped] == ["passwd.txt"]
+    assert set(_indexed_text(settings, "guarded")) == {"good.md"}
+
+
 def test_cli_lists_skipped_symlinks_and_exits_3(
     tree: Path, settings: Settings, capfd: pytest.CaptureFixture[str]
 ) -> None:
