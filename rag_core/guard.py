@@ -118,6 +118,14 @@ def collect_files(paths: Iterable[Path]) -> tuple[list[Path], list[Skipped]]:
     return list(found), skipped
 
 
+def _resolved(path: Path) -> Path | None:
+    """The real path, or None for a symlink loop (which ``resolve`` raises on)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return None
+
+
 def _walk(root: Path) -> tuple[list[Path], list[Skipped]]:
     real_root = root.resolve()
     files: list[Path] = []
@@ -127,14 +135,19 @@ def _walk(root: Path) -> tuple[list[Path], list[Skipped]]:
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
         for name in subdirs:
             link = here / name
-            if link.is_symlink() and not link.resolve().is_relative_to(real_root):
+            if not link.is_symlink():
+                continue
+            target = _resolved(link)
+            if target is None or not target.is_relative_to(real_root):
                 skipped.append(Skipped(link, "directory symlink leads outside the ingest root"))
         for name in sorted(names):
             entry = here / name
             if name.startswith(".") or not _supported(entry):
                 continue
-            target = entry.resolve()
-            if not target.is_relative_to(real_root):
+            target = _resolved(entry)
+            if target is None:
+                skipped.append(Skipped(entry, "symlink loop"))
+            elif not target.is_relative_to(real_root):
                 skipped.append(Skipped(entry, "symlink leads outside the ingest root"))
             elif target.is_file():  # not a dangling link, a FIFO or a device
                 files.append(target)

@@ -92,6 +92,21 @@ def test_files_named_one_by_one_cannot_lead_out_either(
     assert set(_indexed_text(settings, "guarded")) == {"good.md"}
 
 
+def test_a_symlink_loop_is_skipped_not_a_crash(tmp_path: Path, settings: Settings) -> None:
+    """Two links pointing at each other (resolve raises on them) are reported as a loop;
+    a directory link back up the tree is not followed; the rest is ingested."""
+    root = tmp_path / "corpus"
+    (root / "sub").mkdir(parents=True)
+    (root / "ok.md").write_text("# Parking\n\nPermits are issued at desk 7.")
+    (root / "a.md").symlink_to("b.md")
+    (root / "b.md").symlink_to("a.md")
+    (root / "sub" / "up").symlink_to("..", target_is_directory=True)
+    result = ingest(settings, [root], "guarded", show_progress=False)
+    assert {(e.path.name, e.reason) for e in result.skipped} == {
+        ("a.md", "symlink loop"), ("b.md", "symlink loop")}
+    assert result.documents == 1
+
+
 def test_cli_lists_skipped_symlinks_and_exits_3(
     tree: Path, settings: Settings, capfd: pytest.CaptureFixture[str]
 ) -> None:
