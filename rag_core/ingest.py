@@ -113,16 +113,12 @@ def embed_nodes(
 
 
 def _read(
-    files: list[Path],
-    limits: IngestLimits,
-    skipped: list[Skipped],
-    *,
-    fail_fast: bool,
-    show_progress: bool,
-) -> tuple[list[Document], list[dict[str, object]]]:
-    """Every file's documents and manifest entry; files that fail go to ``skipped``."""
+    files: list[Path], limits: IngestLimits, *, fail_fast: bool, show_progress: bool
+) -> tuple[list[Document], list[dict[str, object]], list[Skipped]]:
+    """The documents, the manifest's file entries and the files skipped while reading."""
     documents: list[Document] = []
     file_entries: list[dict[str, object]] = []
+    skipped: list[Skipped] = []
     for file, docs in tqdm(
         iter_documents(files, limits),
         total=len(files),
@@ -145,7 +141,7 @@ def _read(
                     "chars": sum(len(d.text) for d in docs),
                 }
             )
-    return documents, file_entries
+    return documents, file_entries, skipped
 
 
 def ingest(
@@ -179,10 +175,11 @@ def ingest(
     backend = backend or build_backend(settings)
     try:
         with backend.tracker.track() as usage:
-            documents, file_entries = _read(
-                files, IngestLimits.from_settings(settings), skipped,
+            documents, file_entries, unreadable = _read(
+                files, IngestLimits.from_settings(settings),
                 fail_fast=fail_fast, show_progress=show_progress,
             )
+            skipped += unreadable
             if not documents:
                 if skipped:
                     raise FilesSkipped(skipped, "nothing ingested: every file was skipped")
