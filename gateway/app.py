@@ -32,7 +32,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.recorder import RecordingASGI, record_of
 from rag_core.schemas import BatchRequest, BatchResponse, QueryRequest, QueryResponse
 from ragward.errors import Forbidden, NotFound, ValidationFailed
-from ragward.http_errors import EXCEPTION_HANDLERS
+from ragward.http_body import BoundedJsonRequest
+from ragward.http_errors import EXCEPTION_HANDLERS, schema_router
 from ragward.settings import Settings
 from telemetry.consumer_http import METRICS_ACCESS, METRICS_MEDIA_TYPE, metrics_guards
 from telemetry.exposition import render
@@ -272,8 +273,10 @@ def create_app(
                         _metrics_route(settings), *routes],
         lifespan=[*lifespans, lifespan],
         exception_handlers=_redacting(EXCEPTION_HANDLERS, lambda: app.state.get("components")),
+        request_class=BoundedJsonRequest,
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="ragward gateway", version="1", path="/schema"),
+        openapi_config=OpenAPIConfig(title="ragward gateway", version="1", path="/schema",
+                                     openapi_router=schema_router("/schema")),
         type_encoders={msgspec.Struct: msgspec.to_builtins},
         logging_config=None,  # ragward.logs owns logging: structlog JSON lines
         debug=False,

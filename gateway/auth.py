@@ -9,6 +9,13 @@
   JWKS server.
 * ``exp`` is required; ``nbf``/``iat`` are checked with a small leeway;
   ``iss``/``aud`` when configured.
+* Every field is hostile JSON until checked: a header or claim of the wrong JSON
+  type (``"alg": ["HS256"]``, ``"exp": "x"``, ``"roles": 5``), a time claim out of
+  range, nesting deep enough to exhaust the parser — all are a 401, never a 500.
+  Identity claims (``sub``, tenant, roles) must be printable text: control
+  characters, line and paragraph separators, format characters and lone
+  surrogates would travel into headers (``X-Tenant`` to rag_core), logs, metric
+  labels and events, so they are refused at authentication.
 
 Every failure raises :class:`~ragward.errors.Unauthenticated` with the same
 generic message: the client learns nothing that helps an attacker. The reason
@@ -23,7 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import aiohttp
 import jwt
@@ -46,6 +53,17 @@ ALGORITHMS_BY_KEY_TYPE: dict[str, frozenset[str]] = {
 ASYMMETRIC_ALGORITHMS = frozenset().union(*ALGORITHMS_BY_KEY_TYPE.values())
 AUDIT_READ_ALL = "audit:read:all"
 METRICS_READ = "metrics:read"
+# NumericDate claims beyond year 9999 are not times (and overflow float arithmetic).
+MAX_NUMERIC_DATE = 253_402_300_799
+MAX_SUBJECT_CHARS = 256
+MAX_TENANT_CHARS = 128
+MAX_ROLES, MAX_ROLE_CHARS = 64, 128
+# Registered header parameters (RFC 7515 §4.1) and claims (RFC 7519 §4.1) that are
+# strings when present; a token with another JSON type there is malformed.
+_STRING_HEADERS = ("alg", "kid", "typ", "cty", "jku", "x5u", "x5t", "x5t#S256")
+_STRING_CLAIMS = ("iss", "jti")
+# What pyjwt may raise on well-signed JSON of unexpected types or depth.
+_MALFORMED = (TypeError, ValueError, OverflowError, RecursionError)
 
 
 class TokenRejected(Unauthenticated):
@@ -168,8 +186,10 @@ class Authenticator:
     async def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, *_MALFORMED):
             raise TokenRejected("malformed") from None
+        if not _well_typed_header(header):
+            raise TokenRejected("malformed_header")
         alg = header.get("alg")
         if alg in HMAC_ALGORITHMS:
             if self._secret is None:
@@ -199,6 +219,8 @@ class Authenticator:
             raise TokenRejected("wrong_issuer_or_audience") from None
         except jwt.PyJWTError:
             raise TokenRejected("invalid_signature_or_claims") from None
+        except _MALFORMED:
+            raise TokenRejected("malformed_claims") from None
         return self._principal(claims)
 
     def _bearer(self, authorization: str | None) -> str:
@@ -227,18 +249,59 @@ class Authenticator:
         return jwk.key
 
     def _principal(self, claims: dict[str, Any]) -> Principal:
+        for name in ("exp", "nbf", "iat"):
+            if name in claims and not _is_numeric_date(claims[name]):
+                raise TokenRejected(f"bad_{name}")
+        if not _well_typed_claims(claims):
+            raise TokenRejected("malformed_claims")
         subject = claims.get("sub")
         tenant = claims.get(self._tenant_claim)
         roles = claims.get(self._roles_claim, [])
         if isinstance(roles, str):
             roles = roles.split()
-        if not isinstance(subject, str) or not subject:
+        if not _is_identity(subject, MAX_SUBJECT_CHARS):
             raise TokenRejected("bad_subject")
-        if not isinstance(tenant, str) or not tenant or len(tenant) > 128:
+        if not _is_identity(tenant, MAX_TENANT_CHARS):
             raise TokenRejected("bad_tenant")
-        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        if not (isinstance(roles, list) and len(roles) <= MAX_ROLES
+                and all(_is_identity(r, MAX_ROLE_CHARS) for r in roles)):
             raise TokenRejected("bad_roles")
         return Principal(subject=subject, tenant=tenant, roles=tuple(roles), claims=claims)
+
+
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _well_typed_header(header: dict[str, Any]) -> bool:
+    return (
+        isinstance(header.get("alg"), str)
+        and all(isinstance(header[k], str) for k in _STRING_HEADERS if k in header)
+        and ("crit" not in header or _is_str_list(header["crit"]))
+        and ("x5c" not in header or _is_str_list(header["x5c"]))
+        and ("jwk" not in header or isinstance(header["jwk"], dict))
+        and ("b64" not in header or isinstance(header["b64"], bool))  # RFC 7797
+    )
+
+
+def _well_typed_claims(claims: dict[str, Any]) -> bool:
+    aud = claims.get("aud", "")
+    return (isinstance(aud, str) or _is_str_list(aud)) and all(
+        isinstance(claims[k], str) for k in _STRING_CLAIMS if k in claims
+    )
+
+
+def _is_numeric_date(value: object) -> bool:
+    """A JSON number (not a boolean) of seconds within years 0..9999."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and abs(value) <= MAX_NUMERIC_DATE)  # NaN fails this comparison too
+
+
+def _is_identity(value: object, max_chars: int) -> TypeGuard[str]:
+    """Non-empty printable text: ``str.isprintable`` is False for every control (C0,
+    C1), format, surrogate, private-use, unassigned and separator character except the
+    ASCII space — so no CR/LF/NUL, U+2028/2029, bidi overrides or lone surrogates."""
+    return isinstance(value, str) and 0 < len(value) <= max_chars and value.isprintable()
 
 
 class AccessPolicy:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal, cast
 import msgspec
 import structlog
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, ReceiveMessage, Scope, Send
 
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import RequestRecord
@@ -44,6 +44,7 @@ log = structlog.get_logger("ragward.gateway")
 RECORD_KEY = "ragward_record"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 _UNAUDITED = frozenset({"/health", "/ready", "/metrics"})  # probes and scrapes
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the answer
 _error_body = msgspec.json.Encoder()
 USER_AGENT_CHARS = 256
 
@@ -123,8 +124,14 @@ class RecordingASGI:
         record = RequestRecord(request_id=request_id)
         scope.setdefault("state", {})[RECORD_KEY] = record
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        replaced = False
+        replaced = client_gone = False
         status = 500
+
+        async def receive_watched() -> ReceiveMessage:
+            nonlocal client_gone
+            message = await receive()
+            client_gone = client_gone or message["type"] == "http.disconnect"
+            return message
 
         async def send_recorded(message: Message) -> None:
             nonlocal replaced, status
@@ -132,6 +139,11 @@ class RecordingASGI:
                 return  # the app's own body for a response we had to replace
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if client_gone and status >= 500:
+                    # The client hung up mid-request (Litestar calls that a 500): its
+                    # doing, not ours, so it must not count as a server error or page.
+                    status = message["status"] = CLIENT_CLOSED_REQUEST
+                    record.reason = "client_disconnected"
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.extend((k.lower().encode(), v.encode())
@@ -149,7 +161,7 @@ class RecordingASGI:
 
         self._metrics.in_flight.inc()
         try:
-            await self._app(cast("Scope", scope), receive, send_recorded)
+            await self._app(cast("Scope", scope), receive_watched, send_recorded)
         finally:
             self._metrics.in_flight.dec()
             elapsed = time.perf_counter() - started

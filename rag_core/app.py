@@ -35,13 +35,15 @@ from litestar import Litestar, Request, Response, Router, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import OpenAPIConfig
 from litestar.params import JSONBody
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag_core.schemas import BatchRequest, BatchResponse, IndexList, QueryRequest, QueryResponse
 from rag_core.service import RagService, build_service
 from ragward.errors import ConfigError, Unauthenticated
-from ragward.http_errors import EXCEPTION_HANDLERS
+from ragward.http_body import BoundedJsonRequest
+from ragward.http_errors import EXCEPTION_HANDLERS, schema_router
 from ragward.settings import Settings, env_name
 
 log = structlog.get_logger(__name__)
@@ -180,6 +182,9 @@ def create_app(settings: Settings, service: RagService | None = None) -> Litesta
         lifespan=[lifespan],
         middleware=[request_id_middleware],
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=BoundedJsonRequest,
+        openapi_config=OpenAPIConfig(title="ragward rag_core", version="1", path="/schema",
+                                     openapi_router=schema_router("/schema")),
         state=State({"rag_service": rag_service}),
         debug=False,
     )

@@ -9,6 +9,11 @@ Read documents (:mod:`rag_core.readers`), split them with the bilingual
 splitter, embed the chunks in batches, build a ``VectorStoreIndex`` and publish
 it atomically as a new version (:mod:`rag_core.store`). Progress bars go to
 stderr; one summary line goes to stdout.
+
+Files are untrusted input (:mod:`rag_core.guard`): one that leads outside its
+root, is over a size limit or that its reader cannot parse is skipped with a
+one-line reason and the rest is ingested; the command then exits 3 and lists
+what it skipped. ``--fail-fast`` stops at the first such file, publishing nothing.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from llama_index.core.schema import BaseNode, Document, MetadataMode
 from tqdm import tqdm
 
 from rag_core.backends import Backend, build_backend
+from rag_core.guard import IngestLimits, Skipped, collect_files
 from rag_core.ownership import Ownership, check_reingest
-from rag_core.readers import collect_files, iter_documents
+from rag_core.readers import iter_documents
 from rag_core.store import persist_version
 from rag_core.text import make_splitter
 from rag_core.vector_store import NumpyVectorStore
@@ -39,6 +45,7 @@ from ragward.settings import Settings
 log = structlog.get_logger(__name__)
 
 CHUNK_TOKENS = 256
+SKIPPED_EXIT = 3
 INDEX_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
@@ -55,6 +62,15 @@ class IngestResult:
     chunks: int
     seconds: float
     embedding_tokens: int
+    skipped: tuple[Skipped, ...] = ()
+
+
+class FilesSkipped(Exception):
+    """Ingest stopped (``--fail-fast``) or found nothing readable: files were skipped."""
+
+    def __init__(self, skipped: list[Skipped], why: str) -> None:
+        super().__init__(why)
+        self.skipped, self.why = skipped, why
 
 
 def _valid_index_name(name: str) -> str:
@@ -102,6 +118,38 @@ def embed_nodes(
             bar.update(len(group))
 
 
+def _read(
+    files: list[Path], limits: IngestLimits, *, fail_fast: bool, show_progress: bool
+) -> tuple[list[Document], list[dict[str, object]], list[Skipped]]:
+    """The documents, the manifest's file entries and the files skipped while reading."""
+    documents: list[Document] = []
+    file_entries: list[dict[str, object]] = []
+    skipped: list[Skipped] = []
+    for file, docs in tqdm(
+        iter_documents(files, limits),
+        total=len(files),
+        desc="Reading",
+        unit="file",
+        disable=not show_progress,
+    ):
+        if isinstance(docs, Skipped):
+            log.warning("ingest_file_skipped", path=str(docs.path), reason=docs.reason)
+            skipped.append(docs)
+            if fail_fast:
+                raise FilesSkipped([docs], "stopped at the first skipped file (--fail-fast)")
+            continue
+        documents.extend(docs)
+        if docs:
+            file_entries.append(
+                {
+                    "file_name": file.name,
+                    "title": docs[0].metadata.get("title", ""),
+                    "chars": sum(len(d.text) for d in docs),
+                }
+            )
+    return documents, file_entries, skipped
+
+
 def ingest(
     settings: Settings,
     paths: list[Path],
@@ -111,12 +159,15 @@ def ingest(
     owner: str | None = None,
     backend: Backend | None = None,
     show_progress: bool = True,
+    fail_fast: bool = False,
 ) -> IngestResult:
     """Build ``index`` from ``paths`` (and the sample corpus) and publish it as a new version,
     owned by tenant ``owner`` (None: shared by every tenant).
 
-    Raises ValueError for bad input (missing paths, nothing to ingest, bad name)
-    and the backend's domain errors when the embedding provider fails.
+    Files that cannot be read are skipped and listed in ``IngestResult.skipped``.
+    Raises ValueError for bad input (missing paths, nothing to ingest, bad name),
+    :class:`FilesSkipped` when ``fail_fast`` meets a skipped file or every file was
+    skipped, and the backend's domain errors when the embedding provider fails.
     """
     started = time.perf_counter()
     name = _valid_index_name(index or settings.default_index)
@@ -125,32 +176,23 @@ def ingest(
     roots = list(paths) + ([sample_corpus_dir()] if sample else [])
     if not roots:
         raise ValueError("nothing to ingest: give PATH... or --sample")
-    files = collect_files(roots)
-    if not files:
+    files, skipped = collect_files(roots)
+    if skipped and fail_fast:
+        raise FilesSkipped(skipped[:1], "stopped at the first skipped file (--fail-fast)")
+    if not files and not skipped:
         raise ValueError("no supported documents found (.txt .md .html .pdf .docx)")
     own_backend = backend is None
     backend = backend or build_backend(settings)
     try:
         with backend.tracker.track() as usage:
-            documents: list[Document] = []
-            file_entries = []
-            for file, docs in tqdm(
-                iter_documents(files),
-                total=len(files),
-                desc="Reading",
-                unit="file",
-                disable=not show_progress,
-            ):
-                documents.extend(docs)
-                if docs:
-                    file_entries.append(
-                        {
-                            "file_name": file.name,
-                            "title": docs[0].metadata.get("title", ""),
-                            "chars": sum(len(d.text) for d in docs),
-                        }
-                    )
+            documents, file_entries, unreadable = _read(
+                files, IngestLimits.from_settings(settings),
+                fail_fast=fail_fast, show_progress=show_progress,
+            )
+            skipped += unreadable
             if not documents:
+                if skipped:
+                    raise FilesSkipped(skipped, "nothing ingested: every file was skipped")
                 raise ValueError("the documents contain no text")
             nodes = build_nodes(documents, show_progress=show_progress)
             try:
@@ -185,6 +227,7 @@ def ingest(
             chunks=len(nodes),
             seconds=time.perf_counter() - started,
             embedding_tokens=usage.embedding_tokens,
+            skipped=tuple(skipped),
         )
         log.info(
             "index_published",
@@ -192,6 +235,7 @@ def ingest(
             version=version,
             documents=result.documents,
             chunks=result.chunks,
+            skipped=len(skipped),
             seconds=round(result.seconds, 3),
         )
         return result
@@ -201,7 +245,8 @@ def ingest(
 
 
 def main(settings: Settings, args: argparse.Namespace) -> int:
-    """CLI entry: exit 0 on success, 2 on bad input, 1 when the embedding provider fails."""
+    """CLI entry: exit 0 on success, 2 on bad input, 1 when the embedding provider
+    fails, 3 when files were skipped (the rest is published unless ``--fail-fast``)."""
     tenant, shared = getattr(args, "tenant", None), bool(getattr(args, "shared", False))
     sample = bool(getattr(args, "sample", False))
     try:
@@ -218,6 +263,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
             sample=sample,
             owner=tenant,
             show_progress=True,
+            fail_fast=bool(getattr(args, "fail_fast", False)),
         )
     except ValueError as exc:
         print(f"ragward ingest: {exc}", file=sys.stderr)
@@ -225,9 +271,23 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     except RagwardError as exc:
         print(f"ragward ingest: {exc.message}", file=sys.stderr)
         return 1
+    except FilesSkipped as exc:
+        _print_skipped(exc.skipped)
+        print(f"ragward ingest: {exc.why}; nothing published", file=sys.stderr)
+        return SKIPPED_EXIT
     print(
         f"ingested {result.documents} documents ({result.chunks} chunks) into index "
         f"'{result.index}' ({Ownership(tenant).describe()}) version {result.version} "
         f"in {result.seconds:.2f}s"
+        + (f"; skipped {len(result.skipped)} files" if result.skipped else "")
     )
+    if result.skipped:
+        _print_skipped(list(result.skipped))
+        return SKIPPED_EXIT
     return 0
+
+
+def _print_skipped(skipped: list[Skipped]) -> None:
+    """One line per skipped file: its path and why, never a traceback."""
+    for entry in skipped:
+        print(f"ragward ingest: skipped {entry.path}: {entry.reason}", file=sys.stderr)

@@ -6,11 +6,14 @@ its own (it would index the tags), so :class:`HtmlTextReader` extracts the
 visible text with BeautifulSoup. Each document gets a small, stable metadata
 set: ``file_name``, ``title`` and, for PDFs, ``page_label``. Only ``title`` is
 embedded with the text; the LLM sees no metadata.
+
+Which files may be read at all, and how large, is :mod:`rag_core.guard`'s job;
+every file is checked there right before its reader opens it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,8 @@ from llama_index.core import SimpleDirectoryReader
 from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import Document
 
-SUPPORTED_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"})
+from rag_core.guard import FileRefused, IngestLimits, Skipped, check_file, over_limit
+
 _DROP_TAGS = ("script", "style", "noscript", "nav", "header", "footer", "template", "svg")
 _BLOCK_TAGS = ("p", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "div", "section", "br")
 
@@ -47,34 +51,6 @@ class HtmlTextReader(BaseReader):
         return [Document(text=text, metadata=metadata)]
 
 
-def collect_files(paths: Iterable[Path]) -> list[Path]:
-    """Supported files under ``paths`` (directories recursively), sorted, de-duplicated.
-
-    Raises ValueError naming a path that does not exist or a file of an
-    unsupported type given explicitly.
-    """
-    found: dict[Path, None] = {}
-    for path in paths:
-        if path.is_dir():
-            for file in sorted(path.rglob("*")):
-                if (
-                    file.is_file()
-                    and file.suffix.lower() in SUPPORTED_SUFFIXES
-                    and not any(part.startswith(".") for part in file.relative_to(path).parts)
-                ):
-                    found[file.resolve()] = None
-        elif path.is_file():
-            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-                raise ValueError(
-                    f"{path}: unsupported file type (supported: "
-                    f"{', '.join(sorted(SUPPORTED_SUFFIXES))})"
-                )
-            found[path.resolve()] = None
-        else:
-            raise ValueError(f"{path}: no such file or directory")
-    return list(found)
-
-
 def _title_of(text: str, fallback: str) -> str:
     for line in text.splitlines():
         line = line.strip()
@@ -99,8 +75,15 @@ def _clean_metadata(doc: Document, file: Path) -> Document:
     return doc
 
 
-def iter_documents(files: list[Path]) -> Iterator[tuple[Path, list[Document]]]:
-    """(file, its documents) for each file, in order; empty documents dropped."""
+def iter_documents(
+    files: list[Path], limits: IngestLimits
+) -> Iterator[tuple[Path, list[Document] | Skipped]]:
+    """(file, its documents) for each file, in order, empty documents dropped; or
+    (file, :class:`~rag_core.guard.Skipped`) when the file is refused or its reader fails.
+
+    A reader's failure (a malformed PDF, a docx that is not a zip, text that is not
+    UTF-8) is the file's problem, not the ingest's: it becomes a one-line reason.
+    """
     html = HtmlTextReader()
     reader = SimpleDirectoryReader(
         input_files=[str(f) for f in files],
@@ -109,13 +92,32 @@ def iter_documents(files: list[Path]) -> Iterator[tuple[Path, list[Document]]]:
         raise_on_error=True,
     )
     for file in files:
-        docs = reader.load_file(
-            input_file=file,
-            file_metadata=reader.file_metadata,
-            file_extractor=reader.file_extractor,
-            filename_as_id=True,
-            encoding="utf-8",
-            errors="strict",
-            raise_on_error=True,
-        )
+        try:
+            check_file(file, limits)
+            docs = reader.load_file(
+                input_file=file,
+                file_metadata=reader.file_metadata,
+                file_extractor=reader.file_extractor,
+                filename_as_id=True,
+                encoding="utf-8",
+                errors="strict",
+                raise_on_error=True,
+            )
+            chars = sum(len(d.text) for d in docs)
+            if chars > limits.max_document_chars:
+                raise over_limit("extracted characters", chars, limits.max_document_chars,
+                                 "ingest_max_document_chars")
+        except FileRefused as exc:
+            yield file, Skipped(file, exc.reason)
+            continue
+        except Exception as exc:  # any reader, any library: report the file, keep going
+            yield file, Skipped(file, reader_failure(exc))
+            continue
         yield file, [_clean_metadata(d, file) for d in docs if d.text.strip()]
+
+
+def reader_failure(exc: BaseException) -> str:
+    """One line for a reader's exception: SimpleDirectoryReader wraps the real one."""
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    detail = " ".join(str(cause).split())[:200]
+    return f"cannot read: {type(cause).__name__}" + (f": {detail}" if detail else "")

@@ -66,6 +66,9 @@ def _configure_data(sub: Any) -> None:
     owner = p.add_mutually_exclusive_group()
     owner.add_argument("--tenant", help="the tenant that owns the index: only it may query it")
     owner.add_argument("--shared", action="store_true", help="every tenant may query the index")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first file that cannot be read (default: skip it, "
+                   "ingest the rest, exit 3)")
     p.set_defaults(handler="rag_core.ingest:main")
 
     p = sub.add_parser("token", help="mint a development HS256 token with the configured secret")

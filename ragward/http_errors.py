@@ -10,15 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from litestar import Request, Response
+from litestar import Request, Response, Router, get
 from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
     ValidationException,
 )
+from litestar.params import FromPath
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from ragward.errors import RagwardError
+from ragward.errors import NotFound, RagwardError
 
 log = structlog.get_logger("ragward.http")
 
@@ -111,3 +112,18 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }
+
+
+def schema_router(path: str = "/schema") -> Router:
+    """The router Litestar serves its OpenAPI documents from, for ``OpenAPIConfig``.
+
+    Litestar answers an unknown path under it with its own HTML 404 page; this
+    router's catch-all comes first, so that 404 is the contract's JSON error too.
+    """
+
+    # Same template as Litestar's own catch-all, so this one, registered first, wins.
+    @get("/{path:str}", include_in_schema=False, sync_to_thread=False)
+    def unknown_schema_document(path: FromPath[str]) -> None:
+        raise NotFound("no such schema document")
+
+    return Router(path, route_handlers=[unknown_schema_document])

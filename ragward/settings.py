@@ -209,6 +209,26 @@ class Settings(BaseSettings):
     pricing_file: Path | None = None
     default_index: str = "default"
 
+    # -- ingest (rag_core.guard: files are untrusted input) ----------------------
+    ingest_max_file_bytes: int = Field(
+        50 * 1024 * 1024, ge=1, description="A file larger than this is skipped unread."
+    )
+    ingest_max_document_chars: int = Field(
+        10_000_000, ge=1, description="A file whose extracted text is longer is skipped."
+    )
+    ingest_max_archive_bytes: int = Field(
+        100 * 1024 * 1024, ge=1,
+        description="docx/xlsx/pptx/epub/odt: total uncompressed size, read from the zip "
+        "directory before extracting.",
+    )
+    ingest_max_archive_members: int = Field(
+        10_000, ge=1, description="Zip-based documents: most members (files) inside."
+    )
+    ingest_max_compression_ratio: float = Field(
+        100.0, ge=1,
+        description="Zip-based documents: most a member over 1 MiB may inflate (x times).",
+    )
+
     # -- alerting --------------------------------------------------------------
     alert_rules: Path | None = Field(None, description="YAML rules file; None = defaults.")
     slack_webhook_url: SecretStr | None = None

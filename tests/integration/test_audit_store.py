@@ -4,6 +4,7 @@ detection, checkpoints and retention, keyset queries, export, async use."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import subprocess
@@ -12,11 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from ragward.errors import ValidationFailed
+from ragward.errors import BadRequest, ValidationFailed
 from ragward.settings import Settings
 from telemetry.audit_chain import GENESIS_HASH, canonical_json, chain_hash
 from telemetry.audit_record import parse_ts_us
-from telemetry.audit_store import AuditBackend, AuditQuery, AuditStore, open_backend
+from telemetry.audit_store import (
+    AuditBackend,
+    AuditQuery,
+    AuditStore,
+    encode_cursor,
+    open_backend,
+)
 from telemetry.bus import Record
 from telemetry.events import encode
 from tests import audit_support
@@ -223,15 +230,22 @@ def test_keyset_pages_cover_everything_once_newest_first(backend: AuditBackend) 
 
 
 def test_bad_query_input_is_a_validation_error(backend: AuditBackend) -> None:
-    """limit above 1000, a forged cursor and a non-time 'since' are 422s, not crashes."""
+    """limit out of range, a non-time or inverted time range and a control character in a
+    filter are 422s naming the field; a cursor the API did not issue is a 400."""
     for bad, field in (
         (AuditQuery(limit=1001), "limit"),
-        (AuditQuery(cursor="nonsense!"), "cursor"),
         (AuditQuery(since="yesterday"), "since"),
+        (AuditQuery(since="2026-01-02T00:00:00Z", until="2026-01-01T00:00:00Z"), "since"),
+        (AuditQuery(tenant="acme\x00"), "tenant"),
+        (AuditQuery(subject="x" * 257), "subject"),
     ):
         with pytest.raises(ValidationFailed) as err:
             backend.query(bad)
         assert err.value.field == field
+    for cursor in ("nonsense!", encode_cursor(2**63, 0, 0), encode_cursor(0, -1, 0),
+                   base64.urlsafe_b64encode(b"[" * 5000).decode(), "A" * 300):
+        with pytest.raises(BadRequest):
+            backend.query(AuditQuery(cursor=cursor))
 
 
 async def test_async_store_queries_while_writing(audit_settings: Settings) -> None:
