@@ -88,9 +88,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragward.errors import RagwardError
+
+if TYPE_CHECKING:
+    from gateway.redaction_stream import StreamRedaction
 
 __all__ = [
     "Action",
@@ -1110,9 +1113,24 @@ def _redact(
         for h in hits:
             if actions[h[2]] is Action.BLOCK:
                 raise PiiBlocked(h[2].value)
+    return RedactionResult(_apply(text, hits, actions, placeholders, numbers, total), hits)
+
+
+def _apply(
+    text: str,
+    hits: list[_Hit],
+    actions: Mapping[EntityType, Action] | None,
+    placeholders: dict[tuple[EntityType, str], str],
+    numbers: dict[EntityType, int],
+    total: dict[str, int],
+    offset: int = 0,
+) -> str:
+    """``text`` with ``hits`` (sorted, offsets into ``text`` plus ``offset``) replaced by
+    their placeholders, counted in the session's state; nothing is blocked here."""
     parts: list[str] = []
     pos = 0
     for s, e, typ, canon in hits:
+        s -= offset
         name = _NAMES[typ]
         total[name] = total.get(name, 0) + 1
         if actions is not None and actions[typ] is Action.KEEP:
@@ -1124,9 +1142,9 @@ def _redact(
             placeholder = placeholders[key] = f"<{name}_{n}>"
         parts.append(text[pos:s])
         parts.append(placeholder)
-        pos = e
+        pos = e - offset
     parts.append(text[pos:])
-    return RedactionResult("".join(parts), hits)
+    return "".join(parts)
 
 
 class RedactionSession:
@@ -1150,6 +1168,15 @@ class RedactionSession:
         return _redact(
             text, self._actions, self._placeholders, self._numbers, self.counts, enforce_block
         )
+
+    def stream(self) -> StreamRedaction:
+        """An incremental redaction of text going out (``enforce_block=False``), in this
+        session: what it returns, concatenated, is exactly ``redact(whole text,
+        enforce_block=False).text``, and nothing it returns is ever taken back
+        (see :mod:`gateway.redaction_stream`)."""
+        from gateway.redaction_stream import StreamRedaction  # it builds on this module
+
+        return StreamRedaction(self)
 
 
 class Redactor:

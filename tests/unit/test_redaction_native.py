@@ -140,3 +140,30 @@ def entity_soup(draw: st.DrawFn) -> str:
 @example("00860013812345678 009-60-2850")
 def test_same_hits_on_generated_text(text: str) -> None:
     assert native(text) == reference(text)
+
+
+def _streamed(text: str, cuts: list[int]) -> str:
+    stream = redaction.Redactor().session().stream()
+    out = []
+    pos = 0
+    for cut in [*sorted(set(cuts)), len(text)]:
+        out.append(stream.push(text[pos:cut]))
+        pos = cut
+    return "".join(out) + stream.close()
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.one_of(entity_soup(), st.text(alphabet=ALPHABET, max_size=60)), st.data())
+def test_same_stream_on_both_scanners(text: str, data: st.DataObject) -> None:
+    """The streaming driver over the native scanner returns, chunk by chunk, what it
+    returns over the reference: the same pieces, the same placeholders."""
+    cuts = data.draw(st.lists(st.integers(0, len(text)), max_size=10))
+    native_out = _streamed(text, cuts)
+    saved = redaction._scan, redaction._detect
+    redaction._scan, redaction._detect = redaction._scan_reference, redaction._detect_reference
+    try:
+        reference_out = _streamed(text, cuts)
+    finally:
+        redaction._scan, redaction._detect = saved
+    assert native_out == reference_out
+    assert native_out == redaction.Redactor().session().redact(text, enforce_block=False).text

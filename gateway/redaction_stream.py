@@ -1,0 +1,406 @@
+"""Exact redaction of a stream: text goes out as soon as no continuation can change it.
+
+:meth:`RedactionSession.stream() <gateway.redaction.RedactionSession.stream>` returns a
+:class:`StreamRedaction`. Its contract, for any text and any way of cutting it into
+chunks pushed in order:
+
+(a) everything ``push`` and ``close`` return, concatenated, is exactly
+    ``session.redact(text, enforce_block=False).text`` for the session in the same
+    state (same placeholders, same numbering, same counts afterwards);
+(b) no prefix of it ever holds a raw entity, or any part of one, that the redaction
+    of the whole text hides: text is only sent once it is final.
+
+What is held back, and why no more
+----------------------------------
+The scanner decides about a candidate by reading to the right of its start: the
+regexes, and the few scans in Python around them (an e-mail's local part before its
+``@``, a secret's prefix before its rare character, an IPv6 address's first group
+before its colon, an IBAN's letters before its check digits). What it reads to the
+*left* of a candidate (cues such as "SSN" or "订单号", lookbehinds) is text already
+seen. Folding is per character (``_normalise``). So the only decisions that more text
+can change are those of candidates whose reading reaches the end of the text so far:
+a possible entity not yet closed, a match that could still grow, a right boundary or a
+lookahead not yet settled.
+
+:class:`_Reach` builds, once, the position automaton (Glushkov) of all those patterns:
+each character class that a pattern consumes, or looks ahead at, is a position, linked
+to the positions that can be read right after it. Lookaheads are read but lead nowhere
+past their last character; lookbehinds and anchors read nothing ahead; bounded
+repetitions count as unbounded and no lookaround ever rejects. The automaton reads a
+superset of what the patterns read, so it may hold back more than needed, never less.
+Walking the unsent tail backwards, it keeps the set of positions from which the rest
+can be read up to the end and beyond; the earliest character where that set holds a
+pattern's first position is where something may start that is not final. Everything
+before it goes out, except that a hit is never cut (it is final as a whole, or held as a
+whole). In prose that is the last word, in a number its last digit group and what
+could still join it.
+
+Each push rescans a window, not the whole answer: it starts ``context`` characters
+before a *sync point*, a place between two characters that no pattern reads across
+(the pair can follow each other in no position of the automaton). No match spans a
+sync point, so every scan (numeric, e-mail, secret, IPv6) is at rest there and finds
+after it what a scan of the whole text finds; ``context`` covers the longest
+lookbehind and the cue window. The committed text before the window is dropped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
+
+from gateway import redaction
+from gateway.redaction import RedactionSession
+
+__all__ = ["StreamRedaction"]
+
+# re's own parser (private, stable since 3.11; ``sre_parse`` is its deprecated alias).
+_sre: Any = importlib.import_module("re._parser")
+_c: Any = importlib.import_module("re._constants")
+
+_ASCII = 128  # class members are code points 0-127, and _ASCII for "any other character"
+_DIGITS = frozenset(range(48, 58))
+_WORD = frozenset([*range(48, 58), *range(65, 91), *range(97, 123), 95])
+_SPACE = frozenset(b" \t\n\r\f\v")
+_ALL = frozenset(range(_ASCII + 1))
+
+
+def _bits(mask: int) -> Iterator[int]:
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
+
+
+class _Reach:
+    """The position automaton of every pattern the scanner reads ahead with."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self._classes: list[frozenset[int]] = []
+        self._follow: list[int] = []
+        self._lookahead: set[int] = set()
+        self.max_lookbehind = 0
+        first = 0
+        for source in patterns:
+            f, _, _ = self._seq(_sre.parse(source, re.ASCII).data, False)
+            first |= f
+        self.first = first
+        n = len(self._classes)
+        self._precede = [0] * n
+        for x, follow in enumerate(self._follow):
+            for y in _bits(follow):
+                self._precede[y] |= 1 << x
+        self._masks = [0] * (_ASCII + 1)
+        for x, members in enumerate(self._classes):
+            for c in members:
+                self._masks[c] |= 1 << x
+        # Where the reading of a text may go on past its last character: any position,
+        # except a lookahead's last (it reads that character and stops).
+        want = 0
+        for x in range(n):
+            if self._follow[x] or x not in self._lookahead:
+                want |= 1 << x
+        self._last = [m & want for m in self._masks]
+        self._steps: dict[tuple[int, int], int] = {}
+        self._joins: list[list[bool]] = []
+        for a in range(_ASCII + 1):
+            after = 0
+            for x in _bits(self._masks[a]):
+                after |= self._follow[x]
+            self._joins.append([bool(self._masks[b] & after) for b in range(_ASCII + 1)])
+
+    # --- construction -------------------------------------------------------
+
+    def _position(self, members: frozenset[int], lookahead: bool) -> tuple[int, int, bool]:
+        x = len(self._classes)
+        self._classes.append(members)
+        self._follow.append(0)
+        if lookahead:
+            self._lookahead.add(x)
+        return 1 << x, 1 << x, False
+
+    def _link(self, last: int, first: int) -> None:
+        for x in _bits(last):
+            self._follow[x] |= first
+
+    def _seq(self, items: Any, lookahead: bool) -> tuple[int, int, bool]:
+        """(first positions, last positions, nullable) of a concatenation."""
+        first = last = 0
+        nullable = True
+        for op, av in items:
+            f, lst, n = self._node(op, av, lookahead)
+            self._link(last, f)
+            if nullable:
+                first |= f
+            last = last | lst if n else lst
+            nullable = nullable and n
+        return first, last, nullable
+
+    def _node(self, op: Any, av: Any, lookahead: bool) -> tuple[int, int, bool]:
+        if op is _c.LITERAL:
+            return self._position(frozenset([min(av, _ASCII)]), lookahead)
+        if op is _c.NOT_LITERAL:
+            return self._position(_ALL - {av}, lookahead)
+        if op is _c.ANY:
+            return self._position(_ALL - {10}, lookahead)
+        if op is _c.IN:
+            return self._position(_members(av), lookahead)
+        if op is _c.SUBPATTERN:
+            if av[1] & re.IGNORECASE:
+                raise ValueError("case-insensitive groups are not modelled")
+            return self._seq(av[3], lookahead)
+        if op is _c.ATOMIC_GROUP:
+            return self._seq(av, lookahead)
+        if op is _c.BRANCH:
+            first = last = 0
+            nullable = False
+            for alternative in av[1]:
+                f, lst, n = self._seq(alternative, lookahead)
+                first, last, nullable = first | f, last | lst, nullable or n
+            return first, last, nullable
+        if op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+            low, high, body = av
+            f, lst, n = self._seq(body, lookahead)
+            if high > 1:
+                self._link(lst, f)
+            return f, lst, n or low == 0
+        if op in (_c.ASSERT, _c.ASSERT_NOT):
+            direction, body = av
+            if direction == 1:  # a lookahead: read after what precedes it, then nothing
+                f, _, _ = self._seq(body, True)
+                return f, 0, True
+            self.max_lookbehind = max(self.max_lookbehind, body.getwidth()[1])
+            return 0, 0, True
+        if op is _c.AT:
+            return 0, 0, True
+        raise ValueError(f"regex construct {op} is not modelled")
+
+    # --- reading ------------------------------------------------------------
+
+    def _before(self, positions: int) -> int:
+        """Positions that can be read right before one of ``positions``."""
+        out = 0
+        for y in _bits(positions):
+            out |= self._precede[y]
+        return out
+
+    def open_from(self, t: str, lo: int) -> int:
+        """The earliest index ``>= lo`` of ``t`` (normalised text) where a candidate may
+        start whose reading reaches past the end of ``t``; ``len(t)`` if there is none."""
+        i = len(t) - 1
+        if i < lo:
+            return len(t)
+        c = ord(t[i])
+        live = self._last[c if c < _ASCII else _ASCII]
+        start = len(t)
+        steps = self._steps
+        first = self.first
+        masks = self._masks
+        while live:
+            if live & first:
+                start = i
+            i -= 1
+            if i < lo:
+                break
+            c = ord(t[i])
+            c = c if c < _ASCII else _ASCII
+            key = (live, c)
+            nxt = steps.get(key)
+            if nxt is None:
+                if len(steps) > 50_000:
+                    steps.clear()
+                nxt = steps[key] = masks[c] & self._before(live)
+            live = nxt
+        return start
+
+    def joins(self, a: str, b: str) -> bool:
+        """Whether some pattern can read ``b`` right after ``a`` (normalised characters)."""
+        x, y = ord(a), ord(b)
+        return self._joins[x if x < _ASCII else _ASCII][y if y < _ASCII else _ASCII]
+
+    def reads_on(self, c: str) -> bool:
+        """Whether some pattern can read the character ``c`` at all."""
+        x = ord(c)
+        return bool(self._masks[x if x < _ASCII else _ASCII])
+
+
+def _members(items: Any) -> frozenset[int]:
+    """The code points of a character class (``re.ASCII`` meaning), non-ASCII as _ASCII."""
+    out: set[int] = set()
+    negate = False
+    for op, av in items:
+        if op is _c.NEGATE:
+            negate = True
+        elif op is _c.LITERAL:
+            out.add(min(av, _ASCII))
+        elif op is _c.RANGE:
+            lo, hi = av
+            out.update(range(min(lo, _ASCII), min(hi, _ASCII) + 1))
+        elif op is _c.CATEGORY:
+            out |= _category(av)
+        else:
+            raise ValueError(f"class item {op} is not modelled")
+    return _ALL - out if negate else frozenset(out)
+
+
+def _category(cat: Any) -> frozenset[int]:
+    table = {
+        _c.CATEGORY_DIGIT: _DIGITS,
+        _c.CATEGORY_WORD: _WORD,
+        _c.CATEGORY_SPACE: _SPACE,
+        _c.CATEGORY_LINEBREAK: frozenset([10]),
+    }
+    negated = {
+        _c.CATEGORY_NOT_DIGIT: _DIGITS,
+        _c.CATEGORY_NOT_WORD: _WORD,
+        _c.CATEGORY_NOT_SPACE: _SPACE,
+        _c.CATEGORY_NOT_LINEBREAK: frozenset([10]),
+    }
+    if cat in table:
+        return table[cat]
+    return _ALL - negated[cat]
+
+
+def _class(chars: frozenset[str]) -> str:
+    return "[" + "".join(re.escape(c) for c in sorted(chars)) + "]"
+
+
+@cache
+def _reach() -> _Reach:
+    """Every pattern the scanner reads ahead with, each with the scan in Python that
+    extends its hit to the left (so the hit's first character is a first position)."""
+    r = redaction
+    patterns = [
+        r._NUMERIC.pattern,
+        r._NUMERIC_NO00.pattern,
+        *(p.pattern for p in r._IBAN_BODY.values()),
+        # the local part is the run of local-part characters before the "@"
+        _class(frozenset(r._EMAIL_LOCAL_CHARS)) + "*@" + r._EMAIL_DOMAIN.pattern,
+        # a secret's hit starts at the token before its rare character
+        _class(r._TOKEN_CHARS) + "*" + r._SECRET.pattern,
+        # an IPv6 address's first group is before the colon the regex starts at
+        _class(r._HEX) + "*" + r._IPV6.pattern,
+    ]
+    return _Reach(patterns)
+
+
+class StreamRedaction:
+    """Redacts text going out in pieces, exactly as the whole text would be redacted.
+
+    ``push(chunk)`` returns what is now safe to send ('' if nothing), ``close()`` the
+    rest; ``held`` is the number of raw characters received and not yet released.
+    """
+
+    __slots__ = ("_closed", "_pending", "_raw", "_reach", "_session", "_sync")
+
+    def __init__(self, session: RedactionSession) -> None:
+        self._session = session
+        self._reach = _reach()
+        self._raw = ""  # committed context, then the text not sent yet
+        self._pending = 0  # index in _raw of the first character not sent
+        self._sync = 0  # index in _raw of a sync point <= _pending (0: the stream's start)
+        self._closed = False
+
+    @property
+    def held(self) -> int:
+        """Raw characters received and not yet released."""
+        return len(self._raw) - self._pending
+
+    def push(self, chunk: str) -> str:
+        """Take the next piece of the text; return the redacted text now final."""
+        if self._closed:
+            raise ValueError("push() after close()")
+        if not chunk:
+            return ""
+        self._raw += chunk
+        return self._release(final=False)
+
+    def close(self) -> str:
+        """End of the text: return the redacted rest."""
+        if self._closed:
+            return ""
+        out = self._release(final=True)
+        self._closed = True
+        return out
+
+    def _release(self, final: bool) -> str:
+        raw = self._raw
+        pending = self._pending
+        norm, offsets = redaction._normalise(raw)
+        if final:
+            end = len(raw)
+        else:
+            if offsets is None:
+                end = self._reach.open_from(norm, pending)
+            else:
+                lo = len(redaction._normalise(raw[:pending])[0])
+                end = offsets.start(self._reach.open_from(norm, lo))
+            if end <= pending:
+                return ""
+        hits = redaction._scan(raw) if raw.isascii() else redaction._detect(raw)
+        out_hits = []
+        for hit in hits:
+            s, e = hit[0], hit[1]
+            if s < pending:
+                continue  # committed context: sent already
+            if s >= end:
+                break
+            if e > end:
+                end = s  # a hit is sent whole or not at all
+                break
+            out_hits.append(hit)
+        if end <= pending:
+            return ""
+        session = self._session
+        out = redaction._apply(
+            raw[pending:end],
+            out_hits,
+            session._actions,
+            session._placeholders,
+            session._numbers,
+            session.counts,
+            offset=pending,
+        )
+        self._pending = end
+        self._advance_sync()
+        return out
+
+    def _advance_sync(self) -> None:
+        """Move the sync point up to the last one before the text not sent, and drop the
+        committed text that no later scan needs."""
+        raw = self._raw
+        fold = _fold_char
+        reach = self._reach
+        i = self._pending
+        if i == len(raw):
+            sync = i if not reach.reads_on(fold(raw[i - 1])[-1]) else -1
+            i -= 1
+        else:
+            sync = -1
+        while sync == -1 and i > self._sync:
+            if not reach.joins(fold(raw[i - 1])[-1], fold(raw[i])[0]):
+                sync = i
+            i -= 1
+        if sync == -1:
+            return
+        self._sync = sync
+        base = sync - _context()
+        if base > 0:
+            self._raw = raw[base:]
+            self._pending -= base
+            self._sync -= base
+
+
+def _fold_char(c: str) -> str:
+    """``c`` as the scanner reads it (its ASCII compatibility form, or itself)."""
+    if c.isascii():
+        return c
+    return redaction._folding().table.get(ord(c), c)
+
+
+@cache
+def _context() -> int:
+    """Characters kept before a sync point: every cue window and lookbehind, with room."""
+    return max(redaction._CTX, _reach().max_lookbehind) + 8
