@@ -39,6 +39,12 @@ Decoys and the choices that keep them
   right after such a label (``Order #``, ``invoice no.``, ``订单号``, ``运单``
   ...) is not PII. Cards must also start with a known issuer prefix, which
   drops ISBN-13s (978/979) and millisecond timestamps (1...).
+- Where the digits alone could be anything, a cue right before them decides: a bare
+  nine-digit run is a US SSN only after an SSN cue (``SSN``, ``S.S.N.``, ``social
+  security number``, ``社会安全号`` ...), and a Luhn-valid 13-19 digit number whose
+  issuer prefix is in no brand table is a card only after a card cue (``card``,
+  ``refund to``, ``paid with``, ``卡号``, ``银行卡`` ...). Cue and number are in one
+  clause: a few characters apart, no digit, line break or clause punctuation between.
 - Bare ten-digit numbers are US phones only after a phone cue (``call``,
   ``phone``, ``tel``, ``hotline``, ``电话`` ...); with separators or
   parentheses (``(415) 555-0132``) they need no cue. CN mobiles (11 digits,
@@ -568,6 +574,37 @@ _PHONE_CUE = re.compile(
     + ")",
     re.ASCII,
 )
+# Cues that the bare number right after them is of one kind, where its digits alone
+# could be anything. Between cue and number: a few characters of the same clause (no
+# digit, line break or clause punctuation; Chinese packs a clause in fewer characters).
+# As for phones, an English cue starts a word, and the number must carry no order label.
+_CUE_GAP_EN = r"[^0-9\n,;!?\uff0c\u3002\uff1b\uff01\uff1f]{0,16}?"
+_CUE_GAP_ZH = r"[^0-9\n,;!?\uff0c\u3002\uff1b\uff01\uff1f]{0,6}?"
+# A nine-digit run is a US SSN only after an SSN cue: "SSN ", "SSN#: ", "S.S.N. ",
+# "social security number is ", "Soc. Sec. No. ", "社保号".
+_SSN_CUE = re.compile(
+    _CUE_GAP_EN + r"(?:n\.?s\.?s|(?:ytiruces|\.?ces)[\s\-.]*(?:laicos|\.?cos))(?![a-z])"
+    "|" + _CUE_GAP_ZH + "(?:" + _reversed_words("社会安全 社会保障 社保号 社安号") + ")",
+    re.ASCII,
+)
+# A Luhn-valid 13-19 digit number is a card, whatever its issuer prefix, right after a
+# card cue: "card ", "credit card number: ", "refund to ", "paid with ", "卡号", "银行卡".
+_CARD_CUE = re.compile(
+    _CUE_GAP_EN
+    + "(?:"
+    + _reversed_words(
+        "card cards cc credit debit pan visa mastercard amex maestro unionpay discover jcb "
+        "charge charged"
+    )
+    + r"|ot(?:\s+ti)?\s+(?:dnufer|sdnufer|dednufer)"  # "refund to", "refunded it to"
+    + r"|htiw\s+(?:yap|diap|gniyap))(?![a-z])"  # "pay with", "paid with"
+    + "|"
+    + _CUE_GAP_ZH
+    + "(?:"
+    + _reversed_words("卡 银联 退款至 退款到 退回至 退回到 退还至 退至 退到 付款")
+    + ")",
+    re.ASCII,
+)
 # A cue that a dotted quad is a version, not an address: "version ", "build ", "版本", "Chrome/".
 _VERSION_CUE = re.compile(
     r"[\s:\uff1a.]*(?:"
@@ -634,10 +671,11 @@ def _after_separator(sep: str, tag: str) -> str:
         rf"(?<=[2-9]\d\d{sep})(?P<us_{tag}>){_US_REST}",
         rf"(?<=0\d\d{sep})\d{{3,4}}[ \-]?\d{{4}}{_B}(?P<land_{tag}>)",
     ]
-    four = [  # a 4-digit run
-        rf"(?<=0\d{{3}}{sep})\d{{3,4}}[ \-]?\d{{4}}{_B}(?P<land4_{tag}>)",
+    four = [  # a 4-digit run: four groups are a card's, three may be a CN landline
         rf"(?:\d{{4}}{sep}\d{{4}}{sep}\d{{1,4}}(?:{sep}\d{{1,3}})?|\d{{6}}{sep}\d{{4,5}})"
         rf"{_B}(?P<card_{tag}>)",
+        # (only area codes _land can accept: "0128 2552 8408" may begin something else)
+        rf"(?<=0(?:[2-9]\d|10)\d{sep})\d{{3,4}}[ \-]?\d{{4}}{_B}(?P<land4_{tag}>)",
     ]
     shapes = [
         rf"(?<=(?<!\d)\d{{3}}{sep})(?:" + "|".join(three) + ")",
@@ -664,11 +702,12 @@ _DIGIT_RUN = (
     + r"|(?<=1\.)(?<!\d\d\.)[2-9]\d{2}\.(?P<us1_p>)"
     + _US_REST
     + ")"
-    "|" + _B + r"(?<=\d{10})(?:"  # the run stands alone: its length (10 or more) decides
+    "|" + _B + r"(?:(?<=\d{10})(?:"  # the run stands alone: its length (9 or more) decides
     r"(?<=[1-8]\d{17})(?<!\d{19})(?P<run18>)"  # CN ID (province 11-83) or a card
     r"|(?<=\d{13})(?<!\d{20})(?P<cardrun>)"  # 13-19 digits
     r"|(?<=1[3-9]\d{9})(?<!\d{12})(?P<mobile_run>)"
     r"|(?<=[2-9]\d{2}[2-9]\d{6})(?<!\d{11})(?P<usbare>)"
+    r")|(?<=\d{9})(?<!\d{10})(?P<ssnrun>)"  # an SSN after its cue
     "))"
 )
 _INTL_00 = r"(?<=0)0[1-9]\d*+" + _GROUPS + _EXT + "(?P<intl_0>)|"
@@ -760,18 +799,24 @@ def _labelled(t: str, s: int) -> bool:
     return _NOT_PII_LABEL.match(_left(t, s)) is not None
 
 
+def _card_ok(t: str, s: int, d: str) -> bool:
+    """Luhn, and a known issuer prefix or a card cue before it, and no order label."""
+    if not _luhn_ok(d):
+        return False
+    left = _left(t, s)
+    if not _card_brand_ok(d) and _CARD_CUE.match(left) is None:
+        return False
+    return _NOT_PII_LABEL.match(left) is None
+
+
 def _card(t: str, s: int, e: int) -> _Hit | None:
     d = t[s:e].replace(" ", "").replace("-", "")
-    if _card_brand_ok(d) and _luhn_ok(d) and not _labelled(t, s):
-        return (s, e, EntityType.CREDIT_CARD, d)
-    return None
+    return (s, e, EntityType.CREDIT_CARD, d) if _card_ok(t, s, d) else None
 
 
 def _cardrun(t: str, s: int, e: int) -> _Hit | None:
     d = t[s:e]
-    if _card_brand_ok(d) and _luhn_ok(d) and not _labelled(t, s):
-        return (s, e, EntityType.CREDIT_CARD, d)
-    return None
+    return (s, e, EntityType.CREDIT_CARD, d) if _card_ok(t, s, d) else None
 
 
 def _run18(t: str, s: int, e: int) -> _Hit | None:
@@ -796,6 +841,17 @@ def _ipv4(t: str, s: int, e: int) -> _Hit | None:
 def _ssn(t: str, s: int, e: int) -> _Hit | None:
     d = t[s : s + 3] + t[s + 4 : s + 6] + t[s + 7 : e]
     return (s, e, EntityType.US_SSN, d) if _ssn_ok(d) else None
+
+
+def _ssnrun(t: str, s: int, e: int) -> _Hit | None:
+    """Nine digits without separators: an SSN only right after an SSN cue."""
+    d = t[s:e]
+    if not _ssn_ok(d):
+        return None
+    left = _left(t, s)
+    if _SSN_CUE.match(left) is None or _NOT_PII_LABEL.match(left) is not None:
+        return None
+    return (s, e, EntityType.US_SSN, d)
 
 
 def _mobile(t: str, s: int, e: int) -> _Hit | None:
@@ -898,6 +954,7 @@ def _iban(t: str, s: int, e: int) -> _Hit | None:
 
 _CHECKS: dict[str, Callable[[str, int, int], _Hit | None]] = {
     "ssn": _ssn,
+    "ssnrun": _ssnrun,
     "mobile": _mobile,
     "us": _us,
     "us1": _us,
@@ -1058,6 +1115,8 @@ def _native_scanner() -> Any:
         "not_pii_label": _NOT_PII_LABEL,
         "phone_cue": _PHONE_CUE,
         "version_cue": _VERSION_CUE,
+        "ssn_cue": _SSN_CUE,
+        "card_cue": _CARD_CUE,
     }
     sources = {name: _pcre2_source(p.pattern) for name, p in patterns.items()}
     fold = {chr(cp): ascii_form for cp, ascii_form in _folding().table.items()}
