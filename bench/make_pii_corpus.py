@@ -692,24 +692,27 @@ CUE_EN: dict[str, list[str]] = {
         "Social Security Number: {}", "social security no. {}", "Social Security #{}",
         "Soc. Sec. No. {}", "S.S.N. {}", "Her social security number is {}.",
         "Social-Security number {} was verified.", "SSN (no dashes): {}", "SSN={}",
-        "Applicant SSN - {}", "SOCIAL SECURITY NUMBER {}",
+        "Applicant SSN - {}", "SOCIAL SECURITY NUMBER {}", "SS# {}", "SS No. {}",
+        "SSN/TIN: {}", "Social Sec. No. {}",
     ],
     "CREDIT_CARD": [
         "card {}", "Card number: {}", "Charge my card {} please.", "credit card {} was used.",
         "Please refund to {}.", "Refund it to {} instead.", "I paid with {} yesterday.",
         "debit card no. {}", "Charge card #{} please.", "My card is {}.", "CC: {}",
         "Refunded to {} on Monday.", "Gift card {} has a balance.", "Card ending... full PAN {}",
+        "Refunds go back to {}.", "billed to {} monthly", "payment card: {}", "CC# {}",
     ],
 }  # fmt: skip
 CUE_ZH: dict[str, list[str]] = {
     "US_SSN": [
         "社会安全号{}", "社会安全号码：{}", "美国社会安全号码是{}。", "SSN：{}",
         "社保号{}已核实", "他的社会保障号为{}", "SSN号码{}", "申请人的社会安全码{}无误。",
+        "社会保险号：{}", "社安号{}",
     ],
     "CREDIT_CARD": [
         "卡号{}", "银行卡号：{}", "信用卡{}被盗刷了", "退款至{}", "请退款到卡{}",
         "借记卡号{}", "储蓄卡{}已挂失", "我的银行卡是{}。", "卡号为：{}，请核对",
-        "退回到{}的款项已到账", "付款卡号{}",
+        "退回到{}的款项已到账", "付款卡号{}", "银联卡{}", "借记卡号码：{}",
     ],
 }  # fmt: skip
 CUE_DECOYS_EN: list[Callable[[], str]] = [

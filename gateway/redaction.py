@@ -583,8 +583,10 @@ _CUE_GAP_ZH = r"[^0-9\n,;!?\uff0c\u3002\uff1b\uff01\uff1f]{0,6}?"
 # A nine-digit run is a US SSN only after an SSN cue: "SSN ", "SSN#: ", "S.S.N. ",
 # "social security number is ", "Soc. Sec. No. ", "社保号".
 _SSN_CUE = re.compile(
-    _CUE_GAP_EN + r"(?:n\.?s\.?s|(?:ytiruces|\.?ces)[\s\-.]*(?:laicos|\.?cos))(?![a-z])"
-    "|" + _CUE_GAP_ZH + "(?:" + _reversed_words("社会安全 社会保障 社保号 社安号") + ")",
+    _CUE_GAP_EN + r"(?:n\.?s\.?s"  # SSN, S.S.N.
+    r"|(?:#|\.?on|rebmun)\s*\.?s\.?s"  # SS#, SS No., S.S. number
+    r"|(?:ytiruces|\.?ces)[\s\-.]*(?:laicos|\.?cos))(?![a-z])"  # social security, soc. sec.
+    "|" + _CUE_GAP_ZH + "(?:" + _reversed_words("社会安全 社会保障 社会保险号 社保号 社安号") + ")",
     re.ASCII,
 )
 # A Luhn-valid 13-19 digit number is a card, whatever its issuer prefix, right after a
@@ -596,7 +598,8 @@ _CARD_CUE = re.compile(
         "card cards cc credit debit pan visa mastercard amex maestro unionpay discover jcb "
         "charge charged"
     )
-    + r"|ot(?:\s+ti)?\s+(?:dnufer|sdnufer|dednufer)"  # "refund to", "refunded it to"
+    # "refund to", "refunded it to", "refund will go back to", "billed to"
+    + r"|ot(?:\s+[a-z]+){0,3}?\s+(?:dnufer|sdnufer|dednufer|dellib)"
     + r"|htiw\s+(?:yap|diap|gniyap))(?![a-z])"  # "pay with", "paid with"
     + "|"
     + _CUE_GAP_ZH

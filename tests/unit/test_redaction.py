@@ -182,6 +182,15 @@ def test_us_ssn_is_found(redactor: Redactor) -> None:
         "社会保障号为：234567890",
         "社保号234567890已核实",
         "SSN：２３４５６７８９０",
+        "SS# 234567890",
+        "SS No. 234567890",
+        "SSN/TIN: 234567890",
+        "ssn=234567890",
+        "Social Sec. No. 234567890",
+        "social security #: 234567890",
+        "社会保险号234567890",
+        "社会安全卡号：234567890",
+        "SSN号234567890",
     ],
 )
 def test_nine_digits_after_an_ssn_cue_are_an_ssn(redactor: Redactor, text: str) -> None:
@@ -211,6 +220,10 @@ def test_nine_digits_after_an_ssn_cue_are_an_ssn(redactor: Redactor, text: str) 
         "编号234567890不是社会安全号。",  # the cue after the number
         "lesson 234567890",
         "SSN234567890",  # glued to the cue: one token
+        "ss 234567890",
+        "boss 234567890",
+        "press no. 234567890",
+        "class 234567890",
     ],
 )
 def test_nine_digit_decoys_stay(redactor: Redactor, text: str) -> None:
@@ -237,6 +250,13 @@ def test_nine_digit_decoys_stay(redactor: Redactor, text: str) -> None:
         "退款至9123456789012348",
         "请退款到卡9123-4567-8901-2348",
         "银行卡号：0287 0486 6712 2962 13",  # a leading 0 is no landline here
+        "refund will go back to 9999999999999995",
+        "billed to 9999 9999 9999 9995",
+        "payment card: 9999-9999-9999-9995",
+        "CC# 9999999999999995",
+        "card (9999 9999 9999 9995)",
+        "银联卡9999999999999995",
+        "借记卡号码：9999999999999995",
     ],
 )
 def test_luhn_numbers_of_unknown_issuers_after_a_card_cue_are_cards(
@@ -260,6 +280,8 @@ def test_luhn_numbers_of_unknown_issuers_after_a_card_cue_are_cards(
         "信用卡订单号9123456789012348已提交",
         "退款单号9123456789012348处理中",
         "卡业务已经办理完毕本批次9123456789012348",  # far from the cue, in Chinese
+        "the refund window closed; 9999999999999995",
+        "japan 9999999999999995",  # "pan" only as a word
     ],
 )
 def test_card_cue_decoys_stay(redactor: Redactor, text: str) -> None:
