@@ -171,10 +171,14 @@ class _Reach:
             if direction == 1:  # a lookahead: read after what precedes it, then nothing
                 f, _, _ = self._seq(body, True)
                 return f, 0, True
-            self.max_lookbehind = max(self.max_lookbehind, body.getwidth()[1])
+            self.max_lookbehind = max(self.max_lookbehind, _lookbehind_reach(body))
             return 0, 0, True
         if op is _c.AT:
-            return 0, 0, True
+            if av in (_c.AT_BEGINNING, _c.AT_BEGINNING_STRING):
+                return 0, 0, True  # reads nothing ahead
+            # \b, \B, $, \Z look at the next character: a one-character lookahead
+            f, _, _ = self._position(_ALL, True)
+            return f, 0, True
         raise ValueError(f"regex construct {op} is not modelled")
 
     # --- reading ------------------------------------------------------------
@@ -254,6 +258,32 @@ class _Readings:
     def shift(self, base: int) -> None:
         """The raw text lost its first ``base`` characters."""
         self._alive = [(start - base, positions) for start, positions in self._alive]
+
+
+def _lookbehind_reach(body: Any) -> int:
+    """How far before the current position a lookbehind reads: its width, plus what
+    any lookbehind nested in it reads before that (an over-estimate, which is safe)."""
+    return int(body.getwidth()[1]) + max(
+        map(_lookbehind_reach, _nested_lookbehinds(body)), default=0
+    )
+
+
+def _nested_lookbehinds(items: Any) -> Iterator[Any]:
+    for op, av in items:
+        if op in (_c.ASSERT, _c.ASSERT_NOT):
+            if av[0] == -1:
+                yield av[1]
+            else:
+                yield from _nested_lookbehinds(av[1])
+        elif op is _c.SUBPATTERN:
+            yield from _nested_lookbehinds(av[3])
+        elif op is _c.BRANCH:
+            for alternative in av[1]:
+                yield from _nested_lookbehinds(alternative)
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+            yield from _nested_lookbehinds(av[2])
+        elif op is _c.ATOMIC_GROUP:
+            yield from _nested_lookbehinds(av)
 
 
 def _members(items: Any) -> frozenset[int]:
