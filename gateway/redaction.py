@@ -1044,6 +1044,9 @@ def _scan_reference(t: str) -> list[_Hit]:
     """Entities in the normalised text ``t``: sorted, non-overlapping.
 
     The reference scanner; the native one (``ragward_pii``) does the same, faster.
+    Streaming derives what it holds back from what these scans read ahead of a
+    candidate: a new pattern in them is covered by itself, a new scan in Python that
+    reads ahead must be listed in ``redaction_stream._reach``.
     """
     hits: list[_Hit] = []
     # Numeric entities and IBANs. Scanning resumes at the end of the entity, which can
@@ -1264,6 +1267,9 @@ class Redactor:
         plain = all(a is Action.REDACT for a in resolved.values())
         self._actions: dict[EntityType, Action] | None = None if plain else resolved
         _folding()  # build the folding table now, not on the first request
+        from gateway.redaction_stream import prepare  # it builds on this module
+
+        prepare()  # and the automaton streams read with, not on the first stream
 
     def find(self, text: str) -> list[Span]:
         """Entities in ``text``, sorted and non-overlapping, with offsets into ``text``."""

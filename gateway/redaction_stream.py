@@ -58,7 +58,7 @@ from typing import Any
 from gateway import redaction
 from gateway.redaction import RedactionSession
 
-__all__ = ["StreamRedaction"]
+__all__ = ["StreamRedaction", "prepare"]
 
 # re's own parser (private, stable since 3.11; ``sre_parse`` is its deprecated alias).
 _sre: Any = importlib.import_module("re._parser")
@@ -452,6 +452,12 @@ def _fold_char(c: str) -> str:
     if c.isascii():
         return c
     return redaction._folding().table.get(ord(c), c)
+
+
+def prepare() -> None:
+    """Build the automaton now (about 50 ms, once per process), not on the first stream."""
+    _reach()
+    _context()
 
 
 @cache
