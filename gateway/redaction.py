@@ -604,7 +604,7 @@ _CARD_CUE = re.compile(
     + "|"
     + _CUE_GAP_ZH
     + "(?:"
-    + _reversed_words("卡 银联 退款至 退款到 退回至 退回到 退还至 退至 退到 付款")
+    + _reversed_words("卡 银联 退款 退回 退还 退至 退到 付款")
     + ")",
     re.ASCII,
 )

@@ -191,6 +191,9 @@ def test_us_ssn_is_found(redactor: Redactor) -> None:
         "社会保险号234567890",
         "社会安全卡号：234567890",
         "SSN号234567890",
+        "Social Security Number (SSN): 234567890",
+        "社会安全号码（SSN）：234567890",
+        "SocialSecurityNumber=234567890",
     ],
 )
 def test_nine_digits_after_an_ssn_cue_are_an_ssn(redactor: Redactor, text: str) -> None:
@@ -257,6 +260,8 @@ def test_nine_digit_decoys_stay(redactor: Redactor, text: str) -> None:
         "card (9999 9999 9999 9995)",
         "银联卡9999999999999995",
         "借记卡号码：9999999999999995",
+        "款项将原路退回9999999999999995",
+        "退款到9999 9999 9999 9995",
     ],
 )
 def test_luhn_numbers_of_unknown_issuers_after_a_card_cue_are_cards(
