@@ -586,7 +586,7 @@ _SSN_CUE = re.compile(
     _CUE_GAP_EN + r"(?:n\.?s\.?s"  # SSN, S.S.N.
     r"|(?:#|\.?on|rebmun)\s*\.?s\.?s"  # SS#, SS No., S.S. number
     r"|(?:ytiruces|\.?ces)[\s\-.]*(?:laicos|\.?cos))(?![a-z])"  # social security, soc. sec.
-    "|" + _CUE_GAP_ZH + "(?:" + _reversed_words("社会安全 社会保障 社会保险号 社保号 社安号") + ")",
+    "|" + _CUE_GAP_ZH + "(?:" + _reversed_words("社会安全 社会保障 社会保险号 社保号 社安") + ")",
     re.ASCII,
 )
 # A Luhn-valid 13-19 digit number is a card, whatever its issuer prefix, right after a

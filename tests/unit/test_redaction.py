@@ -194,6 +194,10 @@ def test_us_ssn_is_found(redactor: Redactor) -> None:
         "Social Security Number (SSN): 234567890",
         "社会安全号码（SSN）：234567890",
         "SocialSecurityNumber=234567890",
+        "SocSec 234567890",
+        "social sec # 234567890",
+        "的SSN是234567890",
+        "社安码234567890",
     ],
 )
 def test_nine_digits_after_an_ssn_cue_are_an_ssn(redactor: Redactor, text: str) -> None:
