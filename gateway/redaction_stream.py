@@ -39,18 +39,23 @@ earliest of them is kept: a character costs a few memoised steps, however long t
 text held back (a run of 20,000 digits streams in linear time).
 
 A push that releases text rescans a window, not the whole answer: the window starts
-``_context()`` characters before a *sync point*, a place between two characters that
-no pattern reads across (the pair follows each other in no position of the
-automaton). No match spans a sync point, so every scan (numeric, e-mail, secret,
-IPv6) is at rest there and finds after it what a scan of the whole text finds; the
-context covers the longest lookbehind and the cue window. Committed text before the
-window is dropped, so memory and work per push stay bounded by the text held back.
+``_context()`` characters before a *sync point*, a place where no reading that started
+before it went on through the next character. No match of any scan (numeric, e-mail,
+secret, IPv6) spans a sync point, so every scan is at rest there and finds after it
+what a scan of the whole text finds; the context covers the longest lookbehind and
+the cue window. Committed text before the window is dropped, so memory and work per
+push stay bounded by the text held back and the text since the last sync point. In
+prose and numbers sync points come every few characters; text that has none for a
+long stretch (``X@X@X@...``: an e-mail address could span every place) would make a
+rescan per push quadratic, so a window past ``_SMALL_WINDOW`` characters is rescanned
+only once an eighth of it is final: linear work, a hold of at most that eighth.
 """
 
 from __future__ import annotations
 
 import importlib
 import re
+from bisect import bisect_right
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
@@ -64,6 +69,7 @@ __all__ = ["StreamRedaction", "prepare"]
 _sre: Any = importlib.import_module("re._parser")
 _c: Any = importlib.import_module("re._constants")
 
+_SMALL_WINDOW = 1024  # a window this long or shorter is rescanned at every release
 _ASCII = 128  # class members are code points 0-127, and _ASCII for "any other character"
 _DIGITS = frozenset(range(48, 58))
 _WORD = frozenset([*range(48, 58), *range(65, 91), *range(97, 123), 95])
@@ -104,12 +110,6 @@ class _Reach:
                 want |= 1 << x
         self._want = want
         self._steps: dict[tuple[int, int], int] = {}
-        self._joins: list[list[bool]] = []
-        for a in range(_ASCII + 1):
-            after = 0
-            for x in _bits(self._masks[a]):
-                after |= self._follow[x]
-            self._joins.append([bool(self._masks[b] & after) for b in range(_ASCII + 1)])
 
     # --- construction -------------------------------------------------------
 
@@ -206,16 +206,6 @@ class _Reach:
         """Whether a reading that stands at ``positions`` may read one more character."""
         return bool(positions & self._want)
 
-    def joins(self, a: str, b: str) -> bool:
-        """Whether some pattern can read ``b`` right after ``a`` (normalised characters)."""
-        x, y = ord(a), ord(b)
-        return self._joins[x if x < _ASCII else _ASCII][y if y < _ASCII else _ASCII]
-
-    def reads(self, c: str) -> bool:
-        """Whether some pattern can read the character ``c`` at all."""
-        x = ord(c)
-        return bool(self._masks[x if x < _ASCII else _ASCII])
-
 
 class _Readings:
     """The readings of the unsent text that are still alive, by where they start.
@@ -226,11 +216,14 @@ class _Readings:
     memoised steps, however long the text held back.
     """
 
-    __slots__ = ("_alive", "_reach")
+    __slots__ = ("_alive", "_reach", "syncs")
 
     def __init__(self, reach: _Reach) -> None:
         self._reach = reach
         self._alive: list[tuple[int, int]] = []  # (start index in the raw text, positions)
+        # Sync points, in order: indexes i such that no reading started before i went on
+        # through the character at i. No match of any scan spans one.
+        self.syncs: list[int] = []
 
     def read(self, index: int, c: str) -> None:
         """Read the raw character ``c`` at ``index`` (as the scanner sees it, folded)."""
@@ -247,6 +240,8 @@ class _Readings:
             if first and first not in seen:
                 alive.append((index, first))
             self._alive = alive
+        if not self._alive or self._alive[0][0] >= index:
+            self.syncs.append(index)
 
     def open_start(self, end: int) -> int:
         """The earliest start of a reading that may still go on; ``end`` if none."""
@@ -258,6 +253,7 @@ class _Readings:
     def shift(self, base: int) -> None:
         """The raw text lost its first ``base`` characters."""
         self._alive = [(start - base, positions) for start, positions in self._alive]
+        self.syncs = [i - base for i in self.syncs]
 
 
 def _lookbehind_reach(body: Any) -> int:
@@ -353,14 +349,13 @@ class StreamRedaction:
     rest; ``held`` is the number of raw characters received and not yet released.
     """
 
-    __slots__ = ("_closed", "_pending", "_raw", "_readings", "_session", "_sync")
+    __slots__ = ("_closed", "_pending", "_raw", "_readings", "_session")
 
     def __init__(self, session: RedactionSession) -> None:
         self._session = session
         self._readings = _Readings(_reach())
         self._raw = ""  # committed context, then the text not sent yet
         self._pending = 0  # index in _raw of the first character not sent
-        self._sync = 0  # index in _raw of a sync point <= _pending (0: the stream's start)
         self._closed = False
 
     @property
@@ -380,7 +375,13 @@ class StreamRedaction:
         for i, c in enumerate(chunk, index):
             read(i, c)
         end = self._readings.open_start(len(self._raw))
-        return self._release(end) if end > self._pending else ""
+        if end <= self._pending:
+            return ""
+        if len(self._raw) > _SMALL_WINDOW and end - self._pending < len(self._raw) >> 3:
+            # A long window (text without a sync point): rescan it once an eighth of it
+            # is final, not on every push, so the work stays linear in the text.
+            return ""
+        return self._release(end)
 
     def close(self) -> str:
         """End of the text: return the redacted rest."""
@@ -422,28 +423,17 @@ class StreamRedaction:
         return out
 
     def _advance_sync(self) -> None:
-        """Move the sync point up to the last one before the text not sent, and drop the
-        committed text that no later scan needs."""
-        raw = self._raw
-        reach = _reach()
-        i = self._pending
-        sync = -1
-        if i == len(raw):
-            if not reach.reads(_fold_char(raw[i - 1])[-1]):
-                sync = i  # nothing can read across the last character, whatever follows
-            i -= 1
-        while sync == -1 and i > self._sync:
-            if not reach.joins(_fold_char(raw[i - 1])[-1], _fold_char(raw[i])[0]):
-                sync = i
-            i -= 1
-        if sync == -1:
+        """Drop the committed text that no later scan needs: all but the context
+        before the last sync point up to the text not sent."""
+        syncs = self._readings.syncs
+        n = bisect_right(syncs, self._pending)
+        if n == 0:
             return
-        self._sync = sync
-        base = sync - _context()
+        base = syncs[n - 1] - _context()
+        del syncs[:n]
         if base > 0:
-            self._raw = raw[base:]
+            self._raw = self._raw[base:]
             self._pending -= base
-            self._sync -= base
             self._readings.shift(base)
 
 

@@ -237,14 +237,27 @@ def test_the_automaton_covers_every_entity_type() -> None:
 
 def test_long_runs_stream_in_linear_time(scanner: str) -> None:
     """A long run that stays held (digits, letters, digit groups) costs a few steps per
-    character, not a rescan of the run: 20,000 one-character pushes take well under a
-    second of CPU here, where a rescan per push would take minutes."""
+    character, not a rescan of the run; text with no sync point for a long stretch
+    ("X@X@...", which an e-mail address could span anywhere) is not rescanned at every
+    push either: 20,000 one-character pushes take well under a second of CPU here,
+    where a rescan per push takes minutes."""
     import time
 
     redactor = Redactor()
-    for text in ["7" * 20_000, "a" * 20_000, "+1 " + "2 " * 10_000]:
+    for text in ["7" * 20_000, "a" * 20_000, "+1 " + "2 " * 10_000, "X@" * 10_000, "9)" * 10_000]:
         stream = redactor.session().stream()
         started = time.process_time()
         sent = "".join(stream.push(c) for c in text) + stream.close()
         assert time.process_time() - started < 10
         assert sent == redactor.redact(text).text
+
+
+def test_long_text_without_sync_points_stays_exact(scanner: str) -> None:
+    """Past a long stretch that no sync point cuts (rescanned only now and then), the
+    stream is still exact and never sends a part of an entity."""
+    rng = random.Random(11)
+    body = "X@" * 700 + " mail jane@example.com, SSN 234567890 " + "a.b@" * 400 + "card 4111"
+    text = body + " 1111 1111 1111 and fe80::1 " + "9)" * 600
+    cuts = sorted(rng.sample(range(1, len(text)), 400))
+    assert_exact(text, cuts)
+    assert_exact(text, list(range(1, len(text))))
