@@ -642,9 +642,160 @@ def decoy_line(lang: str) -> dict[str, object]:
     }
 
 
+# ------------------------------------------- cue-driven classes (issue 15)
+#
+# Numbers that only a cue before them makes PII: nine-digit SSNs without separators
+# after an SSN cue, and Luhn-valid 13-19 digit numbers whose issuer prefix is in no
+# brand table after a card cue. Each cue spelled several ways, in both languages,
+# beside decoys: the same digits with no cue, far from it, on the next line, failing
+# their check, after an order label, and phones after a card cue (which stay phones).
+
+
+def ssn_bare() -> str:
+    area = rng.choice([f"{rng.randint(1, 665):03d}", f"{rng.randint(667, 899):03d}"])
+    v = f"{area}{rng.randint(1, 99):02d}{rng.randint(1, 9999):04d}"
+    return maybe_fullwidth(v, 0.05)
+
+
+def bad_ssn_bare() -> str:
+    r = rng.random()
+    if r < 0.5:
+        return rng.choice(["000", "666", str(rng.randint(900, 999))]) + digits(6)
+    if r < 0.75:
+        return f"{rng.randint(100, 665)}00{rng.randint(1, 9999):04d}"
+    return f"{rng.randint(100, 665)}{rng.randint(10, 99)}0000"
+
+
+# Issuer prefixes no brand table knows (no card network starts with 0, 1, 7 or 9, nor
+# with 31-33 or 83-89).
+UNKNOWN_IIN = ["0", "1", "7", "9", "31", "32", "33", "83", "85", "88", "89"]
+
+
+def grouped(n: str, sep: str) -> str:
+    if len(n) in (14, 15):
+        return sep.join([n[:4], n[4:10], n[10:]])
+    return sep.join(n[i : i + 4] for i in range(0, len(n), 4))
+
+
+def unknown_card(luhn: bool = True) -> str:
+    n = luhn_complete(rng.choice(UNKNOWN_IIN), rng.randint(13, 19))
+    if not luhn:
+        n = n[:-1] + str((int(n[-1]) + rng.randint(1, 9)) % 10)
+    shape = rng.random()
+    v = n if shape < 0.5 else grouped(n, " " if shape < 0.8 else "-")
+    return maybe_fullwidth(v, 0.05)
+
+
+CUE_EN: dict[str, list[str]] = {
+    "US_SSN": [
+        "SSN {}", "SSN: {}", "SSN #{}", "SSN# {}", "ssn {} on file.", "My SSN is {}.",
+        "Social Security Number: {}", "social security no. {}", "Social Security #{}",
+        "Soc. Sec. No. {}", "S.S.N. {}", "Her social security number is {}.",
+        "Social-Security number {} was verified.", "SSN (no dashes): {}", "SSN={}",
+        "Applicant SSN - {}", "SOCIAL SECURITY NUMBER {}", "SS# {}", "SS No. {}",
+        "SSN/TIN: {}", "Social Sec. No. {}",
+    ],
+    "CREDIT_CARD": [
+        "card {}", "Card number: {}", "Charge my card {} please.", "credit card {} was used.",
+        "Please refund to {}.", "Refund it to {} instead.", "I paid with {} yesterday.",
+        "debit card no. {}", "Charge card #{} please.", "My card is {}.", "CC: {}",
+        "Refunded to {} on Monday.", "Gift card {} has a balance.", "Card ending... full PAN {}",
+        "Refunds go back to {}.", "billed to {} monthly", "payment card: {}", "CC# {}",
+    ],
+}  # fmt: skip
+CUE_ZH: dict[str, list[str]] = {
+    "US_SSN": [
+        "社会安全号{}", "社会安全号码：{}", "美国社会安全号码是{}。", "SSN：{}",
+        "社保号{}已核实", "他的社会保障号为{}", "SSN号码{}", "申请人的社会安全码{}无误。",
+        "社会保险号：{}", "社安号{}",
+    ],
+    "CREDIT_CARD": [
+        "卡号{}", "银行卡号：{}", "信用卡{}被盗刷了", "退款至{}", "请退款到卡{}",
+        "借记卡号{}", "储蓄卡{}已挂失", "我的银行卡是{}。", "卡号为：{}，请核对",
+        "退回到{}的款项已到账", "付款卡号{}", "银联卡{}", "借记卡号码：{}",
+    ],
+}  # fmt: skip
+CUE_DECOYS_EN: list[Callable[[], str]] = [
+    lambda: f"SSN {bad_ssn_bare()} is not a valid number.",
+    lambda: f"The SSN field was left blank, and the batch held {ssn_bare()} records.",
+    lambda: f"Enter your SSN below.\n{ssn_bare()} forms were filed.",
+    lambda: f"SSN for order #{ssn_bare()} is pending.",
+    lambda: f"Order #{ssn_bare()} has shipped.",
+    lambda: f"Population {ssn_bare()} in the census.",
+    lambda: f"Ticket {ssn_bare()} was closed.",
+    lambda: f"card {unknown_card(luhn=False)} was rejected.",
+    lambda: f"Refund to order no. {unknown_card()} is queued.",
+    lambda: f"Your card arrived last week; please quote {unknown_card()} when you call.",
+    lambda: f"The value {unknown_card()} overflowed the counter.",
+    lambda: f"Card services:\n{unknown_card()} was logged.",
+    lambda: f"Card invoice number {unknown_card()} is due.",
+]
+CUE_DECOYS_ZH: list[Callable[[], str]] = [
+    lambda: f"社会安全号{bad_ssn_bare()}不是有效号码。",
+    lambda: f"编号{ssn_bare()}不是社会安全号。",
+    lambda: f"订单号{ssn_bare()}已发货",
+    lambda: f"社保业务已经办理完毕，本批次共计{ssn_bare()}条记录",
+    lambda: f"卡号{unknown_card(luhn=False)}校验失败。",
+    lambda: f"信用卡订单号{unknown_card()}已提交",
+    lambda: f"银行卡已寄出，如有疑问请提供流水号以外的编码{unknown_card()}",
+    lambda: f"计数器溢出：{unknown_card()}",
+    lambda: f"退款单号{unknown_card()}处理中",
+]
+# Phones right after a card cue are still phones, never cards.
+CUE_PHONES_EN = ["Card hotline {}", "Call the card center at {}.", "Credit card support: {}"]
+CUE_PHONES_ZH = ["信用卡客服电话{}", "银行卡中心热线：{}", "卡号问题请致电{}"]
+
+
+def cue_line(lang: str, typ: str) -> dict[str, object]:
+    """A line with one cue-driven entity, maybe another entity, and cue decoys."""
+    templates = (CUE_EN if lang == "en" else CUE_ZH)[typ]
+    template = rng.choice(templates)
+    value = ssn_bare() if typ == "US_SSN" else unknown_card()
+    before, after = template.split("{}")
+    parts: list[tuple[str, Spans]] = [
+        (before + value + after, [(len(before), len(before) + len(value), typ)])
+    ]
+    if rng.random() < 0.25:
+        phone_template = rng.choice(CUE_PHONES_EN if lang == "en" else CUE_PHONES_ZH)
+        phone = us_phone() if lang == "en" else cn_mobile()
+        b, a = phone_template.split("{}")
+        parts.append((b + phone + a, [(len(b), len(b) + len(phone), "PHONE")]))
+    if rng.random() < 0.25:
+        parts.append(sentence(lang, rng.choice(TYPES)))
+    decoys = CUE_DECOYS_EN if lang == "en" else CUE_DECOYS_ZH
+    for _ in range(rng.choice([0, 1, 1, 2])):
+        parts.append((rng.choice(decoys)(), []))
+    rng.shuffle(parts)
+    text = ""
+    spans: Spans = []
+    for i, (s, sp) in enumerate(parts):
+        if i:
+            text += joiner(lang, text)
+        offset = len(text)
+        text += s
+        spans += [(a + offset, b + offset, t) for a, b, t in sp]
+    return {
+        "text": text,
+        "lang": lang,
+        "spans": [{"start": a, "end": b, "type": t} for a, b, t in spans],
+    }
+
+
+def cue_decoy_line(lang: str) -> dict[str, object]:
+    decoys = CUE_DECOYS_EN if lang == "en" else CUE_DECOYS_ZH
+    text = ""
+    for i in range(rng.randint(1, 3)):
+        text += (joiner(lang, text) if i else "") + rng.choice(decoys)()
+    return {"text": text, "lang": lang, "spans": []}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=1800)
+    ap.add_argument(
+        "--cue-lines", type=int, default=800,
+        help="lines of the cue-driven classes (SSN without separators, cards of unknown issuers)",
+    )  # fmt: skip
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("pii_corpus.jsonl"))
     args = ap.parse_args()
     rows = []
@@ -654,6 +805,13 @@ def main() -> None:
             rows.append(decoy_line(lang))
         else:
             rows.append(line(lang, TYPES[(i // 2) % len(TYPES)]))
+    # After the lines above, so that those stay as they were (the same seed, in order).
+    for i in range(args.cue_lines):
+        lang = "en" if i % 2 == 0 else "zh"
+        if i % 5 == 4:
+            rows.append(cue_decoy_line(lang))
+        else:
+            rows.append(cue_line(lang, ["US_SSN", "CREDIT_CARD"][(i // 2) % 2]))
     with args.out.open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")

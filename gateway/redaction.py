@@ -39,6 +39,12 @@ Decoys and the choices that keep them
   right after such a label (``Order #``, ``invoice no.``, ``订单号``, ``运单``
   ...) is not PII. Cards must also start with a known issuer prefix, which
   drops ISBN-13s (978/979) and millisecond timestamps (1...).
+- Where the digits alone could be anything, a cue right before them decides: a bare
+  nine-digit run is a US SSN only after an SSN cue (``SSN``, ``S.S.N.``, ``social
+  security number``, ``社会安全号`` ...), and a Luhn-valid 13-19 digit number whose
+  issuer prefix is in no brand table is a card only after a card cue (``card``,
+  ``refund to``, ``paid with``, ``卡号``, ``银行卡`` ...). Cue and number are in one
+  clause: a few characters apart, no digit, line break or clause punctuation between.
 - Bare ten-digit numbers are US phones only after a phone cue (``call``,
   ``phone``, ``tel``, ``hotline``, ``电话`` ...); with separators or
   parentheses (``(415) 555-0132``) they need no cue. CN mobiles (11 digits,
@@ -88,9 +94,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragward.errors import RagwardError
+
+if TYPE_CHECKING:
+    from gateway.redaction_stream import StreamRedaction
 
 __all__ = [
     "Action",
@@ -565,6 +574,40 @@ _PHONE_CUE = re.compile(
     + ")",
     re.ASCII,
 )
+# Cues that the bare number right after them is of one kind, where its digits alone
+# could be anything. Between cue and number: a few characters of the same clause (no
+# digit, line break or clause punctuation; Chinese packs a clause in fewer characters).
+# As for phones, an English cue starts a word, and the number must carry no order label.
+_CUE_GAP_EN = r"[^0-9\n,;!?\uff0c\u3002\uff1b\uff01\uff1f]{0,16}?"
+_CUE_GAP_ZH = r"[^0-9\n,;!?\uff0c\u3002\uff1b\uff01\uff1f]{0,6}?"
+# A nine-digit run is a US SSN only after an SSN cue: "SSN ", "SSN#: ", "S.S.N. ",
+# "social security number is ", "Soc. Sec. No. ", "社保号".
+_SSN_CUE = re.compile(
+    _CUE_GAP_EN + r"(?:n\.?s\.?s"  # SSN, S.S.N.
+    r"|(?:#|\.?on|rebmun)\s*\.?s\.?s"  # SS#, SS No., S.S. number
+    r"|(?:ytiruces|\.?ces)[\s\-.]*(?:laicos|\.?cos))(?![a-z])"  # social security, soc. sec.
+    "|" + _CUE_GAP_ZH + "(?:" + _reversed_words("社会安全 社会保障 社会保险号 社保号 社安") + ")",
+    re.ASCII,
+)
+# A Luhn-valid 13-19 digit number is a card, whatever its issuer prefix, right after a
+# card cue: "card ", "credit card number: ", "refund to ", "paid with ", "卡号", "银行卡".
+_CARD_CUE = re.compile(
+    _CUE_GAP_EN
+    + "(?:"
+    + _reversed_words(
+        "card cards cc credit debit pan visa mastercard amex maestro unionpay discover jcb "
+        "charge charged"
+    )
+    # "refund to", "refunded it to", "refund will go back to", "billed to"
+    + r"|ot(?:\s+[a-z]+){0,3}?\s+(?:dnufer|sdnufer|dednufer|dellib)"
+    + r"|htiw\s+(?:yap|diap|gniyap))(?![a-z])"  # "pay with", "paid with"
+    + "|"
+    + _CUE_GAP_ZH
+    + "(?:"
+    + _reversed_words("卡 银联 退款 退回 退还 退至 退到 付款")
+    + ")",
+    re.ASCII,
+)
 # A cue that a dotted quad is a version, not an address: "version ", "build ", "版本", "Chrome/".
 _VERSION_CUE = re.compile(
     r"[\s:\uff1a.]*(?:"
@@ -631,10 +674,11 @@ def _after_separator(sep: str, tag: str) -> str:
         rf"(?<=[2-9]\d\d{sep})(?P<us_{tag}>){_US_REST}",
         rf"(?<=0\d\d{sep})\d{{3,4}}[ \-]?\d{{4}}{_B}(?P<land_{tag}>)",
     ]
-    four = [  # a 4-digit run
-        rf"(?<=0\d{{3}}{sep})\d{{3,4}}[ \-]?\d{{4}}{_B}(?P<land4_{tag}>)",
+    four = [  # a 4-digit run: four groups are a card's, three may be a CN landline
         rf"(?:\d{{4}}{sep}\d{{4}}{sep}\d{{1,4}}(?:{sep}\d{{1,3}})?|\d{{6}}{sep}\d{{4,5}})"
         rf"{_B}(?P<card_{tag}>)",
+        # (only area codes _land can accept: "0128 2552 8408" may begin something else)
+        rf"(?<=0(?:[2-9]\d|10)\d{sep})\d{{3,4}}[ \-]?\d{{4}}{_B}(?P<land4_{tag}>)",
     ]
     shapes = [
         rf"(?<=(?<!\d)\d{{3}}{sep})(?:" + "|".join(three) + ")",
@@ -661,11 +705,12 @@ _DIGIT_RUN = (
     + r"|(?<=1\.)(?<!\d\d\.)[2-9]\d{2}\.(?P<us1_p>)"
     + _US_REST
     + ")"
-    "|" + _B + r"(?<=\d{10})(?:"  # the run stands alone: its length (10 or more) decides
+    "|" + _B + r"(?:(?<=\d{10})(?:"  # the run stands alone: its length (9 or more) decides
     r"(?<=[1-8]\d{17})(?<!\d{19})(?P<run18>)"  # CN ID (province 11-83) or a card
     r"|(?<=\d{13})(?<!\d{20})(?P<cardrun>)"  # 13-19 digits
     r"|(?<=1[3-9]\d{9})(?<!\d{12})(?P<mobile_run>)"
     r"|(?<=[2-9]\d{2}[2-9]\d{6})(?<!\d{11})(?P<usbare>)"
+    r")|(?<=\d{9})(?<!\d{10})(?P<ssnrun>)"  # an SSN after its cue
     "))"
 )
 _INTL_00 = r"(?<=0)0[1-9]\d*+" + _GROUPS + _EXT + "(?P<intl_0>)|"
@@ -757,18 +802,24 @@ def _labelled(t: str, s: int) -> bool:
     return _NOT_PII_LABEL.match(_left(t, s)) is not None
 
 
+def _card_ok(t: str, s: int, d: str) -> bool:
+    """Luhn, and a known issuer prefix or a card cue before it, and no order label."""
+    if not _luhn_ok(d):
+        return False
+    left = _left(t, s)
+    if not _card_brand_ok(d) and _CARD_CUE.match(left) is None:
+        return False
+    return _NOT_PII_LABEL.match(left) is None
+
+
 def _card(t: str, s: int, e: int) -> _Hit | None:
     d = t[s:e].replace(" ", "").replace("-", "")
-    if _card_brand_ok(d) and _luhn_ok(d) and not _labelled(t, s):
-        return (s, e, EntityType.CREDIT_CARD, d)
-    return None
+    return (s, e, EntityType.CREDIT_CARD, d) if _card_ok(t, s, d) else None
 
 
 def _cardrun(t: str, s: int, e: int) -> _Hit | None:
     d = t[s:e]
-    if _card_brand_ok(d) and _luhn_ok(d) and not _labelled(t, s):
-        return (s, e, EntityType.CREDIT_CARD, d)
-    return None
+    return (s, e, EntityType.CREDIT_CARD, d) if _card_ok(t, s, d) else None
 
 
 def _run18(t: str, s: int, e: int) -> _Hit | None:
@@ -793,6 +844,17 @@ def _ipv4(t: str, s: int, e: int) -> _Hit | None:
 def _ssn(t: str, s: int, e: int) -> _Hit | None:
     d = t[s : s + 3] + t[s + 4 : s + 6] + t[s + 7 : e]
     return (s, e, EntityType.US_SSN, d) if _ssn_ok(d) else None
+
+
+def _ssnrun(t: str, s: int, e: int) -> _Hit | None:
+    """Nine digits without separators: an SSN only right after an SSN cue."""
+    d = t[s:e]
+    if not _ssn_ok(d):
+        return None
+    left = _left(t, s)
+    if _SSN_CUE.match(left) is None or _NOT_PII_LABEL.match(left) is not None:
+        return None
+    return (s, e, EntityType.US_SSN, d)
 
 
 def _mobile(t: str, s: int, e: int) -> _Hit | None:
@@ -895,6 +957,7 @@ def _iban(t: str, s: int, e: int) -> _Hit | None:
 
 _CHECKS: dict[str, Callable[[str, int, int], _Hit | None]] = {
     "ssn": _ssn,
+    "ssnrun": _ssnrun,
     "mobile": _mobile,
     "us": _us,
     "us1": _us,
@@ -981,6 +1044,9 @@ def _scan_reference(t: str) -> list[_Hit]:
     """Entities in the normalised text ``t``: sorted, non-overlapping.
 
     The reference scanner; the native one (``ragward_pii``) does the same, faster.
+    Streaming derives what it holds back from what these scans read ahead of a
+    candidate: a new pattern in them is covered by itself, a new scan in Python that
+    reads ahead must be listed in ``redaction_stream._reach``.
     """
     hits: list[_Hit] = []
     # Numeric entities and IBANs. Scanning resumes at the end of the entity, which can
@@ -1055,6 +1121,8 @@ def _native_scanner() -> Any:
         "not_pii_label": _NOT_PII_LABEL,
         "phone_cue": _PHONE_CUE,
         "version_cue": _VERSION_CUE,
+        "ssn_cue": _SSN_CUE,
+        "card_cue": _CARD_CUE,
     }
     sources = {name: _pcre2_source(p.pattern) for name, p in patterns.items()}
     fold = {chr(cp): ascii_form for cp, ascii_form in _folding().table.items()}
@@ -1110,9 +1178,24 @@ def _redact(
         for h in hits:
             if actions[h[2]] is Action.BLOCK:
                 raise PiiBlocked(h[2].value)
+    return RedactionResult(_apply(text, hits, actions, placeholders, numbers, total), hits)
+
+
+def _apply(
+    text: str,
+    hits: list[_Hit],
+    actions: Mapping[EntityType, Action] | None,
+    placeholders: dict[tuple[EntityType, str], str],
+    numbers: dict[EntityType, int],
+    total: dict[str, int],
+    offset: int = 0,
+) -> str:
+    """``text`` with ``hits`` (sorted, offsets into ``text`` plus ``offset``) replaced by
+    their placeholders, counted in the session's state; nothing is blocked here."""
     parts: list[str] = []
     pos = 0
     for s, e, typ, canon in hits:
+        s -= offset
         name = _NAMES[typ]
         total[name] = total.get(name, 0) + 1
         if actions is not None and actions[typ] is Action.KEEP:
@@ -1124,9 +1207,9 @@ def _redact(
             placeholder = placeholders[key] = f"<{name}_{n}>"
         parts.append(text[pos:s])
         parts.append(placeholder)
-        pos = e
+        pos = e - offset
     parts.append(text[pos:])
-    return RedactionResult("".join(parts), hits)
+    return "".join(parts)
 
 
 class RedactionSession:
@@ -1150,6 +1233,15 @@ class RedactionSession:
         return _redact(
             text, self._actions, self._placeholders, self._numbers, self.counts, enforce_block
         )
+
+    def stream(self) -> StreamRedaction:
+        """An incremental redaction of text going out (``enforce_block=False``), in this
+        session: what it returns, concatenated, is exactly ``redact(whole text,
+        enforce_block=False).text``, and nothing it returns is ever taken back
+        (see :mod:`gateway.redaction_stream`)."""
+        from gateway.redaction_stream import StreamRedaction  # it builds on this module
+
+        return StreamRedaction(self)
 
 
 class Redactor:
@@ -1175,6 +1267,9 @@ class Redactor:
         plain = all(a is Action.REDACT for a in resolved.values())
         self._actions: dict[EntityType, Action] | None = None if plain else resolved
         _folding()  # build the folding table now, not on the first request
+        from gateway.redaction_stream import prepare  # it builds on this module
+
+        prepare()  # and the automaton streams read with, not on the first stream
 
     def find(self, text: str) -> list[Span]:
         """Entities in ``text``, sorted and non-overlapping, with offsets into ``text``."""

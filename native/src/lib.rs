@@ -27,9 +27,9 @@ struct Scanner {
 #[pymethods]
 impl Scanner {
     /// `patterns`: regex sources by name (numeric, numeric_no00, email_domain, secret,
-    /// ipv6, not_pii_label, phone_cue, version_cue), in PCRE2 syntax with `re.ASCII`
-    /// meaning. `kinds`: the object to return for each entity type name. `fold`: the
-    /// characters to fold before scanning, each to its ASCII compatibility form.
+    /// ipv6, not_pii_label, phone_cue, version_cue, ssn_cue, card_cue), in PCRE2 syntax
+    /// with `re.ASCII` meaning. `kinds`: the object to return for each entity type name.
+    /// `fold`: the characters to fold before scanning, each to its ASCII compatibility form.
     #[new]
     fn new(
         py: Python<'_>,

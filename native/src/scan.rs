@@ -69,6 +69,7 @@ pub struct Hit {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Shape {
     Ssn,
+    SsnRun,
     Mobile,
     MobilePrefixed,
     Us,
@@ -90,6 +91,7 @@ fn shape_of(group: &str) -> Result<Shape, String> {
     }
     Ok(match group.split('_').next().unwrap_or_default() {
         "ssn" => Shape::Ssn,
+        "ssnrun" => Shape::SsnRun,
         "mobile" => Shape::Mobile,
         "us" | "us1" => Shape::Us,
         "land" | "land4" => Shape::Land,
@@ -169,6 +171,8 @@ pub struct Patterns {
     not_pii_label: Regex,
     phone_cue: Regex,
     version_cue: Regex,
+    ssn_cue: Regex,
+    card_cue: Regex,
 }
 
 impl Patterns {
@@ -190,6 +194,8 @@ impl Patterns {
             not_pii_label: compile_cue(&get("not_pii_label")?)?,
             phone_cue: compile_cue(&get("phone_cue")?)?,
             version_cue: compile_cue(&get("version_cue")?)?,
+            ssn_cue: compile_cue(&get("ssn_cue")?)?,
+            card_cue: compile_cue(&get("card_cue")?)?,
         })
     }
 
@@ -393,6 +399,18 @@ impl Scan<'_> {
                     None
                 }
             }
+            Shape::SsnRun => {
+                // nine digits without separators: an SSN only right after an SSN cue
+                if !ssn_ok(v) {
+                    return None;
+                }
+                let left = self.left(s);
+                let cue = self.p.ssn_cue.is_match(left.as_bytes()).unwrap_or(false);
+                if !cue || self.p.not_pii_label.is_match(left.as_bytes()).unwrap_or(true) {
+                    return None;
+                }
+                self.hit(s, e, Kind::UsSsn, &[v])
+            }
             Shape::Mobile if self.labelled(s) => None, // after "order no.": the order's
             Shape::Mobile | Shape::MobilePrefixed => {
                 self.hit(s, e, Kind::Phone, &[b"+86", last(&digits_of(v), 11)])
@@ -420,12 +438,20 @@ impl Scan<'_> {
         }
     }
 
+    /// Luhn, and a known issuer prefix or a card cue before it, and no order label.
     fn card(&self, s: usize, e: usize, d: &[u8]) -> Option<Hit> {
-        if card_brand_ok(d) && luhn_ok(d) && !self.labelled(s) {
-            self.hit(s, e, Kind::CreditCard, &[d])
-        } else {
-            None
+        if !luhn_ok(d) {
+            return None;
         }
+        let left = self.left(s);
+        let cue = || self.p.card_cue.is_match(left.as_bytes()).unwrap_or(false);
+        if !card_brand_ok(d) && !cue() {
+            return None;
+        }
+        if self.p.not_pii_label.is_match(left.as_bytes()).unwrap_or(true) {
+            return None;
+        }
+        self.hit(s, e, Kind::CreditCard, &[d])
     }
 
     /// CN landline: 010 / 02x with 8-digit numbers, 0[3-9]xx with 7 or 8 digits.

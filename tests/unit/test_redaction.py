@@ -161,6 +161,153 @@ def test_us_ssn_is_found(redactor: Redactor) -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "SSN 234567890",
+        "SSN: 234567890",
+        "SSN #234567890",
+        "SSN#234567890",
+        "ssn 234567890 on file",
+        "My SSN is 234567890.",
+        "S.S.N. 234567890",
+        "SSN (234567890)",
+        "Social Security Number: 234567890",
+        "social security no. 234567890",
+        "Social-Security # 234567890",
+        "Soc. Sec. No. 234567890",
+        "SOCIAL SECURITY NUMBER 234567890",
+        "the applicant's social security number is 234567890",
+        "社会安全号234567890",
+        "美国社会安全号码是234567890。",
+        "社会保障号为：234567890",
+        "社保号234567890已核实",
+        "SSN：２３４５６７８９０",
+        "SS# 234567890",
+        "SS No. 234567890",
+        "SSN/TIN: 234567890",
+        "ssn=234567890",
+        "Social Sec. No. 234567890",
+        "social security #: 234567890",
+        "社会保险号234567890",
+        "社会安全卡号：234567890",
+        "SSN号234567890",
+        "Social Security Number (SSN): 234567890",
+        "社会安全号码（SSN）：234567890",
+        "SocialSecurityNumber=234567890",
+        "SocSec 234567890",
+        "social sec # 234567890",
+        "的SSN是234567890",
+        "社安码234567890",
+    ],
+)
+def test_nine_digits_after_an_ssn_cue_are_an_ssn(redactor: Redactor, text: str) -> None:
+    """A US SSN written without separators is found right after an SSN cue, however the
+    cue is spelt (abbreviated, dotted, in words, in Chinese) and in full-width digits."""
+    assert [s.type for s in redactor.find(text)] == [EntityType.US_SSN]
+    (span,) = redactor.find(text)
+    assert text[span.start : span.end] in ("234567890", "２３４５６７８９０")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Ticket 234567890 was closed.",  # no cue
+        "the batch held 234567890 records",
+        "SSN 912345678",  # area 9xx
+        "SSN 000456789",  # area 000
+        "SSN 666456789",  # area 666
+        "SSN 123006789",  # group 00
+        "SSN 123450000",  # serial 0000
+        "SSN 2345678901",  # ten digits
+        "SSN 23456789",  # eight digits
+        "SSN for order #234567890 is pending.",  # an order label
+        "Enter your SSN below.\n234567890 forms were filed.",  # the next line
+        "The SSN field was left blank, and the batch held 234567890 records.",  # far
+        "社保业务已经办理完毕，本批次共计234567890条记录",  # another clause
+        "编号234567890不是社会安全号。",  # the cue after the number
+        "lesson 234567890",
+        "SSN234567890",  # glued to the cue: one token
+        "ss 234567890",
+        "boss 234567890",
+        "press no. 234567890",
+        "class 234567890",
+    ],
+)
+def test_nine_digit_decoys_stay(redactor: Redactor, text: str) -> None:
+    """Nine digits are left alone without a cue right before them, far from it, across a
+    line or clause, after an order label, or failing the SSN's area/group/serial rules."""
+    assert redactor.find(text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 9999 9999 9999 9995",
+        "Card number: 9999-9999-9999-9995",
+        "credit card 1234567890123452 was used",
+        "Please refund to 1234567890123452.",
+        "Refunded it to 1234567890123452 on Monday",
+        "I paid with 1234 5678 9012 3452 yesterday",
+        "debit card no. 7000000000000000003",  # 19 digits
+        "Charge card #7000000000003",  # 13 digits
+        "Amex-style grouping on the card: 9234 567890 12349",
+        "卡号9123456789012348",
+        "银行卡号：9123 4567 8901 2348",
+        "信用卡9123456789012348被盗刷了",
+        "退款至9123456789012348",
+        "请退款到卡9123-4567-8901-2348",
+        "银行卡号：0287 0486 6712 2962 13",  # a leading 0 is no landline here
+        "refund will go back to 9999999999999995",
+        "billed to 9999 9999 9999 9995",
+        "payment card: 9999-9999-9999-9995",
+        "CC# 9999999999999995",
+        "card (9999 9999 9999 9995)",
+        "银联卡9999999999999995",
+        "借记卡号码：9999999999999995",
+        "款项将原路退回9999999999999995",
+        "退款到9999 9999 9999 9995",
+    ],
+)
+def test_luhn_numbers_of_unknown_issuers_after_a_card_cue_are_cards(
+    redactor: Redactor, text: str
+) -> None:
+    """A Luhn-valid 13-19 digit number whose issuer prefix no brand table knows is a card
+    right after a card cue, bare or grouped, in English and Chinese."""
+    assert [s.type for s in redactor.find(text)] == [EntityType.CREDIT_CARD]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 9999 9999 9999 9996",  # Luhn fails
+        "value 9999999999999995 overflowed",  # no cue
+        "Your card arrived last week; please quote 9999999999999995 when you call.",
+        "card order #9999999999999995 is queued",  # an order label
+        "Card invoice number 9999999999999995 is due.",
+        "Card services:\n9999999999999995 was logged.",
+        "卡号9123456789012349校验失败",
+        "信用卡订单号9123456789012348已提交",
+        "退款单号9123456789012348处理中",
+        "卡业务已经办理完毕本批次9123456789012348",  # far from the cue, in Chinese
+        "the refund window closed; 9999999999999995",
+        "japan 9999999999999995",  # "pan" only as a word
+    ],
+)
+def test_card_cue_decoys_stay(redactor: Redactor, text: str) -> None:
+    """After a card cue, numbers failing Luhn, labelled as orders or invoices, far from
+    the cue or on the next line stay; without a cue an unknown issuer is no card."""
+    assert redactor.find(text) == []
+
+
+def test_phones_after_a_card_cue_stay_phones(redactor: Redactor) -> None:
+    """A card cue does not turn a phone number into a card."""
+    assert found(redactor, "Card hotline 415-555-0132, 信用卡客服电话13812345678") == [
+        ("PHONE", "415-555-0132"),
+        ("PHONE", "13812345678"),
+    ]
+
+
+@pytest.mark.parametrize(
     "value", ["11010519491231002X", "44052419800101003X", "44052419800101003x"]
 )
 def test_cn_id_with_x_check_character_is_found(redactor: Redactor, value: str) -> None:
