@@ -227,12 +227,14 @@ def create_app(
             yield
         app.state.components = None
 
+    from gateway.openai.routes import OPENAI_ROUTES  # they build on this module's guard
+
     shared_metrics = (
         components.metrics if components else metrics or GatewayMetrics(CollectorRegistry())
     )
     app = Litestar(
         route_handlers=[query, query_batch, usage, audit, health, ready, metrics_endpoint,
-                        *routes],
+                        *OPENAI_ROUTES, *routes],
         lifespan=[*lifespans, lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,

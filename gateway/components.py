@@ -25,6 +25,7 @@ import structlog
 from gateway.auth import AccessPolicy, Authenticator, JwksCache
 from gateway.autopipeline import AutoPipeline
 from gateway.cache import AnswerCache, LocalCache, RedisCache
+from gateway.chat import ChatPipeline
 from gateway.forward import HttpUpstream, ResilientUpstream, Upstream
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import QueryPipeline
@@ -54,6 +55,7 @@ class Components:
     publisher: Publisher
     metrics: GatewayMetrics
     upstream: ResilientUpstream
+    chat: ChatPipeline
     audit_reader: AuditReader | None = None
     redis: aioredis.Redis | None = None
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
@@ -199,16 +201,18 @@ async def open_components(
         if PII_ENGINE != "native":  # correct, but a third as fast: say so once
             log.warning("pii_scanner_not_native", engine=PII_ENGINE,
                         hint="install native/ (make install) for the compiled scanner")
+        pipeline = QueryPipeline(
+            resilient, quota, redactor, cache,
+            answer_allowance_tokens=settings.quota_answer_allowance_tokens,
+            max_question_chars=settings.max_question_chars,
+            model=model_name(settings),
+        )
         components = Components(
             settings=settings,
             authenticator=Authenticator(settings, jwks),
             policy=AccessPolicy(settings.roles, settings.index_allow),
-            pipeline=QueryPipeline(
-                resilient, quota, redactor, cache,
-                answer_allowance_tokens=settings.quota_answer_allowance_tokens,
-                max_question_chars=settings.max_question_chars,
-                model=model_name(settings),
-            ),
+            pipeline=pipeline,
+            chat=ChatPipeline(pipeline, default_max_tokens=settings.chat_max_tokens),
             quota=quota,
             publisher=publisher,
             metrics=metrics,
