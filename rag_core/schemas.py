@@ -84,7 +84,7 @@ class ChatTurn(msgspec.Struct, forbid_unknown_fields=True):
 class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
     """One conversation: the last turn is the user's question, the rest memory."""
 
-    messages: Annotated[list[ChatTurn], msgspec.Meta(min_length=1, max_length=256)]
+    messages: Annotated[list[ChatTurn], msgspec.Meta(min_length=1, max_length=2048)]
     index: IndexName = "default"
     top_k: TopK = 3
     max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None

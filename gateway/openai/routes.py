@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 import structlog
 from litestar import Request, Response, get, post
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 from litestar.response import Stream
 
 from gateway.app import _caller, _components, _use_cache, authenticated
@@ -236,7 +236,9 @@ async def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 @get("/v1/models/{model_id:path}", guards=[authenticated], opt=_OPENAI,
      summary="One index the caller may use, as an OpenAI model")
-async def retrieve_model(request: Request[Any, Any, Any], model_id: str) -> dict[str, Any]:
+async def retrieve_model(
+    request: Request[Any, Any, Any], model_id: FromPath[str]
+) -> dict[str, Any]:
     record = record_of(request.scope)
     record.action = "models.read"
     principal: Principal = request.scope["state"]["ragward_principal"]

@@ -27,6 +27,7 @@ from ragward.errors import ValidationFailed
 MODEL_PREFIX = "ragward/"
 SNIPPET_CHARS = 500
 MAX_STOP = 4
+MAX_MESSAGES = 2048  # rag_core.schemas.ChatRequest takes as many; memory bounds what is used
 
 _IGNORED = frozenset({
     "frequency_penalty", "presence_penalty", "seed", "metadata", "store", "service_tier",
@@ -114,8 +115,8 @@ def _content(message: dict[str, Any], where: str) -> str:
 def _messages(raw: Any) -> list[ChatTurn]:
     if not isinstance(raw, list) or not raw:
         raise _invalid("messages", "must be a non-empty list of messages")
-    if len(raw) > 256:
-        raise _invalid("messages", "at most 256 messages")
+    if len(raw) > MAX_MESSAGES:
+        raise _invalid("messages", f"at most {MAX_MESSAGES} messages")
     turns = []
     for i, message in enumerate(raw):
         where = f"messages[{i}]"
