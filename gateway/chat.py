@@ -115,6 +115,7 @@ class ChatAnswer:
         self.cached = cached
         self.prompt_tokens = prompt_tokens
         self.produced = ""  # redacted text handed out so far
+        self.upstream_parts: list[str] = []  # what the LLM produced so far (for the bill)
         self.finished: Finished | None = None
         self.opened_at = time.perf_counter()
         self.first_text_at: float | None = None
@@ -170,7 +171,8 @@ class ChatAnswer:
                 await self._pump
         if self.finished is not None:
             return self.finished.usage
-        produced = count_tokens(self.produced)
+        # The LLM was paid for what it produced, sent on or still held back.
+        produced = count_tokens("".join(self.upstream_parts))
         partial = Usage(prompt_tokens=self.prompt_tokens, completion_tokens=produced,
                         total_tokens=self.prompt_tokens + produced)
         await self._settlement.settle(0 if self.cached else partial.total_tokens)
@@ -275,6 +277,7 @@ class ChatPipeline:
         try:
             async for event in events:
                 if isinstance(event, DeltaEvent):
+                    answer.upstream_parts.append(event.text)
                     safe = redaction.push(event.text)
                     if safe:
                         sent.append(safe)

@@ -279,8 +279,11 @@ class OpenAIStub:
             if (body.get("stream_options") or {}).get("include_usage"):
                 await send([], usage=usage)
             await response.write(b"data: [DONE]\n\n")
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
             seen.status = 499  # the client (rag_core) went away mid-stream
+            return response
+        except asyncio.CancelledError:
+            seen.status = 499
             raise
         seen.status, seen.usage = 200, usage
         return response

@@ -33,6 +33,7 @@ from typing import Any
 import msgspec
 import structlog
 from litestar import Request, Response, get, post
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.response import Stream
 
@@ -42,6 +43,7 @@ from gateway.chat import ChatAnswer, Finished, Text
 from gateway.components import Components
 from gateway.openai.wire import (
     ChatCompletionRequest,
+    OpenAIErrorBody,
     chunk_object,
     completion_object,
     model_object,
@@ -61,6 +63,15 @@ _INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _encode = msgspec.json.Encoder().encode
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
+
+
+def _errors(*statuses: int) -> dict[int, ResponseSpec]:
+    return {s: ResponseSpec(data_container=OpenAIErrorBody, description="OpenAI-shaped error",
+                            generate_examples=False) for s in statuses}
+
+
+_CHAT_ERRORS = _errors(400, 401, 403, 404, 413, 429, 502, 503, 504)
+_MODEL_ERRORS = _errors(401, 404, 502, 503, 504)
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
@@ -90,6 +101,7 @@ def _principal_for_model(request: Request[Any, Any, Any], model: str, index: str
 
 
 @post("/v1/chat/completions", status_code=200, guards=[authenticated], opt=_OPENAI,
+      responses=_CHAT_ERRORS,
       summary="OpenAI Chat Completions over an index (streamed with stream=true)")
 async def chat_completions(
     request: Request[Any, Any, Any], data: JSONBody[dict[str, Any]]
@@ -225,7 +237,7 @@ class _StreamedAnswer:
                                "code": exc.code}, "request_id": self._record.request_id})
 
 
-@get("/v1/models", guards=[authenticated], opt=_OPENAI,
+@get("/v1/models", guards=[authenticated], opt=_OPENAI, responses=_MODEL_ERRORS,
      summary="The indexes the caller may use, as OpenAI models")
 async def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
     record = record_of(request.scope)
@@ -235,6 +247,7 @@ async def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 @get("/v1/models/{model_id:path}", guards=[authenticated], opt=_OPENAI,
+     responses=_MODEL_ERRORS,
      summary="One index the caller may use, as an OpenAI model")
 async def retrieve_model(
     request: Request[Any, Any, Any], model_id: FromPath[str]

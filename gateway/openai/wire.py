@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from rag_core.schemas import ChatTurn, Source, Usage
 from ragward.errors import ValidationFailed
 
@@ -181,6 +183,21 @@ def parse_chat_request(body: Any) -> ChatCompletionRequest:
 
 
 # --------------------------------------------------------------------- answers
+
+
+class OpenAIErrorDetail(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorBody(msgspec.Struct):
+    """Every error of the OpenAI routes (OpenAI's shape, plus the request id)."""
+
+    error: OpenAIErrorDetail
+    request_id: str
+
 
 
 def citation(source: Source) -> dict[str, Any]:
