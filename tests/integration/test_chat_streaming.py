@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -24,8 +26,11 @@ from gateway.tokens import count_tokens
 from rag_core.app import create_app as create_rag_app
 from rag_core.ingest import ingest
 from ragward.settings import Settings, load_settings
+from telemetry.consumer import Delivery, EventConsumer
 from telemetry.events import AuditEvent
+from telemetry.kafka_bus import KafkaBus
 from tests.gateway_harness import RunningGateway, bearer, gateway_settings, running_gateway, serving
+from tests.integration.test_events_faults import Broker, private_kafka  # noqa: F401
 from tests.openai_server import OpenAIStub
 
 QUESTION = "How do I submit an expense claim?"
@@ -258,3 +263,81 @@ async def test_keepalive_comments_fill_long_pauses(
         result = await stream_chat(gw, f"t-{uuid.uuid4().hex[:8]}")
     assert result.done and result.text == "one two three"
     assert result.lines.count(": keep-alive") >= 3
+
+
+async def test_kafka_frozen_mid_stream_no_done_without_a_durable_closing_record(
+    tmp_path: Path, rag_core_url: str, redis_url: str, fresh: OpenAIStub,
+    private_kafka: Broker,  # noqa: F811  (the fixture imported above)
+) -> None:
+    """Kafka frozen (SIGSTOP) while streams run, with a spool too small for all their
+    closing records: every stream that ends with ``data: [DONE]`` has its closing audit
+    event in Kafka once the broker thaws (it was durable in the spool meanwhile), and
+    the streams whose record could not be made durable end with an error event instead."""
+    fresh.stream_delay_s = 0.05
+    fresh.answer_text = " ".join(f"w{i}" for i in range(20))
+    unique = uuid.uuid4().hex[:10]
+    settings = gateway_settings(
+        tmp_path, rag_core_url, redis_url=redis_url,
+        kafka_bootstrap=private_kafka.service.address, kafka_ack_timeout_s=0.5,
+        spool_max_bytes=4096, topic_audit=f"frozen.audit.{unique}",
+        topic_usage=f"frozen.usage.{unique}", cache_enabled=False,
+    )
+    bus = KafkaBus(settings)
+    started = 0
+    all_started = asyncio.Event()
+
+    async def one(gw: RunningGateway, request_id: str) -> list[str]:
+        nonlocal started
+        async with gw.client.stream(
+            "POST", "/v1/chat/completions", json=chat_body(),
+            headers={**bearer(tenant=f"k-{unique}"), "X-Request-ID": request_id},
+        ) as response:
+            assert response.status_code == 200
+            started += 1
+            if started == 8:
+                all_started.set()
+            return [line async for line in response.aiter_lines() if line]
+
+    ids = [uuid.uuid4().hex for _ in range(8)]
+    pid = private_kafka.service.pid
+    async with running_gateway(settings, bus=bus) as gw:
+        gw.client.timeout = httpx.Timeout(60)
+        tasks = [asyncio.create_task(one(gw, i)) for i in ids]
+        await asyncio.wait_for(all_started.wait(), 30)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            results = dict(zip(ids, await asyncio.gather(*tasks), strict=True))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    done = {i for i, lines in results.items() if lines[-1] == "data: [DONE]"}
+    failed = {i for i, lines in results.items() if i not in done}
+    assert done, "the spool held some closing records while Kafka was frozen"
+    assert failed, "the tiny spool refused the others"
+    for i in failed:
+        last = json.loads(results[i][-1][6:])
+        assert last["error"]["code"] == "dependency_unavailable"
+        assert "data: [DONE]" not in results[i]
+    closing = await closing_request_ids(settings, f"check-{unique}", expect=done)
+    assert done <= closing
+
+
+async def closing_request_ids(settings: Settings, group: str, expect: set[str]) -> set[str]:
+    found: set[str] = set()
+
+    async def handler(batch: list[Delivery]) -> None:
+        for delivery in batch:
+            event = delivery.event
+            if isinstance(event, AuditEvent) and event.chat and event.chat.phase == "end":
+                found.add(event.request_id)
+
+    consumer = EventConsumer(KafkaBus(settings, spool_dir=settings.data_dir / f"spool-{group}"),
+                             [settings.topic_audit], group, handler,
+                             dead_letter_topic=settings.topic_dead_letter)
+    await consumer.start()
+    try:
+        async with asyncio.timeout(60):
+            while not expect <= found:
+                await asyncio.sleep(0.1)
+    finally:
+        await consumer.stop()
+    return found
