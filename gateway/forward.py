@@ -164,7 +164,10 @@ class HttpUpstream:
             body = await response.read()
             response.release()
             raise _status_error(response.status, body)
-        return ChatOpened(response.headers.get("X-Index-Version"), self._read_events(response))
+        version = response.headers.get("X-Index-Version")
+        if version:
+            self._versions[request.index] = version
+        return ChatOpened(version, self._read_events(response))
 
     async def _read_events(
         self, response: aiohttp.ClientResponse

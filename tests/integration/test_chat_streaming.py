@@ -165,6 +165,10 @@ async def test_client_disconnect_cancels_upstream_records_once_and_settles_parti
         await asyncio.sleep(0.3)  # nothing else arrives for it
         ends = closing_events(gw, request_id)
         usage_now = (await gw.client.get("/v1/usage", headers=bearer(tenant=tenant))).json()
+        exposition = (await gw.client.get("/metrics")).text
+    assert "ragward_gateway_stream_disconnects_total 1.0" in exposition
+    assert 'ragward_gateway_stream_duration_seconds_count{outcome="disconnected"} 1.0' in (
+        exposition)
     assert len(ends) == 1
     end = ends[0]
     assert end.chat is not None and end.chat.outcome == "disconnected"
@@ -341,3 +345,36 @@ async def closing_request_ids(settings: Settings, group: str, expect: set[str]) 
     finally:
         await consumer.stop()
     return found
+
+
+PII_ANSWER = ("Write to jane.doe@example.com or call +1 415 555 2671; the card on file is "
+              "4111 1111 1111 1111 and the server is 10.1.2.3. Ask jane.doe@example.com again.")
+RAW = ("jane.doe", "example.com", "555 2671", "4111", "10.1.2.3")
+
+
+async def test_pii_in_a_streamed_answer_never_leaves_and_matches_the_whole_redaction(
+    tmp_path: Path, rag_core_url: str, redis_url: str, fresh: OpenAIStub
+) -> None:
+    """Whatever the upstream's chunking (here one word per chunk, entities split across
+    chunks), no prefix the client receives holds any part of an entity, and the whole
+    streamed text equals the non-streamed answer's redaction (same placeholders and
+    numbering)."""
+    fresh.answer_text = PII_ANSWER
+    settings = gateway_settings(tmp_path, rag_core_url, redis_url=redis_url,
+                                cache_enabled=False)
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    async with running_gateway(settings) as gw:
+        streamed = await stream_chat(gw, tenant)
+        whole = await gw.client.post(
+            "/v1/chat/completions", headers=bearer(tenant=tenant),
+            json={**chat_body(), "stream": False})
+    assert streamed.done
+    received = ""
+    for chunk in streamed.chunks:
+        if chunk.get("choices"):
+            received += chunk["choices"][0]["delta"].get("content") or ""
+            assert not any(raw in received for raw in RAW), received
+    expected = whole.json()["choices"][0]["message"]["content"]
+    assert received == expected
+    assert "<EMAIL_1>" in received and received.count("<EMAIL_1>") == 2
+    assert "<CREDIT_CARD_1>" in received
