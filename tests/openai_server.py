@@ -316,8 +316,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="OpenAI-compatible stub for local testing")
     parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--stream-delay-ms", type=float, default=0.0,
+                        help="pause before each streamed word")
+    parser.add_argument("--answer-words", type=int, default=0,
+                        help="answer with this many words instead of the echo")
     args = parser.parse_args()
-    stub = OpenAIStub(dim=args.dim, port=args.port).start()
+    stub = OpenAIStub(dim=args.dim, port=args.port)
+    stub.stream_delay_s = args.stream_delay_ms / 1000
+    if args.answer_words:
+        stub.answer_text = " ".join(f"word{i}" for i in range(args.answer_words))
+    stub.start()
     print(f"OpenAI stub on {stub.base_url} (Ctrl-C to stop)")
     try:
         while True:
