@@ -13,12 +13,13 @@ It returns a :class:`ChatAnswer`: the redacted answer as it arrives.
   The answer goes through the session's *stream* redaction: only text that
   later text can no longer change is released (see
   :mod:`gateway._stream_redaction_fallback` until the incremental one lands).
-* **Budget.** The reservation is the redacted conversation's tokens, the
-  context allowance (``RAGWARD_QUOTA_ANSWER_ALLOWANCE_TOKENS``) and the
-  completion cap (``max_tokens``, else ``RAGWARD_CHAT_MAX_TOKENS``); rag_core is
-  asked never to produce more than that cap. At the end it is settled with the
-  real usage; an answer that stops early (client gone, upstream broke) settles
-  what was produced: the conversation's tokens plus the completion so far.
+* **Budget.** The reservation is the redacted question's tokens, the history's
+  up to the memory budget (``RAGWARD_CHAT_MEMORY_TOKENS``), the context
+  allowance (``RAGWARD_QUOTA_ANSWER_ALLOWANCE_TOKENS``) and the completion cap
+  (``max_tokens``, else ``RAGWARD_CHAT_MAX_TOKENS``); rag_core is asked never to
+  produce more than that cap. At the end it is settled with the real usage; an
+  answer that stops early (client gone, upstream broke) settles what was
+  produced: that prompt estimate plus the completion so far.
 * **Cache.** Keyed like a query (tenant, index, version, top_k) on the whole
   redacted conversation and the cap. Only a completed answer is stored, redacted.
 
@@ -193,9 +194,12 @@ class _Settlement:
 class ChatPipeline:
     """The query path for conversations; shares the query pipeline's collaborators."""
 
-    def __init__(self, pipeline: QueryPipeline, *, default_max_tokens: int) -> None:
+    def __init__(
+        self, pipeline: QueryPipeline, *, default_max_tokens: int, memory_tokens: int
+    ) -> None:
         self._pipeline = pipeline
         self._default_max_tokens = default_max_tokens
+        self._memory_tokens = memory_tokens
 
     async def open(
         self, request: ChatRequest, caller: Caller, record: RequestRecord, *, use_cache: bool
@@ -217,7 +221,10 @@ class ChatPipeline:
 
         max_tokens = request.max_tokens or self._default_max_tokens
         forwarded = msgspec.structs.replace(request, messages=turns, max_tokens=max_tokens)
-        prompt_tokens = sum(count_tokens(t.content) for t in turns)
+        # rag_core keeps at most RAGWARD_CHAT_MEMORY_TOKENS of the history: a long one
+        # must not reserve (and be refused for) tokens that will never be sent.
+        history = sum(count_tokens(t.content) for t in turns[:-1])
+        prompt_tokens = count_tokens(turns[-1].content) + min(history, self._memory_tokens)
         estimate = prompt_tokens + p.answer_allowance_tokens + max_tokens
         version = p.upstream.index_version(request.index) or "unversioned"
         conversation = "\x1e".join(f"{t.role}:{t.content}" for t in turns)

@@ -195,6 +195,9 @@ class _StreamedAnswer:
                         break
             except RagwardError as exc:  # the upstream failed mid-stream
                 failure = exc
+            except Exception as exc:  # a defect: say so in the log, not to the client
+                log.error("stream_failed", exc_type=type(exc).__name__)
+                failure = RagwardError()
         except BaseException:  # the client left (cancelled) or the server is stopping
             self._gw.pipeline.later(self._close("disconnected"))
             raise

@@ -378,3 +378,30 @@ async def test_pii_in_a_streamed_answer_never_leaves_and_matches_the_whole_redac
     assert received == expected
     assert "<EMAIL_1>" in received and received.count("<EMAIL_1>") == 2
     assert "<CREDIT_CARD_1>" in received
+
+
+async def test_a_long_history_reserves_only_what_memory_can_keep(
+    tmp_path: Path, rag_core_url: str, redis_url: str, fresh: OpenAIStub
+) -> None:
+    """The reservation counts the history only up to RAGWARD_CHAT_MEMORY_TOKENS (what
+    memory can send on): a tenant whose budget holds that is answered, whatever the length
+    of the history the client sends."""
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    memory, allowance, max_tokens = 100, 64, 50
+    history: list[dict[str, str]] = []
+    for i in range(100):
+        history += [{"role": "user", "content": f"old question {i} " * 10},
+                    {"role": "assistant", "content": f"old answer {i} " * 10}]
+    assert sum(count_tokens(m["content"]) for m in history) > 5000
+    budget = count_tokens(QUESTION) + memory + allowance + max_tokens
+    settings = gateway_settings(
+        tmp_path, rag_core_url, redis_url=redis_url, chat_memory_tokens=memory,
+        quota_answer_allowance_tokens=allowance, cache_enabled=False,
+        quotas={"tenants": {tenant: {"tokens_per_day": budget}}},
+    )
+    async with running_gateway(settings) as gw:
+        response = await gw.client.post(
+            "/v1/chat/completions", headers=bearer(tenant=tenant),
+            json={"model": "default", "max_tokens": max_tokens,
+                  "messages": [*history, {"role": "user", "content": QUESTION}]})
+    assert response.status_code == 200, response.text
