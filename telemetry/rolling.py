@@ -14,7 +14,8 @@ What comes from where:
 * **audit events** — one per request: request count, status class, latency
   (``latency_ms``, stored in seconds); for chat completions the time to first
   token (``chat.ttft_ms``) too. A streamed answer's *opening* audit event
-  (``chat.phase="start"``) is skipped: the request counts once, at its end.
+  (``chat.phase="start"``) is skipped: the request counts once, at its end,
+  and its latency is its time to first token (a long answer is not a slow one).
   ``model`` is ``"-"`` for them (the gateway does not know the model when it
   audits), so request metrics grouped by model show one ``model="-"`` group.
 * **usage events** — one per answered request: prompt / completion /
@@ -89,6 +90,7 @@ class MetricsView(Protocol):
 
 
 class MetricsChat(msgspec.Struct, gc=False):
+    streamed: bool = False
     phase: str = "end"
     ttft_ms: float | None = None
 
@@ -416,6 +418,8 @@ class RollingMetrics:
         klass = status_class(e.status)
         key = self._key(e.tenant, e.route, "-", klass)
         seconds = e.latency_ms / 1000.0 if e.latency_ms > 0 else 0.0
+        if ttft is not None and chat is not None and chat.streamed:
+            seconds = ttft  # a stream's latency is its wait for the answer, not its length
         error = 1 if klass == "5xx" else 0
         for tier in self._tiers:
             cell = tier.cell(ts, key)

@@ -82,6 +82,7 @@ class OpenAIStub:
         self.extra_tokens = extra_tokens
         self.stream_delay_s = 0.0
         self.answer_text: str | None = None
+        self.chunk_chars = 0  # stream pieces of this many characters instead of words
         self.requests: list[Seen] = []
         self._failures: deque[Failure] = deque()
         self._lock = threading.Lock()
@@ -265,14 +266,18 @@ class OpenAIStub:
                 b"data: " + json.dumps({**base, "choices": choices, **extra}).encode() + b"\n\n"
             )
 
-        words = answer.split(" ")
+        if self.chunk_chars:
+            pieces = [answer[i : i + self.chunk_chars]
+                      for i in range(0, len(answer), self.chunk_chars)]
+        else:
+            words = answer.split(" ")
+            pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
         try:
             await send([{"index": 0, "delta": {"role": "assistant", "content": ""},
                          "finish_reason": None}])
-            for i, word in enumerate(words):
+            for i, text in enumerate(pieces):
                 if self.stream_delay_s:
                     await asyncio.sleep(self.stream_delay_s)
-                text = word if i == 0 else " " + word
                 await send([{"index": 0, "delta": {"content": text}, "finish_reason": None}])
                 seen.words_sent = i + 1
             await send([{"index": 0, "delta": {}, "finish_reason": finish}])

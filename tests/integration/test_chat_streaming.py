@@ -69,7 +69,7 @@ def fresh(stub: OpenAIStub) -> Iterator[OpenAIStub]:
     stub.stream_delay_s, stub.answer_text = 0.0, ANSWER
     yield stub
     stub.clear()
-    stub.stream_delay_s, stub.answer_text = 0.0, None
+    stub.stream_delay_s, stub.answer_text, stub.chunk_chars = 0.0, None, 0
 
 
 @dataclass
@@ -352,14 +352,15 @@ PII_ANSWER = ("Write to jane.doe@example.com or call +1 415 555 2671; the card o
 RAW = ("jane.doe", "example.com", "555 2671", "4111", "10.1.2.3")
 
 
+@pytest.mark.parametrize("chunk_chars", [0, 1, 3, 7])
 async def test_pii_in_a_streamed_answer_never_leaves_and_matches_the_whole_redaction(
-    tmp_path: Path, rag_core_url: str, redis_url: str, fresh: OpenAIStub
+    tmp_path: Path, rag_core_url: str, redis_url: str, fresh: OpenAIStub, chunk_chars: int
 ) -> None:
-    """Whatever the upstream's chunking (here one word per chunk, entities split across
-    chunks), no prefix the client receives holds any part of an entity, and the whole
-    streamed text equals the non-streamed answer's redaction (same placeholders and
-    numbering)."""
-    fresh.answer_text = PII_ANSWER
+    """Whatever the upstream's chunking (a word, 1, 3 or 7 characters per chunk: entities
+    split across chunks everywhere), no prefix the client receives holds any part of an
+    entity, and the whole streamed text equals the non-streamed answer's redaction (same
+    placeholders and numbering)."""
+    fresh.answer_text, fresh.chunk_chars = PII_ANSWER, chunk_chars
     settings = gateway_settings(tmp_path, rag_core_url, redis_url=redis_url,
                                 cache_enabled=False)
     tenant = f"t-{uuid.uuid4().hex[:8]}"

@@ -300,3 +300,8 @@ async def test_a_stream_is_audited_at_its_start_and_at_its_end(url: str) -> None
     assert end["chat"]["completion_tokens"] > 0
     assert start["redactions"] == {"EMAIL": 1} and "example.com" not in str(page)
     assert start["action"] == end["action"] == "chat.completions"
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        exposition = (await client.get("/metrics")).text
+    assert 'ragward_gateway_time_to_first_token_seconds_count{streamed="true"}' in exposition
+    assert 'ragward_gateway_stream_duration_seconds_count{outcome="completed"}' in exposition
+    assert "ragward_gateway_streamed_tokens_total" in exposition

@@ -194,8 +194,9 @@ def test_label_sets_are_capped() -> None:
 
 
 def test_chat_streams_count_once_and_feed_the_ttft_quantiles() -> None:
-    """A stream's opening audit event is not a request (its closing one is), and the
-    closing events' ``chat.ttft_ms`` make ttft_p50/p99 — none without chat traffic."""
+    """A stream's opening audit event is not a request (its closing one is), the closing
+    events' ``chat.ttft_ms`` make ttft_p50/p99 (none without chat traffic), and a stream's
+    latency is its time to first token, so long answers do not page HighLatencyP99."""
     from telemetry.events import AuditEvent, ChatSummary
     from telemetry.rolling import RollingMetrics
 
@@ -223,3 +224,8 @@ def test_chat_streams_count_once_and_feed_the_ttft_quantiles() -> None:
     p50 = metrics.query("ttft_p50", "1m", [])[0].value
     assert p99 is not None and abs(p99 - 0.99) <= 0.02
     assert p50 is not None and abs(p50 - 0.50) <= 0.01
+    # a stream's latency is its time to first token, not its 2 s length
+    chat_latency = {s.labels["route"]: s.value for s in metrics.query("latency_p99", "1m",
+                                                                      ["route"])}
+    assert chat_latency["/v1/chat/completions"] is not None
+    assert chat_latency["/v1/chat/completions"] < 1.1
