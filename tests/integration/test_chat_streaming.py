@@ -406,3 +406,47 @@ async def test_a_long_history_reserves_only_what_memory_can_keep(
             json={"model": "default", "max_tokens": max_tokens,
                   "messages": [*history, {"role": "user", "content": QUESTION}]})
     assert response.status_code == 200, response.text
+
+
+async def test_in_serve_a_disconnect_cancels_the_in_process_llm_call_too(
+    data_dir: Path, stub: OpenAIStub, fresh: OpenAIStub, redis_url: str
+) -> None:
+    """`ragward serve` (rag_core in process, openai backend): a client that leaves
+    mid-stream cuts the LLM call, and the audit log gets one closing record with the
+    disconnect and the partial usage."""
+    from ragward.serve import create_serve_app
+    from tests.conftest import TEST_SECRET
+
+    fresh.stream_delay_s = 0.05
+    serve_settings = rag_settings(data_dir, stub).model_copy(update={
+        "jwt_secret": load_settings(jwt_secret=TEST_SECRET).jwt_secret,
+        "redis_url": redis_url,
+    })
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    request_id = uuid.uuid4().hex
+    async with serving(create_serve_app(serve_settings)) as url, httpx.AsyncClient(
+        base_url=url, timeout=30
+    ) as client:
+        async with client.stream(
+            "POST", "/v1/chat/completions", json=chat_body(),
+            headers={**bearer(tenant=tenant), "X-Request-ID": request_id},
+        ) as response:
+            lines = response.aiter_lines()
+            await anext(lines)
+            await wait_for(lambda: bool(fresh.seen("chat"))
+                           and fresh.seen("chat")[-1].words_sent >= 5, "streaming")
+        await wait_for(lambda: fresh.seen("chat")[-1].status == 499, "LLM call cancelled")
+        assert fresh.seen("chat")[-1].words_sent < WORDS
+        compliance = bearer(sub="auditor", tenant=tenant, roles=["compliance"])
+
+        async def closing() -> list[dict[str, Any]]:
+            page = (await client.get(f"/v1/audit?request_id={request_id}",
+                                     headers=compliance)).json()
+            return [r for r in page["records"] if r.get("chat", {}).get("phase") == "end"]
+
+        async with asyncio.timeout(15):
+            while not (ends := await closing()):
+                await asyncio.sleep(0.1)
+    assert len(ends) == 1
+    chat = ends[0]["chat"]
+    assert chat["outcome"] == "disconnected" and 0 < chat["completion_tokens"] < WORDS * 2
