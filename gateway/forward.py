@@ -11,6 +11,11 @@ sixth of httpx's CPU per request, ../shared/PEERS.md) and :class:`LocalUpstream`
   (the request never reached rag_core, or rag_core said 503);
 * a circuit breaker: after N consecutive failures it answers 503 at once for a
   cool-down, then lets one probe through and closes again when it succeeds.
+
+A streamed conversation (:meth:`Upstream.open_chat`) is protected the same way
+until rag_core has answered; after that the stream holds its concurrency slot
+until it is closed, and closing it early closes the connection, which cancels
+rag_core's work.
 """
 
 from __future__ import annotations
