@@ -25,9 +25,10 @@ import pytest
 from gateway.tokens import count_tokens
 from rag_core.app import create_app as create_rag_app
 from rag_core.ingest import ingest
+from ragward.errors import DependencyUnavailable
 from ragward.settings import Settings, load_settings
 from telemetry.consumer import Delivery, EventConsumer
-from telemetry.events import AuditEvent
+from telemetry.events import AuditEvent, encode
 from telemetry.kafka_bus import KafkaBus
 from tests.gateway_harness import RunningGateway, bearer, gateway_settings, running_gateway, serving
 from tests.integration.test_events_faults import Broker, private_kafka  # noqa: F401
@@ -273,12 +274,12 @@ async def test_kafka_frozen_mid_stream_no_done_without_a_durable_closing_record(
     tmp_path: Path, rag_core_url: str, redis_url: str, fresh: OpenAIStub,
     private_kafka: Broker,  # noqa: F811  (the fixture imported above)
 ) -> None:
-    """Kafka frozen (SIGSTOP) while streams run, with a spool too small for all their
-    closing records: every stream that ends with ``data: [DONE]`` has its closing audit
-    event in Kafka once the broker thaws (it was durable in the spool meanwhile), and
-    the streams whose record could not be made durable end with an error event instead."""
-    fresh.stream_delay_s = 0.05
-    fresh.answer_text = " ".join(f"w{i}" for i in range(20))
+    """Kafka frozen (SIGSTOP) while streams run. A stream that ends while the spool has
+    room ends with ``data: [DONE]``, and its closing audit event is in Kafka once the
+    broker thaws (it was durable in the spool meanwhile). A stream that ends once the
+    spool is full ends with an error event and no ``[DONE]``."""
+    fresh.stream_delay_s = 0.1
+    fresh.answer_text = " ".join(f"w{i}" for i in range(60))  # ~6 s unless cut short
     unique = uuid.uuid4().hex[:10]
     settings = gateway_settings(
         tmp_path, rag_core_url, redis_url=redis_url,
@@ -286,43 +287,48 @@ async def test_kafka_frozen_mid_stream_no_done_without_a_durable_closing_record(
         spool_max_bytes=4096, topic_audit=f"frozen.audit.{unique}",
         topic_usage=f"frozen.usage.{unique}", cache_enabled=False,
     )
-    bus = KafkaBus(settings)
-    started = 0
-    all_started = asyncio.Event()
+    tenant = f"k-{unique}"
+    pid = private_kafka.service.pid
 
-    async def one(gw: RunningGateway, request_id: str) -> list[str]:
-        nonlocal started
+    async def one(gw: RunningGateway, request_id: str, started: asyncio.Event,
+                  **extra: Any) -> list[str]:
         async with gw.client.stream(
-            "POST", "/v1/chat/completions", json=chat_body(),
-            headers={**bearer(tenant=f"k-{unique}"), "X-Request-ID": request_id},
+            "POST", "/v1/chat/completions", json=chat_body(**extra),
+            headers={**bearer(tenant=tenant), "X-Request-ID": request_id},
         ) as response:
             assert response.status_code == 200
-            started += 1
-            if started == 8:
-                all_started.set()
+            started.set()
             return [line async for line in response.aiter_lines() if line]
 
-    ids = [uuid.uuid4().hex for _ in range(8)]
-    pid = private_kafka.service.pid
-    async with running_gateway(settings, bus=bus) as gw:
+    async with running_gateway(settings, bus=KafkaBus(settings)) as gw:
         gw.client.timeout = httpx.Timeout(60)
-        tasks = [asyncio.create_task(one(gw, i)) for i in ids]
-        await asyncio.wait_for(all_started.wait(), 30)
+        publisher = gw.app.state.components.publisher
+        late, early = uuid.uuid4().hex, uuid.uuid4().hex
+        late_started = asyncio.Event()
+        late_task = asyncio.create_task(one(gw, late, late_started))  # the long answer
+        await asyncio.wait_for(late_started.wait(), 30)  # its opening record is in Kafka
         os.kill(pid, signal.SIGSTOP)
         try:
-            results = dict(zip(ids, await asyncio.gather(*tasks), strict=True))
+            early_lines = await one(gw, early, asyncio.Event(), max_tokens=3)  # short
+            assert early_lines[-1] == "data: [DONE]"  # closing record in the spool
+            filler = encode(AuditEvent(event_id=uuid.uuid4().hex, request_id="filler",
+                                       ts="2026-01-01T00:00:00.000000Z", tenant=tenant))
+            refused = 0
+            for _ in range(64):  # fill the spool to the brim
+                try:
+                    await publisher.publish(settings.topic_audit, tenant, filler)
+                except DependencyUnavailable:
+                    refused += 1
+                    break
+            assert refused, "the spool filled up"
+            assert not late_task.done(), "the long answer is still streaming"
+            late_lines = await late_task
         finally:
             os.kill(pid, signal.SIGCONT)
-    done = {i for i, lines in results.items() if lines[-1] == "data: [DONE]"}
-    failed = {i for i, lines in results.items() if i not in done}
-    assert done, "the spool held some closing records while Kafka was frozen"
-    assert failed, "the tiny spool refused the others"
-    for i in failed:
-        last = json.loads(results[i][-1][6:])
-        assert last["error"]["code"] == "dependency_unavailable"
-        assert "data: [DONE]" not in results[i]
-    closing = await closing_request_ids(settings, f"check-{unique}", expect=done)
-    assert done <= closing
+    last = json.loads(late_lines[-1][6:])
+    assert last["error"]["code"] == "dependency_unavailable"
+    assert "data: [DONE]" not in late_lines
+    assert early in await closing_request_ids(settings, f"check-{unique}", expect={early})
 
 
 async def closing_request_ids(settings: Settings, group: str, expect: set[str]) -> set[str]:
