@@ -124,3 +124,17 @@ async def test_bad_token_and_exhausted_quota_raise_sdk_errors_across_processes(
                                   api_key=make_token(tenant="poor")) as poor:
         with pytest.raises(openai.RateLimitError):
             await poor.chat.completions.create(model="default", messages=MESSAGES, stream=True)
+
+
+async def test_llamaindex_openailike_across_processes(gateway_url: str) -> None:
+    """LlamaIndex's OpenAILike, plain and streamed, through gateway and rag-core processes."""
+    from llama_index.core.base.llms.types import ChatMessage
+    from llama_index.llms.openai_like import OpenAILike
+
+    llm = OpenAILike(model="default", api_base=gateway_url + "/v1", is_chat_model=True,
+                     api_key=make_token(tenant=f"li-{uuid.uuid4().hex[:8]}"), max_retries=0,
+                     timeout=30)
+    question = [ChatMessage(role="user", content="How do I submit an expense claim?")]
+    answer = await llm.achat(question)
+    streamed = "".join([r.delta or "" async for r in await llm.astream_chat(question)])
+    assert "Expensify" in str(answer.message.content) and streamed == answer.message.content
