@@ -47,6 +47,22 @@ cat <<MSG
          -H 'Content-Type: application/json' \\
          -d '{"question": "公司的年假政策是什么?"}'
 
+  stream an answer, OpenAI-style (docs/openai.md):
+
+    curl -N ${URL}/v1/chat/completions -H "Authorization: Bearer \$TOKEN" \\
+         -H 'Content-Type: application/json' \\
+         -d '{"model": "default", "stream": true, "stream_options": {"include_usage": true},
+              "messages": [{"role": "user", "content": "How do I submit an expense claim?"}]}'
+
+  or with the openai SDK (pip install openai):
+
+    from openai import OpenAI
+    client = OpenAI(base_url="${URL}/v1", api_key="${TOKEN}")  # the dev token is the api_key
+    stream = client.chat.completions.create(model="default", stream=True,
+        messages=[{"role": "user", "content": "How do I submit an expense claim?"}])
+    for chunk in stream:
+        print(chunk.choices[0].delta.content or "" if chunk.choices else "", end="", flush=True)
+
   your quota:     curl -s ${URL}/v1/usage -H "Authorization: Bearer \$TOKEN"
   the audit log:  curl -s ${URL}/v1/audit -H "Authorization: Bearer \$TOKEN"
 

@@ -265,12 +265,14 @@ def create_app(
         app.state.components = None
         app.state[METRICS_ACCESS] = None
 
+    from gateway.openai.routes import OPENAI_ROUTES  # they build on this module's guard
+
     shared_metrics = (
         components.metrics if components else metrics or GatewayMetrics(CollectorRegistry())
     )
     app = Litestar(
         route_handlers=[query, query_batch, usage, audit, health, ready,
-                        _metrics_route(settings), *routes],
+                        _metrics_route(settings), *OPENAI_ROUTES, *routes],
         lifespan=[*lifespans, lifespan],
         exception_handlers=_redacting(EXCEPTION_HANDLERS, lambda: app.state.get("components")),
         request_class=BoundedJsonRequest,

@@ -25,6 +25,7 @@ import structlog
 from gateway.auth import AccessPolicy, Authenticator, JwksCache, Principal
 from gateway.autopipeline import AutoPipeline
 from gateway.cache import AnswerCache, LocalCache, RedisCache
+from gateway.chat import ChatPipeline
 from gateway.fingerprint import QuestionHasher
 from gateway.forward import HttpUpstream, ResilientUpstream, Upstream
 from gateway.metrics import GatewayMetrics
@@ -56,6 +57,7 @@ class Components:
     publisher: Publisher
     metrics: GatewayMetrics
     upstream: ResilientUpstream
+    chat: ChatPipeline
     audit_reader: AuditReader | None = None
     redis: aioredis.Redis | None = None
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
@@ -209,17 +211,20 @@ async def open_components(
         if PII_ENGINE != "native":  # correct, but a third as fast: say so once
             log.warning("pii_scanner_not_native", engine=PII_ENGINE,
                         hint="install native/ (make install) for the compiled scanner")
+        pipeline = QueryPipeline(
+            resilient, quota, redactor, cache,
+            answer_allowance_tokens=settings.quota_answer_allowance_tokens,
+            max_question_chars=settings.max_question_chars,
+            model=model_name(settings),
+            question_hash=QuestionHasher.from_settings(settings),
+        )
         components = Components(
             settings=settings,
             authenticator=Authenticator(settings, jwks),
             policy=AccessPolicy(settings.roles, settings.index_allow),
-            pipeline=QueryPipeline(
-                resilient, quota, redactor, cache,
-                answer_allowance_tokens=settings.quota_answer_allowance_tokens,
-                max_question_chars=settings.max_question_chars,
-                model=model_name(settings),
-                question_hash=QuestionHasher.from_settings(settings),
-            ),
+            pipeline=pipeline,
+            chat=ChatPipeline(pipeline, default_max_tokens=settings.chat_max_tokens,
+                              memory_tokens=settings.chat_memory_tokens),
             quota=quota,
             publisher=publisher,
             metrics=metrics,

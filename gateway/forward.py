@@ -11,6 +11,11 @@ sixth of httpx's CPU per request, ../shared/PEERS.md) and :class:`LocalUpstream`
   (the request never reached rag_core, or rag_core said 503);
 * a circuit breaker: after N consecutive failures it answers 503 at once for a
   cool-down, then lets one probe through and closes again when it succeeds.
+
+A streamed conversation (:meth:`Upstream.open_chat`) is protected the same way
+until rag_core has answered; after that the stream holds its concurrency slot
+until it is closed, and closing it early closes the connection, which cancels
+rag_core's work.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -30,6 +35,8 @@ import structlog
 from rag_core.schemas import (
     BatchRequest,
     BatchResponse,
+    ChatEvent,
+    ChatRequest,
     IndexInfo,
     IndexList,
     QueryRequest,
@@ -42,6 +49,7 @@ from ragward.errors import (
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnavailable,
+    ValidationFailed,
 )
 
 if TYPE_CHECKING:
@@ -76,6 +84,21 @@ class Upstream(Protocol):
 
     async def ready(self) -> tuple[bool, str]: ...
 
+    async def indexes(self, *, tenant: str, subject: str, request_id: str) -> list[IndexInfo]:
+        """The indexes the caller's tenant may use (``GET /v1/indexes`` of rag_core)."""
+        ...
+
+    async def open_chat(self, request: ChatRequest, caller: Caller) -> ChatOpened:
+        """Start a streamed conversation. Errors before the first event raise here;
+        the caller must ``aclose()`` the events (closing early cancels rag_core's work)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChatOpened:
+    version: str | None  # the index version answering, when rag_core said
+    events: AsyncGenerator[ChatEvent, None]
+
 
 # --------------------------------------------------------------------- transports
 
@@ -102,7 +125,13 @@ class HttpUpstream:
         self._response = msgspec.json.Decoder(QueryResponse)
         self._batch_response = msgspec.json.Decoder(BatchResponse)
         self._indexes = msgspec.json.Decoder(IndexList)
+        self._events = msgspec.json.Decoder(ChatEvent)
         self._encoder = msgspec.json.Encoder()
+        # A stream may run long: bound the wait for each read, not the whole answer.
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.upstream_connect_timeout_s,
+            sock_read=settings.upstream_timeout_s,
+        )
 
     def index_version(self, index: str) -> str | None:
         return self._versions.get(index)
@@ -128,6 +157,52 @@ class HttpUpstream:
                                 index=request.index)
         return self._response.decode(body)
 
+    async def indexes(self, *, tenant: str, subject: str, request_id: str) -> list[IndexInfo]:
+        body = await self._call("GET", "/v1/indexes", None, Caller(tenant, subject, request_id))
+        return self._indexes.decode(body).indexes
+
+    async def open_chat(self, request: ChatRequest, caller: Caller) -> ChatOpened:
+        try:
+            response = await self._session.post(
+                self._base + "/v1/chat/stream", data=self._encoder.encode(request),
+                headers=self._headers(caller), timeout=self._stream_timeout,
+            )
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+            raise _NotSent(f"rag_core unreachable ({type(exc).__name__})") from None
+        except TimeoutError:
+            raise UpstreamTimeout() from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"rag_core failed ({type(exc).__name__})") from None
+        if response.status != 200:
+            body = await response.read()
+            response.release()
+            raise _status_error(response.status, body)
+        version = response.headers.get("X-Index-Version")
+        if version:
+            self._versions[request.index] = version
+        return ChatOpened(version, self._read_events(response))
+
+    async def _read_events(
+        self, response: aiohttp.ClientResponse
+    ) -> AsyncGenerator[ChatEvent, None]:
+        try:
+            async for line in response.content:
+                if line.strip():
+                    yield self._events.decode(line)
+        except TimeoutError:
+            raise UpstreamTimeout() from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"rag_core stream broke ({type(exc).__name__})") from None
+        finally:
+            response.close()  # early: drops the connection, so rag_core stops generating
+
+    def _headers(self, caller: Caller | None) -> dict[str, str]:
+        headers = dict(self._static_headers)
+        if caller is not None:
+            headers.update({"X-Tenant": caller.tenant, "X-Subject": caller.subject,
+                            "X-Request-ID": caller.request_id})
+        return headers
+
     async def query_batch(self, request: BatchRequest, caller: Caller) -> BatchResponse:
         body = await self._call("POST", "/v1/query/batch", self._encoder.encode(request), caller,
                                 index=request.index)
@@ -144,13 +219,10 @@ class HttpUpstream:
         self, method: str, path: str, payload: bytes | None, caller: Caller | None,
         index: str | None = None,
     ) -> bytes:
-        headers = dict(self._static_headers)
-        if caller is not None:
-            headers.update({"X-Tenant": caller.tenant, "X-Subject": caller.subject,
-                            "X-Request-ID": caller.request_id})
         try:
             async with self._session.request(
-                method, self._base + path, data=payload, headers=headers, timeout=self._timeout
+                method, self._base + path, data=payload, headers=self._headers(caller),
+                timeout=self._timeout
             ) as response:
                 body = await response.read()
                 status = response.status
@@ -165,13 +237,24 @@ class HttpUpstream:
             if version and index:
                 self._versions[index] = version
             return body
-        if status == 404:
-            raise NotFound("unknown index")
-        if status == 503:
-            raise UpstreamUnavailable()
-        if status == 504:
-            raise UpstreamTimeout()
-        raise UpstreamError(f"rag_core answered {status}")
+        raise _status_error(status, body)
+
+
+def _status_error(status: int, body: bytes) -> RagwardError:
+    """rag_core's non-200 answer as the domain error the gateway passes on."""
+    if status == 404:
+        return NotFound("unknown index")
+    if status in (400, 422):  # rag_core refused what the gateway let through: say what
+        try:
+            message = str(msgspec.json.decode(body)["error"]["message"])[:300]
+        except (msgspec.DecodeError, KeyError, TypeError):
+            message = "rag_core rejected the request"
+        return ValidationFailed(message)
+    if status == 503:
+        return UpstreamUnavailable()
+    if status == 504:
+        return UpstreamTimeout()
+    return UpstreamError(f"rag_core answered {status}")
 
 
 class LocalUpstream:
@@ -198,6 +281,21 @@ class LocalUpstream:
 
     async def indexes(self, *, tenant: str, subject: str, request_id: str) -> list[IndexInfo]:
         return self._service.indexes(tenant)
+
+    async def open_chat(self, request: ChatRequest, caller: Caller) -> ChatOpened:
+        version, events = await self._service.open_chat(
+            request, tenant=caller.tenant, subject=caller.subject, request_id=caller.request_id
+        )
+        return ChatOpened(version, _generator(events))
+
+
+async def _generator(events: AsyncIterator[ChatEvent]) -> AsyncGenerator[ChatEvent, None]:
+    try:
+        async for event in events:
+            yield event
+    finally:
+        if isinstance(events, AsyncGenerator):
+            await events.aclose()
 
 
 # --------------------------------------------------------------------- protections
@@ -306,6 +404,27 @@ class ResilientUpstream:
         async with self.limit:
             return await self._with_retries(lambda: self.inner.indexes(
                 tenant=tenant, subject=subject, request_id=request_id))
+
+    async def open_chat(self, request: ChatRequest, caller: Caller) -> ChatOpened:
+        """Retried like a query until rag_core answers; the stream holds its concurrency
+        slot until it is closed."""
+        await self.limit.__aenter__()
+        try:
+            opened = await self._with_retries(lambda: self.inner.open_chat(request, caller))
+        except BaseException:
+            await self.limit.__aexit__()
+            raise
+        return ChatOpened(opened.version, self._holding_slot(opened.events))
+
+    async def _holding_slot(
+        self, events: AsyncGenerator[ChatEvent, None]
+    ) -> AsyncGenerator[ChatEvent, None]:
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()
+            await self.limit.__aexit__()
 
     async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
         attempt = 0

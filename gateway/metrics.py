@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+if TYPE_CHECKING:
+    from telemetry.events import ChatSummary
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+STREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
 class GatewayMetrics:
@@ -42,6 +47,34 @@ class GatewayMetrics:
         self._spool_capacity = Gauge(
             "ragward_gateway_spool_capacity_bytes", "Audit spool capacity.", registry=registry,
         )
+
+        self.ttft = Histogram(
+            "ragward_gateway_time_to_first_token_seconds",
+            "Chat completions: request arrival to the first answer text sent.",
+            ["streamed"], buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.stream_duration = Histogram(
+            "ragward_gateway_stream_duration_seconds",
+            "Streamed chat completions: request arrival to the stream's end.",
+            ["outcome"], buckets=STREAM_BUCKETS, registry=registry,
+        )
+        self.streamed_tokens = Counter(
+            "ragward_gateway_streamed_tokens_total",
+            "Completion tokens of streamed chat answers.", registry=registry,
+        )
+        self.stream_disconnects = Counter(
+            "ragward_gateway_stream_disconnects_total",
+            "Streamed chat answers the client left before the end.", registry=registry,
+        )
+
+    def observe_stream(self, chat: ChatSummary, *, disconnected: bool) -> None:
+        if chat.ttft_ms is not None:
+            self.ttft.labels(str(chat.streamed).lower()).observe(chat.ttft_ms / 1000)
+        if chat.duration_ms is not None:
+            self.stream_duration.labels(chat.outcome).observe(chat.duration_ms / 1000)
+        self.streamed_tokens.inc(chat.completion_tokens)
+        if disconnected:
+            self.stream_disconnects.inc()
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

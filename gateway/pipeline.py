@@ -34,6 +34,7 @@ from rag_core.schemas import (
     Usage,
 )
 from ragward.errors import ValidationFailed
+from telemetry.events import ChatSummary
 
 _cached_decoder = msgspec.json.Decoder(QueryResponse)
 _encoder = msgspec.json.Encoder()
@@ -57,6 +58,7 @@ class RequestRecord:
     usage: Usage | None = None
     questions: int = 0
     rate_headers: dict[str, str] = field(default_factory=dict)
+    chat: ChatSummary | None = None  # chat completions: how the answer went
 
 
 class QueryPipeline:
@@ -76,18 +78,20 @@ class QueryPipeline:
         self.quota = quota
         self.redactor = redactor
         self.cache = cache
-        self._allowance = answer_allowance_tokens
-        self._max_chars = max_question_chars
+        self.answer_allowance_tokens = self._allowance = answer_allowance_tokens
+        self.max_question_chars = self._max_chars = max_question_chars
         self.model = model
         self._question_hash = question_hash
         self._after_response: set[asyncio.Task[None]] = set()
 
-    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+    def later(self, work: Coroutine[Any, Any, None]) -> None:
         """Book-keeping the client need not wait for (settling the token reservation,
         filling the cache) runs after the answer; :meth:`drain` awaits it at shutdown."""
         task = asyncio.create_task(work)
         self._after_response.add(task)
         task.add_done_callback(self._after_response.discard)
+
+    _later = later
 
     async def drain(self) -> None:
         while self._after_response:

@@ -6,6 +6,9 @@ JSON. When the app starts its response, the wrapper builds the request's audit
 event (and a usage event when rag_core or the cache answered), and awaits the
 publisher, which returns only once the events are acknowledged by Kafka or
 fsynced to the local spool. Only then do the status line and body go out.
+A streamed chat answer has a second, closing audit event: the handler fills
+the record in as the stream ends and awaits :func:`finisher_of`, which makes it
+(and the usage event) durable the same way before ``data: [DONE]`` goes out.
 If the audit event cannot be made durable, a 2xx becomes a 503: no
 acknowledged request without its audit record (DESIGN.md).
 
@@ -22,7 +25,7 @@ import ipaddress
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal, cast
 
 import msgspec
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("ragward.gateway")
 
 RECORD_KEY = "ragward_record"
+FINISH_KEY = "ragward_finish"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 _UNAUDITED = frozenset({"/health", "/ready", "/metrics"})  # probes and scrapes
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the answer
@@ -53,6 +57,14 @@ def record_of(scope: Scope) -> RequestRecord:
     """The request's record, created by the wrapper before the app runs."""
     record: RequestRecord = scope["state"][RECORD_KEY]
     return record
+
+
+def finisher_of(scope: Scope) -> Callable[[], Awaitable[None]]:
+    """For a response that outlives its status line (a stream): make the request's
+    closing audit event (and its usage event) durable from the record as it is now;
+    raises DependencyUnavailable when that is not possible."""
+    finish: Callable[[], Awaitable[None]] = scope["state"][FINISH_KEY]
+    return finish
 
 
 def _decision(status: int) -> Literal["allow", "deny", "rate_limited", "invalid", "error"]:
@@ -133,6 +145,11 @@ class RecordingASGI:
             client_gone = client_gone or message["type"] == "http.disconnect"
             return message
 
+        async def finish() -> None:
+            await self._publish(scope, record, status, started)
+
+        scope["state"][FINISH_KEY] = finish
+
         async def send_recorded(message: Message) -> None:
             nonlocal replaced, status
             if replaced:
@@ -209,6 +226,7 @@ class RecordingASGI:
             latency_ms=latency_ms, cached=record.cached,
             question_hmac=record.question_hmac,
             questions_redacted=record.questions_redacted, redactions=record.redactions,
+            chat=record.chat,
         )
         publishes = [publisher.publish(self._audit_topic, record.tenant, encode(audit))]
         if record.usage is not None and status < 400:

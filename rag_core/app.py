@@ -1,6 +1,7 @@
 """``ragward rag-core``: the RAG service over HTTP (CONTRACT §4 shape, internal).
 
-Routes: ``POST /v1/query``, ``POST /v1/query/batch``, ``GET /v1/indexes``,
+Routes: ``POST /v1/query``, ``POST /v1/query/batch``, ``POST /v1/chat/stream``
+(a conversation answered as NDJSON chat events), ``GET /v1/indexes``,
 ``GET /health``, ``GET /ready``. It trusts the gateway: when
 ``RAGWARD_INTERNAL_TOKEN`` is set every ``/v1`` route needs a matching
 ``X-Internal-Token`` (401 otherwise), and the caller is read from ``X-Tenant``,
@@ -29,6 +30,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import msgspec
 import structlog
 import uvicorn
 from litestar import Litestar, Request, Response, Router, get, post
@@ -37,9 +39,18 @@ from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.params import JSONBody
+from litestar.response import Stream
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from rag_core.schemas import BatchRequest, BatchResponse, IndexList, QueryRequest, QueryResponse
+from rag_core.schemas import (
+    BatchRequest,
+    BatchResponse,
+    ChatEvent,
+    ChatRequest,
+    IndexList,
+    QueryRequest,
+    QueryResponse,
+)
 from rag_core.service import RagService, build_service
 from ragward.errors import ConfigError, Unauthenticated
 from ragward.http_body import BoundedJsonRequest
@@ -51,6 +62,8 @@ log = structlog.get_logger(__name__)
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _REQUEST_ID_HEADER = b"x-request-id"
 UNKNOWN = "unknown"
+NDJSON = "application/x-ndjson"
+_event_encoder = msgspec.json.Encoder()
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
@@ -139,7 +152,25 @@ def _v1_router(guard: Any) -> Router:
         """The indexes the ``X-Tenant`` may use (every index without the header)."""
         return IndexList(indexes=_service(state).indexes(request.headers.get("x-tenant")))
 
-    return Router(path="/v1", route_handlers=[query, query_batch, list_indexes], guards=[guard])
+    @post("/chat/stream", status_code=200)
+    async def chat_stream(
+        data: JSONBody[ChatRequest], request: Request[Any, Any, Any], state: State
+    ) -> Stream:
+        """The conversation's answer as NDJSON chat events (rag_core.schemas); a client
+        that disconnects cancels the generation."""
+        tenant, subject, request_id = _caller(request)
+        version, events = await _service(state).open_chat(
+            data, tenant=tenant, subject=subject, request_id=request_id
+        )
+        return Stream(_ndjson(events), media_type=NDJSON, headers={"X-Index-Version": version})
+
+    return Router(path="/v1", route_handlers=[query, query_batch, list_indexes, chat_stream],
+                  guards=[guard])
+
+
+async def _ndjson(events: AsyncIterator[ChatEvent]) -> AsyncIterator[bytes]:
+    async for event in events:
+        yield _event_encoder.encode(event) + b"\n"
 
 
 @get("/health", include_in_schema=False)

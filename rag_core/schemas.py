@@ -69,3 +69,55 @@ class IndexInfo(msgspec.Struct):
 
 class IndexList(msgspec.Struct):
     indexes: list[IndexInfo]
+
+
+# --------------------------------------------------------------------- chat (streamed)
+#
+# The gateway's /v1/chat/completions reaches rag_core as ``POST /v1/chat/stream``:
+# a ChatRequest in, NDJSON out — one ChatEvent per line, in this order:
+# ``sources`` (once), ``delta`` (zero or more), ``end`` (once, with the usage).
+# A stream that stops without ``end`` failed; an ``error`` line says why.
+
+Role = Annotated[str, msgspec.Meta(pattern=r"^(system|user|assistant)$")]
+
+
+class ChatTurn(msgspec.Struct, forbid_unknown_fields=True):
+    role: Role
+    content: Annotated[str, msgspec.Meta(max_length=64_000)]
+
+
+class ChatRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """One conversation: the last turn is the user's question, the rest memory."""
+
+    messages: Annotated[list[ChatTurn], msgspec.Meta(min_length=1, max_length=2048)]
+    index: IndexName = "default"
+    top_k: TopK = 3
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    stop: list[str] = msgspec.field(default_factory=list)
+
+
+class SourcesEvent(msgspec.Struct, tag_field="type", tag="sources"):
+    sources: list[Source]
+
+
+class DeltaEvent(msgspec.Struct, tag_field="type", tag="delta"):
+    text: str
+
+
+FinishReason = str  # "stop" | "length"
+
+
+class EndEvent(msgspec.Struct, tag_field="type", tag="end"):
+    finish_reason: FinishReason
+    usage: Usage
+
+
+class ErrorEvent(msgspec.Struct, tag_field="type", tag="error"):
+    code: str
+    message: str
+    status: int = 502
+
+
+ChatEvent = SourcesEvent | DeltaEvent | EndEvent | ErrorEvent

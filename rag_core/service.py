@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
@@ -34,16 +35,30 @@ from llama_index.core.schema import MetadataMode, NodeWithScore
 
 from rag_core.answerer import NO_ANSWER_EN, QA_PROMPT
 from rag_core.backends import Backend, build_backend
+from rag_core.chat import (
+    Conversation,
+    chat_messages,
+    conversation,
+    cut_to_tokens,
+    pieces,
+    stream_completion,
+)
 from rag_core.ownership import Ownership
 from rag_core.pricing import Pricing
 from rag_core.retriever import SnapshotRetriever
 from rag_core.schemas import (
     BatchRequest,
     BatchResponse,
+    ChatEvent,
+    ChatRequest,
+    DeltaEvent,
+    EndEvent,
+    ErrorEvent,
     IndexInfo,
     QueryRequest,
     QueryResponse,
     Source,
+    SourcesEvent,
     Usage,
 )
 from rag_core.store import IndexSnapshot, current_stamp, list_index_names, load_snapshot
@@ -77,6 +92,7 @@ class RagService:
         self._pricing = pricing
         self._watch_interval_s = watch_interval_s
         self._timeout_s = query_timeout_s or settings.llm_timeout_s
+        self._memory_tokens = settings.chat_memory_tokens
         cm = backend.tracker.callback_manager
         self._synthesizer = SinglePassSynthesizer(
             llm=backend.llm,
@@ -360,6 +376,108 @@ class RagService:
             req, tenant=tenant, subject=subject, request_id=request_id
         )
         return result
+
+    # -- chat (streamed) -------------------------------------------------------
+    async def open_chat(
+        self, req: ChatRequest, *, tenant: str | None, subject: str, request_id: str
+    ) -> tuple[str, AsyncIterator[ChatEvent]]:
+        """The index version and the conversation's answer as chat events.
+
+        Unknown index and a malformed conversation raise here, before any event;
+        failures after that arrive as one final ``ErrorEvent``. Closing the
+        iterator early (a client that left) cancels the retrieval or the LLM call.
+        """
+        snapshot = await self._snapshot(req.index, tenant)
+        conv = conversation(req.messages, memory_tokens=self._memory_tokens,
+                            count=self._backend.tracker.count)
+        log.debug("chat_opened", request_id=request_id, tenant=tenant, subject=subject,
+                  index=snapshot.name, memory_turns=len(conv.memory))
+        return snapshot.version, self._chat_events(snapshot, req, conv)
+
+    async def _chat_events(
+        self, snapshot: IndexSnapshot, req: ChatRequest, conv: Conversation
+    ) -> AsyncIterator[ChatEvent]:
+        backend = self._backend
+        cm = backend.tracker.callback_manager
+        with backend.tracker.track() as counted:
+            try:
+                async with asyncio.timeout(self._timeout_s):
+                    hits = await SnapshotRetriever(
+                        snapshot, backend.embed_model, req.top_k, cm
+                    ).aretrieve(conv.retrieval_query)
+                yield SourcesEvent(sources=[_source(hit) for hit in hits])
+                chunks = [h.node.get_content(metadata_mode=MetadataMode.NONE) for h in hits]
+                if backend.name == "local":
+                    events = self._local_answer(conv.question, chunks, req)
+                else:
+                    events = self._llm_answer(conv, chunks, req)
+                async for event in events:
+                    if isinstance(event, EndEvent):
+                        event.usage.embedding_tokens = counted.embedding_tokens
+                        if not event.usage.prompt_tokens:
+                            event.usage.prompt_tokens = counted.prompt_tokens
+                        u = event.usage
+                        u.total_tokens = u.prompt_tokens + u.completion_tokens + u.embedding_tokens
+                        u.cost_usd = self._pricing.cost(
+                            llm_model=backend.llm_model, embedding_model=backend.embedding_model,
+                            prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
+                            embedding_tokens=u.embedding_tokens,
+                        )
+                    yield event
+            except TimeoutError:
+                yield ErrorEvent(code="upstream_timeout", status=504,
+                                 message=f"no answer within {self._timeout_s:g}s")
+            except RagwardError as exc:
+                yield ErrorEvent(code=exc.code, status=exc.status, message=exc.message)
+            except Exception as exc:
+                mapped = backend.map_error(exc)
+                if mapped is None:
+                    log.error("chat_failed", exc_type=type(exc).__name__)
+                    mapped = RagwardError()
+                yield ErrorEvent(code=mapped.code, status=mapped.status, message=mapped.message)
+
+    async def _local_answer(
+        self, question: str, chunks: list[str], req: ChatRequest
+    ) -> AsyncIterator[ChatEvent]:
+        """The extractive answer, in small pieces (memory cannot change an extract)."""
+        count = self._backend.tracker.count
+        async with asyncio.timeout(self._timeout_s):
+            full = str(await self._synthesizer.aget_response(question, chunks))
+        text = cut_to_tokens(full, req.max_tokens, count)
+        for piece in pieces(text):
+            yield DeltaEvent(text=piece)
+            await asyncio.sleep(0)  # a real yield point: a client that left cancels here
+        yield EndEvent(finish_reason="stop" if text == full else "length",
+                       usage=Usage(completion_tokens=count(text)))
+
+    async def _llm_answer(
+        self, conv: Conversation, chunks: list[str], req: ChatRequest
+    ) -> AsyncIterator[ChatEvent]:
+        options: dict[str, Any] = {"stream_options": {"include_usage": True}}
+        for name in ("max_tokens", "temperature", "top_p"):
+            value = getattr(req, name)
+            if value is not None:
+                options[name] = value
+        if req.stop:
+            options["stop"] = req.stop
+        messages = chat_messages(conv, "\n\n".join(chunks))
+        stream = await self._backend.llm.astream_chat(messages, **options)
+        produced: list[str] = []
+        finish: str | None = None
+        usage: dict[str, int] | None = None
+        async for delta, finished, reported in stream_completion(stream):
+            if delta:
+                produced.append(delta)
+                yield DeltaEvent(text=delta)
+            finish = finished or finish
+            usage = reported or usage
+        count = self._backend.tracker.count
+        if usage is None:  # the upstream ignored include_usage: count ourselves
+            usage = {"prompt_tokens": sum(count(m.content or "") for m in messages),
+                     "completion_tokens": count("".join(produced))}
+        yield EndEvent(finish_reason=finish or "stop",
+                       usage=Usage(prompt_tokens=usage["prompt_tokens"],
+                                   completion_tokens=usage["completion_tokens"]))
 
 
 def _source(hit: NodeWithScore) -> Source:

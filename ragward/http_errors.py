@@ -3,6 +3,11 @@
 ``{"error": {"code", "message", "request_id"}}`` with the status the domain error
 names. Unknown exceptions become a bare 500: the detail goes to the log, never to
 the client.
+
+The OpenAI-compatible routes (CONTRACT §4b) get the same mapping in OpenAI's
+shape, ``OPENAI_EXCEPTION_HANDLERS``: ``{"error": {"message", "type", "param",
+"code"}, "request_id"}``, so the SDKs raise their usual exception classes. Like
+OpenAI, they answer a request that fails validation with 400, not 422.
 """
 
 from __future__ import annotations
@@ -43,6 +48,13 @@ def request_id_of(request: Request[Any, Any, Any]) -> str:
     return str(getattr(record, "request_id", None) or state.get("request_id", ""))
 
 
+_OPENAI_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+    404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
+    415: "invalid_request_error", 429: "rate_limit_error",
+}
+
+
 def error_response(
     request: Request[Any, Any, Any],
     status: int,
@@ -50,6 +62,7 @@ def error_response(
     message: str,
     headers: dict[str, str] | None = None,
     reason: str | None = None,
+    param: str | None = None,
 ) -> Response[dict[str, Any]]:
     # Kept in the scope for the audit event: the code, and a finer internal reason
     # (e.g. why a token was rejected) that the client never sees.
@@ -59,12 +72,23 @@ def error_response(
     all_headers = dict(headers or {})
     if request_id and "ragward_record" not in state:  # the gateway's recorder adds it itself
         all_headers["X-Request-ID"] = request_id
-    return Response(
-        {"error": {"code": code, "message": message, "request_id": request_id}},
-        status_code=status,
-        headers=all_headers,
-        media_type="application/json",
-    )
+    body: dict[str, Any]
+    if _openai_shaped(request):
+        status = 400 if status == 422 else status
+        kind = _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        body = {"error": {"message": message, "type": kind, "param": param, "code": code},
+                "request_id": request_id}
+    else:
+        body = {"error": {"code": code, "message": message, "request_id": request_id}}
+    return Response(body, status_code=status, headers=all_headers, media_type="application/json")
+
+
+OPENAI_SHAPE = "ragward_openai_errors"
+
+
+def _openai_shaped(request: Request[Any, Any, Any]) -> bool:
+    handler = request.scope.get("route_handler")
+    return bool(handler is not None and handler.opt.get(OPENAI_SHAPE))
 
 
 def _validation_message(exc: ValidationException) -> tuple[int, str]:
@@ -85,21 +109,34 @@ def handle_ragward_error(request: Request[Any, Any, Any], exc: RagwardError) -> 
     if exc.status >= 500:
         log.warning("request_failed", code=exc.code, status=exc.status)
     reason = getattr(exc, "reason", None)
-    return error_response(request, exc.status, exc.code, exc.message, exc.headers(), reason)
+    param = getattr(exc, "field", None)
+    return error_response(request, exc.status, exc.code, exc.message, exc.headers(), reason,
+                          param)
 
 
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     headers = dict(exc.headers or {})
+    param = None
     if isinstance(exc, ValidationException):
         status, message = _validation_message(exc)
         code = "bad_request" if status == 400 else "validation_error"
+        param = _first_field(exc)
     else:
         code = _CODES_BY_STATUS.get(status, "error")
         message = str(exc.detail) if status < 500 else "internal error"
         if isinstance(exc, NotAuthorizedException):
             headers.setdefault("WWW-Authenticate", 'Bearer error="invalid_token"')
-    return error_response(request, status, code, message, headers)
+    return error_response(request, status, code, message, headers, param=param)
+
+
+def _first_field(exc: ValidationException) -> str | None:
+    detail = exc.extra if isinstance(exc.extra, list) else []
+    for item in detail:
+        if isinstance(item, dict) and item.get("key"):
+            key = str(item["key"])
+            return key.removeprefix("$.") if key.startswith("$.") else key
+    return None
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -208,6 +208,16 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(3, ge=0, le=10)
     pricing_file: Path | None = None
     default_index: str = "default"
+    chat_memory_tokens: int = Field(
+        4000, ge=0, description="Earlier chat turns kept as memory (oldest dropped first)."
+    )
+    chat_max_tokens: int = Field(
+        1024, ge=1, description="Completion cap of a chat request that names no max_tokens; "
+        "also what its budget reservation assumes."
+    )
+    chat_keepalive_s: float = Field(
+        10.0, gt=0, description="SSE keep-alive comment after this long without a chunk."
+    )
 
     # -- ingest (rag_core.guard: files are untrusted input) ----------------------
     ingest_max_file_bytes: int = Field(

@@ -15,6 +15,9 @@ that the store canonicalises and chains (see :mod:`telemetry.audit_chain`):
   library canonicalises them identically), ``redactions`` (count per PII type),
   ``question_sha256``
 * position: ``partition`` and ``offset`` in the audit topic, ``record_version``
+* ``chat`` (chat completions only): ``streamed``, ``phase`` (``start`` | ``end``),
+  ``outcome`` (``open`` | ``completed`` | ``disconnected`` | ``error``),
+  ``finish_reason``, ``ttft_us``, ``duration_us`` and the tokens charged
 
 The redacted question text (``questions_redacted`` in the event) is **not**
 stored: a redactor can miss PII, and a hash-chained log cannot be edited later
@@ -45,7 +48,7 @@ import msgspec
 from ragward.errors import ConfigError
 from ragward.settings import Settings
 from telemetry.bus import Record
-from telemetry.events import audit_decoder
+from telemetry.events import ChatSummary, audit_decoder
 
 RECORD_VERSION = 2
 LEGACY_RECORD_VERSION = 1  # question_sha256, before question_hmac
@@ -143,6 +146,25 @@ def _hash_list(values: list[str]) -> list[str]:
     return [v if _HEX64.fullmatch(v) else hashlib.sha256(v.encode()).hexdigest() for v in values]
 
 
+def _us(ms: float | None) -> int | None:
+    return round(ms * 1000) if ms is not None and math.isfinite(ms) else None
+
+
+def _chat(chat: ChatSummary) -> dict[str, Any]:
+    """A chat completion's outcome; integers only (microseconds), like latency_us."""
+    return {
+        "streamed": chat.streamed,
+        "phase": chat.phase,
+        "outcome": chat.outcome,
+        "finish_reason": _cut(chat.finish_reason),
+        "ttft_us": _us(chat.ttft_ms),
+        "duration_us": _us(chat.duration_ms),
+        "prompt_tokens": int(chat.prompt_tokens),
+        "completion_tokens": int(chat.completion_tokens),
+        "total_tokens": int(chat.total_tokens),
+    }
+
+
 def build_record(rec: Record, policy: ClientAddressPolicy) -> BuiltRecord:
     """The stored record for one Kafka record of the audit topic."""
     kafka_ts_us = rec.timestamp_ms * 1000
@@ -196,6 +218,8 @@ def build_record(rec: Record, policy: ClientAddressPolicy) -> BuiltRecord:
         record["question_hmac"] = _hash_list(event.question_hmac)
     else:  # legacy
         record["question_sha256"] = _hash_list(event.question_sha256)
+    if event.chat is not None:  # only then: older records keep their exact shape and hash
+        record["chat"] = _chat(event.chat)
     if ts_us is None:
         record["ts_invalid"] = True
         ts_us = kafka_ts_us

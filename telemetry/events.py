@@ -36,6 +36,27 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+class ChatSummary(msgspec.Struct, kw_only=True):
+    """How a chat completion went (``/v1/chat/completions``), on its audit events.
+
+    A streamed answer has two audit events: ``phase="start"`` when the status line
+    is about to go out (``outcome="open"``), and ``phase="end"`` once it is over,
+    before ``data: [DONE]``; a non-streamed one has one, ``phase="end"``.
+    ``outcome`` is ``completed``, ``disconnected`` (the client left; the usage is
+    what was produced), or ``error`` (the upstream failed mid-stream).
+    """
+
+    streamed: bool
+    phase: Literal["start", "end"] = "end"
+    outcome: Literal["open", "completed", "disconnected", "error"] = "completed"
+    finish_reason: str | None = None
+    ttft_ms: float | None = None
+    duration_ms: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
 class AuditEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="audit"):
     """One per request that reaches the gateway, whatever its outcome."""
 
@@ -68,6 +89,7 @@ class AuditEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="audit"):
     question_sha256: list[str] | msgspec.UnsetType = msgspec.UNSET
     questions_redacted: list[str] = msgspec.field(default_factory=list)
     redactions: dict[str, int] = msgspec.field(default_factory=dict)
+    chat: ChatSummary | None = None
 
 
 class UsageEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="usage"):

@@ -12,9 +12,12 @@ and the partial bucket at the old edge left out — so 1 m means 59-60 s, 5 m
 What comes from where:
 
 * **audit events** — one per request: request count, status class, latency
-  (``latency_ms``, stored in seconds). ``model`` is ``"-"`` for them (the
-  gateway does not know the model when it audits), so request metrics grouped
-  by model show one ``model="-"`` group.
+  (``latency_ms``, stored in seconds); for chat completions the time to first
+  token (``chat.ttft_ms``) too. A streamed answer's *opening* audit event
+  (``chat.phase="start"``) is skipped: the request counts once, at its end,
+  and its latency is its time to first token (a long answer is not a slow one).
+  ``model`` is ``"-"`` for them (the gateway does not know the model when it
+  audits), so request metrics grouped by model show one ``model="-"`` group.
 * **usage events** — one per answered request: prompt / completion /
   embedding tokens, cost, cache hit (``cached``) — every usage event is one
   cache lookup.
@@ -57,7 +60,8 @@ WINDOWS: dict[str, float] = {"1m": 60.0, "5m": 300.0, "1h": 3600.0}
 DIMENSIONS = ("tenant", "route", "model", "status_class")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 QUANTILES = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}
-REQUEST_METRICS = {"request_rate", "error_rate", *QUANTILES}
+TTFT_QUANTILES = {"ttft_p50": 0.5, "ttft_p95": 0.95, "ttft_p99": 0.99}
+REQUEST_METRICS = {"request_rate", "error_rate", *QUANTILES, *TTFT_QUANTILES}
 USAGE_METRICS = {"tokens_avg", "tokens_total", "cost_total", "cache_hit_rate"}
 STATUS_METRICS = {"consumer_lag", "events_silence", "quota_degraded", "spool_fill_ratio"}
 METRICS = REQUEST_METRICS | USAGE_METRICS | STATUS_METRICS
@@ -85,6 +89,12 @@ class MetricsView(Protocol):
 # accepts). Unknown fields are skipped; the same ``type`` tags as telemetry.events.
 
 
+class MetricsChat(msgspec.Struct, gc=False):
+    streamed: bool = False
+    phase: str = "end"
+    ttft_ms: float | None = None
+
+
 class MetricsAudit(msgspec.Struct, tag_field="type", tag="audit", gc=False):
     event_id: str
     ts: str
@@ -92,6 +102,7 @@ class MetricsAudit(msgspec.Struct, tag_field="type", tag="audit", gc=False):
     route: str = ""
     status: int = 0
     latency_ms: float = 0.0
+    chat: MetricsChat | None = None
 
 
 class MetricsUsage(msgspec.Struct, tag_field="type", tag="usage", gc=False):
@@ -142,12 +153,13 @@ class Cell:
     """Figures of one label set in one time bucket."""
 
     __slots__ = ("completion", "cost", "embedding", "errors", "hits", "latency", "latency_sum",
-                 "prompt", "requests", "usage")
+                 "prompt", "requests", "ttft", "usage")
 
     def __init__(self) -> None:
         self.requests = 0
         self.errors = 0
         self.latency: DDSketch | None = None
+        self.ttft: DDSketch | None = None  # chat completions' time to first token
         self.latency_sum = 0.0
         self.usage = 0
         self.prompt = 0
@@ -174,23 +186,39 @@ class Cell:
             if self.latency is None:
                 self.latency = new_sketch()
             self.latency.merge(other.latency)
+        if other.ttft is not None:
+            if self.ttft is None:
+                self.ttft = new_sketch()
+            self.ttft.merge(other.ttft)
 
 
 class Aggregate:
     """Cells added up for one group of one window; figures computed on demand
     (sketches are merged only when a quantile is asked for)."""
 
-    __slots__ = ("_sketches", "cells", "span")
+    __slots__ = ("_sketches", "_ttft_sketches", "cells", "span")
 
     def __init__(self, span: float) -> None:
         self.span = span
         self.cells = Cell()
         self._sketches: list[DDSketch] = []
+        self._ttft_sketches: list[DDSketch] = []
 
     def add(self, cell: Cell) -> None:
         self.cells.add_counts(cell)
         if cell.latency is not None:
             self._sketches.append(cell.latency)
+        if cell.ttft is not None:
+            self._ttft_sketches.append(cell.ttft)
+
+    def ttft_sketch(self) -> DDSketch | None:
+        if self._ttft_sketches:
+            merged = new_sketch()
+            for sketch in self._ttft_sketches:
+                merged.merge(sketch)
+            self.cells.ttft = merged
+            self._ttft_sketches = []
+        return self.cells.ttft
 
     def sketch(self) -> DDSketch | None:
         if self._sketches:
@@ -212,6 +240,12 @@ class Aggregate:
             if sketch is None or sketch.count == 0:
                 return None
             quantile = sketch.get_quantile_value(QUANTILES[metric])
+            return None if quantile is None else float(quantile)
+        if metric in TTFT_QUANTILES:
+            sketch = self.ttft_sketch()
+            if sketch is None or sketch.count == 0:
+                return None
+            quantile = sketch.get_quantile_value(TTFT_QUANTILES[metric])
             return None if quantile is None else float(quantile)
         if metric == "tokens_total":
             return float(c.prompt + c.completion + c.embedding)
@@ -377,9 +411,15 @@ class RollingMetrics:
         return key
 
     def _audit(self, e: AuditEvent | MetricsAudit, ts: float) -> None:
+        chat = e.chat
+        if chat is not None and chat.phase == "start":
+            return  # a stream's opening record: the request counts once, at its end
+        ttft = chat.ttft_ms / 1000.0 if chat is not None and chat.ttft_ms is not None else None
         klass = status_class(e.status)
         key = self._key(e.tenant, e.route, "-", klass)
         seconds = e.latency_ms / 1000.0 if e.latency_ms > 0 else 0.0
+        if ttft is not None and chat is not None and chat.streamed:
+            seconds = ttft  # a stream's latency is its wait for the answer, not its length
         error = 1 if klass == "5xx" else 0
         for tier in self._tiers:
             cell = tier.cell(ts, key)
@@ -392,6 +432,10 @@ class RollingMetrics:
                 sketch = cell.latency = new_sketch()
             sketch.add(seconds)
             cell.latency_sum += seconds
+            if ttft is not None:
+                if cell.ttft is None:
+                    cell.ttft = new_sketch()
+                cell.ttft.add(ttft)
         t = self.totals
         rk = (key[0], key[1], klass)
         t.requests[rk] = t.requests.get(rk, 0) + 1

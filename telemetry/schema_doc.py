@@ -50,6 +50,10 @@ FIELDS: dict[str, dict[str, str]] = {
                            "unkeyed SHA-256 of the raw question here.",
         "questions_redacted": "Each question with PII replaced by typed placeholders.",
         "redactions": "PII entity type -> number of replacements.",
+        "chat": "Chat completions only (`ChatSummary`): `streamed`, `phase` (`start` before "
+                "the status line of a stream, `end` when it is over), `outcome` (`open`, "
+                "`completed`, `disconnected`, `error`), `finish_reason`, `ttft_ms`, "
+                "`duration_ms` and the tokens charged.",
     },
     "UsageEvent": {
         "tenant": "Tenant billed.",

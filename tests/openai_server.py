@@ -14,6 +14,14 @@ Scripted failures, consumed in order by the next matching requests::
     server.fail_next("500", times=5)           # five 500s
     server.fail_next("hang")                   # never answers (until stop())
 
+``stream: true`` answers Server-Sent Events the way OpenAI does: a role chunk,
+one chunk per word of the answer (``stream_delay_s`` apart), a chunk with
+``finish_reason``, then — only with ``stream_options.include_usage`` — a usage
+chunk with ``choices: []``, then ``data: [DONE]``. ``answer_text`` replaces the
+stub's answer (e.g. one full of PII); ``max_tokens`` cuts it (``length``). A
+client that leaves mid-stream is recorded: ``seen.status == 499`` and
+``seen.words_sent`` says how far it got.
+
 Run standalone: ``python -m tests.openai_server --port 8099``.
 """
 
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import re
 import threading
@@ -64,12 +73,16 @@ class Seen:
     body: dict[str, Any]
     status: int = 0
     usage: dict[str, int] = field(default_factory=dict)
+    words_sent: int = 0
 
 
 class OpenAIStub:
     def __init__(self, *, dim: int = 64, extra_tokens: int = 0, port: int = 0) -> None:
         self.dim = dim
         self.extra_tokens = extra_tokens
+        self.stream_delay_s = 0.0
+        self.answer_text: str | None = None
+        self.chunk_chars = 0  # stream pieces of this many characters instead of words
         self.requests: list[Seen] = []
         self._failures: deque[Failure] = deque()
         self._lock = threading.Lock()
@@ -203,7 +216,14 @@ class OpenAIStub:
         messages = body.get("messages", [])
         prompt_text = " ".join(str(m.get("content", "")) for m in messages)
         question = prompt_text.rsplit("Question:", 1)[-1].split("Answer:", 1)[0].strip()
-        answer = f"Stub answer about: {question[:80]}"
+        answer = self.answer_text or f"Stub answer about: {question[:80]}"
+        finish = "stop"
+        limit = body.get("max_tokens") or body.get("max_completion_tokens")
+        if limit is not None and count_tokens(answer) > limit:
+            answer = " ".join(answer.split(" ")[: int(limit)])
+            finish = "length"
+        if body.get("stream"):
+            return await self._stream(request, body, seen, prompt_text, messages, answer, finish)
         usage = {
             "prompt_tokens": count_tokens(prompt_text) + 4 * len(messages) + self.extra_tokens,
             "completion_tokens": count_tokens(answer) + self.extra_tokens,
@@ -226,6 +246,52 @@ class OpenAIStub:
                 "usage": usage,
             }
         )
+
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], seen: Seen, prompt_text: str,
+        messages: list[Any], answer: str, finish: str,
+    ) -> web.StreamResponse:
+        usage = {
+            "prompt_tokens": count_tokens(prompt_text) + 4 * len(messages) + self.extra_tokens,
+            "completion_tokens": count_tokens(answer) + self.extra_tokens,
+        }
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        base = {"id": f"chatcmpl-stub-{len(self.requests)}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": body.get("model", "stub")}
+
+        async def send(choices: list[Any], **extra: Any) -> None:
+            await response.write(
+                b"data: " + json.dumps({**base, "choices": choices, **extra}).encode() + b"\n\n"
+            )
+
+        if self.chunk_chars:
+            pieces = [answer[i : i + self.chunk_chars]
+                      for i in range(0, len(answer), self.chunk_chars)]
+        else:
+            words = answer.split(" ")
+            pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+        try:
+            await send([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                         "finish_reason": None}])
+            for i, text in enumerate(pieces):
+                if self.stream_delay_s:
+                    await asyncio.sleep(self.stream_delay_s)
+                await send([{"index": 0, "delta": {"content": text}, "finish_reason": None}])
+                seen.words_sent = i + 1
+            await send([{"index": 0, "delta": {}, "finish_reason": finish}])
+            if (body.get("stream_options") or {}).get("include_usage"):
+                await send([], usage=usage)
+            await response.write(b"data: [DONE]\n\n")
+        except ConnectionResetError:
+            seen.status = 499  # the client (rag_core) went away mid-stream
+            return response
+        except asyncio.CancelledError:
+            seen.status = 499
+            raise
+        seen.status, seen.usage = 200, usage
+        return response
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -255,8 +321,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="OpenAI-compatible stub for local testing")
     parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--stream-delay-ms", type=float, default=0.0,
+                        help="pause before each streamed word")
+    parser.add_argument("--answer-words", type=int, default=0,
+                        help="answer with this many words instead of the echo")
     args = parser.parse_args()
-    stub = OpenAIStub(dim=args.dim, port=args.port).start()
+    stub = OpenAIStub(dim=args.dim, port=args.port)
+    stub.stream_delay_s = args.stream_delay_ms / 1000
+    if args.answer_words:
+        stub.answer_text = " ".join(f"word{i}" for i in range(args.answer_words))
+    stub.start()
     print(f"OpenAI stub on {stub.base_url} (Ctrl-C to stop)")
     try:
         while True:

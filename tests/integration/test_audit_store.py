@@ -352,3 +352,38 @@ def test_time_bounded_export_is_a_contiguous_verifiable_piece(
     script.write_text(_doc_verifier())
     ok = subprocess.run([sys.executable, str(script), str(export)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_chat_outcomes_are_stored_chained_and_verify_inside_and_out(
+    backend: AuditBackend, tmp_path: Path
+) -> None:
+    """Chat completion records keep their outcome (phase, outcome, finish reason, time to
+    first token and duration in integer microseconds, tokens); `verify` and the outside
+    verifier of docs/audit.md both accept them and catch an edited outcome."""
+    from telemetry.events import ChatSummary
+
+    events = [make_event(i, route="/v1/chat/completions", action="chat.completions",
+                         chat=ChatSummary(streamed=True, phase="end" if i % 2 else "start",
+                                          outcome="disconnected" if i % 2 else "open",
+                                          finish_reason=None, ttft_ms=12.3456 + i,
+                                          duration_ms=100.5, prompt_tokens=40,
+                                          completion_tokens=i, total_tokens=40 + i))
+              for i in range(12)]
+    assert backend.append(as_records(events)).written == 12
+    assert backend.verify().ok
+    export = [line for line in backend.export()]
+    stored = {line["record"]["request_id"]: line["record"] for line in export}
+    chat = stored["req-000003"]["chat"]
+    assert chat == {"streamed": True, "phase": "end", "outcome": "disconnected",
+                    "finish_reason": None, "ttft_us": 15346, "duration_us": 100500,
+                    "prompt_tokens": 40, "completion_tokens": 3, "total_tokens": 43}
+    script = tmp_path / "verify_audit_export.py"
+    script.write_text(_doc_verifier())
+    path = tmp_path / "audit.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in export))
+    ok = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    export[3]["record"]["chat"]["outcome"] = "completed"
+    path.write_text("".join(json.dumps(line) + "\n" for line in export))
+    bad = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True)
+    assert bad.returncode != 0

@@ -35,13 +35,13 @@ FIXED_METRICS = {
     "ragward_gateway_quota_degraded", "ragward_gateway_spool_bytes",
     "ragward_gateway_spool_capacity_bytes", "ragward_gateway_events_published_total",
     "ragward_alert_notifications_total", "ragward_alerts_firing", "ragward_audit_records_total",
-    "ragward_audit_store_commit_seconds",
+    "ragward_audit_store_commit_seconds", "ragward_gateway_time_to_first_token_seconds",
 }
 # ragward's default rules (alerting/default_rules.yaml) each have a Prometheus twin "Ragward<name>".
 DEFAULT_RULE_NAMES = {
     "HighErrorRate", "HighLatencyP99", "HighTokensPerRequest", "AvailabilityBudgetFastBurn",
     "AvailabilityBudgetSlowBurn", "EventsSilent", "ConsumerLagHigh", "QuotaControlDegraded",
-    "AuditSpoolFilling",
+    "AuditSpoolFilling", "HighTimeToFirstTokenP99",
 }
 
 

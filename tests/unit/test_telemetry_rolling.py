@@ -191,3 +191,41 @@ def test_label_sets_are_capped() -> None:
     tenants = {s.labels["tenant"]: s.requests
                for s in view.query("request_rate", "1m", ["tenant"], now=T0)}
     assert tenants == {"t0": 1, "t1": 1, "t2": 1, "__other__": 7}
+
+
+def test_chat_streams_count_once_and_feed_the_ttft_quantiles() -> None:
+    """A stream's opening audit event is not a request (its closing one is), the closing
+    events' ``chat.ttft_ms`` make ttft_p50/p99 (none without chat traffic), and a stream's
+    latency is its time to first token, so long answers do not page HighLatencyP99."""
+    from telemetry.events import AuditEvent, ChatSummary
+    from telemetry.rolling import RollingMetrics
+
+    now = 1_700_000_000.0
+    metrics = RollingMetrics(clock=lambda: now)
+    ts = "2023-11-14T22:13:19.000000Z"
+    plain = [AuditEvent(event_id=f"q{i}", request_id=f"q{i}", ts=ts, tenant="acme",
+                        route="/v1/query", status=200, latency_ms=5.0) for i in range(5)]
+    metrics.ingest(plain)
+    assert metrics.query("ttft_p99", "1m", [])[0].value is None
+    chats = []
+    for i in range(100):
+        for phase in ("start", "end"):
+            chats.append(AuditEvent(
+                event_id=f"c{i}{phase}", request_id=f"c{i}", ts=ts, tenant="acme",
+                route="/v1/chat/completions", status=200, latency_ms=2000.0,
+                chat=ChatSummary(streamed=True, phase=phase,  # type: ignore[arg-type]
+                                 outcome="open" if phase == "start" else "completed",
+                                 ttft_ms=None if phase == "start" else 10.0 * (i + 1))))
+    metrics.ingest(chats)
+    counted = {s.labels["route"]: s.requests for s in metrics.query("request_rate", "1m",
+                                                                   ["route"])}
+    assert counted == {"/v1/query": 5, "/v1/chat/completions": 100}
+    p99 = metrics.query("ttft_p99", "1m", [])[0].value
+    p50 = metrics.query("ttft_p50", "1m", [])[0].value
+    assert p99 is not None and abs(p99 - 0.99) <= 0.02
+    assert p50 is not None and abs(p50 - 0.50) <= 0.01
+    # a stream's latency is its time to first token, not its 2 s length
+    chat_latency = {s.labels["route"]: s.value for s in metrics.query("latency_p99", "1m",
+                                                                      ["route"])}
+    assert chat_latency["/v1/chat/completions"] is not None
+    assert chat_latency["/v1/chat/completions"] < 1.1

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible surface (CONTRACT §4b): wire shapes in ``wire``, routes in ``routes``."""

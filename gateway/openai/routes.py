@@ -1,0 +1,279 @@
+"""The OpenAI-compatible routes (CONTRACT §4b): chat completions, streamed or not, and models.
+
+Authentication, authorisation, quota, redaction, cache and audit are the
+gateway's usual ones (the same guard and :class:`~gateway.chat.ChatPipeline`
+over the query pipeline's collaborators); only the wire shapes differ. Errors
+come out in OpenAI's shape (the handlers' ``opt`` asks
+:mod:`ragward.http_errors` for it).
+
+A stream's guarantees, in the order they happen:
+
+1. everything that can refuse the request (token, role, model, PII blocked,
+   budget, rag_core down) runs before the status line, so it is a normal error;
+2. the status line goes out only once the request's opening audit event is
+   durable (the recorder, as for any answer);
+3. chunks: the role, then ``delta.content`` pieces as the stream redaction
+   releases them, then the chunk with ``finish_reason`` and ``citations``, then
+   — only with ``stream_options.include_usage`` — the usage chunk (``choices: []``);
+   ``: keep-alive`` comments whenever nothing went out for ``RAGWARD_CHAT_KEEPALIVE_S``;
+4. the closing audit event (outcome, usage, redactions, finish reason, time to
+   first token, duration) is made durable, and only then ``data: [DONE]``; if it
+   cannot be, the stream ends with an error event instead;
+5. a client that leaves cancels the upstream, and the request is still settled
+   and recorded (``outcome="disconnected"`` with the usage produced so far).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response, get, post
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, JSONBody
+from litestar.response import Stream
+
+from gateway.app import _caller, _components, _use_cache, authenticated
+from gateway.auth import Principal
+from gateway.chat import ChatAnswer, Finished, Text
+from gateway.components import Components
+from gateway.openai.wire import (
+    ChatCompletionRequest,
+    OpenAIErrorBody,
+    chunk_object,
+    completion_object,
+    model_object,
+    parse_chat_request,
+)
+from gateway.pipeline import RequestRecord
+from gateway.recorder import finisher_of, record_of
+from rag_core.schemas import ChatRequest, Usage
+from ragward.errors import DependencyUnavailable, Forbidden, NotFound, RagwardError
+from ragward.http_errors import OPENAI_SHAPE
+from telemetry.events import ChatSummary
+
+log = structlog.get_logger("ragward.gateway.openai")
+
+_OPENAI = {OPENAI_SHAPE: True}
+_INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_encode = msgspec.json.Encoder().encode
+DONE = b"data: [DONE]\n\n"
+KEEPALIVE = b": keep-alive\n\n"
+
+
+def _errors(*statuses: int) -> dict[int, ResponseSpec]:
+    return {s: ResponseSpec(data_container=OpenAIErrorBody, description="OpenAI-shaped error",
+                            generate_examples=False) for s in statuses}
+
+
+_CHAT_ERRORS = _errors(400, 401, 403, 404, 413, 429, 502, 503, 504)
+_MODEL_ERRORS = _errors(401, 404, 502, 503, 504)
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + _encode(payload) + b"\n\n"
+
+
+def _no_such_model(model: str) -> NotFound:
+    return NotFound(f"The model '{model}' does not exist or you do not have access to it.")
+
+
+def _may_use(gw: Components, principal: Principal, index: str) -> bool:
+    try:
+        gw.policy.require(principal, "query", index)
+    except Forbidden:
+        return False
+    return True
+
+
+def _principal_for_model(request: Request[Any, Any, Any], model: str, index: str) -> Principal:
+    """The caller, allowed to query ``index``; a model it may not see does not exist."""
+    principal: Principal = request.scope["state"]["ragward_principal"]
+    gw = _components(request.app.state)
+    gw.policy.require(principal, "query")  # 403: the role cannot query at all
+    if not _INDEX_NAME.match(index) or not _may_use(gw, principal, index):
+        raise _no_such_model(model)
+    return principal
+
+
+@post("/v1/chat/completions", status_code=200, guards=[authenticated], opt=_OPENAI,
+      responses=_CHAT_ERRORS,
+      summary="OpenAI Chat Completions over an index (streamed with stream=true)")
+async def chat_completions(
+    request: Request[Any, Any, Any], data: JSONBody[dict[str, Any]]
+) -> Response[Any]:
+    started = time.perf_counter()
+    record = record_of(request.scope)
+    record.action = "chat.completions"
+    chat = parse_chat_request(data)
+    record.index = chat.index
+    principal = _principal_for_model(request, chat.model, chat.index)
+    gw = _components(request.app.state)
+    forwarded = ChatRequest(
+        messages=chat.messages, index=chat.index, top_k=chat.top_k, max_tokens=chat.max_tokens,
+        temperature=chat.temperature, top_p=chat.top_p, stop=chat.stop,
+    )
+    try:
+        answer = await gw.chat.open(forwarded, _caller(request, principal), record,
+                                    use_cache=_use_cache(request, principal))
+    except NotFound:
+        raise _no_such_model(chat.model) from None
+    ids = {"completion_id": f"chatcmpl-{record.request_id}", "created": int(time.time()),
+           "model": chat.model}
+    if not chat.stream:
+        return await _complete(answer, record, ids, started)
+    record.chat = ChatSummary(streamed=True, phase="start", outcome="open")
+    stream = _StreamedAnswer(gw, answer, chat, record, finisher_of(request.scope), ids, started)
+    return Stream(stream.events(), media_type="text/event-stream",
+                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _complete(
+    answer: ChatAnswer, record: RequestRecord, ids: dict[str, Any], started: float
+) -> Response[Any]:
+    try:
+        text = await answer.collect()
+    finally:
+        usage = await answer.close()
+    assert answer.finished is not None
+    record.usage = usage
+    record.chat = _summary(answer, usage, started, streamed=False, outcome="completed")
+    return Response(completion_object(
+        **ids, text=text, finish_reason=answer.finished.finish_reason, usage=usage,
+        sources=answer.sources,
+    ))
+
+
+def _summary(
+    answer: ChatAnswer, usage: Usage, started: float, *, streamed: bool, outcome: Any
+) -> ChatSummary:
+    first = answer.first_text_at
+    return ChatSummary(
+        streamed=streamed, phase="end", outcome=outcome,
+        finish_reason=answer.finished.finish_reason if answer.finished else None,
+        ttft_ms=round((first - started) * 1000, 3) if first is not None else None,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
+
+
+class _StreamedAnswer:
+    """The SSE body of one streamed answer, and its closing book-keeping."""
+
+    def __init__(
+        self,
+        gw: Components,
+        answer: ChatAnswer,
+        chat: ChatCompletionRequest,
+        record: RequestRecord,
+        finish: Callable[[], Awaitable[None]],
+        ids: dict[str, Any],
+        started: float,
+    ) -> None:
+        self._gw, self._answer, self._chat, self._record = gw, answer, chat, record
+        self._finish, self._ids, self._started = finish, ids, started
+
+    async def events(self) -> AsyncIterator[bytes]:
+        answer, ids = self._answer, self._ids
+        keepalive = self._gw.settings.chat_keepalive_s
+        failure: RagwardError | None = None
+        try:
+            yield _sse(chunk_object(**ids, delta={"role": "assistant", "content": ""}))
+            try:
+                while True:
+                    piece = await answer.next(keepalive)
+                    if piece is None:
+                        yield KEEPALIVE
+                    elif isinstance(piece, Text):
+                        yield _sse(chunk_object(**ids, delta={"content": piece.text}))
+                    elif isinstance(piece, Finished):
+                        break
+            except RagwardError as exc:  # the upstream failed mid-stream
+                failure = exc
+            except Exception as exc:  # a defect: say so in the log, not to the client
+                log.error("stream_failed", exc_type=type(exc).__name__)
+                failure = RagwardError()
+        except BaseException:  # the client left (cancelled) or the server is stopping
+            self._gw.pipeline.later(self._close("disconnected"))
+            raise
+        if failure is not None:
+            await self._close("error", failure.code)
+            yield self._error_event(failure)
+            return
+        assert answer.finished is not None
+        yield _sse(chunk_object(**ids, delta={}, finish_reason=answer.finished.finish_reason,
+                                sources=answer.sources))
+        usage = answer.finished.usage
+        if self._chat.include_usage:
+            yield _sse(chunk_object(**ids, delta=None, usage=usage))
+        try:
+            await self._close("completed")
+        except DependencyUnavailable as exc:
+            yield self._error_event(exc)
+            return
+        yield DONE
+
+    async def _close(self, outcome: str, reason: str | None = None) -> None:
+        """Settle, then make the closing audit event durable (raises if it cannot be,
+        for a completed stream; a failed or abandoned one only logs)."""
+        answer, record, metrics = self._answer, self._record, self._gw.metrics
+        usage = await answer.close()
+        record.usage = usage
+        record.reason = reason if outcome == "error" else (
+            "client_disconnected" if outcome == "disconnected" else None)
+        record.chat = _summary(answer, usage, self._started, streamed=True, outcome=outcome)
+        metrics.observe_stream(record.chat, disconnected=outcome == "disconnected")
+        try:
+            await self._finish()
+        except DependencyUnavailable:
+            log.error("stream_audit_not_durable", outcome=outcome)
+            if outcome == "completed":
+                raise
+
+    def _error_event(self, exc: RagwardError) -> bytes:
+        return _sse({"error": {"message": exc.message, "type": "api_error", "param": None,
+                               "code": exc.code}, "request_id": self._record.request_id})
+
+
+@get("/v1/models", guards=[authenticated], opt=_OPENAI, responses=_MODEL_ERRORS,
+     summary="The indexes the caller may use, as OpenAI models")
+async def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    record = record_of(request.scope)
+    record.action = "models.list"
+    principal: Principal = request.scope["state"]["ragward_principal"]
+    return {"object": "list", "data": await _models(request, principal)}
+
+
+@get("/v1/models/{model_id:path}", guards=[authenticated], opt=_OPENAI,
+     responses=_MODEL_ERRORS,
+     summary="One index the caller may use, as an OpenAI model")
+async def retrieve_model(
+    request: Request[Any, Any, Any], model_id: FromPath[str]
+) -> dict[str, Any]:
+    record = record_of(request.scope)
+    record.action = "models.read"
+    principal: Principal = request.scope["state"]["ragward_principal"]
+    model = model_id.lstrip("/")
+    index = model.removeprefix("ragward/")
+    record.index = index
+    for found in await _models(request, principal):
+        if found["id"] == index:
+            return {**found, "id": model}
+    raise _no_such_model(model)
+
+
+async def _models(request: Request[Any, Any, Any], principal: Principal) -> list[dict[str, Any]]:
+    gw = _components(request.app.state)
+    caller = _caller(request, principal)
+    indexes = await gw.upstream.indexes(tenant=caller.tenant, subject=caller.subject,
+                                        request_id=caller.request_id)
+    created = int(time.time())
+    return [model_object(i.name, created) for i in indexes if _may_use(gw, principal, i.name)]
+
+
+OPENAI_ROUTES = [chat_completions, list_models, retrieve_model]
