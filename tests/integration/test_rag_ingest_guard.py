@@ -23,7 +23,8 @@ OUTSIDE_SECRET = "Zorblat outside-the-tree secret"
 
 
 def _args(*paths: Path, index: str = "guarded", fail_fast: bool = False) -> argparse.Namespace:
-    return argparse.Namespace(paths=list(paths), index=index, sample=False, fail_fast=fail_fast)
+    return argparse.Namespace(paths=list(paths), index=index, sample=False, fail_fast=fail_fast,
+                              tenant="acme", shared=False)
 
 
 def _indexed_text(settings: Settings, index: str) -> dict[str, str]:
