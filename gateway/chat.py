@@ -111,10 +111,12 @@ class ChatAnswer:
         cached: bool,
         prompt_tokens: int,
         settle: _Settlement,
+        session: RedactionSession,
     ) -> None:
         self.sources = sources
         self.cached = cached
         self.prompt_tokens = prompt_tokens
+        self._session = session
         self.produced = ""  # redacted text handed out so far
         self.upstream_parts: list[str] = []  # what the LLM produced so far (for the bill)
         self.finished: Finished | None = None
@@ -157,6 +159,11 @@ class ChatAnswer:
         while self.finished is None:
             await self.next()
         return self.produced
+
+    @property
+    def redactions(self) -> dict[str, int]:
+        """PII replaced in the whole request so far: messages, sources and answer."""
+        return dict(self._session.counts)
 
     @property
     def ttft_s(self) -> float | None:
@@ -242,7 +249,8 @@ class ChatPipeline:
                 await p.quota.settle(admission, 0)
                 record.cached = True
                 answer = ChatAnswer(sources=hit.sources, cached=True,
-                                    prompt_tokens=prompt_tokens, settle=settlement)
+                                    prompt_tokens=prompt_tokens, settle=settlement,
+                                    session=session)
                 answer._start(_replay(hit))
                 return answer
             opened = await p.upstream.open_chat(forwarded, caller)
@@ -266,7 +274,7 @@ class ChatPipeline:
         sources = [Source(id=s.id, text=session.redact(s.text, enforce_block=False).text,
                           score=s.score, metadata=s.metadata) for s in first.sources]
         answer = ChatAnswer(sources=sources, cached=False, prompt_tokens=prompt_tokens,
-                            settle=settlement)
+                            settle=settlement, session=session)
         fill = p.cache if p.cache is not None else None
         answer._start(self._redacted(events, session, answer, fill, key))
         return answer

@@ -140,7 +140,7 @@ async def _complete(
     finally:
         usage = await answer.close()
     assert answer.finished is not None
-    record.usage = usage
+    record.usage, record.redactions = usage, answer.redactions
     record.chat = _summary(answer, usage, started, streamed=False, outcome="completed")
     return Response(completion_object(
         **ids, text=text, finish_reason=answer.finished.finish_reason, usage=usage,
@@ -223,7 +223,7 @@ class _StreamedAnswer:
         for a completed stream; a failed or abandoned one only logs)."""
         answer, record, metrics = self._answer, self._record, self._gw.metrics
         usage = await answer.close()
-        record.usage = usage
+        record.usage, record.redactions = usage, answer.redactions
         record.reason = reason if outcome == "error" else (
             "client_disconnected" if outcome == "disconnected" else None)
         record.chat = _summary(answer, usage, self._started, streamed=True, outcome=outcome)

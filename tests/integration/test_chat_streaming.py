@@ -364,8 +364,8 @@ async def test_pii_in_a_streamed_answer_never_leaves_and_matches_the_whole_redac
 ) -> None:
     """Whatever the upstream's chunking (a word, 1, 3 or 7 characters per chunk: entities
     split across chunks everywhere), no prefix the client receives holds any part of an
-    entity, and the whole streamed text equals the non-streamed answer's redaction (same
-    placeholders and numbering)."""
+    entity, the whole streamed text equals the non-streamed answer's redaction (same
+    placeholders and numbering), and the closing audit event counts those redactions."""
     fresh.answer_text, fresh.chunk_chars = PII_ANSWER, chunk_chars
     settings = gateway_settings(tmp_path, rag_core_url, redis_url=redis_url,
                                 cache_enabled=False)
@@ -385,6 +385,10 @@ async def test_pii_in_a_streamed_answer_never_leaves_and_matches_the_whole_redac
     assert received == expected
     assert "<EMAIL_1>" in received and received.count("<EMAIL_1>") == 2
     assert "<CREDIT_CARD_1>" in received
+    # the closing audit event counts what the answer's redaction replaced too
+    ends = [e for e in gw.audit_events() if e.chat is not None and e.chat.phase == "end"]
+    assert ends and all(e.redactions.get("EMAIL", 0) >= 2 for e in ends)
+    assert all(e.redactions.get("CREDIT_CARD", 0) >= 1 for e in ends)
 
 
 async def test_a_long_history_reserves_only_what_memory_can_keep(
