@@ -11,8 +11,8 @@ It returns a :class:`ChatAnswer`: the redacted answer as it arrives.
   placeholder across the whole conversation and the answer); sources are
   redacted before the answer, as ``/v1/query`` does, so the numbering matches.
   The answer goes through the session's *stream* redaction: only text that
-  later text can no longer change is released (see
-  :mod:`gateway._stream_redaction_fallback` until the incremental one lands).
+  later text can no longer change is released (:mod:`gateway.redaction_stream`), so
+  at every prefix the client holds what redacting the whole answer would give.
 * **Budget.** The reservation is the redacted question's tokens, the history's
   up to the memory budget (``RAGWARD_CHAT_MEMORY_TOKENS``), the context
   allowance (``RAGWARD_QUOTA_ANSWER_ALLOWANCE_TOKENS``) and the completion cap
@@ -39,12 +39,11 @@ from dataclasses import dataclass
 
 import msgspec
 
-from gateway._stream_redaction_fallback import stream_redaction
 from gateway.cache import AnswerCache, cache_key
 from gateway.forward import Caller
 from gateway.pipeline import QueryPipeline, RequestRecord
 from gateway.quota import Admission
-from gateway.redaction import RedactionSession, sha256_hex
+from gateway.redaction import RedactionSession
 from gateway.tokens import count_tokens
 from rag_core.schemas import (
     ChatEvent,
@@ -222,8 +221,8 @@ class ChatPipeline:
         session = p.redactor.session()
         turns = [ChatTurn(role=t.role, content=session.redact(t.content).text)
                  for t in request.messages]  # may raise PiiBlocked
-        record.question_sha256 = [sha256_hex(question)]
         record.questions_redacted = [turns[-1].content]
+        record.question_hmac = [p.question_hash(turns[-1].content)]
         record.redactions = dict(session.counts)
 
         max_tokens = request.max_tokens or self._default_max_tokens
@@ -287,7 +286,7 @@ class ChatPipeline:
         cache: AnswerCache | None,
         key: str,
     ) -> AsyncGenerator[Piece, None]:
-        redaction = stream_redaction(session)
+        redaction = session.stream()
         sent: list[str] = []
         try:
             async for event in events:

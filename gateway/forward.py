@@ -84,10 +84,6 @@ class Upstream(Protocol):
 
     async def ready(self) -> tuple[bool, str]: ...
 
-    async def indexes(self, *, tenant: str, subject: str, request_id: str) -> list[IndexInfo]:
-        """The indexes the caller's tenant may use (``GET /v1/indexes`` of rag_core)."""
-        ...
-
     async def open_chat(self, request: ChatRequest, caller: Caller) -> ChatOpened:
         """Start a streamed conversation. Errors before the first event raise here;
         the caller must ``aclose()`` the events (closing early cancels rag_core's work)."""
@@ -156,10 +152,6 @@ class HttpUpstream:
         body = await self._call("POST", "/v1/query", self._encoder.encode(request), caller,
                                 index=request.index)
         return self._response.decode(body)
-
-    async def indexes(self, *, tenant: str, subject: str, request_id: str) -> list[IndexInfo]:
-        body = await self._call("GET", "/v1/indexes", None, Caller(tenant, subject, request_id))
-        return self._indexes.decode(body).indexes
 
     async def open_chat(self, request: ChatRequest, caller: Caller) -> ChatOpened:
         try:

@@ -81,7 +81,7 @@ class QueryPipeline:
         self.answer_allowance_tokens = self._allowance = answer_allowance_tokens
         self.max_question_chars = self._max_chars = max_question_chars
         self.model = model
-        self._question_hash = question_hash
+        self.question_hash = question_hash
         self._after_response: set[asyncio.Task[None]] = set()
 
     def later(self, work: Coroutine[Any, Any, None]) -> None:
@@ -123,7 +123,7 @@ class QueryPipeline:
         record.index, record.questions = request.index, len(request.questions)
         session = self.redactor.session()
         redacted = [session.redact(q).text for q in request.questions]  # may raise PiiBlocked
-        record.question_hmac = [self._question_hash(q) for q in redacted]
+        record.question_hmac = [self.question_hash(q) for q in redacted]
         record.questions_redacted = redacted
         record.redactions = dict(session.counts)
 
