@@ -251,6 +251,39 @@ def ensure_litellm() -> Path:
     return binary
 
 
+def spawn_litellm(procs: Processes, binary: Path, port: int,
+                  api_base: str) -> subprocess.Popen[bytes]:
+    """LiteLLM's proxy, one worker, bench/litellm_config.yaml in front of ``api_base``
+    (offline: no telemetry, the bundled cost map). Ready at /health/liveliness (~20 s)."""
+    return procs.spawn("litellm", [
+        str(binary), "--config", str(LITELLM_CONFIG), "--host", "127.0.0.1",
+        "--port", str(port), "--num_workers", "1",
+    ], child_env(LITELLM_TELEMETRY_DISABLED="true", LITELLM_LOCAL_MODEL_COST_MAP="True",
+                 BENCH_UPSTREAM_API_BASE=api_base))
+
+
+def start_kafka(procs: Processes, notes: list[str]) -> Any:
+    """A Kafka broker (ragward.devservices), stopped with ``procs``; None, with a note,
+    when it does not start twice."""
+    from ragward import devservices
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(devservices.start_kafka)
+        for attempt in (1, 2):  # a cluster id starting with "-" fails formatting
+            try:
+                kafka = future.result(timeout=120)
+                procs.services.append(kafka)
+                return kafka
+            except Exception as exc:
+                say(f"Kafka did not start (attempt {attempt}): {str(exc)[:200]}")
+                if attempt == 2:
+                    notes.append(f"Kafka did not start ({str(exc)[:200]}): ragward ran "
+                                 "on the in-process bus: audit durability NOT measured")
+                else:
+                    future = pool.submit(devservices.start_kafka)
+    return None
+
+
 # ------------------------------------------------------------------ load generators
 
 
@@ -880,29 +913,12 @@ def run(args: argparse.Namespace) -> int:
         litellm_proc = None
         if litellm is not None:
             say("starting LiteLLM proxy (takes ~20 s), Kafka and Redis in parallel")
-            litellm_proc = procs.spawn("litellm", [
-                str(litellm), "--config", str(LITELLM_CONFIG), "--host", "127.0.0.1",
-                "--port", str(ports["litellm"]), "--num_workers", "1",
-            ], child_env(LITELLM_TELEMETRY_DISABLED="true", LITELLM_LOCAL_MODEL_COST_MAP="True",
-                         BENCH_UPSTREAM_API_BASE=upstream_url + "/v1"))
+            litellm_proc = spawn_litellm(procs, litellm, ports["litellm"], upstream_url + "/v1")
         redis = devservices.start_redis()
         procs.services.append(redis)
         kafka = None
         if not args.no_kafka:
-            with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                future = pool.submit(devservices.start_kafka)
-                for attempt in (1, 2):  # a cluster id starting with "-" fails formatting
-                    try:
-                        kafka = future.result(timeout=120)
-                        procs.services.append(kafka)
-                        break
-                    except Exception as exc:
-                        say(f"Kafka did not start (attempt {attempt}): {str(exc)[:200]}")
-                        if attempt == 2:
-                            notes.append(f"Kafka did not start ({str(exc)[:200]}): ragward ran "
-                                         "on the in-process bus: audit durability NOT measured")
-                        else:
-                            future = pool.submit(devservices.start_kafka)
+            kafka = start_kafka(procs, notes)
         else:
             notes.append("--no-kafka: ragward ran on the in-process bus (no Kafka acks)")
         wait_ready("upstream", upstream, upstream_url + "/ready", 15, workdir)
