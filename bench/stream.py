@@ -10,6 +10,8 @@ Every part runs as its own process on 127.0.0.1, started and stopped here:
   ``data: [DONE]``; ``POST /v1/embeddings`` for ragward's retrieval. The answer
   carries an e-mail address and a phone number, so redaction has work to do;
 * (1) **upstream** — called directly: the baseline;
+* **rag-core** — ``ragward rag-core``'s own NDJSON stream (``POST /v1/chat/stream``),
+  no gateway: splits what ragward adds into its RAG part and its gateway part;
 * (2) **ragward** — the deployed shape (docker-compose.yml): ``ragward gateway``
   (HS256 JWT, Redis quota and cache — every question unique, so a miss — PII
   redaction of the conversation and of the stream, audit events made durable on
@@ -26,12 +28,16 @@ Loads, target by target within each: a warm-up at ``--concurrency``; then
 from the request's send to the first non-empty ``delta.content`` (and to the
 first byte of the body); then **throughput** closed loop at ``--concurrency``
 for ``--duration`` s: streams/s, and CPU of the proxy's processes (from /proc)
-per upstream chunk streamed through and per stream. The client is its own
-process (aiohttp on uvloop). Printed: the table, the targets of issue 17 with
-MET / MISSED, and a chart in bench/out/ when matplotlib is installed.
+per upstream chunk streamed through and per stream; then the same with streams
+``--long-factor`` times longer (``max_tokens``), so that the difference gives
+the marginal CPU of one more chunk apart from each request's fixed work. The
+client is its own process (aiohttp on uvloop). Printed: the table, the targets
+of issue 17 with MET / MISSED, and a chart in bench/out/ when matplotlib is
+installed. Bounded: every phase by its stream count or duration, every stream
+by 30 s, every client process by its phase plus 90 s.
 
-    .venv/bin/python bench/stream.py            # ~3 min
-    .venv/bin/python bench/stream.py --quick    # ~1.5 min, fewer and shorter phases
+    .venv/bin/python bench/stream.py            # ~5 min on a busy 2-core machine
+    .venv/bin/python bench/stream.py --quick    # ~3 min, fewer and shorter phases
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import msgspec
 
 BENCH = Path(__file__).resolve().parent
 
@@ -89,16 +97,46 @@ def answer_text(words: int) -> str:
     return " ".join(pii.get(i % 20, vocabulary[i % len(vocabulary)]) for i in range(words))
 
 
-def chat_body(model: str, max_tokens: int) -> str:
+def chat_body(model: str, max_tokens: int, wire: str = "sse") -> str:
     """A streamed chat request as gateway.py's printf format: (prefix, counter).
 
     ``max_tokens`` sets the stream's length: the stub cuts its answer to that many
-    words (ragward forwards it through rag-core, LiteLLM as it is)."""
+    words (ragward forwards it through rag-core, LiteLLM as it is). ``wire="ndjson"``
+    is rag-core's own ``POST /v1/chat/stream`` request (always streamed)."""
+    messages = [{"role": "user", "content": "%s-%d: " + QUESTION}]
+    if wire == "ndjson":
+        return json.dumps({"messages": messages, "index": model, "max_tokens": max_tokens})
     return json.dumps({
         "model": model, "stream": True, "stream_options": {"include_usage": True},
-        "max_tokens": max_tokens,
-        "messages": [{"role": "user", "content": "%s-%d: " + QUESTION}],
+        "max_tokens": max_tokens, "messages": messages,
     })
+
+
+def read_sse(line: bytes) -> tuple[str, str]:
+    """(kind, text) of one line of OpenAI's stream: kind "text", "done", "error" or ""."""
+    if not line.startswith(b"data: "):
+        return "", ""  # blank separators, ": keep-alive"
+    payload = line[6:].strip()
+    if payload == b"[DONE]":
+        return "done", ""
+    event = msgspec.json.decode(payload)
+    if "error" in event:
+        return "error", str(event["error"].get("code") or "error event")
+    return "text", "".join((c.get("delta") or {}).get("content") or ""
+                           for c in event.get("choices") or ())
+
+
+def read_ndjson(line: bytes) -> tuple[str, str]:
+    """The same for rag-core's NDJSON chat events (rag_core.schemas)."""
+    if not line.strip():
+        return "", ""
+    event = msgspec.json.decode(line)
+    kind = event.get("type")
+    if kind == "delta":
+        return "text", str(event["text"])
+    if kind == "error":
+        return "error", str(event.get("code") or "error event")
+    return ("done", "") if kind == "end" else ("", "")
 
 
 # ------------------------------------------------------------------ the fake upstream
@@ -138,10 +176,9 @@ async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
     ``[DONE]``; whether any raw PII string reached the client.
     """
     import aiohttp
-    import msgspec
 
     clock = time.perf_counter
-    decode = msgspec.json.Decoder().decode
+    read = read_ndjson if spec["wire"] == "ndjson" else read_sse
     url, headers, body, prefix = spec["url"], spec["headers"], spec["body"], spec["prefix"]
     concurrency, limit = int(spec["concurrency"]), int(spec["max_streams"])
     raw_pii = [s.encode() for s in spec["raw_pii"]]
@@ -160,23 +197,18 @@ async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
                 async for line in response.content:
                     if first_byte is None:
                         first_byte = clock()
-                    if not line.startswith(b"data: "):
-                        continue  # blank separators, ": keep-alive"
-                    payload = line[6:].strip()
-                    if payload == b"[DONE]":
+                    kind, content = read(line)
+                    if kind == "done":
                         done = True
                         break
-                    event = decode(payload)
-                    if "error" in event:
-                        error = str(event["error"].get("code") or "error event")
+                    if kind == "error":
+                        error = content
                         break
-                    for choice in event.get("choices") or ():
-                        content = (choice.get("delta") or {}).get("content")
-                        if content:
-                            if first_text is None:
-                                first_text = clock()
-                            pieces += 1
-                            text += content.encode()
+                    if content:
+                        if first_text is None:
+                            first_text = clock()
+                        pieces += 1
+                        text += content.encode()
         except Exception as exc:
             error = type(exc).__name__
         end = clock()
@@ -247,14 +279,16 @@ class StreamTarget:
     Kafka are services, reported apart)."""
 
     target: Any  # bench_gateway.Target
-    model: str
+    model: str  # ragward: the index; rag-core (wire "ndjson"): the index too
     own_extra: tuple[str, ...] = ()
     process: str = ""  # what its main process is called in the CPU split (default: name)
+    wire: str = "sse"  # "sse": OpenAI's chat completions; "ndjson": rag-core's chat stream
 
 
 def run_client(t: StreamTarget, *, chunks: int, concurrency: int, max_streams: int,
                seconds: float) -> dict[str, Any]:
-    spec = {"url": t.target.url, "body": chat_body(t.model, chunks), "prefix": gb._prefix(),
+    spec = {"url": t.target.url, "body": chat_body(t.model, chunks, t.wire),
+            "wire": t.wire, "prefix": gb._prefix(),
             "headers": {"Content-Type": "application/json", **t.target.headers},
             "concurrency": concurrency, "max_streams": max_streams, "seconds": seconds,
             "stream_timeout_s": 30.0, "raw_pii": [EMAIL, PHONE]}
@@ -370,10 +404,16 @@ def report(phases: list[Phase], args: argparse.Namespace, notes: list[str]) -> l
         if direct is not None:
             out.append(f"  {'  added time to first byte p50 (ragward: its role chunk) (ms)':64} "
                        f"{ttft.ttfb_p50_ms - direct.ttfb_p50_ms:>10,.3f}   (info)")
+        rag = by.get(("rag-core", "ttft c=1"))
+        if rag is not None and rag.added_ttft_p50_ms is not None:
+            out.append(f"  {'  of the p50: rag-core direct (retrieval, LlamaIndex) (ms)':64} "
+                       f"{rag.added_ttft_p50_ms:>10,.3f}   (info)")
+            out.append(f"  {'  of the p50: the gateway (ragward - rag-core direct) (ms)':64} "
+                       f"{ttft.ttft_p50_ms - rag.ttft_p50_ms:>10,.3f}   (info)")
     if rw is not None:
         _check(out, f"ragward CPU per chunk, all-in (CPU / chunks), {load} (ms)",
                rw.cpu_ms_per_chunk, f"<= {goal_cpu:g}", rw.cpu_ms_per_chunk <= goal_cpu)
-    for name in ("ragward", "litellm"):
+    for name in ("ragward", "rag-core", "litellm"):
         short, long = by.get((name, load)), by.get((name, long_load))
         if short is None or long is None:
             continue
@@ -455,9 +495,9 @@ def _redaction_kind() -> str:
 
 
 def start_ragward(procs: Any, workdir: Path, upstream_api: str, redis: Any,
-                  kafka: Any) -> tuple[str, Any, Any]:
+                  kafka: Any) -> tuple[str, str, Any, Any]:
     """Index the bundled handbook through the fake upstream's embeddings, then rag-core
-    (openai backend) and the gateway in front of it. Returns (gateway URL, both procs)."""
+    (openai backend) and the gateway in front of it. Returns both URLs, both processes."""
     ports = {k: gb.free_port() for k in ("gateway", "rag_core")}
     rag_env = gb.child_env(
         RAGWARD_LLM="openai", OPENAI_BASE_URL=upstream_api, RAGWARD_HOST="127.0.0.1",
@@ -485,7 +525,8 @@ def start_ragward(procs: Any, workdir: Path, upstream_api: str, redis: Any,
                   workdir)
     gb.wait_ready("gateway", gateway, f"http://127.0.0.1:{ports['gateway']}/health", 60,
                   workdir)
-    return f"http://127.0.0.1:{ports['gateway']}", gateway, rag_core
+    return (f"http://127.0.0.1:{ports['gateway']}", f"http://127.0.0.1:{ports['rag_core']}",
+            gateway, rag_core)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -525,9 +566,15 @@ def run(args: argparse.Namespace) -> int:
             "upstream", upstream_url + "/v1/chat/completions", "", {}, upstream.pid),
             "bench-model")]
         gateway = rag_core = None
-        if "ragward" in wanted:
-            base, gateway, rag_core = start_ragward(procs, workdir, upstream_url + "/v1",
-                                                    redis, kafka)
+        base = rag_base = ""
+        if wanted & {"ragward", "rag-core"}:
+            base, rag_base, gateway, rag_core = start_ragward(
+                procs, workdir, upstream_url + "/v1", redis, kafka)
+        if "rag-core" in wanted and rag_core is not None:  # RAG alone: no gateway controls
+            targets.append(StreamTarget(gb.Target(
+                "rag-core", rag_base + "/v1/chat/stream", "", {}, rag_core.pid), "default",
+                wire="ndjson"))
+        if "ragward" in wanted and gateway is not None and rag_core is not None:
             from ragward.settings import load_settings
             from ragward.tokens import mint
 
@@ -628,8 +675,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="streams, one at a time, for time to first token (default 100)")
     parser.add_argument("--warmup", type=float,
                         help="seconds at --concurrency per target first (default 3)")
-    parser.add_argument("--targets", default="ragward,litellm",
-                        help="besides the upstream: ragward, litellm (default both)")
+    parser.add_argument("--targets", default="rag-core,ragward,litellm",
+                        help="besides the upstream: rag-core (its own NDJSON stream, no "
+                             "gateway), ragward, litellm (default all three)")
     parser.add_argument("--no-kafka", action="store_true",
                         help="in-process bus instead of Kafka (audit durability not measured)")
     parser.add_argument("--client", help=argparse.SUPPRESS)  # internal: the load generator
