@@ -86,6 +86,7 @@ QUESTION = "how many days of annual leave do I get?"
 EMAIL, PHONE = "jane.doe@example.com", "+1-415-555-0134"
 SENTENCE = ("Employees get fifteen days of annual leave each year and may carry five of "
             "them into the next year if their manager agrees in writing")
+INTERNAL_TOKEN = "bench-internal-token-0123456789abcdef"  # noqa: S105 (bench only)
 TARGETS = {"added_ttft_p50_ms": 2.0, "cpu_ms_per_chunk": 0.05, "throughput_vs_litellm": 10.0}
 
 
@@ -502,6 +503,7 @@ def start_ragward(procs: Any, workdir: Path, upstream_api: str, redis: Any,
     rag_env = gb.child_env(
         RAGWARD_LLM="openai", OPENAI_BASE_URL=upstream_api, RAGWARD_HOST="127.0.0.1",
         RAGWARD_DATA_DIR=str(workdir / "rag-data"), RAGWARD_LOG_LEVEL="warning",
+        RAGWARD_INTERNAL_TOKEN=INTERNAL_TOKEN,  # as deployed: rag-core trusts the gateway only
     )
     ragward_bin = str(Path(PY).parent / "ragward")
     say("indexing the sample handbook with the openai backend (the fake upstream embeds)")
@@ -516,6 +518,7 @@ def start_ragward(procs: Any, workdir: Path, upstream_api: str, redis: Any,
         RAGWARD_JWT_SECRET=gb.SECRET, RAGWARD_HOST="127.0.0.1", RAGWARD_LOG_LEVEL="warning",
         RAGWARD_DATA_DIR=str(workdir / "gateway-data"), RAGWARD_REDIS_URL=redis.address,
         RAGWARD_QUOTA_RPM="10000000", RAGWARD_QUOTA_TOKENS_PER_DAY="1000000000000",
+        RAGWARD_INTERNAL_TOKEN=INTERNAL_TOKEN,
     )
     if kafka is not None:
         gw_env["RAGWARD_KAFKA_BOOTSTRAP"] = kafka.address
@@ -572,7 +575,8 @@ def run(args: argparse.Namespace) -> int:
                 procs, workdir, upstream_url + "/v1", redis, kafka)
         if "rag-core" in wanted and rag_core is not None:  # RAG alone: no gateway controls
             targets.append(StreamTarget(gb.Target(
-                "rag-core", rag_base + "/v1/chat/stream", "", {}, rag_core.pid), "default",
+                "rag-core", rag_base + "/v1/chat/stream", "",
+                {"X-Internal-Token": INTERNAL_TOKEN}, rag_core.pid), "default",
                 wire="ndjson"))
         if "ragward" in wanted and gateway is not None and rag_core is not None:
             from ragward.settings import load_settings
