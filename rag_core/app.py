@@ -109,12 +109,23 @@ def _internal_token_guard(token: str | None) -> Any:
     return guard
 
 
+def _identity(request: Request[Any, Any, Any], name: str) -> str | None:
+    """An identity header as the gateway sent it: UTF-8 bytes (a tenant may be ``租户``),
+    which the ASGI layer hands over decoded as Latin-1."""
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:  # not UTF-8: another client's plain Latin-1 text
+        return value
+
+
 def _caller(request: Request[Any, Any, Any]) -> tuple[str | None, str, str]:
     """(tenant: None without ``X-Tenant``, subject, request id)."""
-    headers = request.headers
     return (
-        headers.get("x-tenant"),
-        headers.get("x-subject") or UNKNOWN,
+        _identity(request, "x-tenant"),
+        _identity(request, "x-subject") or UNKNOWN,
         str(request.scope.get("state", {}).get("request_id", "")),
     )
 
@@ -150,7 +161,7 @@ def _v1_router(guard: Any) -> Router:
     @get("/indexes")
     async def list_indexes(request: Request[Any, Any, Any], state: State) -> IndexList:
         """The indexes the ``X-Tenant`` may use (every index without the header)."""
-        return IndexList(indexes=_service(state).indexes(request.headers.get("x-tenant")))
+        return IndexList(indexes=_service(state).indexes(_identity(request, "x-tenant")))
 
     @post("/chat/stream", status_code=200)
     async def chat_stream(

@@ -268,10 +268,10 @@ async def retrieve_model(
 
 
 async def _models(request: Request[Any, Any, Any], principal: Principal) -> list[dict[str, Any]]:
+    """The caller's tenant's own and shared indexes, narrowed by the allow-lists
+    (:meth:`Components.indexes_for`), that it may query."""
     gw = _components(request.app.state)
-    caller = _caller(request, principal)
-    indexes = await gw.upstream.indexes(tenant=caller.tenant, subject=caller.subject,
-                                        request_id=caller.request_id)
+    indexes = await gw.indexes_for(principal, _caller(request, principal).request_id)
     created = int(time.time())
     return [model_object(i.name, created) for i in indexes if _may_use(gw, principal, i.name)]
 

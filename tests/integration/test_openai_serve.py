@@ -305,3 +305,35 @@ async def test_a_stream_is_audited_at_its_start_and_at_its_end(url: str) -> None
     assert 'ragward_gateway_time_to_first_token_seconds_count{streamed="true"}' in exposition
     assert 'ragward_gateway_stream_duration_seconds_count{outcome="completed"}' in exposition
     assert "ragward_gateway_streamed_tokens_total" in exposition
+
+
+async def test_another_tenants_index_is_no_model_of_mine(
+    url: str, serve_settings: Settings, tmp_path: Any
+) -> None:
+    """Models are the indexes the caller may use: a tenant-owned index is listed for its
+    owner only, and for anyone else it is a NotFoundError exactly like a missing model —
+    on models.retrieve and on chat.completions, streamed or not."""
+    doc = tmp_path / "payroll.md"
+    doc.write_text("# Payroll\n\nSalaries are paid on the 25th of each month.\n")
+    owner, other = f"owner-{uuid.uuid4().hex[:6]}", f"other-{uuid.uuid4().hex[:6]}"
+    index = f"payroll-{uuid.uuid4().hex[:6]}"
+    ingest(serve_settings, [doc], index, owner=owner, show_progress=False)
+
+    mine = [m.id async for m in sdk(url, tenant=owner).models.list()]
+    theirs = [m.id async for m in sdk(url, tenant=other).models.list()]
+    assert index in mine and "default" in mine
+    assert index not in theirs and "default" in theirs
+    answer = await sdk(url, tenant=owner).chat.completions.create(
+        model=index, messages=[{"role": "user", "content": "When are salaries paid?"}])
+    assert "25th" in (answer.choices[0].message.content or "")
+
+    client = sdk(url, tenant=other)
+    messages: Any = [{"role": "user", "content": "When are salaries paid?"}]
+    for model in (index, "no-such-index"):
+        with pytest.raises(openai.NotFoundError) as foreign:
+            await client.models.retrieve(model)
+        assert "25th" not in str(foreign.value)
+        with pytest.raises(openai.NotFoundError):
+            await client.chat.completions.create(model=model, messages=messages)
+        with pytest.raises(openai.NotFoundError):
+            await client.chat.completions.create(model=model, messages=messages, stream=True)

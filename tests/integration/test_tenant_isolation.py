@@ -307,3 +307,26 @@ async def test_split_mode_keeps_tenants_apart_through_x_tenant(
     assert sorted(i["name"] for i in trusted["indexes"]) == [
         "acme-docs", "default", "globex-payroll"]
     assert list(probe["indexes"]) == ["default"]
+
+
+async def test_split_mode_carries_a_non_ascii_tenant_intact(tmp_path: Path, redis_url: str) -> None:
+    """A tenant named in another script (``租户-α``) reaches rag_core as itself: the gateway
+    sends X-Tenant as UTF-8, rag_core reads it back as UTF-8 (not Latin-1 mojibake), so the
+    tenant's own index answers and another tenant still gets the 404."""
+    tenant = "租户-α"
+    core_settings = load_settings(data_dir=tmp_path / "core", jwt_secret=TEST_SECRET,
+                                  internal_token=INTERNAL)
+    docs = _corpus(tmp_path / "docs", "rules.md", "House rules",
+                   "The house rule number is RULE-4242 for every visitor.")
+    await asyncio.to_thread(ingest, core_settings, [docs], "house", owner=tenant,
+                            show_progress=False)
+    async with serving(create_rag_core(core_settings)) as core_url:
+        settings = gateway_settings(tmp_path, core_url, internal_token=INTERNAL,
+                                    redis_url=redis_url)
+        async with running_gateway(settings) as gw:
+            body = {"question": "What is the house rule number?", "index": "house"}
+            own = await gw.client.post("/v1/query", json=body, headers=bearer(tenant=tenant))
+            other = await gw.client.post("/v1/query", json=body, headers=bearer(tenant="acme"))
+    assert own.status_code == 200, own.text
+    assert "RULE-4242" in own.text
+    assert other.status_code == 404
