@@ -33,7 +33,7 @@ from gateway.recorder import RecordingASGI, record_of
 from rag_core.schemas import BatchRequest, BatchResponse, QueryRequest, QueryResponse
 from ragward.errors import Forbidden, NotFound, ValidationFailed
 from ragward.http_body import BoundedJsonRequest
-from ragward.http_errors import EXCEPTION_HANDLERS, schema_router
+from ragward.http_errors import EXCEPTION_HANDLERS, OPENAI_PATHS, schema_router
 from ragward.settings import Settings
 from telemetry.consumer_http import METRICS_ACCESS, METRICS_MEDIA_TYPE, metrics_guards
 from telemetry.exposition import render
@@ -276,6 +276,7 @@ def create_app(
         lifespan=[*lifespans, lifespan],
         exception_handlers=_redacting(EXCEPTION_HANDLERS, lambda: app.state.get("components")),
         request_class=BoundedJsonRequest,
+        opt={OPENAI_PATHS: ("/v1/chat/completions", "/v1/models")},
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="ragward gateway", version="1", path="/schema",
                                      openapi_router=schema_router("/schema")),

@@ -84,11 +84,18 @@ def error_response(
 
 
 OPENAI_SHAPE = "ragward_openai_errors"
+# An app's opt: the path prefixes of its OpenAI-compatible surface, for errors raised
+# before a handler is chosen (a wrong method, an unknown sub-path): an SDK pointed
+# there must still get its own shape.
+OPENAI_PATHS = "ragward_openai_paths"
 
 
 def _openai_shaped(request: Request[Any, Any, Any]) -> bool:
     handler = request.scope.get("route_handler")
-    return bool(handler is not None and handler.opt.get(OPENAI_SHAPE))
+    if handler is not None and handler.opt.get(OPENAI_SHAPE):
+        return True
+    prefixes: tuple[str, ...] = request.app.opt.get(OPENAI_PATHS, ())
+    return bool(prefixes) and request.scope.get("path", "").startswith(prefixes)
 
 
 def _validation_message(exc: ValidationException) -> tuple[int, str]:

@@ -319,13 +319,13 @@ async def test_another_tenants_index_is_no_model_of_mine(
     index = f"payroll-{uuid.uuid4().hex[:6]}"
     ingest(serve_settings, [doc], index, owner=owner, show_progress=False)
 
+    answer = await sdk(url, tenant=owner).chat.completions.create(  # loads the new index
+        model=index, messages=[{"role": "user", "content": "When are salaries paid?"}])
+    assert "25th" in (answer.choices[0].message.content or "")
     mine = [m.id async for m in sdk(url, tenant=owner).models.list()]
     theirs = [m.id async for m in sdk(url, tenant=other).models.list()]
     assert index in mine and "default" in mine
     assert index not in theirs and "default" in theirs
-    answer = await sdk(url, tenant=owner).chat.completions.create(
-        model=index, messages=[{"role": "user", "content": "When are salaries paid?"}])
-    assert "25th" in (answer.choices[0].message.content or "")
 
     client = sdk(url, tenant=other)
     messages: Any = [{"role": "user", "content": "When are salaries paid?"}]
