@@ -8,7 +8,6 @@ under uvicorn for ``ragward gateway``.
 
 from __future__ import annotations
 
-import argparse
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -16,7 +15,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import msgspec
-import uvicorn
 from litestar import Litestar, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
@@ -295,17 +293,3 @@ def create_app(
         clock=clock,
     )
     return app
-
-
-def main(settings: Settings, args: argparse.Namespace) -> int:
-    from ragward.errors import ConfigError
-    from ragward.settings import env_name
-
-    if settings.rag_core_url is None:
-        raise ConfigError(f"{env_name('rag_core_url')} must name the rag_core to forward to")
-    app = create_app(settings)
-    uvicorn.run(
-        app, host=args.host or settings.host, port=args.port or settings.port,
-        log_config=None, access_log=False, loop="uvloop", http="httptools",
-    )
-    return 0

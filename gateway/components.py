@@ -36,7 +36,6 @@ from gateway.redaction import Redactor
 from rag_core.schemas import IndexInfo
 from ragward.errors import ConfigError
 from ragward.settings import Settings, env_name
-from telemetry.audit_store import AuditQuery, AuditStore, open_store
 from telemetry.bus import Publisher
 from telemetry.events import StatusEvent, encode, new_event_id, now_rfc3339
 
@@ -106,16 +105,6 @@ class Components:
         return status, checks
 
 
-def store_reader(store: AuditStore) -> AuditReader:
-    """``GET /v1/audit`` reads an audit store through this."""
-
-    async def read(**filters: Any) -> dict[str, Any]:
-        page = await store.query(AuditQuery(**filters))
-        return {"records": page.records, "next_cursor": page.next_cursor}
-
-    return read
-
-
 def model_name(settings: Settings) -> str:
     return settings.openai_model if settings.llm == "openai" else "local-extractive"
 
@@ -169,12 +158,6 @@ async def open_components(
             publisher = bus.publisher()
             await publisher.start()
             stack.push_async_callback(publisher.stop)
-
-        if audit_reader is None and settings.audit_dsn:
-            # A gateway replica can serve /v1/audit from the shared PostgreSQL store.
-            store = open_store(settings)
-            stack.push_async_callback(store.close)
-            audit_reader = store_reader(store)
 
         http_upstream: HttpUpstream | None = None
         if upstream is None:

@@ -92,11 +92,11 @@ import unicodedata
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from ragward.errors import RagwardError
+from ragward.pii_types import Action, EntityType
 
 if TYPE_CHECKING:
     from gateway.redaction_stream import StreamRedaction
@@ -111,24 +111,6 @@ __all__ = [
     "Span",
     "sha256_hex",
 ]
-
-
-class EntityType(StrEnum):
-    EMAIL = "EMAIL"
-    PHONE = "PHONE"
-    CREDIT_CARD = "CREDIT_CARD"
-    IBAN = "IBAN"
-    US_SSN = "US_SSN"
-    CN_ID = "CN_ID"
-    IPV4 = "IPV4"
-    IPV6 = "IPV6"
-    SECRET = "SECRET"  # noqa: S105 (an entity type's name, not a password)
-
-
-class Action(StrEnum):
-    REDACT = "redact"
-    KEEP = "keep"
-    BLOCK = "block"
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ def _configure_serve(sub: Any) -> None:
 
     p = sub.add_parser("gateway", help="the gateway alone, forwarding to RAGWARD_RAG_CORE_URL")
     _add_serve_options(p, "RAGWARD_PORT or 8000")
-    p.set_defaults(handler="gateway.app:main")
+    p.set_defaults(handler="ragward.serve:gateway_main")
 
     p = sub.add_parser("rag-core", help="the RAG service alone (internal)")
     _add_serve_options(p, "RAGWARD_RAG_CORE_PORT or 8001")

@@ -1,11 +1,12 @@
-"""``ragward serve``: the whole system in one process.
+"""Composition of the HTTP processes: ``ragward serve`` (everything) and ``ragward gateway``.
 
+``ragward serve`` is the whole system in one process:
 gateway + rag_core + the metrics, alert and audit consumers, on one event bus.
 With nothing configured that is the embedded default — in-process bus, cache
 and quotas, SQLite audit store, offline RAG — so a newcomer sees it all work
 with one command. ``RAGWARD_KAFKA_BOOTSTRAP`` / ``RAGWARD_REDIS_URL`` switch the
 same code to Kafka and Redis; ``RAGWARD_RAG_CORE_URL`` fronts a remote rag_core
-instead of the in-process one.
+instead of the in-process one. ``ragward gateway`` is the gateway alone (below).
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from prometheus_client import CollectorRegistry
 
 from alerting.service import AlertService
 from gateway.app import create_app
-from gateway.components import store_reader
 from gateway.forward import LocalUpstream, Upstream
 from gateway.metrics import GatewayMetrics
-from ragward.settings import Settings
+from ragward.errors import ConfigError
+from ragward.settings import Settings, env_name
 from telemetry.audit_consumer import AuditConsumer
-from telemetry.audit_store import open_store
+from telemetry.audit_store import open_store, store_reader
 from telemetry.factory import make_bus
 from telemetry.metrics_consumer import MetricsConsumer, metrics_router
 
@@ -75,10 +76,36 @@ def create_serve_app(settings: Settings) -> Litestar:
     )
 
 
-def main(settings: Settings, args: argparse.Namespace) -> int:
-    app = create_serve_app(settings)
+def _run(app: Litestar, settings: Settings, args: argparse.Namespace) -> int:
     uvicorn.run(
         app, host=args.host or settings.host, port=args.port or settings.port,
         log_config=None, access_log=False, loop="uvloop", http="httptools",
     )
     return 0
+
+
+def main(settings: Settings, args: argparse.Namespace) -> int:
+    return _run(create_serve_app(settings), settings, args)
+
+
+def create_gateway_app(settings: Settings) -> Litestar:
+    """``ragward gateway``: the gateway alone, in front of ``RAGWARD_RAG_CORE_URL``; with
+    ``RAGWARD_AUDIT_DSN`` it serves ``/v1/audit`` from that (shared PostgreSQL) store."""
+    if settings.rag_core_url is None:
+        raise ConfigError(f"{env_name('rag_core_url')} must name the rag_core to forward to")
+    if not settings.audit_dsn:
+        return create_app(settings)
+    store = open_store(settings)
+
+    @asynccontextmanager
+    async def close_store(_: Litestar) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await store.close()
+
+    return create_app(settings, lifespans=[close_store], audit_reader=store_reader(store))
+
+
+def gateway_main(settings: Settings, args: argparse.Namespace) -> int:
+    return _run(create_gateway_app(settings), settings, args)

@@ -31,6 +31,7 @@ from pydantic_settings import (
 from pydantic_settings.exceptions import SettingsError
 
 from ragward.errors import ConfigError
+from ragward.pii_types import EntityType
 
 ENV_PREFIX = "RAGWARD_"
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
@@ -259,8 +260,6 @@ class Settings(BaseSettings):
     @field_validator("pii_actions")
     @classmethod
     def _known_entity_types(cls, value: dict[str, str]) -> dict[str, str]:
-        from gateway.redaction import EntityType  # the redactor owns the list of types
-
         unknown = sorted(set(map(str.upper, value)) - {t.value for t in EntityType})
         if unknown:
             known = ", ".join(t.value for t in EntityType)

@@ -41,6 +41,7 @@ from telemetry.audit_store.query import (
     encode_cursor,
     validate_query,
 )
+from telemetry.audit_store.reader import store_reader
 from telemetry.audit_store.schema import SCHEMA
 from telemetry.audit_store.store import AuditStore, default_sqlite_path, open_backend, open_store
 
@@ -61,5 +62,6 @@ __all__ = [
     "encode_cursor",
     "open_backend",
     "open_store",
+    "store_reader",
     "validate_query",
 ]

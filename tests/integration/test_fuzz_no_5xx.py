@@ -36,11 +36,10 @@ from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from gateway.components import store_reader
 from rag_core.app import create_app as create_rag_app
 from rag_core.ingest import ingest
 from ragward.settings import load_settings
-from telemetry.audit_store import encode_cursor, open_store
+from telemetry.audit_store import encode_cursor, open_store, store_reader
 from tests.conftest import TEST_SECRET
 from tests.gateway_harness import gateway_settings, running_gateway
 from tests.upstream_server import UpstreamServer

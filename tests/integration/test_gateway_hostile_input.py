@@ -22,8 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from gateway.components import store_reader
-from telemetry.audit_store import encode_cursor, open_store
+from telemetry.audit_store import encode_cursor, open_store, store_reader
 from tests.conftest import TEST_SECRET
 from tests.gateway_harness import bearer, gateway_settings, running_gateway
 from tests.integration.test_gateway_auth import JwksServer, jwks  # noqa: F401  (fixture)

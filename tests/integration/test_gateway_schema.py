@@ -11,8 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from gateway.components import store_reader
-from telemetry.audit_store import open_store
+from telemetry.audit_store import open_store, store_reader
 from tests.gateway_harness import gateway_settings, make_token, running_gateway
 from tests.upstream_server import UpstreamServer
 
