@@ -31,11 +31,11 @@ def _add_serve_options(parser: argparse.ArgumentParser, default_port: str) -> No
 def _configure_serve(sub: Any) -> None:
     p = sub.add_parser("serve", help="all-in-one: gateway, rag_core and the three consumers")
     _add_serve_options(p, "RAGWARD_PORT or 8000")
-    p.set_defaults(handler="ragward.serve:main")
+    p.set_defaults(handler="ragward.serve:main", kafka=True)
 
     p = sub.add_parser("gateway", help="the gateway alone, forwarding to RAGWARD_RAG_CORE_URL")
     _add_serve_options(p, "RAGWARD_PORT or 8000")
-    p.set_defaults(handler="gateway.app:main")
+    p.set_defaults(handler="gateway.app:main", kafka=True)
 
     p = sub.add_parser("rag-core", help="the RAG service alone (internal)")
     _add_serve_options(p, "RAGWARD_RAG_CORE_PORT or 8001")
@@ -54,7 +54,7 @@ def _configure_consumers(sub: Any) -> None:
         c.add_argument("--port", type=int,
                        help="HTTP port of /metrics, /health, /ready (default: 9100)")
         c.add_argument("--group", help="consumer group id (default: ragward-<kind>)")
-        c.set_defaults(handler=handler)
+        c.set_defaults(handler=handler, kafka=True)
 
 
 def _configure_data(sub: Any) -> None:
@@ -100,7 +100,7 @@ def _configure_audit(sub: Any) -> None:
     start.add_argument("--from-offset", type=int, help="start offset in every partition")
     start.add_argument("--from-time", help="RFC 3339 timestamp (uses offsets_for_times)")
     r.add_argument("--store", help="target store: SQLite path or PostgreSQL DSN (must be empty)")
-    r.set_defaults(handler="telemetry.audit_cli:replay")
+    r.set_defaults(handler="telemetry.audit_cli:replay", kafka=True)
 
 
 def _configure_alerts(sub: Any) -> None:
@@ -147,6 +147,17 @@ def _resolve(spec: str) -> Handler | None:
     return handler
 
 
+def _check_kafka_access(settings: Settings) -> None:
+    """Stop a Kafka-using command at once, in one line, when the broker refuses its
+    credentials or certificate (its clients would otherwise retry forever in the
+    background); an unreachable broker passes: the clients retry, the gateway spools."""
+    import asyncio
+
+    from telemetry.kafka_security import check_access
+
+    asyncio.run(check_access(settings))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -166,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ragward: '{args.command}' is not built yet", file=sys.stderr)
         return NOT_BUILT_EXIT
     try:
+        if getattr(args, "kafka", False) and settings.kafka_bootstrap:
+            _check_kafka_access(settings)
         return handler(settings, args)
     except ConfigError as exc:
         print(f"ragward: {exc}", file=sys.stderr)
