@@ -76,3 +76,14 @@ async def check_redis_access(client: aioredis.Redis) -> None:
             raise ConfigError(f"{env_name('redis_url')}: the TLS handshake with Redis failed "
                               f"({failure.reason})") from None
         # down or unreachable: not a configuration error; the quota modes apply
+
+
+async def check_redis_settings(settings: Settings) -> None:
+    """:func:`check_redis_access` on a connection of its own (the CLI's start-up check)."""
+    pool = redis_pool(settings, socket_connect_timeout=max(settings.redis_timeout_s, 2.0))
+    client = aioredis.Redis(connection_pool=pool)
+    try:
+        await check_redis_access(client)
+    finally:
+        await client.aclose()
+        await pool.aclose()

@@ -31,11 +31,11 @@ def _add_serve_options(parser: argparse.ArgumentParser, default_port: str) -> No
 def _configure_serve(sub: Any) -> None:
     p = sub.add_parser("serve", help="all-in-one: gateway, rag_core and the three consumers")
     _add_serve_options(p, "RAGWARD_PORT or 8000")
-    p.set_defaults(handler="ragward.serve:main", kafka=True)
+    p.set_defaults(handler="ragward.serve:main", kafka=True, redis=True)
 
     p = sub.add_parser("gateway", help="the gateway alone, forwarding to RAGWARD_RAG_CORE_URL")
     _add_serve_options(p, "RAGWARD_PORT or 8000")
-    p.set_defaults(handler="gateway.app:main", kafka=True)
+    p.set_defaults(handler="gateway.app:main", kafka=True, redis=True)
 
     p = sub.add_parser("rag-core", help="the RAG service alone (internal)")
     _add_serve_options(p, "RAGWARD_RAG_CORE_PORT or 8001")
@@ -147,15 +147,28 @@ def _resolve(spec: str) -> Handler | None:
     return handler
 
 
-def _check_kafka_access(settings: Settings) -> None:
-    """Stop a Kafka-using command at once, in one line, when the broker refuses its
-    credentials or certificate (its clients would otherwise retry forever in the
-    background); an unreachable broker passes: the clients retry, the gateway spools."""
+def _check_access(settings: Settings, args: argparse.Namespace) -> None:
+    """Stop a command that uses Kafka or Redis at once, in one line (ConfigError), when
+    they refuse its credentials or certificate — its clients would otherwise retry in the
+    background, or fail deep inside the server's start-up. Unreachable services pass:
+    consumers retry, the gateway spools and its quotas follow their modes."""
+    kafka = getattr(args, "kafka", False) and settings.kafka_bootstrap
+    redis = getattr(args, "redis", False) and settings.redis_url
+    if not (kafka or redis):
+        return
     import asyncio
 
-    from telemetry.kafka_security import check_access
+    async def check() -> None:
+        if kafka:
+            from telemetry.kafka_security import check_access
 
-    asyncio.run(check_access(settings))
+            await check_access(settings)
+        if redis:
+            from gateway.redis_client import check_redis_settings
+
+            await check_redis_settings(settings)
+
+    asyncio.run(check())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,8 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ragward: '{args.command}' is not built yet", file=sys.stderr)
         return NOT_BUILT_EXIT
     try:
-        if getattr(args, "kafka", False) and settings.kafka_bootstrap:
-            _check_kafka_access(settings)
+        _check_access(settings, args)
         return handler(settings, args)
     except ConfigError as exc:
         print(f"ragward: {exc}", file=sys.stderr)

@@ -19,6 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
+from alerting.consumer import AlertConsumer
 from ragward.devcerts import make_pki
 from ragward.devsecure import COMPONENT_USERS, SecureKafka
 from ragward.settings import Settings
@@ -34,7 +35,8 @@ from tests.gateway_harness import bearer, gateway_settings, running_gateway
 from tests.upstream_server import UpstreamServer
 
 pytestmark = pytest.mark.kafka
-GATEWAY, AUDIT, METRICS = (COMPONENT_USERS[c] for c in ("gateway", "audit", "metrics"))
+GATEWAY, AUDIT, METRICS, ALERTS = (COMPONENT_USERS[c]
+                                    for c in ("gateway", "audit", "metrics", "alerts"))
 
 
 def _topics(unique: str) -> dict[str, str]:
@@ -65,8 +67,8 @@ async def test_gateway_to_consumers_pipeline_runs_over_sasl_ssl_with_per_compone
     tmp_path: Path, upstream: UpstreamServer, secure_kafka: SecureKafka, unique: str
 ) -> None:
     """A request through the gateway (user ragward-gateway, write-only) reaches the audit
-    store through the audit consumer (ragward-audit) and the metrics consumer
-    (ragward-metrics), each on its own SCRAM user over TLS."""
+    store through the audit consumer (ragward-audit), and the metrics (ragward-metrics) and
+    alert (ragward-alerts) consumers count its events, each on its own SCRAM user over TLS."""
     await _prepared(secure_kafka, unique, tmp_path)
     topics, groups = _topics(unique), _groups(unique)
     gateway = gateway_settings(tmp_path / "gw", upstream.url,
@@ -78,8 +80,12 @@ async def test_gateway_to_consumers_pipeline_runs_over_sasl_ssl_with_per_compone
     audit_consumer = AuditConsumer.from_bus(audit, make_bus(audit), store, group=groups["audit"],
                                             poll_timeout_s=0.2)
     metrics_consumer = MetricsConsumer(metrics, make_bus(metrics), group_id=groups["metrics"])
+    alerts = secure_kafka.settings(ALERTS, **topics, data_dir=tmp_path / "alerts")
+    alert_consumer = AlertConsumer(alerts, make_bus(alerts), group_id=groups["alerts"],
+                                   from_beginning=True)
     await audit_consumer.start()
     await metrics_consumer.start()
+    await alert_consumer.start()
     try:
         async with running_gateway(gateway, bus=make_bus(gateway)) as gw:
             answer = await gw.client.post("/v1/query", json={"question": "hello"},
@@ -92,11 +98,12 @@ async def test_gateway_to_consumers_pipeline_runs_over_sasl_ssl_with_per_compone
             return len(page.records) == 1
 
         async def counted() -> bool:  # the request's audit and usage events
-            return metrics_consumer.loop.handled >= 2
+            return metrics_consumer.loop.handled >= 2 and alert_consumer.loop.handled >= 2
 
         await _until(stored)
         await _until(counted)
     finally:
+        await alert_consumer.stop()
         await metrics_consumer.stop()
         await audit_consumer.stop()
         await store.close()

@@ -5,6 +5,9 @@ and the gateway's start-up says which setting to fix."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +113,23 @@ async def test_the_acl_user_cannot_touch_keys_outside_ragward(
     finally:
         await client.aclose()
         await pool.aclose()
+
+
+def test_the_gateway_command_stops_in_one_line_on_a_refused_redis_password(
+    tmp_path: Path, secure_redis: SecureRedis
+) -> None:
+    """`ragward gateway` with a wrong Redis password exits 2 before serving, with one line
+    naming the Redis credentials and not the password."""
+    from ragward.settings import env_name
+
+    wrong = "wrong-redis-password-456"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGWARD_")}
+    env |= {env_name(k): str(v) for k, v in secure_redis.overrides().items()}
+    env |= {"RAGWARD_REDIS_PASSWORD": wrong, "RAGWARD_JWT_SECRET": TEST_SECRET,
+            "RAGWARD_DATA_DIR": str(tmp_path), "RAGWARD_RAG_CORE_URL": "http://127.0.0.1:9"}
+    result = subprocess.run([sys.executable, "-m", "ragward.cli", "gateway"], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert lines == ["ragward: RAGWARD_REDIS_USERNAME / RAGWARD_REDIS_PASSWORD: Redis refused "
+                     "the user name or password"]
