@@ -58,7 +58,6 @@ class KafkaSecurity:
     sasl_mechanism: KafkaSaslMechanism | None = None
     username: str | None = None
     password: SecretStr | None = None  # unwrapped only in client_kwargs
-    cafile: Path | None = None
     ssl_context: ssl.SSLContext | None = None
 
     @property
@@ -101,7 +100,7 @@ class KafkaSecurity:
                               f"{name('kafka_ssl_certfile')}")
         context = _ssl_context(s)
         return cls(protocol, s.kafka_sasl_mechanism, s.kafka_sasl_username,
-                   s.kafka_sasl_password, s.kafka_ssl_cafile, context)
+                   s.kafka_sasl_password, context)
 
     def client_kwargs(self) -> dict[str, Any]:
         """aiokafka's keyword arguments for this security (producer, consumer, admin)."""

@@ -233,3 +233,23 @@ async def test_untrusted_ca_stops_the_publisher_naming_the_ca_setting(
     assert KafkaSecurity.from_settings(settings).ssl_context is not None
     with pytest.raises(KafkaAccessRefused, match=r"^RAGWARD_KAFKA_SSL_CAFILE: .*not trusted"):
         await KafkaBus(settings).publisher().start()
+
+
+async def test_a_consumer_without_its_acls_stops_at_start_naming_the_user(
+    tmp_path: Path, secure_kafka: SecureKafka, unique: str
+) -> None:
+    """The audit consumer's user joining another group, or reading the usage topic, is
+    refused by the authorizer: the subscription's start raises one line naming the user
+    setting and what was denied (group, topic) instead of polling errors forever."""
+    await _prepared(secure_kafka, unique, tmp_path)
+    settings = secure_kafka.settings(AUDIT, **_topics(unique), data_dir=tmp_path / "a")
+    bus = KafkaBus(settings)
+    for topic, group, denied in ((settings.topic_audit, f"other-{unique}", "group"),
+                                 (settings.topic_usage, f"audit-{unique}", "topic")):
+        subscription = bus.subscribe([topic], group)
+        try:
+            with pytest.raises(KafkaAccessRefused, match=rf"^RAGWARD_KAFKA_SASL_USERNAME: .* "
+                                                         rf"'{AUDIT}' access to the {denied} "):
+                await subscription.start()
+        finally:
+            await subscription.stop()
