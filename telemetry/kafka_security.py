@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,6 +42,9 @@ from pydantic import SecretStr
 from ragward.errors import ConfigError
 from ragward.settings import KafkaSaslMechanism, KafkaSecurityProtocol, Settings, env_name
 
+_TLS_PROTOCOLS = ("SSL", "SASL_SSL")
+_SASL_FIELDS = ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+_TLS_FILES = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
 _DENIED = (TopicAuthorizationFailedError, GroupAuthorizationFailedError,
            ClusterAuthorizationFailedError)
 
@@ -62,7 +65,7 @@ class KafkaSecurity:
 
     @property
     def uses_tls(self) -> bool:
-        return self.protocol in ("SSL", "SASL_SSL")
+        return self.protocol in _TLS_PROTOCOLS
 
     @property
     def uses_sasl(self) -> bool:
@@ -70,37 +73,33 @@ class KafkaSecurity:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaSecurity:
-        """Validate the ``RAGWARD_KAFKA_*`` security settings; ConfigError names the variable."""
+        """Validate the ``RAGWARD_KAFKA_*`` security settings; ConfigError names the variable.
+
+        A setting the protocol would ignore is an error too: credentials without SASL or
+        a CA without TLS would be silently unused (a false sense of security)."""
         s = settings
-        protocol = s.kafka_security_protocol
-        tls, sasl = protocol in ("SSL", "SASL_SSL"), protocol.startswith("SASL_")
-        name = env_name
-        proto = f"{name('kafka_security_protocol')}={protocol}"
-        if not sasl:
-            for field in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password"):
+        plain = cls(s.kafka_security_protocol, s.kafka_sasl_mechanism, s.kafka_sasl_username,
+                    s.kafka_sasl_password)
+        proto = f"{env_name('kafka_security_protocol')}={plain.protocol}"
+        for field in _SASL_FIELDS:
+            given = getattr(s, field) is not None
+            if plain.uses_sasl and not given:
+                raise ConfigError(f"{env_name(field)}: required with {proto}")
+            if given and not plain.uses_sasl:
+                raise ConfigError(f"{env_name(field)} is set but {proto} does not use SASL")
+        if not plain.uses_tls:
+            for field in (*_TLS_FILES, "kafka_ssl_key_password"):
                 if getattr(s, field) is not None:
-                    raise ConfigError(f"{name(field)} is set but {proto} does not use SASL")
-        else:
-            for field in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password"):
-                if getattr(s, field) is None:
-                    raise ConfigError(f"{name(field)}: required with {proto}")
-        files = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
-        if not tls:
-            for field in (*files, "kafka_ssl_key_password"):
-                if getattr(s, field) is not None:
-                    raise ConfigError(f"{name(field)} is set but {proto} does not use TLS")
-            return cls(protocol, s.kafka_sasl_mechanism, s.kafka_sasl_username,
-                       s.kafka_sasl_password)
-        for field in files:
+                    raise ConfigError(f"{env_name(field)} is set but {proto} does not use TLS")
+            return plain
+        for field in _TLS_FILES:
             path = getattr(s, field)
             if path is not None and not Path(path).is_file():
-                raise ConfigError(f"{name(field)}: {path} does not exist")
+                raise ConfigError(f"{env_name(field)}: {path} does not exist")
         if s.kafka_ssl_keyfile is not None and s.kafka_ssl_certfile is None:
-            raise ConfigError(f"{name('kafka_ssl_keyfile')} is set without "
-                              f"{name('kafka_ssl_certfile')}")
-        context = _ssl_context(s)
-        return cls(protocol, s.kafka_sasl_mechanism, s.kafka_sasl_username,
-                   s.kafka_sasl_password, context)
+            raise ConfigError(f"{env_name('kafka_ssl_keyfile')} is set without "
+                              f"{env_name('kafka_ssl_certfile')}")
+        return replace(plain, ssl_context=_ssl_context(s))
 
     def client_kwargs(self) -> dict[str, Any]:
         """aiokafka's keyword arguments for this security (producer, consumer, admin)."""
