@@ -42,16 +42,18 @@ from ragward.devservices import (
     format_storage,
     free_port,
     kafka_libs,
+    kafka_properties,
     launch_kafka,
     redis_binary,
     stop,
 )
 from ragward.settings import Settings, env_name, load_settings
+from telemetry.kafka_acls import Component
 from telemetry.kafka_security import KafkaSecurity
 
 MECHANISM = "SCRAM-SHA-512"
 ADMIN = "admin"
-COMPONENT_USERS = {
+COMPONENT_USERS: dict[Component, str] = {
     "gateway": "ragward-gateway", "metrics": "ragward-metrics", "alerts": "ragward-alerts",
     "audit": "ragward-audit", "serve": "ragward-serve",
 }
@@ -112,7 +114,7 @@ class SecureKafka:
                 await admin.create_topics([NewTopic(t, s.kafka_partitions, 1) for t in missing])
             entries = [
                 grant for component, user in COMPONENT_USERS.items()
-                for grant in grants(s, component, user, groups or DEFAULT_GROUPS)  # type: ignore[arg-type]
+                for grant in grants(s, component, user, groups or DEFAULT_GROUPS)
             ]
             await create_acls(admin, entries)
         finally:
@@ -129,9 +131,8 @@ def start_secure_kafka(timeout: float = 120.0, pki: DevPki | None = None) -> Sec
     passwords = {user: _password() for user in (ADMIN, *COMPONENT_USERS.values())}
     jaas = ('org.apache.kafka.common.security.scram.ScramLoginModule required '
             f'username="{ADMIN}" password="{passwords[ADMIN]}";')
-    from ragward.devservices import _kafka_properties  # the plain node's properties, overridden
-
-    props = _kafka_properties(workdir, port, controller_port, {
+    # the plain node's properties, with listeners, TLS, SASL and the authorizer overridden
+    props = kafka_properties(workdir, port, controller_port, {
         "listeners": f"SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"SASL_SSL://127.0.0.1:{port}",
         "inter.broker.listener.name": "SASL_SSL",

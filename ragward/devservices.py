@@ -110,7 +110,7 @@ def kafka_libs(fetch: bool = True) -> Path:
     return libs
 
 
-def _kafka_properties(
+def kafka_properties(
     workdir: Path, port: int, controller_port: int, overrides: Mapping[str, str] | None = None
 ) -> Path:
     """server.properties of a single KRaft node; ``overrides`` replace or add keys (the
@@ -177,7 +177,7 @@ def start_kafka(timeout: float = 90.0) -> RunningService:
     libs = kafka_libs()
     workdir = Path(tempfile.mkdtemp(prefix="ragward-kafka-"))
     port, controller_port = free_port(), free_port()
-    props = _kafka_properties(workdir, port, controller_port)
+    props = kafka_properties(workdir, port, controller_port)
     format_storage(libs, workdir, props)
     return launch_kafka(libs, workdir, props, port, timeout)
 
