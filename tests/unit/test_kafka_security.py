@@ -187,3 +187,18 @@ def test_redis_ca_file_without_tls_or_missing_names_the_variable(tmp_path: Path)
     with pytest.raises(ConfigError, match=r"^RAGWARD_REDIS_SSL_CA_FILE: .* does not exist"):
         redis_pool(load_settings(redis_url="rediss://127.0.0.1:1/0",
                                  redis_ssl_ca_file=tmp_path / "ca.pem"))
+
+
+def test_acl_command_line_prints_the_plan_and_refuses_unknown_components(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`python -m telemetry.kafka_acls gateway=USER` prints that user's kafka-acls.sh lines
+    (the README's commands); an unknown component gets the usage and exit 2."""
+    from telemetry.kafka_acls import main
+
+    assert main(["gateway=ragward-gateway"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "# gateway: ragward-gateway" and len(out) == 4
+    assert all("--allow-principal User:ragward-gateway" in line for line in out[1:])
+    assert main(["proxy=someone"]) == 2
+    assert "usage:" in capsys.readouterr().err
