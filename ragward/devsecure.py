@@ -12,7 +12,8 @@ Kafka (the same jars and KRaft node as :func:`ragward.devservices.start_kafka`)
       ``ragward-audit``, ``ragward-serve`` — are created when storage is
       formatted (``--add-scram``), with random passwords;
     * the controller listener on mutual TLS: only the holder of the broker's
-      certificate (super user ``User:CN=ragward-broker``) gets in;
+      certificate (super user ``User:CN=ragward-broker``) gets in; a second
+      client listener, ``MTLS``, takes TLS with a client certificate instead of SASL;
     * the KRaft ``StandardAuthorizer``, nothing allowed without an ACL; the
       ragward topics created by ``admin`` and each component's ACLs from
       :mod:`telemetry.kafka_acls`.
@@ -71,6 +72,7 @@ class SecureKafka:
     service: RunningService
     pki: DevPki
     passwords: dict[str, str] = field(repr=False)  # user -> password
+    mtls_bootstrap: str = ""  # an SSL listener that requires a client certificate
 
     @property
     def bootstrap(self) -> str:
@@ -127,16 +129,18 @@ def start_secure_kafka(timeout: float = 120.0, pki: DevPki | None = None) -> Sec
     libs = kafka_libs()
     workdir = Path(tempfile.mkdtemp(prefix="ragward-kafka-secure-"))
     pki = pki or make_pki(workdir / "pki")
-    port, controller_port = free_port(), free_port()
+    port, controller_port, mtls_port = free_port(), free_port(), free_port()
     passwords = {user: _password() for user in (ADMIN, *COMPONENT_USERS.values())}
     jaas = ('org.apache.kafka.common.security.scram.ScramLoginModule required '
             f'username="{ADMIN}" password="{passwords[ADMIN]}";')
     # the plain node's properties, with listeners, TLS, SASL and the authorizer overridden
     props = kafka_properties(workdir, port, controller_port, {
-        "listeners": f"SASL_SSL://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"SASL_SSL://127.0.0.1:{port}",
+        "listeners": f"SASL_SSL://127.0.0.1:{port},MTLS://127.0.0.1:{mtls_port},"
+                     f"CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"SASL_SSL://127.0.0.1:{port},MTLS://127.0.0.1:{mtls_port}",
         "inter.broker.listener.name": "SASL_SSL",
-        "listener.security.protocol.map": "CONTROLLER:SSL,SASL_SSL:SASL_SSL",
+        "listener.security.protocol.map": "CONTROLLER:SSL,SASL_SSL:SASL_SSL,MTLS:SSL",
+        "listener.name.mtls.ssl.client.auth": "required",
         "sasl.enabled.mechanisms": MECHANISM,
         "sasl.mechanism.inter.broker.protocol": MECHANISM,
         f"listener.name.sasl_ssl.{MECHANISM.lower()}.sasl.jaas.config": jaas,
@@ -152,7 +156,8 @@ def start_secure_kafka(timeout: float = 120.0, pki: DevPki | None = None) -> Sec
     scram = [arg for user, password in passwords.items()
              for arg in ("--add-scram", f"{MECHANISM}=[name={user},password={password}]")]
     format_storage(libs, workdir, props, *scram)
-    secure = SecureKafka(RunningService("kafka-secure", "", 0, str(workdir)), pki, passwords)
+    secure = SecureKafka(RunningService("kafka-secure", "", 0, str(workdir)), pki, passwords,
+                         f"127.0.0.1:{mtls_port}")
     # the readiness round trip runs as the super user, who may create its topic
     admin = secure.security(ADMIN)
     service = launch_kafka(libs, workdir, props, port, timeout, admin.client_kwargs())

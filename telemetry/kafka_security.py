@@ -144,16 +144,22 @@ def _reason(exc: BaseException) -> str:
 
 
 def refusal(exc: BaseException, security: KafkaSecurity, address: str) -> str | None:
-    """The one-line reason when ``exc`` says the broker refused us, naming the setting to
-    fix (never the secret); None when it is an outage worth retrying."""
+    """The one-line reason when ``exc`` (or the TLS error under it: a missing client
+    certificate shows after the handshake, as a closed connection) says the broker refused
+    us, naming the setting to fix (never the secret); None for an outage worth retrying."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is not None:
+        exc = cause
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (f"{env_name('kafka_ssl_cafile')}: the certificate of the broker at {address} "
                 f"is not trusted ({_reason(exc)})")
     if isinstance(exc, ssl.SSLError):
         reason = _reason(exc)
-        if "CERTIFICATE_REQUIRED" in reason.upper():
+        if any(alert in reason.upper() for alert in ("CERTIFICATE_REQUIRED", "BAD_CERTIFICATE")):
             return (f"{env_name('kafka_ssl_certfile')}: the broker at {address} requires a "
-                    "client certificate")
+                    f"client certificate it trusts ({reason})")
         return (f"{env_name('kafka_security_protocol')}={security.protocol}: the TLS handshake "
                 f"with the broker at {address} failed ({reason})")
     if isinstance(exc, SaslAuthenticationFailed | AuthenticationFailedError):

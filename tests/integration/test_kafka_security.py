@@ -28,7 +28,7 @@ from telemetry.audit_store import AuditQuery, open_store
 from telemetry.consumer import start_with_retry
 from telemetry.factory import make_bus
 from telemetry.kafka_bus import KafkaBus
-from telemetry.kafka_security import KafkaAccessRefused, KafkaSecurity
+from telemetry.kafka_security import KafkaAccessRefused, KafkaSecurity, check_access
 from telemetry.metrics_consumer import MetricsConsumer
 from tests.conftest import TEST_SECRET
 from tests.gateway_harness import bearer, gateway_settings, running_gateway
@@ -253,3 +253,26 @@ async def test_a_consumer_without_its_acls_stops_at_start_naming_the_user(
                 await subscription.start()
         finally:
             await subscription.stop()
+
+
+async def test_mtls_listener_takes_a_client_certificate_and_names_it_when_missing(
+    tmp_path: Path, secure_kafka: SecureKafka, unique: str
+) -> None:
+    """RAGWARD_KAFKA_SECURITY_PROTOCOL=SSL with a client certificate and key connects to a
+    listener that requires one (and can produce as that certificate's principal); without
+    them the start-up check fails naming the certificate setting."""
+    await _prepared(secure_kafka, unique, tmp_path)
+    tls = {"kafka_bootstrap": secure_kafka.mtls_bootstrap, "kafka_security_protocol": "SSL",
+           "kafka_ssl_cafile": secure_kafka.pki.ca_file, **_topics(unique)}
+    with_cert = _settings(tmp_path, **tls, kafka_ssl_certfile=secure_kafka.pki.cert_file,
+                          kafka_ssl_keyfile=secure_kafka.pki.key_file)
+    await check_access(with_cert)
+    producer = AIOKafkaProducer(bootstrap_servers=secure_kafka.mtls_bootstrap,
+                                **KafkaSecurity.from_settings(with_cert).client_kwargs())
+    await producer.start()
+    try:
+        await producer.send_and_wait(with_cert.topic_dead_letter, b"x", key=b"k")
+    finally:
+        await producer.stop()
+    with pytest.raises(KafkaAccessRefused, match=r"^RAGWARD_KAFKA_SSL_CERTFILE: "):
+        await check_access(_settings(tmp_path, **tls))
