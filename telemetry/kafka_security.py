@@ -45,6 +45,7 @@ from ragward.settings import KafkaSaslMechanism, KafkaSecurityProtocol, Settings
 _TLS_PROTOCOLS = ("SSL", "SASL_SSL")
 _SASL_FIELDS = ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
 _TLS_FILES = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+_TLS_CUT = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
 _DENIED = (TopicAuthorizationFailedError, GroupAuthorizationFailedError,
            ClusterAuthorizationFailedError)
 
@@ -152,6 +153,8 @@ def refusal(exc: BaseException, security: KafkaSecurity, address: str) -> str | 
         cause = cause.__cause__ or cause.__context__
     if cause is not None:
         exc = cause
+    if isinstance(exc, _TLS_CUT):
+        return None  # the connection dropped mid-handshake: an outage, not a refusal
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (f"{env_name('kafka_ssl_cafile')}: the certificate of the broker at {address} "
                 f"is not trusted ({_reason(exc)})")

@@ -202,3 +202,20 @@ def test_acl_command_line_prints_the_plan_and_refuses_unknown_components(
     assert all("--allow-principal User:ragward-gateway" in line for line in out[1:])
     assert main(["proxy=someone"]) == 2
     assert "usage:" in capsys.readouterr().err
+
+
+def test_a_dropped_tls_connection_is_an_outage_not_a_refusal() -> None:
+    """A TLS connection cut mid-handshake (a broker restarting) is retried like an outage;
+    a certificate the broker rejects, even under a closed connection, is a refusal."""
+    from aiokafka.errors import KafkaConnectionError
+
+    from telemetry.kafka_security import refusal
+
+    security = KafkaSecurity("SSL")
+    assert refusal(ssl.SSLEOFError(8, "EOF occurred"), security, "b:9093") is None
+    closed = KafkaConnectionError("Connection at b:9093 closed")
+    closed.__cause__ = ssl.SSLError(1, "[SSL: SSLV3_ALERT_BAD_CERTIFICATE] bad certificate")
+    closed.__cause__.reason = "SSLV3_ALERT_BAD_CERTIFICATE"
+    reason = refusal(closed, security, "b:9093")
+    assert reason is not None and reason.startswith("RAGWARD_KAFKA_SSL_CERTFILE: ")
+    assert refusal(KafkaConnectionError("refused"), security, "b:9093") is None
