@@ -33,6 +33,7 @@ from gateway.pipeline import QueryPipeline
 from gateway.quota import QuotaLimiter, make_quota
 from gateway.redaction import ENGINE as PII_ENGINE
 from gateway.redaction import Redactor
+from gateway.redis_client import check_redis_access, redis_pool
 from rag_core.schemas import IndexInfo
 from ragward.errors import ConfigError
 from ragward.settings import Settings, env_name
@@ -140,13 +141,14 @@ async def open_components(
             # timeout cost a measurable share of the gateway's CPU.)
             # No socket_timeout: every call is bounded by asyncio.timeout(redis_timeout_s)
             # instead, which on 3.11 costs less than redis-py wrapping each send in a task.
-            pool = aioredis.ConnectionPool.from_url(
-                settings.redis_url, max_connections=512,
+            pool = redis_pool(
+                settings, max_connections=512,
                 socket_connect_timeout=settings.redis_timeout_s, health_check_interval=5,
             )
             redis_client = aioredis.Redis(connection_pool=pool)
             stack.push_async_callback(redis_client.aclose)
             stack.push_async_callback(pool.aclose)
+            await check_redis_access(redis_client)  # a refusal stops start-up; down does not
             # One auto-pipeline for quota and cache: a turn's commands share a round trip.
             redis_pipeline = AutoPipeline(redis_client)
             stack.push_async_callback(redis_pipeline.aclose)

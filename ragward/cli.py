@@ -31,11 +31,11 @@ def _add_serve_options(parser: argparse.ArgumentParser, default_port: str) -> No
 def _configure_serve(sub: Any) -> None:
     p = sub.add_parser("serve", help="all-in-one: gateway, rag_core and the three consumers")
     _add_serve_options(p, "RAGWARD_PORT or 8000")
-    p.set_defaults(handler="ragward.serve:main")
+    p.set_defaults(handler="ragward.serve:main", kafka=True, redis=True)
 
     p = sub.add_parser("gateway", help="the gateway alone, forwarding to RAGWARD_RAG_CORE_URL")
     _add_serve_options(p, "RAGWARD_PORT or 8000")
-    p.set_defaults(handler="ragward.serve:gateway_main")
+    p.set_defaults(handler="ragward.serve:gateway_main", kafka=True, redis=True)
 
     p = sub.add_parser("rag-core", help="the RAG service alone (internal)")
     _add_serve_options(p, "RAGWARD_RAG_CORE_PORT or 8001")
@@ -54,7 +54,7 @@ def _configure_consumers(sub: Any) -> None:
         c.add_argument("--port", type=int,
                        help="HTTP port of /metrics, /health, /ready (default: 9100)")
         c.add_argument("--group", help="consumer group id (default: ragward-<kind>)")
-        c.set_defaults(handler=handler)
+        c.set_defaults(handler=handler, kafka=True)
 
 
 def _configure_data(sub: Any) -> None:
@@ -108,7 +108,7 @@ def _configure_audit(sub: Any) -> None:
     start.add_argument("--from-offset", type=int, help="start offset in every partition")
     start.add_argument("--from-time", help="RFC 3339 timestamp (uses offsets_for_times)")
     r.add_argument("--store", help="target store: SQLite path or PostgreSQL DSN (must be empty)")
-    r.set_defaults(handler="telemetry.audit_cli:replay")
+    r.set_defaults(handler="telemetry.audit_cli:replay", kafka=True)
 
 
 def _configure_alerts(sub: Any) -> None:
@@ -155,6 +155,30 @@ def _resolve(spec: str) -> Handler | None:
     return handler
 
 
+def _check_access(settings: Settings, args: argparse.Namespace) -> None:
+    """Stop a command that uses Kafka or Redis at once, in one line (ConfigError), when
+    they refuse its credentials or certificate — its clients would otherwise retry in the
+    background, or fail deep inside the server's start-up. Unreachable services pass:
+    consumers retry, the gateway spools and its quotas follow their modes."""
+    kafka = getattr(args, "kafka", False) and settings.kafka_bootstrap
+    redis = getattr(args, "redis", False) and settings.redis_url
+    if not (kafka or redis):
+        return
+    import asyncio
+
+    async def check() -> None:
+        if kafka:
+            from telemetry.kafka_security import check_access
+
+            await check_access(settings)
+        if redis:
+            from gateway.redis_client import check_redis_settings
+
+            await check_redis_settings(settings)
+
+    asyncio.run(check())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -174,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ragward: '{args.command}' is not built yet", file=sys.stderr)
         return NOT_BUILT_EXIT
     try:
+        _check_access(settings, args)
         return handler(settings, args)
     except ConfigError as exc:
         print(f"ragward: {exc}", file=sys.stderr)

@@ -6,7 +6,9 @@ is Debian's ``redis-server``. Both bind to 127.0.0.1 on free ports and keep
 their data in a temporary directory that is removed when they stop.
 
 ``make services`` / ``make services-down`` and the pytest fixtures use this
-module; ``python -m ragward.devservices up|down`` is the command line.
+module; ``python -m ragward.devservices up|down`` is the command line, and
+``up --secure`` (``make services SECURE=1``) starts the secured variants of
+:mod:`ragward.devsecure` instead: Kafka on SASL_SSL with ACLs, Redis on TLS.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KAFKA_POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
@@ -107,30 +110,33 @@ def kafka_libs(fetch: bool = True) -> Path:
     return libs
 
 
-def _kafka_properties(workdir: Path, port: int, controller_port: int) -> Path:
+def kafka_properties(
+    workdir: Path, port: int, controller_port: int, overrides: Mapping[str, str] | None = None
+) -> Path:
+    """server.properties of a single KRaft node; ``overrides`` replace or add keys (the
+    secured variant's listeners, TLS, SASL and authorizer: :mod:`ragward.devsecure`)."""
+    config = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(workdir / "data"),
+        "num.partitions": "3",
+        "auto.create.topics.enable": "true",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "3",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "log.flush.interval.messages": "9223372036854775807",
+        **(overrides or {}),
+    }
     props = workdir / "server.properties"
-    props.write_text(
-        "\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            f"log.dirs={workdir / 'data'}",
-            "num.partitions=3",
-            "auto.create.topics.enable=true",
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=3",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            "log.flush.interval.messages=9223372036854775807",
-            "",
-        ])
-    )
+    props.write_text("".join(f"{key}={value}\n" for key, value in config.items()))
     (workdir / "log4j.properties").write_text(_LOG4J)
     return props
 
@@ -143,17 +149,20 @@ def _java(libs: Path, workdir: Path, *args: str) -> list[str]:
     ]
 
 
-async def _kafka_round_trip(bootstrap: str) -> None:
+async def _kafka_round_trip(bootstrap: str, client: Mapping[str, Any] | None = None) -> None:
+    """Produce and consume one record; ``client`` holds the clients' security keywords."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+    client = client or {}
     topic = f"ragward-ready-{uuid.uuid4().hex[:8]}"
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=5000, **client)
     try:
         await producer.start()
         await producer.send_and_wait(topic, b"ping")
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                **client)
     try:
         await consumer.start()
         message = await asyncio.wait_for(consumer.getone(), timeout=10)
@@ -168,19 +177,24 @@ def start_kafka(timeout: float = 90.0) -> RunningService:
     libs = kafka_libs()
     workdir = Path(tempfile.mkdtemp(prefix="ragward-kafka-"))
     port, controller_port = free_port(), free_port()
-    props = _kafka_properties(workdir, port, controller_port)
+    props = kafka_properties(workdir, port, controller_port)
+    format_storage(libs, workdir, props)
+    return launch_kafka(libs, workdir, props, port, timeout)
+
+
+def format_storage(libs: Path, workdir: Path, props: Path, *extra: str) -> None:
+    """Format a fresh node's KRaft storage (``extra``: e.g. ``--add-scram`` users)."""
     cluster_id = "-"
     while cluster_id.startswith("-"):  # the storage tool would read a leading "-" as a flag
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     fmt = subprocess.run(
         _java(libs, workdir, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-              "-c", str(props)),
+              "-c", str(props), *extra),
         capture_output=True, text=True, check=False,
     )
     if fmt.returncode != 0:
         shutil.rmtree(workdir, ignore_errors=True)
         raise ServiceError(f"formatting KRaft storage failed: {fmt.stderr.strip()[-400:]}")
-    return _launch_kafka(libs, workdir, props, port, timeout)
 
 
 def restart_kafka(service: RunningService, timeout: float = 90.0) -> RunningService:
@@ -193,12 +207,14 @@ def restart_kafka(service: RunningService, timeout: float = 90.0) -> RunningServ
     if not props.exists():
         raise ServiceError(f"{props} is gone; was the broker stopped with keep_data=True?")
     port = int(service.address.rsplit(":", 1)[1])
-    return _launch_kafka(kafka_libs(), workdir, props, port, timeout)
+    return launch_kafka(kafka_libs(), workdir, props, port, timeout)
 
 
-def _launch_kafka(
-    libs: Path, workdir: Path, props: Path, port: int, timeout: float
+def launch_kafka(
+    libs: Path, workdir: Path, props: Path, port: int, timeout: float,
+    client: Mapping[str, Any] | None = None,
 ) -> RunningService:
+    """Run the node; ready once a round trip with ``client``'s security keywords works."""
     with (workdir / "kafka.log").open("ab") as log:
         proc = subprocess.Popen(
             _java(libs, workdir, "kafka.Kafka", str(props)),
@@ -216,7 +232,7 @@ def _launch_kafka(
             time.sleep(0.2)
             continue
         try:
-            asyncio.run(_kafka_round_trip(service.address))
+            asyncio.run(_kafka_round_trip(service.address, client))
             return service
         except Exception as exc:  # not up yet: keep polling until the deadline
             last_error = exc
@@ -228,7 +244,7 @@ def _launch_kafka(
 # ---------------------------------------------------------------- Redis
 
 
-def _redis_binary() -> str:
+def redis_binary() -> str:
     found = shutil.which("redis-server") or (
         "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
     )
@@ -251,7 +267,7 @@ def start_redis(timeout: float = 20.0, port: int | None = None) -> RunningServic
     Passing the port of a stopped instance restarts Redis at the same address,
     empty: tests use it to take Redis away from a running client and bring it back.
     """
-    binary = _redis_binary()
+    binary = redis_binary()
     workdir = Path(tempfile.mkdtemp(prefix="ragward-redis-"))
     port = port or free_port()
     with (workdir / "redis.log").open("wb") as log:
@@ -329,16 +345,25 @@ def running(name: str) -> Iterator[RunningService]:
         stop(service)
 
 
-def up() -> int:
+def up(secure: bool = False) -> int:
+    """Start Kafka and Redis, or (``secure``) their secured variants (:mod:`ragward.devsecure`);
+    print the exports."""
     if STATE_FILE.exists():
         print("services already running; `make services-down` first", file=sys.stderr)
         return 1
-    services = [start_kafka(), start_redis()]
+    if secure:
+        from ragward.devsecure import up_secure
+
+        services, lines = up_secure()
+    else:
+        services = [start_kafka(), start_redis()]
+        kafka, redis = services
+        lines = [f"export RAGWARD_KAFKA_BOOTSTRAP={kafka.address}",
+                 f"export RAGWARD_REDIS_URL={redis.address}"]
     STATE_FILE.parent.mkdir(exist_ok=True)
     STATE_FILE.write_text(json.dumps([s.state() for s in services]))
-    kafka, redis = services
-    print(f"export RAGWARD_KAFKA_BOOTSTRAP={kafka.address}")
-    print(f"export RAGWARD_REDIS_URL={redis.address}")
+    STATE_FILE.chmod(0o600)
+    print("\n".join(lines))
     return 0
 
 
@@ -361,12 +386,15 @@ def fetch() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    commands = {"up": up, "down": down, "fetch": fetch}
-    if len(args) != 1 or args[0] not in commands:
-        print("usage: python -m ragward.devservices up|down|fetch", file=sys.stderr)
+    commands: dict[str, Callable[[], int]] = {
+        "up": up, "down": down, "fetch": fetch, "up --secure": lambda: up(secure=True),
+    }
+    command = " ".join(args)
+    if command not in commands:
+        print("usage: python -m ragward.devservices up [--secure]|down|fetch", file=sys.stderr)
         return 2
     try:
-        return commands[args[0]]()
+        return commands[command]()
     except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -51,6 +51,8 @@ PLATFORM_PERMISSIONS: frozenset[str] = frozenset({"audit:read:all", "metrics:rea
 
 QuotaMode = Literal["fail_open", "fail_closed"]
 PiiAction = Literal["redact", "keep", "block"]
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class TenantQuota(BaseModel):
@@ -181,6 +183,38 @@ class Settings(BaseSettings):
         2.0, gt=0, description="Wait this long for Kafka's ack before spooling the record."
     )
     dedupe_window: int = Field(100_000, ge=1, description="Event ids a consumer remembers.")
+
+    # -- Kafka transport security (telemetry.kafka_security builds the clients' part) --
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (production)."
+    )
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = Field(
+        None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; required with SASL_*."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user of this component.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="Its password (a secret).")
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="PEM CA bundle the broker certificates must chain to; None = system."
+    )
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (mTLS), PEM.")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Its private key, PEM.")
+    kafka_ssl_key_password: SecretStr | None = Field(None, description="The key's passphrase.")
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper_kafka_names(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    # -- Redis transport security (rediss:// URLs; gateway.redis_client uses them) --------
+    redis_ssl_ca_file: Path | None = Field(
+        None, description="PEM CA bundle for rediss:// (the server's certificate); None = system."
+    )
+    redis_username: str | None = Field(
+        None, description="Redis ACL user (else the URL's user; never the default user)."
+    )
+    redis_password: SecretStr | None = Field(
+        None, description="Its password (a secret; else the URL's password)."
+    )
 
     # -- audit store -----------------------------------------------------------
     audit_dsn: str | None = Field(None, description="PostgreSQL DSN; None = SQLite.")

@@ -144,6 +144,7 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
 def replay(settings: Settings, args: argparse.Namespace) -> int:
     """Rebuild a fresh store from the Kafka audit topic, from an offset or a time."""
     from telemetry.audit_replay import StoreNotEmpty, replay_topic
+    from telemetry.kafka_security import KafkaSecurity
 
     if not settings.kafka_bootstrap:
         raise ConfigError("RAGWARD_KAFKA_BOOTSTRAP must be set for `ragward audit replay`")
@@ -164,6 +165,7 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
                 backend,
                 from_offset=args.from_offset,
                 from_time_ms=from_time_ms,
+                security=KafkaSecurity.from_settings(settings),
             )
         )
         heads = backend.heads()

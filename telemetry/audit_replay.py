@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ragward.errors import ConfigError, ValidationFailed
 from telemetry.audit_store import AuditBackend
 from telemetry.bus import Record
+from telemetry.kafka_security import KafkaSecurity, start_client
 
 
 @dataclass
@@ -51,6 +52,7 @@ async def replay_topic(
     progress: bool = True,
     batch: int = 5000,
     client_id: str = "ragward-audit-replay",
+    security: KafkaSecurity | None = None,
 ) -> ReplayResult:
     """Replay ``topic`` into the empty ``backend``; return what was read and written."""
     if from_offset is not None and from_time_ms is not None:
@@ -71,6 +73,7 @@ async def replay_topic(
             progress,
             batch,
             client_id,
+            security or KafkaSecurity(),
         )
     finally:
         await loop.run_in_executor(writer, backend.close_thread)
@@ -88,6 +91,7 @@ async def _replay(
     progress: bool,
     batch: int,
     client_id: str,
+    security: KafkaSecurity,
 ) -> ReplayResult:
     if not await loop.run_in_executor(writer, backend.is_empty):
         raise StoreNotEmpty(
@@ -102,11 +106,12 @@ async def _replay(
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 << 20,
         fetch_max_bytes=16 << 20,
+        **security.client_kwargs(),
     )
     result = ReplayResult()
     bar: Any = None
     try:
-        await consumer.start()
+        await start_client(consumer, security, bootstrap)
         partitions = consumer.partitions_for_topic(topic)
         if partitions is None:
             await consumer._client.force_metadata_update()  # topic metadata not cached yet

@@ -37,6 +37,7 @@ import msgspec
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from ragward.errors import ConfigError
 from telemetry.bus import EventBus, Publisher, Record, Subscription
 from telemetry.events import Event, any_decoder
 
@@ -54,13 +55,19 @@ async def start_with_retry(
 
     For consumers whose HTTP side answers while Kafka is still unreachable:
     ``failed`` hears each error (``/ready`` gives it as the reason) and ``event``
-    names the warning logged for it.
+    names the warning logged for it. A :class:`~ragward.errors.ConfigError` (the
+    broker refused the credentials, certificate or ACLs) is not retried: ``failed``
+    hears it and it is raised.
     """
     backoff = 0.5
     while True:
         try:
             await start()
             return
+        except ConfigError as exc:
+            failed(exc)
+            log.error(event, error=str(exc))
+            raise
         except Exception as exc:
             failed(exc)
             log.warning(event, error=repr(exc), retry_in_s=backoff)

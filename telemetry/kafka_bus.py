@@ -18,6 +18,11 @@ over assigned partitions of highwater - position.
 
 Topics are created with the admin client (``RAGWARD_KAFKA_PARTITIONS``,
 default 3, ``RAGWARD_KAFKA_REPLICATION_FACTOR``) when missing.
+
+Every client is built with the bus's :class:`~telemetry.kafka_security.KafkaSecurity`
+(TLS, SASL) and started through :func:`~telemetry.kafka_security.start_client`: a
+broker that refuses the credentials, certificate or ACLs stops the start with a
+:class:`~telemetry.kafka_security.KafkaAccessRefused` instead of being retried.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from aiokafka.errors import (
 from ragward.errors import ConfigError
 from ragward.settings import Settings
 from telemetry.bus import Record
+from telemetry.kafka_security import KafkaSecurity, start_client
 from telemetry.publisher import DurablePublisher
 from telemetry.spool import Spool
 
@@ -88,13 +94,19 @@ def compression_type(setting: str) -> str | None:
 
 async def ensure_topics(
     bootstrap: str, topics: Iterable[str], *, partitions: int, replication_factor: int,
-    client_id: str = "ragward",
+    client_id: str = "ragward", security: KafkaSecurity | None = None,
 ) -> None:
-    """Create the topics that do not exist yet (idempotent, races tolerated)."""
+    """Create the topics that do not exist yet (idempotent, races tolerated).
+
+    A topic this client may not describe looks missing; creating it then fails with an
+    authorisation error code, logged: on a secured cluster an administrator creates the
+    topics (README: Security).
+    """
+    security = security or KafkaSecurity()
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{client_id}-admin",
-                                request_timeout_ms=10_000)
-    await admin.start()
+                                request_timeout_ms=10_000, **security.client_kwargs())
     try:
+        await start_client(admin, security, bootstrap)
         existing = set(await admin.list_topics())
         missing = sorted(set(topics) - existing)
         if not missing:
@@ -116,9 +128,11 @@ class KafkaSender:
     """An idempotent aiokafka producer, restartable after a failed start."""
 
     def __init__(
-        self, settings: Settings, *, bootstrap: str, topics: Sequence[str] = ()
+        self, settings: Settings, *, bootstrap: str, topics: Sequence[str] = (),
+        security: KafkaSecurity | None = None,
     ) -> None:
         self._settings = settings
+        self._security = security or KafkaSecurity.from_settings(settings)
         self._bootstrap = bootstrap
         self._topics = list(topics)
         self._compression = compression_type(settings.kafka_compression)
@@ -139,9 +153,10 @@ class KafkaSender:
             max_batch_size=256 * 1024,
             request_timeout_ms=max(5_000, int(s.kafka_ack_timeout_s * 4000)),
             retry_backoff_ms=100,
+            **self._security.client_kwargs(),
         )
         try:
-            await producer.start()
+            await start_client(producer, self._security, self._bootstrap)
         except BaseException:
             await producer.stop()
             raise
@@ -151,6 +166,7 @@ class KafkaSender:
                 await ensure_topics(
                     self._bootstrap, self._topics, partitions=s.kafka_partitions,
                     replication_factor=s.kafka_replication_factor, client_id=s.kafka_client_id,
+                    security=self._security,
                 )
                 self._topics_ready = True
             except Exception as exc:  # auto-creation may still work; sends will tell
@@ -240,6 +256,7 @@ class KafkaBus:
         if not address:
             raise ConfigError("RAGWARD_KAFKA_BOOTSTRAP: not set")
         compression_type(settings.kafka_compression)  # fail at start-up, not at first send
+        self.security = KafkaSecurity.from_settings(settings)
         self.settings = settings
         self.bootstrap = address
         self.spool_dir = spool_dir or settings.data_dir / "spool"
@@ -266,7 +283,8 @@ class KafkaBus:
         if self._publisher is None:
             s = self.settings
             self._publisher = DurablePublisher(
-                KafkaSender(s, bootstrap=self.bootstrap, topics=self.topics),
+                KafkaSender(s, bootstrap=self.bootstrap, topics=self.topics,
+                            security=self.security),
                 Spool(self.spool_dir, s.spool_max_bytes),
                 ack_timeout_s=s.kafka_ack_timeout_s,
                 full_policy=s.spool_full_policy,
@@ -327,9 +345,10 @@ class KafkaSubscription:
         if self._consumer is not None:
             return
         s = self._bus.settings
+        security = self._bus.security
         await ensure_topics(self._bus.bootstrap, self.topics, partitions=s.kafka_partitions,
                             replication_factor=s.kafka_replication_factor,
-                            client_id=s.kafka_client_id)
+                            client_id=s.kafka_client_id, security=security)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bus.bootstrap,
             client_id=s.kafka_client_id,
@@ -340,10 +359,11 @@ class KafkaSubscription:
             heartbeat_interval_ms=max(300, min(1000, self._session_timeout_ms // 3)),
             fetch_max_wait_ms=100,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            **security.client_kwargs(),
         )
         consumer.subscribe(self.topics, listener=_CommitOnRevoke(self))
         try:
-            await consumer.start()
+            await start_client(consumer, security, self._bus.bootstrap)
         except BaseException:
             await consumer.stop()
             raise

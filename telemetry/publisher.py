@@ -54,7 +54,7 @@ import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from ragward.errors import DependencyUnavailable
+from ragward.errors import ConfigError, DependencyUnavailable
 from telemetry.spool import Spool, SpooledRecord, SpoolFull
 
 log = structlog.get_logger(__name__)
@@ -64,7 +64,9 @@ class Sender(Protocol):
     """The transport under a DurablePublisher (Kafka's producer)."""
 
     async def start(self) -> None:
-        """Connect; raise when the broker cannot be reached."""
+        """Connect; raise when the broker cannot be reached, and
+        :class:`~ragward.errors.ConfigError` when it refuses this client (credentials,
+        certificate): the publisher's start then fails instead of spooling forever."""
         ...
 
     async def stop(self) -> None: ...
@@ -153,7 +155,7 @@ class DurablePublisher:
         await self._spool.start()
         if not self._spool.is_empty:
             self._mode = Mode.SPOOLING
-        if not await self._connect():
+        if not await self._connect(refusal_stops=True):
             self._mode = Mode.SPOOLING
         if self._mode is Mode.SPOOLING:
             self._spooling.set()
@@ -290,10 +292,22 @@ class DurablePublisher:
         self._spooling.set()
 
     # -- connecting and draining ------------------------------------------------
-    async def _connect(self) -> bool:
+    async def _connect(self, *, refusal_stops: bool = False) -> bool:
+        """Start the sender; False while the broker is unreachable. A refusal (ConfigError)
+        stops ``start``; met later (a password rotated under a running gateway) it is
+        logged as an error and retried like an outage, the records staying spooled."""
         try:
             async with asyncio.timeout(self._connect_timeout):
                 await self._sender.start()
+        except ConfigError as exc:
+            with contextlib.suppress(Exception):
+                await self._sender.stop()
+            self._connected = False
+            if refusal_stops:
+                await self._spool.stop()
+                raise
+            log.error("publisher.kafka_refused", reason=str(exc))
+            return False
         except Exception as exc:
             log.warning("publisher.kafka_unreachable", error=repr(exc))
             with contextlib.suppress(Exception):

@@ -14,6 +14,7 @@ import pytest
 from ragward.devservices import ServiceError
 from ragward.settings import Settings, load_settings
 from tests.postgres import postgres_dsn  # noqa: F401  (registers the session fixture)
+from tests.secure_services import secure_kafka, secure_redis  # noqa: F401  (the same)
 from tests.services import kafka_service, redis_service
 from tests.upstream_server import UpstreamServer
 
