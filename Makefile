@@ -85,9 +85,10 @@ services-down: ## stop what `make services` started
 	@test ! -x $(PY) || $(PY) -m ragward.devservices down
 
 .PHONY: lint
-lint: lock-check $(STAMP) ## ruff and mypy; rustfmt and clippy for native/
+lint: lock-check $(STAMP) ## ruff and mypy, the import-direction check (docs/architecture.md); rustfmt and clippy for native/
 	$(VENV)/bin/ruff check gateway rag_core telemetry alerting ragward tests bench
 	$(VENV)/bin/mypy
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_layers.py
 	cargo fmt --check --manifest-path native/Cargo.toml
 	cargo clippy --locked --quiet --release --manifest-path native/Cargo.toml -- -D warnings
 

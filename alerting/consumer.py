@@ -35,7 +35,7 @@ from ragward.errors import ConfigError
 from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
 from telemetry.bus import EventBus
-from telemetry.consumer_http import consumer_routes, metrics_guards
+from telemetry.consumer_http import Lifespan, consumer_routes, metrics_guards
 from telemetry.metrics_consumer import MetricsConsumer
 
 log = structlog.get_logger(__name__)
@@ -135,11 +135,11 @@ def create_alerts_app(
     )
 
 
-def main(settings: Settings, args: argparse.Namespace) -> int:
-    """``ragward consumer alerts [--port P] [--group G]``."""
+def main(settings: Settings, args: argparse.Namespace, *, access: Lifespan | None = None) -> int:
+    """``ragward consumer alerts [--port P] [--group G]``; ``access`` guards its HTTP
+    (the composition hands in the gateway's token check: ``ragward/consumers.py``)."""
     import uvicorn
 
-    from gateway.auth import metrics_access_lifespan  # the gateway's token check, reused
     from telemetry.kafka_bus import KafkaBus
 
     if not settings.kafka_bootstrap:
@@ -150,7 +150,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     # Its own spool directory: the gateway on this host owns DATA_DIR/spool.
     bus = KafkaBus(settings, spool_dir=settings.data_dir / "spool-alerts")
     consumer = AlertConsumer(settings, bus, group_id=getattr(args, "group", None) or DEFAULT_GROUP)
-    app = create_alerts_app(consumer, lifespans=[metrics_access_lifespan(settings)])
+    app = create_alerts_app(consumer, lifespans=[access] if access else [])
     port = getattr(args, "port", None) or settings.consumer_port
     log.info("alert_consumer_serving", host=settings.host, port=port)
     uvicorn.run(app, host=settings.host, port=port, log_config=None, access_log=False)

@@ -16,17 +16,16 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, Response, get, post
-from litestar.connection import ASGIConnection
-from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.params import FromQuery, JSONBody
 from litestar.types import ControllerRouterHandler
 from prometheus_client import CollectorRegistry
 
-from gateway.auth import MetricsAccess, Principal
+from gateway.auth import MetricsAccess
 from gateway.components import Components, open_components
-from gateway.forward import Caller
+from gateway.handlers import authenticated, authorise, caller_of, components_of, use_cache
 from gateway.metrics import GatewayMetrics
+from gateway.openai.routes import OPENAI_ROUTES
 from gateway.recorder import RecordingASGI, record_of
 from rag_core.schemas import BatchRequest, BatchResponse, QueryRequest, QueryResponse
 from ragward.errors import Forbidden, NotFound, ValidationFailed
@@ -35,8 +34,6 @@ from ragward.http_errors import EXCEPTION_HANDLERS, OPENAI_PATHS, schema_router
 from ragward.settings import Settings
 from telemetry.consumer_http import METRICS_ACCESS, METRICS_MEDIA_TYPE, metrics_guards
 from telemetry.exposition import render
-
-ADMIN = "*"
 
 
 class ErrorDetail(msgspec.Struct):
@@ -67,56 +64,15 @@ def _errors(*statuses: int) -> dict[int, ResponseSpec]:
 _QUERY_ERRORS = _errors(400, 401, 403, 413, 422, 429, 502, 503, 504)
 
 
-def _components(state: State) -> Components:
-    components: Components = state.components
-    return components
-
-
-_PRINCIPAL = "ragward_principal"
-
-
-async def authenticated(connection: ASGIConnection[Any, Any, Any, Any], _: object) -> None:
-    """Guard: the bearer token is checked before the body is even parsed, so an
-    unauthenticated caller learns nothing about the API's validation rules."""
-    gw = _components(connection.app.state)
-    principal = await gw.authenticator.authenticate(connection.headers.get("authorization"))
-    record = record_of(connection.scope)
-    record.tenant, record.subject, record.roles = (
-        principal.tenant, principal.subject, list(principal.roles),
-    )
-    connection.scope["state"][_PRINCIPAL] = principal
-
-
-def _authorise(
-    request: Request[Any, Any, Any], permission: str | None, index: str | None = None
-) -> Principal:
-    principal: Principal = request.scope["state"][_PRINCIPAL]
-    if permission is not None:
-        _components(request.app.state).policy.require(principal, permission, index)
-    return principal
-
-
-def _use_cache(request: Request[Any, Any, Any], principal: Principal) -> bool:
-    """``Cache-Control: no-cache`` bypasses the cache, for admins only."""
-    wants_fresh = "no-cache" in request.headers.get("cache-control", "").lower()
-    if not wants_fresh:
-        return True
-    return ADMIN not in _components(request.app.state).policy.permissions(principal)
-
-
-def _caller(request: Request[Any, Any, Any], principal: Principal) -> Caller:
-    return Caller(principal.tenant, principal.subject, record_of(request.scope).request_id)
-
-
 @post("/v1/query", status_code=200, summary="Answer one question", responses=_QUERY_ERRORS,
       guards=[authenticated])
 async def query(request: Request[Any, Any, Any], data: JSONBody[QueryRequest]) -> QueryResponse:
     record_of(request.scope).action = "query"
-    principal = _authorise(request, "query", data.index)
-    pipeline = _components(request.app.state).pipeline
+    principal = authorise(request, "query", data.index)
+    pipeline = components_of(request.app.state).pipeline
     return await pipeline.query(
-        data, _caller(request, principal), record_of(request.scope),
-        use_cache=_use_cache(request, principal),
+        data, caller_of(request, principal), record_of(request.scope),
+        use_cache=use_cache(request, principal),
     )
 
 
@@ -126,14 +82,14 @@ async def query_batch(
     request: Request[Any, Any, Any], data: JSONBody[BatchRequest]
 ) -> BatchResponse:
     record_of(request.scope).action = "query.batch"
-    principal = _authorise(request, "query", data.index)
-    gw = _components(request.app.state)
+    principal = authorise(request, "query", data.index)
+    gw = components_of(request.app.state)
     gw.policy.require(principal, "batch")
     if len(data.questions) > gw.settings.max_batch:
         raise ValidationFailed(f"questions: at most {gw.settings.max_batch}", field="questions")
     return await gw.pipeline.query_batch(
-        data, _caller(request, principal), record_of(request.scope),
-        use_cache=_use_cache(request, principal),
+        data, caller_of(request, principal), record_of(request.scope),
+        use_cache=use_cache(request, principal),
     )
 
 
@@ -141,8 +97,8 @@ async def query_batch(
      responses=_errors(401, 503), guards=[authenticated])
 async def usage(request: Request[Any, Any, Any]) -> dict[str, Any]:
     record_of(request.scope).action = "usage.read"
-    principal = _authorise(request, None)
-    usage_now: dict[str, Any] = await _components(request.app.state).quota.usage(
+    principal = authorise(request, None)
+    usage_now: dict[str, Any] = await components_of(request.app.state).quota.usage(
         principal.tenant
     )
     return {"tenant": principal.tenant, **usage_now}
@@ -164,8 +120,8 @@ async def audit(
     another tenant needs ``audit:read:all`` and is refused (403, audited) otherwise."""
     record = record_of(request.scope)
     record.action = "audit.read"
-    principal = _authorise(request, "audit:read")
-    gw = _components(request.app.state)
+    principal = authorise(request, "audit:read")
+    gw = components_of(request.app.state)
     try:
         scoped_tenant = gw.policy.audit_tenant(principal, tenant)
     except Forbidden:
@@ -189,7 +145,7 @@ async def health() -> dict[str, str]:
 
 @get("/ready", summary="Readiness: index loaded and dependencies answering")
 async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    status, checks = await _components(request.app.state).readiness()
+    status, checks = await components_of(request.app.state).readiness()
     code = 503 if status == "unavailable" else 200
     return Response({"status": status, "checks": checks}, status_code=code)
 
@@ -198,7 +154,7 @@ def _metrics_route(settings: Settings) -> ControllerRouterHandler:
     @get("/metrics", summary="Prometheus exposition", media_type=METRICS_MEDIA_TYPE,
          guards=metrics_guards(settings.metrics_auth == "token"))
     async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
-        registry = _components(request.app.state).metrics.registry
+        registry = components_of(request.app.state).metrics.registry
         return Response(render(registry), media_type=METRICS_MEDIA_TYPE)
 
     return metrics_endpoint
@@ -263,7 +219,6 @@ def create_app(
         app.state.components = None
         app.state[METRICS_ACCESS] = None
 
-    from gateway.openai.routes import OPENAI_ROUTES  # they build on this module's guard
 
     shared_metrics = (
         components.metrics if components else metrics or GatewayMetrics(CollectorRegistry())

@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -103,6 +104,20 @@ class _NotSent(UpstreamUnavailable):
     """The request never reached rag_core: always safe to retry."""
 
 
+@contextmanager
+def _transport_errors() -> Iterator[None]:
+    """aiohttp's failures as the upstream errors the retry policy decides on: nothing
+    sent (safe to retry), too slow, or failed mid-way."""
+    try:
+        yield
+    except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+        raise _NotSent(f"rag_core unreachable ({type(exc).__name__})") from None
+    except TimeoutError:
+        raise UpstreamTimeout() from None
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(f"rag_core failed ({type(exc).__name__})") from None
+
+
 class HttpUpstream:
     """rag_core (or any service speaking its API) over HTTP."""
 
@@ -154,17 +169,11 @@ class HttpUpstream:
         return self._response.decode(body)
 
     async def open_chat(self, request: ChatRequest, caller: Caller) -> ChatOpened:
-        try:
+        with _transport_errors():
             response = await self._session.post(
                 self._base + "/v1/chat/stream", data=self._encoder.encode(request),
                 headers=self._headers(caller), timeout=self._stream_timeout,
             )
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-            raise _NotSent(f"rag_core unreachable ({type(exc).__name__})") from None
-        except TimeoutError:
-            raise UpstreamTimeout() from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"rag_core failed ({type(exc).__name__})") from None
         if response.status != 200:
             body = await response.read()
             response.release()
@@ -211,7 +220,7 @@ class HttpUpstream:
         self, method: str, path: str, payload: bytes | None, caller: Caller | None,
         index: str | None = None,
     ) -> bytes:
-        try:
+        with _transport_errors():
             async with self._session.request(
                 method, self._base + path, data=payload, headers=self._headers(caller),
                 timeout=self._timeout
@@ -219,12 +228,6 @@ class HttpUpstream:
                 body = await response.read()
                 status = response.status
                 version = response.headers.get("X-Index-Version")
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-            raise _NotSent(f"rag_core unreachable ({type(exc).__name__})") from None
-        except TimeoutError:
-            raise UpstreamTimeout() from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"rag_core failed ({type(exc).__name__})") from None
         if status == 200:
             if version and index:
                 self._versions[index] = version

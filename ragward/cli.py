@@ -46,9 +46,9 @@ def _configure_consumers(sub: Any) -> None:
     p = sub.add_parser("consumer", help="run one Kafka consumer group")
     kinds = p.add_subparsers(dest="kind", required=True, metavar="metrics|alerts|audit")
     for kind, handler, text in (
-        ("metrics", "telemetry.metrics_consumer:main", "rolling metrics, /metrics, dashboard"),
-        ("alerts", "alerting.consumer:main", "evaluate alert rules and notify"),
-        ("audit", "telemetry.audit_consumer:main", "write the compliance audit log"),
+        ("metrics", "ragward.consumers:metrics", "rolling metrics, /metrics, dashboard"),
+        ("alerts", "ragward.consumers:alerts", "evaluate alert rules and notify"),
+        ("audit", "ragward.consumers:audit", "write the compliance audit log"),
     ):
         c = kinds.add_parser(kind, help=text)
         c.add_argument("--port", type=int,

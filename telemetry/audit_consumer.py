@@ -42,7 +42,7 @@ from ragward.settings import Settings
 from telemetry.audit_store import AppendResult, AuditStore, open_store
 from telemetry.bus import EventBus, Record, Subscription
 from telemetry.consumer import start_with_retry
-from telemetry.consumer_http import consumer_routes
+from telemetry.consumer_http import Lifespan, consumer_routes
 
 log = structlog.get_logger(__name__)
 
@@ -336,8 +336,9 @@ async def _close(store: AuditStore | None, bus: object | None) -> None:
 # ---------------------------------------------------------------- command
 
 
-def main(settings: Settings, args: argparse.Namespace) -> int:
-    """``ragward consumer audit``: run until SIGTERM/SIGINT.
+def main(settings: Settings, args: argparse.Namespace, *, access: Lifespan | None = None) -> int:
+    """``ragward consumer audit``: run until SIGTERM/SIGINT; ``access`` guards its HTTP
+    (the composition hands in the gateway's token check: ``ragward/consumers.py``).
 
     With a port (``--port`` or ``RAGWARD_CONSUMER_PORT``) it serves :func:`create_audit_app`
     with uvicorn; with port 0 it runs the consumer alone, without HTTP.
@@ -347,11 +348,11 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     port = args.port if getattr(args, "port", None) is not None else settings.consumer_port
     group = getattr(args, "group", None) or DEFAULT_GROUP
     if port:
-        return _serve_http(settings, port, group)
+        return _serve_http(settings, port, group, access)
     return asyncio.run(_serve(settings, group))
 
 
-def _serve_http(settings: Settings, port: int, group: str) -> int:
+def _serve_http(settings: Settings, port: int, group: str, access: Lifespan | None) -> int:
     import uvicorn
 
     from telemetry.factory import make_bus
@@ -367,12 +368,10 @@ def _serve_http(settings: Settings, port: int, group: str) -> int:
         if server is not None:
             server.should_exit = True  # graceful: the lifespan stops and closes everything
 
-    from gateway.auth import metrics_access_lifespan  # the gateway's token check, reused
-
     app = create_audit_app(
         consumer, bus=bus, on_loop_exit=loop_died,
         protect_metrics=settings.metrics_auth == "token",
-        lifespans=[metrics_access_lifespan(settings)],
+        lifespans=[access] if access else [],
     )
     server = uvicorn.Server(
         uvicorn.Config(app, host=settings.host, port=port, log_config=None, access_log=False)

@@ -25,9 +25,10 @@ while one is required answers 503, never the figures.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from litestar import Response, get
+from litestar import Litestar, Response, get
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.types import Guard
@@ -35,6 +36,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from ragward.errors import DependencyUnavailable
 from telemetry.exposition import render
+
+# What a consumer's app runs around its life, e.g. the token check its /metrics needs.
+Lifespan = Callable[[Litestar], AbstractAsyncContextManager[None]]
 
 NotReadyReason = Callable[[], str | None]
 """Returns None when the consumer is ready, else why it is not (the 503's ``reason``)."""

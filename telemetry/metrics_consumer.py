@@ -39,7 +39,7 @@ from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
 from telemetry.bus import EventBus
 from telemetry.consumer import Delivery, EventConsumer, start_with_retry
-from telemetry.consumer_http import consumer_routes, metrics_guards
+from telemetry.consumer_http import Lifespan, consumer_routes, metrics_guards
 from telemetry.exposition import RollingCollector
 from telemetry.rolling import RollingMetrics, metrics_decoder
 
@@ -200,11 +200,11 @@ def create_metrics_app(
     )
 
 
-def main(settings: Settings, args: argparse.Namespace) -> int:
-    """``ragward consumer metrics [--port P] [--group G]``."""
+def main(settings: Settings, args: argparse.Namespace, *, access: Lifespan | None = None) -> int:
+    """``ragward consumer metrics [--port P] [--group G]``; ``access`` guards ``/metrics``
+    (the composition hands in the gateway's token check: ``ragward/consumers.py``)."""
     import uvicorn
 
-    from gateway.auth import metrics_access_lifespan  # the gateway's token check, reused
     from ragward.errors import ConfigError
     from ragward.settings import env_name
     from telemetry.factory import make_bus
@@ -214,7 +214,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
                           "`ragward consumer metrics` (`ragward serve` embeds it otherwise)")
     consumer = MetricsConsumer(settings, make_bus(settings),
                                group_id=getattr(args, "group", None) or DEFAULT_GROUP)
-    app = create_metrics_app(consumer, lifespans=[metrics_access_lifespan(settings)])
+    app = create_metrics_app(consumer, lifespans=[access] if access else [])
     port = getattr(args, "port", None) or settings.consumer_port
     log.info("metrics_consumer.serving", host=settings.host, port=port)
     uvicorn.run(app, host=settings.host, port=port, log_config=None, access_log=False)

@@ -37,10 +37,10 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.response import Stream
 
-from gateway.app import _caller, _components, _use_cache, authenticated
 from gateway.auth import Principal
 from gateway.chat import ChatAnswer, Finished, Text
 from gateway.components import Components
+from gateway.handlers import authenticated, caller_of, components_of, principal_of, use_cache
 from gateway.openai.wire import (
     ChatCompletionRequest,
     OpenAIErrorBody,
@@ -92,8 +92,8 @@ def _may_use(gw: Components, principal: Principal, index: str) -> bool:
 
 def _principal_for_model(request: Request[Any, Any, Any], model: str, index: str) -> Principal:
     """The caller, allowed to query ``index``; a model it may not see does not exist."""
-    principal: Principal = request.scope["state"]["ragward_principal"]
-    gw = _components(request.app.state)
+    principal = principal_of(request)
+    gw = components_of(request.app.state)
     gw.policy.require(principal, "query")  # 403: the role cannot query at all
     if not _INDEX_NAME.match(index) or not _may_use(gw, principal, index):
         raise _no_such_model(model)
@@ -112,14 +112,14 @@ async def chat_completions(
     chat = parse_chat_request(data)
     record.index = chat.index
     principal = _principal_for_model(request, chat.model, chat.index)
-    gw = _components(request.app.state)
+    gw = components_of(request.app.state)
     forwarded = ChatRequest(
         messages=chat.messages, index=chat.index, top_k=chat.top_k, max_tokens=chat.max_tokens,
         temperature=chat.temperature, top_p=chat.top_p, stop=chat.stop,
     )
     try:
-        answer = await gw.chat.open(forwarded, _caller(request, principal), record,
-                                    use_cache=_use_cache(request, principal))
+        answer = await gw.chat.open(forwarded, caller_of(request, principal), record,
+                                    use_cache=use_cache(request, principal))
     except NotFound:
         raise _no_such_model(chat.model) from None
     ids = {"completion_id": f"chatcmpl-{record.request_id}", "created": int(time.time()),
@@ -245,7 +245,7 @@ class _StreamedAnswer:
 async def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
     record = record_of(request.scope)
     record.action = "models.list"
-    principal: Principal = request.scope["state"]["ragward_principal"]
+    principal = principal_of(request)
     return {"object": "list", "data": await _models(request, principal)}
 
 
@@ -257,7 +257,7 @@ async def retrieve_model(
 ) -> dict[str, Any]:
     record = record_of(request.scope)
     record.action = "models.read"
-    principal: Principal = request.scope["state"]["ragward_principal"]
+    principal = principal_of(request)
     model = model_id.lstrip("/")
     index = model.removeprefix("ragward/")
     record.index = index
@@ -270,8 +270,8 @@ async def retrieve_model(
 async def _models(request: Request[Any, Any, Any], principal: Principal) -> list[dict[str, Any]]:
     """The caller's tenant's own and shared indexes, narrowed by the allow-lists
     (:meth:`Components.indexes_for`), that it may query."""
-    gw = _components(request.app.state)
-    indexes = await gw.indexes_for(principal, _caller(request, principal).request_id)
+    gw = components_of(request.app.state)
+    indexes = await gw.indexes_for(principal, caller_of(request, principal).request_id)
     created = int(time.time())
     return [model_object(i.name, created) for i in indexes if _may_use(gw, principal, i.name)]
 

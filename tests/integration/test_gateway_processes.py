@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,23 +23,28 @@ RAGWARD = str(Path(sys.executable).with_name("ragward"))
 
 
 @contextmanager
-def gateway_process(env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def ragward_process(args: list[str], env: dict[str, str],
+                    log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``ragward ARGS`` in its own session, output to ``log``; stopped with SIGTERM (then
+    SIGKILL) with all its children when the block ends."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [RAGWARD, "gateway", "--port", str(port)],
-            env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc = subprocess.Popen([RAGWARD, *args], env={**os.environ, **env}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield proc
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def gateway_process(env: dict[str, str], port: int,
+                    log: Path) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    return ragward_process(["gateway", "--port", str(port)], env, log)
 
 
 async def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:

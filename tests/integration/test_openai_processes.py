@@ -5,13 +5,8 @@ processes, on real Kafka and Redis: the chat stream crosses the process boundary
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -22,26 +17,10 @@ from ragward.devservices import free_port
 from ragward.settings import load_settings
 from tests.conftest import TEST_SECRET
 from tests.gateway_harness import make_token
-from tests.integration.test_gateway_processes import RAGWARD, wait_healthy
+from tests.integration.test_gateway_processes import ragward_process as process
+from tests.integration.test_gateway_processes import wait_healthy
 
 MESSAGES: Any = [{"role": "user", "content": "How do I submit an expense claim?"}]
-
-
-@contextmanager
-def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen([RAGWARD, *args], env={**os.environ, **env}, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 @pytest.fixture(scope="module")

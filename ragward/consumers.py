@@ -1,0 +1,27 @@
+"""``ragward consumer metrics|alerts|audit``: each consumer's process.
+
+Composed here, at the top, because a consumer's ``/metrics`` may be guarded by the
+gateway's token check (``RAGWARD_METRICS_AUTH=token``): the consumers below know
+only that they are handed a lifespan, never the gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from alerting import consumer as alert_consumer
+from gateway.auth import metrics_access_lifespan
+from ragward.settings import Settings
+from telemetry import audit_consumer, metrics_consumer
+
+
+def metrics(settings: Settings, args: argparse.Namespace) -> int:
+    return metrics_consumer.main(settings, args, access=metrics_access_lifespan(settings))
+
+
+def alerts(settings: Settings, args: argparse.Namespace) -> int:
+    return alert_consumer.main(settings, args, access=metrics_access_lifespan(settings))
+
+
+def audit(settings: Settings, args: argparse.Namespace) -> int:
+    return audit_consumer.main(settings, args, access=metrics_access_lifespan(settings))
