@@ -353,12 +353,19 @@ async def closing_request_ids(settings: Settings, group: str, expect: set[str]) 
     return found
 
 
+# Every entity type the redactor knows, English and Chinese, one repeated (same placeholder).
 PII_ANSWER = ("Write to jane.doe@example.com or call +1 415 555 2671; the card on file is "
-              "4111 1111 1111 1111 and the server is 10.1.2.3. Ask jane.doe@example.com again.")
-RAW = ("jane.doe", "example.com", "555 2671", "4111", "10.1.2.3")
+              "4111 1111 1111 1111 and the server is 10.1.2.3, or 2001:db8::8a2e:370:7334. "
+              "IBAN DE89 3704 0044 0532 0130 00, SSN 219-09-9999, 身份证 11010519491231002X, "
+              "手机 13812345678, key sk-live-4eC39HqLyjWDarjtT1zdp7dc. "
+              "Ask jane.doe@example.com again.")
+# Pieces of each entity that must never reach a client, whole or as a prefix it could show.
+RAW = ("jane.doe", "example.com", "555 2671", "4111", "10.1.2.3", "2001:db8", "8a2e",
+       "DE89", "3704 0044", "219-09", "9999", "110105", "1949", "1381234", "sk-live",
+       "4eC39")
 
 
-@pytest.mark.parametrize("chunk_chars", [0, 1, 3, 7])
+@pytest.mark.parametrize("chunk_chars", [0, 1, 2, 3, 5, 7, 11])
 async def test_pii_in_a_streamed_answer_never_leaves_and_matches_the_whole_redaction(
     tmp_path: Path, rag_core_url: str, redis_url: str, fresh: OpenAIStub, chunk_chars: int
 ) -> None:
@@ -376,15 +383,20 @@ async def test_pii_in_a_streamed_answer_never_leaves_and_matches_the_whole_redac
             "/v1/chat/completions", headers=bearer(tenant=tenant),
             json={**chat_body(), "stream": False})
     assert streamed.done
+    expected = whole.json()["choices"][0]["message"]["content"]
     received = ""
     for chunk in streamed.chunks:
         if chunk.get("choices"):
             received += chunk["choices"][0]["delta"].get("content") or ""
+            # every prefix the client holds is a prefix of the whole redaction: nothing
+            # raw, not even a part of an entity, ever went out
+            assert expected.startswith(received), (received, expected)
             assert not any(raw in received for raw in RAW), received
-    expected = whole.json()["choices"][0]["message"]["content"]
     assert received == expected
     assert "<EMAIL_1>" in received and received.count("<EMAIL_1>") == 2
-    assert "<CREDIT_CARD_1>" in received
+    for placeholder in ("<PHONE_2>", "<CREDIT_CARD_1>", "<IPV4_1>", "<IPV6_1>", "<IBAN_1>",
+                        "<US_SSN_1>", "<CN_ID_1>", "<SECRET_1>"):
+        assert placeholder in received, (placeholder, received)
     # the closing audit event counts what the answer's redaction replaced too
     ends = [e for e in gw.audit_events() if e.chat is not None and e.chat.phase == "end"]
     assert ends and all(e.redactions.get("EMAIL", 0) >= 2 for e in ends)
