@@ -615,6 +615,11 @@ def line(lang: str, first_type: str) -> dict[str, object]:
         parts.append(("请" + fake_zh.sentence(), []))
     elif lang == "en" and rng.random() < 0.3:
         parts.append((fake_en.sentence(), []))
+    return assemble(parts, lang)
+
+
+def assemble(parts: list[tuple[str, Spans]], lang: str) -> dict[str, object]:
+    """One labelled line: the parts joined, each part's spans moved to its offset."""
     text = ""
     spans: Spans = []
     for i, (s, sp) in enumerate(parts):
@@ -766,19 +771,7 @@ def cue_line(lang: str, typ: str) -> dict[str, object]:
     for _ in range(rng.choice([0, 1, 1, 2])):
         parts.append((rng.choice(decoys)(), []))
     rng.shuffle(parts)
-    text = ""
-    spans: Spans = []
-    for i, (s, sp) in enumerate(parts):
-        if i:
-            text += joiner(lang, text)
-        offset = len(text)
-        text += s
-        spans += [(a + offset, b + offset, t) for a, b, t in sp]
-    return {
-        "text": text,
-        "lang": lang,
-        "spans": [{"start": a, "end": b, "type": t} for a, b, t in spans],
-    }
+    return assemble(parts, lang)
 
 
 def cue_decoy_line(lang: str) -> dict[str, object]:
