@@ -174,6 +174,18 @@ class Processes:
             devservices.stop(service)
 
 
+def stop_and_keep_logs(procs: Processes, workdir: Path, logs: Path) -> None:
+    """Stop every process, keep their logs in ``logs`` (replacing the last run's), and
+    remove the run's working directory."""
+    say("stopping everything")
+    procs.close()
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
+    for log in workdir.glob("*.log"):
+        shutil.copy(log, logs / log.name)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("RAGWARD_", "LITELLM_", "OPENAI_"))}
@@ -1042,14 +1054,7 @@ def run(args: argparse.Namespace) -> int:
         notes.append("load generators: paced = Python aiohttp on uvloop (open loop, own "
                      "process); c=64 = wrk -t1 -c64 (closed loop); both on the same 2 cores")
     finally:
-        say("stopping everything")
-        procs.close()
-        logs = OUT / "logs"
-        shutil.rmtree(logs, ignore_errors=True)
-        logs.mkdir(parents=True)
-        for log in workdir.glob("*.log"):
-            shutil.copy(log, logs / log.name)
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_and_keep_logs(procs, workdir, OUT / "logs")
 
     lines = report(phases, args, notes, profile_lines)
     print("\n".join(lines), flush=True)

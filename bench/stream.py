@@ -46,7 +46,6 @@ import argparse
 import asyncio
 import importlib.util
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -639,14 +638,7 @@ def run(args: argparse.Namespace) -> int:
                      "and a vector search before the LLM call); LiteLLM only proxies. Both "
                      "TTFT and CPU include that")
     finally:
-        say("stopping everything")
-        procs.close()
-        logs = OUT / "logs-stream"
-        shutil.rmtree(logs, ignore_errors=True)
-        logs.mkdir(parents=True)
-        for log in workdir.glob("*.log"):
-            shutil.copy(log, logs / log.name)
-        shutil.rmtree(workdir, ignore_errors=True)
+        gb.stop_and_keep_logs(procs, workdir, OUT / "logs-stream")
 
     notes.append(chart(phases, OUT / "stream.png"))
     lines = report(phases, args, notes)
