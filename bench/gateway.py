@@ -48,6 +48,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1095,6 +1096,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.paced:
         return paced_entry(args.paced)
+
+    return run_stoppable(run, args)
+
+
+def run_stoppable(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``run(args)`` with SIGTERM raising KeyboardInterrupt, so its ``finally`` stops every
+    process it started (a benchmark killed by a time-out leaves nothing behind)."""
 
     def interrupted(signum: int, _: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")

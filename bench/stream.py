@@ -689,11 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) is None:  # what was given stays
             setattr(args, name, value)
 
-    def interrupted(signum: int, _: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupted)
-    return run(args)
+    return gb.run_stoppable(run, args)
 
 
 if __name__ == "__main__":
