@@ -200,6 +200,7 @@ async def open_components(
             resilient, quota, redactor, cache,
             answer_allowance_tokens=settings.quota_answer_allowance_tokens,
             max_question_chars=settings.max_question_chars,
+            max_batch=settings.max_batch,
             model=model_name(settings),
             question_hash=QuestionHasher.from_settings(settings),
         )

@@ -32,8 +32,8 @@ from rag_core.schemas import (
     QueryResponse,
     Source,
     Usage,
+    check_limits,
 )
-from ragward.errors import ValidationFailed
 from telemetry.events import ChatSummary
 
 _cached_decoder = msgspec.json.Decoder(QueryResponse)
@@ -71,6 +71,7 @@ class QueryPipeline:
         *,
         answer_allowance_tokens: int,
         max_question_chars: int,
+        max_batch: int,
         model: str,
         question_hash: Callable[[str], str],
     ) -> None:
@@ -80,6 +81,7 @@ class QueryPipeline:
         self.cache = cache
         self.answer_allowance_tokens = self._allowance = answer_allowance_tokens
         self.max_question_chars = self._max_chars = max_question_chars
+        self._max_batch = max_batch
         self.model = model
         self.question_hash = question_hash
         self._after_response: set[asyncio.Task[None]] = set()
@@ -114,12 +116,8 @@ class QueryPipeline:
     async def _answer(
         self, request: BatchRequest, caller: Caller, record: RequestRecord, *, use_cache: bool
     ) -> list[QueryResponse]:
-        for position, question in enumerate(request.questions):
-            if len(question) > self._max_chars:
-                name = "question" if len(request.questions) == 1 else f"questions[{position}]"
-                raise ValidationFailed(
-                    f"{name}: longer than {self._max_chars} characters", field=name
-                )
+        check_limits(request.questions, max_question_chars=self._max_chars,
+                     max_batch=self._max_batch)
         record.index, record.questions = request.index, len(request.questions)
         session = self.redactor.session()
         redacted = [session.redact(q).text for q in request.questions]  # may raise PiiBlocked

@@ -1,16 +1,22 @@
 """The query API's wire shapes (CONTRACT §4), shared by rag_core and the gateway.
 
 The gateway speaks the same shape to clients that rag_core speaks to it, so it
-can front any RAG service that answers ``POST /v1/query`` like this.
+can front any RAG service that answers ``POST /v1/query`` like this. How long a
+question and how large a batch may be is configuration (``RAGWARD_MAX_QUESTION_CHARS``,
+``RAGWARD_MAX_BATCH``), so the shapes carry no such cap: :func:`check_limits`
+applies the configured ones, in the gateway and in rag_core alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import msgspec
 
-Question = Annotated[str, msgspec.Meta(min_length=1, max_length=8000)]
+from ragward.errors import ValidationFailed
+
+Question = Annotated[str, msgspec.Meta(min_length=1)]
 TopK = Annotated[int, msgspec.Meta(ge=1, le=20)]
 IndexName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
@@ -22,9 +28,21 @@ class QueryRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
-    questions: Annotated[list[Question], msgspec.Meta(min_length=1, max_length=32)]
+    questions: Annotated[list[Question], msgspec.Meta(min_length=1)]
     top_k: TopK = 3
     index: IndexName = "default"
+
+
+def check_limits(questions: Sequence[str], *, max_question_chars: int, max_batch: int) -> None:
+    """422 naming the field when a batch or one of its questions is over its limit."""
+    if len(questions) > max_batch:
+        raise ValidationFailed(f"questions: at most {max_batch}", field="questions")
+    for position, question in enumerate(questions):
+        if len(question) > max_question_chars:
+            name = "question" if len(questions) == 1 else f"questions[{position}]"
+            raise ValidationFailed(
+                f"{name}: longer than {max_question_chars} characters", field=name
+            )
 
 
 class Source(msgspec.Struct):

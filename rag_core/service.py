@@ -60,6 +60,7 @@ from rag_core.schemas import (
     Source,
     SourcesEvent,
     Usage,
+    check_limits,
 )
 from rag_core.store import IndexSnapshot, current_stamp, list_index_names, load_snapshot
 from rag_core.synthesizer import SinglePassSynthesizer
@@ -93,6 +94,8 @@ class RagService:
         self._watch_interval_s = watch_interval_s
         self._timeout_s = query_timeout_s or settings.llm_timeout_s
         self._memory_tokens = settings.chat_memory_tokens
+        self._limits = {"max_question_chars": settings.max_question_chars,
+                        "max_batch": settings.max_batch}
         cm = backend.tracker.callback_manager
         self._synthesizer = SinglePassSynthesizer(
             llm=backend.llm,
@@ -321,6 +324,7 @@ class RagService:
     ) -> tuple[QueryResponse, str]:
         """The answer and the index version that produced it."""
         started = time.perf_counter()
+        check_limits([req.question], **self._limits)
         snapshot = await self._snapshot(req.index, tenant)
         result = await self._answer(snapshot, req.question, req.top_k)
         result.request_id = request_id
@@ -348,6 +352,7 @@ class RagService:
         self, req: BatchRequest, *, tenant: str | None, subject: str, request_id: str
     ) -> tuple[BatchResponse, str]:
         """All questions run concurrently on one snapshot; the first failure fails the batch."""
+        check_limits(req.questions, **self._limits)
         snapshot = await self._snapshot(req.index, tenant)
         outcomes: list[Any] = await asyncio.gather(
             *(self._answer(snapshot, q, req.top_k) for q in req.questions),
