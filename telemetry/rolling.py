@@ -141,6 +141,14 @@ def new_sketch() -> DDSketch:
     return DDSketch(RELATIVE_ACCURACY)
 
 
+def _merged(sketches: list[DDSketch]) -> DDSketch:
+    """One sketch holding all of ``sketches`` (merging is exact for DDSketch)."""
+    merged = new_sketch()
+    for sketch in sketches:
+        merged.merge(sketch)
+    return merged
+
+
 def status_class(status: int) -> str:
     return f"{status // 100}xx" if 100 <= status <= 599 else "other"
 
@@ -213,20 +221,12 @@ class Aggregate:
 
     def ttft_sketch(self) -> DDSketch | None:
         if self._ttft_sketches:
-            merged = new_sketch()
-            for sketch in self._ttft_sketches:
-                merged.merge(sketch)
-            self.cells.ttft = merged
-            self._ttft_sketches = []
+            self.cells.ttft, self._ttft_sketches = _merged(self._ttft_sketches), []
         return self.cells.ttft
 
     def sketch(self) -> DDSketch | None:
         if self._sketches:
-            merged = new_sketch()
-            for sketch in self._sketches:
-                merged.merge(sketch)
-            self.cells.latency = merged
-            self._sketches = []
+            self.cells.latency, self._sketches = _merged(self._sketches), []
         return self.cells.latency
 
     def value(self, metric: str) -> float | None:
