@@ -1,4 +1,4 @@
-"""Alert rules and routing: load the YAML (CONTRACT §7), validate it, apply defaults.
+"""Alert rules and routing: load the YAML (docs/alerting.md), validate it, apply defaults.
 
 Every mistake is a :class:`~ragward.errors.ConfigError` that names the variable,
 the rule and the key, e.g.

@@ -3,7 +3,7 @@
 One handler on uvicorn (uvloop, httptools, one worker) that only verifies an
 HS256 JWT with pyjwt, decodes the body with msgspec, runs two regexes over the
 question and forwards it to the upstream with one shared
-``aiohttp.ClientSession`` — what ../shared/PEERS.md calls "the stack's own
+``aiohttp.ClientSession`` — what docs/performance.md calls "the stack's own
 ceiling". The gateway's quota, cache, redaction of answers, audit events,
 metrics and logs are paid out of the gap between this and the goal.
 

@@ -1,4 +1,4 @@
-"""Cache hits versus misses inside the gateway (DESIGN.md: a hit in ≤ 1 ms p50).
+"""Cache hits versus misses inside the gateway (docs/performance.md: a hit in ≤ 1 ms p50).
 
 Starts Redis and Kafka (ragward.devservices), the fixed-latency upstream
 (bench/upstream.py, 20 ms per answer so a miss is visibly a miss) and

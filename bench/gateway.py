@@ -23,7 +23,7 @@ closed-loop, 64 connections). For each: throughput, p50/p99, added p50/p99
 over (a) at the same load, CPU ms per request of the proxy process tree (from
 /proc), the 1-min load average and the CPU used by processes that are not part
 of this benchmark (other engineers' tests: noise). Then ragward is profiled
-under load with py-spy, and the ratios and targets of ../shared/DESIGN.md are
+under load with py-spy, and the ratios and targets of docs/performance.md are
 printed. Raw results go to bench/out/ (gitignored).
 
     .venv/bin/python bench/gateway.py                  # ~3 min
@@ -61,7 +61,7 @@ sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != 
 OUT = BENCH / "out"
 PY = sys.executable
 LITELLM_VENV = BENCH / ".venv-litellm"
-LITELLM_PIN = "1.108.7"  # what pip resolves here (PEERS.md); 1.82.7/1.82.8 were compromised
+LITELLM_PIN = "1.108.7"  # what pip resolves here (PyPI here); 1.82.7/1.82.8 were compromised
 LITELLM_BAD = {"1.82.7", "1.82.8"}
 # Without opentelemetry-sdk (in litellm's "proxy-runtime" extra, not in "proxy"), 1.108.7
 # retries a failing import of litellm.integrations.otel on every request
@@ -847,7 +847,7 @@ def report(phases: list[Phase], args: argparse.Namespace, notes: list[str],
 
     rw, ll, bare = get("ragward", "c=64"), get("litellm", "c=64"), get("bare", "c=64")
     rw200 = get("ragward", "200 rps")
-    out += ["", "Ratios and targets (../shared/DESIGN.md):"]
+    out += ["", "Ratios and targets (docs/performance.md):"]
 
     def check(label: str, value: float | None, goal: str, ok: bool | None) -> None:
         verdict = "n/a" if ok is None else ("MET" if ok else "MISSED")

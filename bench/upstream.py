@@ -2,7 +2,7 @@
 
 It speaks two APIs on one port, so every proxy under test sees the same server:
 
-* rag_core's (CONTRACT §4, same JSON shapes as ``tests/upstream_server.py``):
+* rag_core's (docs/api.md, same JSON shapes as ``tests/upstream_server.py``):
   ``POST /v1/query``, ``POST /v1/query/batch`` (with ``X-Index-Version``),
   ``GET /v1/indexes``, ``GET /ready``, ``GET /health``;
 * OpenAI's ``POST /v1/chat/completions`` (non-streaming), for LiteLLM's proxy.

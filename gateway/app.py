@@ -1,4 +1,4 @@
-"""The gateway's HTTP surface (CONTRACT §4): authenticate, authorise, hand over, answer.
+"""The gateway's HTTP surface (docs/api.md): authenticate, authorise, hand over, answer.
 
 ``create_app(settings)`` builds the Litestar app; every client it needs is
 created in the lifespan (:func:`gateway.components.open_components`) unless the
@@ -43,7 +43,7 @@ class ErrorDetail(msgspec.Struct):
 
 
 class ErrorBody(msgspec.Struct):
-    """Every error answer (CONTRACT §4)."""
+    """Every error answer (docs/api.md, "Errors")."""
 
     error: ErrorDetail
 
@@ -114,7 +114,7 @@ async def audit(
     limit: FromQuery[int] = 100,
     cursor: FromQuery[str | None] = None,
 ) -> dict[str, Any]:
-    """Scoped to the caller's tenant (CONTRACT §4c): no ``tenant`` filter means its own;
+    """Scoped to the caller's tenant (docs/api.md, "Tenancy"): no ``tenant`` filter means its own;
     another tenant needs ``audit:read:all`` and is refused (403, audited) otherwise."""
     record = record_of(request.scope)
     record.action = "audit.read"

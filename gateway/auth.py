@@ -1,4 +1,4 @@
-"""Who is calling: bearer JWT verification with pyjwt (CONTRACT §5).
+"""Who is calling: bearer JWT verification with pyjwt (docs/api.md, "Tokens and roles").
 
 * HS256/384/512 with the shared secret; RS256/PS256/ES256/EdDSA from a JWKS
   endpoint, the key chosen by ``kid``. Each key type has its own algorithm
@@ -305,7 +305,7 @@ def _is_identity(value: object, max_chars: int) -> TypeGuard[str]:
 
 
 class AccessPolicy:
-    """Roles → permissions (CONTRACT §5 defaults), plus the optional index allow-lists.
+    """Roles → permissions (the defaults in docs/api.md), plus the optional index allow-lists.
 
     ``*`` grants every permission inside the caller's tenant; the cross-tenant ones
     (:data:`~ragward.settings.PLATFORM_PERMISSIONS`: ``audit:read:all``,

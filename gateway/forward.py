@@ -2,7 +2,7 @@
 
 ``Upstream`` is what the gateway calls. Two transports implement it —
 :class:`HttpUpstream` (one pooled aiohttp session per process: measured at a
-sixth of httpx's CPU per request, ../shared/PEERS.md) and :class:`LocalUpstream`
+sixth of httpx's CPU per request, measured by bench/gateway.py) and :class:`LocalUpstream`
 (the in-process :class:`rag_core.service.RagService` of ``ragward serve``) — and
 :class:`ResilientUpstream` wraps either with the same protections:
 

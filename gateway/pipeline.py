@@ -2,7 +2,7 @@
 
     redact → quota → cache → forward → redact
 
-Redaction runs before the quota (DESIGN.md draws them the other way round) so
+Redaction runs before the quota (docs/architecture.md says why) so
 a request blocked for its PII costs no reservation, and the token estimate is
 taken on exactly the text that will be forwarded.
 

@@ -10,7 +10,7 @@ A streamed chat answer has a second, closing audit event: the handler fills
 the record in as the stream ends and awaits :func:`finisher_of`, which makes it
 (and the usage event) durable the same way before ``data: [DONE]`` goes out.
 If the audit event cannot be made durable, a 2xx becomes a 503: no
-acknowledged request without its audit record (DESIGN.md).
+acknowledged request without its audit record (docs/architecture.md).
 
 The wrapper also assigns the request id, adds ``X-Request-ID``, writes the one
 log line per request and records the gateway's Prometheus metrics.

@@ -1,4 +1,4 @@
-"""``ragward redact [--json]``: redact PII from stdin, line by line (CONTRACT §2)."""
+"""``ragward redact [--json]``: redact PII from stdin, line by line (docs/cli.md)."""
 
 from __future__ import annotations
 

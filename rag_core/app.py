@@ -1,4 +1,4 @@
-"""``ragward rag-core``: the RAG service over HTTP (CONTRACT §4 shape, internal).
+"""``ragward rag-core``: the RAG service over HTTP (docs/api.md's shape, internal).
 
 Routes: ``POST /v1/query``, ``POST /v1/query/batch``, ``POST /v1/chat/stream``
 (a conversation answered as NDJSON chat events), ``GET /v1/indexes``,

@@ -1,4 +1,4 @@
-"""The query API's wire shapes (CONTRACT §4), shared by rag_core and the gateway.
+"""The query API's wire shapes (docs/api.md), shared by rag_core and the gateway.
 
 The gateway speaks the same shape to clients that rag_core speaks to it, so it
 can front any RAG service that answers ``POST /v1/query`` like this. How long a

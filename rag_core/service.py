@@ -73,7 +73,7 @@ SOURCE_METADATA_KEYS = ("file_name", "title", "header_path", "page_label")
 
 
 class RagService:
-    """Answers CONTRACT §4 queries from the persisted indexes under ``indexes_dir``.
+    """Answers queries (the API in docs/api.md) from the persisted indexes under ``indexes_dir``.
 
     Owns ``backend`` from construction on: :meth:`stop` closes its clients.
     """

@@ -1,4 +1,4 @@
-"""The ``ragward`` command (CONTRACT §2).
+"""The ``ragward`` command (docs/cli.md).
 
 Each subcommand names the function that runs it as ``"module:function"``; the
 module is imported only when that subcommand runs, so ``--help`` is instant and

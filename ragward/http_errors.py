@@ -4,7 +4,7 @@
 names. Unknown exceptions become a bare 500: the detail goes to the log, never to
 the client.
 
-The OpenAI-compatible routes (CONTRACT §4b) get the same mapping in OpenAI's
+The OpenAI-compatible routes (docs/openai.md) get the same mapping in OpenAI's
 shape, ``OPENAI_EXCEPTION_HANDLERS``: ``{"error": {"message", "type", "param",
 "code"}, "request_id"}``, so the SDKs raise their usual exception classes. Like
 OpenAI, they answer a request that fails validation with 400, not 422.

@@ -1,4 +1,4 @@
-"""``ragward audit verify|query|export|replay`` (CONTRACT §2).
+"""``ragward audit verify|query|export|replay`` (docs/cli.md).
 
 Each handler is ``handler(settings, args) -> int``: 0 on success, 1 when the
 audit log fails verification or a replay is refused, 2 on bad input (one line

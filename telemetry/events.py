@@ -1,4 +1,4 @@
-"""The events ragward publishes (CONTRACT §6), as typed msgspec structs.
+"""The events ragward publishes (docs/events.md), as typed msgspec structs.
 
 Each event has ``event_id`` (unique), ``schema_version``, ``ts`` (RFC 3339 UTC)
 and ``request_id``. New fields get defaults so older readers and newer writers

@@ -37,7 +37,7 @@ class ScriptedView:
         return list(self._samples.get((metric, window), []))
 
 
-# CONTRACT §7's example rule, with a 1 h repeat: the incident most tests drive.
+# docs/alerting.md's example rule, with a 1 h repeat: the incident most tests drive.
 ERROR_RATE_RULES = """
 rules:
   - name: HighErrorRate

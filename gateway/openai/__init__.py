@@ -1,1 +1,1 @@
-"""The OpenAI-compatible surface (CONTRACT §4b): wire shapes in ``wire``, routes in ``routes``."""
+"""The OpenAI-compatible surface (docs/openai.md): wire shapes in ``wire``, routes in ``routes``."""

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible routes (CONTRACT §4b): chat completions, streamed or not, and models.
+"""The OpenAI-compatible routes (docs/openai.md): chat completions, streamed or not, and models.
 
 Authentication, authorisation, quota, redaction, cache and audit are the
 gateway's usual ones (the same guard and :class:`~gateway.chat.ChatPipeline`

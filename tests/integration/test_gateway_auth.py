@@ -1,4 +1,4 @@
-"""Authentication and authorisation at the gateway (CONTRACT §5), end to end over HTTP."""
+"""Authentication and authorisation at the gateway (docs/api.md), end to end over HTTP."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The official ``openai`` SDK (and LlamaIndex's ``OpenAILike``) against `ragward serve`,
 on real Kafka and Redis, with the bundled handbook and the offline backend.
 
-Pins CONTRACT §4b: chat completions streamed and not, sync and async; models;
+Pins docs/openai.md: chat completions streamed and not, sync and async; models;
 citations readable through the SDK objects; OpenAI-shaped errors so the SDK
 raises its own classes; the audit trail of a stream (opening and closing events).
 """

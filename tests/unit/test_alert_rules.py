@@ -1,4 +1,4 @@
-"""Alert rules: CONTRACT §7 format, validation errors that name the rule and the key."""
+"""Alert rules: the documented format, validation errors that name the rule and the key."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _refused(text: str) -> str:
 
 
 def test_contract_example_loads_with_every_key() -> None:
-    """The CONTRACT §7 example parses into the values it spells out."""
+    """The docs/alerting.md example parses into the values it spells out."""
     ruleset = rules_from_yaml(GOOD)
     rule = ruleset.rules[0]
     assert (rule.name, rule.metric, rule.window, rule.op, rule.threshold) == (
