@@ -12,7 +12,9 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("gateway", "rag_core", "telemetry", "alerting", "ragward", "bench", "tests", "docs", "deploy")
+SOURCES = (
+    "gateway", "rag_core", "telemetry", "alerting", "ragward", "bench", "tests", "docs", "deploy",
+)
 OUTSIDE = re.compile(r"CONTRACT §|\.\./shared/|\b(?:DESIGN|CONTRACT|PEERS|STYLE)\.md\b")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 THIS_FILE = Path(__file__).resolve()
@@ -43,7 +45,8 @@ def test_nothing_refers_to_the_brief_outside_the_repository() -> None:
 def test_relative_markdown_links_resolve() -> None:
     """Every relative link in README.md and docs/ names a file that exists."""
     broken = []
-    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "bench" / "README.md"]:
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "bench" / "README.md"]
+    for page in pages:
         for target in LINK.findall(page.read_text()):
             if "://" in target or target.startswith("mailto:"):
                 continue
