@@ -45,7 +45,7 @@ def test_nothing_refers_to_the_brief_outside_the_repository() -> None:
 def test_relative_markdown_links_resolve() -> None:
     """Every relative link in README.md and docs/ names a file that exists."""
     broken = []
-    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "bench" / "README.md"]
+    pages = [REPO / "README.md", REPO / "bench" / "README.md", *(REPO / "docs").glob("*.md")]
     for page in pages:
         for target in LINK.findall(page.read_text()):
             if "://" in target or target.startswith("mailto:"):
