@@ -22,9 +22,7 @@ import asyncio
 import functools
 import hashlib
 import ipaddress
-import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal, cast
 
@@ -35,6 +33,7 @@ from litestar.types import ASGIApp, HTTPScope, Message, Receive, ReceiveMessage,
 
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import RequestRecord
+from ragward import request_ids
 from ragward.errors import DependencyUnavailable
 from telemetry.events import AuditEvent, UsageEvent, encode, new_event_id, rfc3339
 
@@ -46,7 +45,6 @@ log = structlog.get_logger("ragward.gateway")
 
 RECORD_KEY = "ragward_record"
 FINISH_KEY = "ragward_finish"
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 _UNAUDITED = frozenset({"/health", "/ready", "/metrics"})  # probes and scrapes
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the answer
 _error_body = msgspec.json.Encoder()
@@ -132,9 +130,10 @@ class RecordingASGI:
 
     async def _record(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        request_id = self._request_id(scope)
+        request_id = request_ids.from_headers(scope["headers"])
         record = RequestRecord(request_id=request_id)
         scope.setdefault("state", {})[RECORD_KEY] = record
+        request_ids.bind(scope, request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         replaced = client_gone = False
         status = 500
@@ -162,7 +161,7 @@ class RecordingASGI:
                     status = message["status"] = CLIENT_CLOSED_REQUEST
                     record.reason = "client_disconnected"
                 headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
+                headers.append((request_ids.HEADER, request_id.encode()))
                 headers.extend((k.lower().encode(), v.encode())
                                for k, v in record.rate_headers.items())
                 message["headers"] = headers
@@ -191,15 +190,6 @@ class RecordingASGI:
                     subject=record.subject, reason=record.reason, cached=record.cached,
                 )
             structlog.contextvars.unbind_contextvars("request_id")
-
-    def _request_id(self, scope: Scope) -> str:
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                candidate = value.decode("latin-1")
-                if _SANE_REQUEST_ID.match(candidate):
-                    return candidate
-                break
-        return uuid.uuid4().hex
 
     async def _publish(
         self, scope: HTTPScope, record: RequestRecord, status: int, started: float

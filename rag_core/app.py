@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import hmac
 import ipaddress
-import re
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -52,6 +50,7 @@ from rag_core.schemas import (
     QueryResponse,
 )
 from rag_core.service import RagService, build_service
+from ragward import request_ids
 from ragward.errors import ConfigError, Unauthenticated
 from ragward.http_body import BoundedJsonRequest
 from ragward.http_errors import EXCEPTION_HANDLERS, schema_router
@@ -59,8 +58,6 @@ from ragward.settings import Settings, env_name
 
 log = structlog.get_logger(__name__)
 
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_REQUEST_ID_HEADER = b"x-request-id"
 UNKNOWN = "unknown"
 NDJSON = "application/x-ndjson"
 _event_encoder = msgspec.json.Encoder()
@@ -73,21 +70,14 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "http":  # type: ignore[comparison-overlap]  # Literal vs enum
             await app(scope, receive, send)
             return
-        request_id = ""
-        for name, value in scope["headers"]:
-            if name == _REQUEST_ID_HEADER:
-                candidate = value.decode("latin-1")
-                if _SANE_REQUEST_ID.match(candidate):
-                    request_id = candidate
-                break
-        request_id = request_id or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_id = request_ids.from_headers(scope["headers"])
+        request_ids.bind(scope, request_id)
         encoded = request_id.encode()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k != _REQUEST_ID_HEADER]
-                headers.append((_REQUEST_ID_HEADER, encoded))
+                headers = [(k, v) for k, v in message.get("headers", []) if k != request_ids.HEADER]
+                headers.append((request_ids.HEADER, encoded))
                 message["headers"] = headers
             await send(message)
 

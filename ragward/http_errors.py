@@ -24,6 +24,7 @@ from litestar.exceptions import (
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from ragward import request_ids
 from ragward.errors import NotFound, RagwardError
 
 log = structlog.get_logger("ragward.http")
@@ -43,9 +44,7 @@ _CODES_BY_STATUS = {
 
 
 def request_id_of(request: Request[Any, Any, Any]) -> str:
-    state = request.scope.get("state", {})
-    record = state.get("ragward_record")
-    return str(getattr(record, "request_id", None) or state.get("request_id", ""))
+    return request_ids.of(request.scope)
 
 
 _OPENAI_TYPES = {
@@ -70,7 +69,7 @@ def error_response(
     state["error_code"], state["error_reason"] = code, reason or code
     request_id = request_id_of(request)
     all_headers = dict(headers or {})
-    if request_id and "ragward_record" not in state:  # the gateway's recorder adds it itself
+    if request_id and not request_ids.echoed(request.scope):
         all_headers["X-Request-ID"] = request_id
     body: dict[str, Any]
     if _openai_shaped(request):

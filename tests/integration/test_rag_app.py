@@ -41,12 +41,12 @@ async def test_query_answers_in_the_contract_shape(client: AsyncTestClient) -> N
     X-Index-Version and the echoed X-Request-ID as headers."""
     response = await client.post(
         "/v1/query", json={"question": "How do I submit an expense claim?", "top_k": 2},
-        headers={**AUTH, "X-Request-ID": "abc-123"},
+        headers={**AUTH, "X-Request-ID": "abc-12345"},
     )
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"answer", "sources", "usage", "cached", "request_id"}
-    assert body["request_id"] == "abc-123" and response.headers["x-request-id"] == "abc-123"
+    assert body["request_id"] == "abc-12345" and response.headers["x-request-id"] == "abc-12345"
     assert body["cached"] is False and "Expensify" in body["answer"]
     assert len(body["sources"]) == 2
     assert set(body["sources"][0]) == {"id", "text", "score", "metadata"}
