@@ -30,7 +30,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any
 
 import aiohttp
 import jwt
@@ -39,6 +39,13 @@ from jwt import PyJWK, PyJWKSet
 from jwt.types import Options
 
 from ragward.errors import ConfigError, Forbidden, Unauthenticated
+from ragward.identity import (
+    MAX_ROLE_CHARS,
+    MAX_ROLES,
+    MAX_SUBJECT_CHARS,
+    MAX_TENANT_CHARS,
+    is_identity,
+)
 from ragward.settings import PLATFORM_PERMISSIONS, IndexAllow, Settings, env_name
 
 log = structlog.get_logger(__name__)
@@ -55,9 +62,6 @@ AUDIT_READ_ALL = "audit:read:all"
 METRICS_READ = "metrics:read"
 # NumericDate claims beyond year 9999 are not times (and overflow float arithmetic).
 MAX_NUMERIC_DATE = 253_402_300_799
-MAX_SUBJECT_CHARS = 256
-MAX_TENANT_CHARS = 128
-MAX_ROLES, MAX_ROLE_CHARS = 64, 128
 # Registered header parameters (RFC 7515 §4.1) and claims (RFC 7519 §4.1) that are
 # strings when present; a token with another JSON type there is malformed.
 _STRING_HEADERS = ("alg", "kid", "typ", "cty", "jku", "x5u", "x5t", "x5t#S256")
@@ -259,12 +263,12 @@ class Authenticator:
         roles = claims.get(self._roles_claim, [])
         if isinstance(roles, str):
             roles = roles.split()
-        if not _is_identity(subject, MAX_SUBJECT_CHARS):
+        if not is_identity(subject, MAX_SUBJECT_CHARS):
             raise TokenRejected("bad_subject")
-        if not _is_identity(tenant, MAX_TENANT_CHARS):
+        if not is_identity(tenant, MAX_TENANT_CHARS):
             raise TokenRejected("bad_tenant")
         if not (isinstance(roles, list) and len(roles) <= MAX_ROLES
-                and all(_is_identity(r, MAX_ROLE_CHARS) for r in roles)):
+                and all(is_identity(r, MAX_ROLE_CHARS) for r in roles)):
             raise TokenRejected("bad_roles")
         return Principal(subject=subject, tenant=tenant, roles=tuple(roles), claims=claims)
 
@@ -295,13 +299,6 @@ def _is_numeric_date(value: object) -> bool:
     """A JSON number (not a boolean) of seconds within years 0..9999."""
     return (isinstance(value, int | float) and not isinstance(value, bool)
             and abs(value) <= MAX_NUMERIC_DATE)  # NaN fails this comparison too
-
-
-def _is_identity(value: object, max_chars: int) -> TypeGuard[str]:
-    """Non-empty printable text: ``str.isprintable`` is False for every control (C0,
-    C1), format, surrogate, private-use, unassigned and separator character except the
-    ASCII space — so no CR/LF/NUL, U+2028/2029, bidi overrides or lone surrogates."""
-    return isinstance(value, str) and 0 < len(value) <= max_chars and value.isprintable()
 
 
 class AccessPolicy:

@@ -40,6 +40,7 @@ from rag_core.store import persist_version
 from rag_core.text import make_splitter
 from rag_core.vector_store import NumpyVectorStore
 from ragward.errors import RagwardError
+from ragward.identity import MAX_TENANT_CHARS, is_identity
 from ragward.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -250,8 +251,9 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     tenant, shared = getattr(args, "tenant", None), bool(getattr(args, "shared", False))
     sample = bool(getattr(args, "sample", False))
     try:
-        if tenant is not None and not (0 < len(tenant) <= 128 and tenant.isprintable()):
-            raise ValueError("--tenant must be 1-128 printable characters, like a token's tenant")
+        if tenant is not None and not is_identity(tenant, MAX_TENANT_CHARS):
+            raise ValueError(f"--tenant must be 1-{MAX_TENANT_CHARS} printable characters, "
+                             "like a token's tenant")
         if tenant is None and not shared and args.paths:
             collect_files(list(args.paths))  # a wrong path is the first thing to hear about
             raise ValueError("say whose documents these are: --tenant T (only tenant T may "

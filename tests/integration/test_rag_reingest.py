@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from rag_core.ingest import ingest
+from rag_core.ingest import main as ingest_main
 from rag_core.schemas import QueryRequest
 from rag_core.service import build_service
 from rag_core.store import VERSIONS, read_current
-from ragward.settings import load_settings
+from ragward.settings import Settings, load_settings
 
 NEW_FACT = "The office aquarium is cleaned by Zorblax Lumenfeld every Tuesday at 07:15."
 
@@ -104,3 +108,19 @@ async def test_a_new_named_index_is_discovered(tmp_path: Path) -> None:
         assert [i.name for i in service.indexes()] == ["default", "faq"]
     finally:
         await service.stop()
+
+
+@pytest.mark.parametrize("tenant", ["", "acme\r\nX-Tenant: other", "a\u202ebc", "t" * 129])
+def test_ingest_refuses_an_owner_no_token_could_name(
+    tmp_path: Path, tenant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``ragward ingest --tenant`` applies the tokens' identity rule (ragward.identity):
+    an empty, over-long or non-printable owner is exit 2 with one line, and no index."""
+    settings = Settings(data_dir=tmp_path / "data")
+    doc = tmp_path / "doc.txt"
+    doc.write_text("the handbook says hello")
+    args = argparse.Namespace(paths=[str(doc)], index="owned", tenant=tenant, shared=False,
+                              sample=False, fail_fast=False)
+    assert ingest_main(settings, args) == 2
+    assert "--tenant must be 1-128 printable characters" in capsys.readouterr().err
+    assert not (settings.indexes_dir / "owned").exists()

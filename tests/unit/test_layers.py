@@ -20,7 +20,8 @@ PACKAGES = ("ragward", "telemetry", "alerting", "rag_core", "gateway")
 # and the reasons are drawn in docs/architecture.md.
 BOTTOM = {
     "ragward.errors", "ragward.settings", "ragward.logs", "ragward.http_errors",
-    "ragward.http_body", "ragward.request_ids", "ragward.tokens", "ragward.pii_types",
+    "ragward.http_body", "ragward.request_ids", "ragward.identity", "ragward.tokens",
+    "ragward.pii_types",
     "rag_core.schemas",
 }
 TOP = {"ragward.cli", "ragward.serve", "ragward.consumers", "ragward.devservices",
