@@ -233,9 +233,13 @@ class ChatPipeline:
         prompt_tokens = count_tokens(turns[-1].content) + min(history, self._memory_tokens)
         estimate = prompt_tokens + p.answer_allowance_tokens + max_tokens
         version = p.upstream.index_version(request.index) or "unversioned"
+        # Everything that shapes the answer is in the key: a hit must be the answer this
+        # request would have got (another stop sequence or sampling is another answer).
         conversation = "\x1e".join(f"{t.role}:{t.content}" for t in turns)
+        shaping = _encoder.encode([max_tokens, request.stop, request.temperature,
+                                   request.top_p]).decode()
         key = cache_key(caller.tenant, request.index, version, request.top_k,
-                        f"{conversation}\x1emax_tokens={max_tokens}")
+                        f"{conversation}\x1e{shaping}")
         cache = p.cache if use_cache else None
         redis_key = cache.redis_key(key) if cache else None
         admission = await p.quota.admit(caller.tenant, estimate,

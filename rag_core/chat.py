@@ -92,6 +92,13 @@ def chat_messages(conv: Conversation, context: str) -> list[ChatMessage]:
     ]
 
 
+def cut_at_stop(text: str, stops: list[str]) -> str:
+    """The text before the earliest stop sequence, which is itself left out (OpenAI's
+    ``stop``: generation ends where a sequence would begin)."""
+    ends = [i for i in (text.find(stop) for stop in stops if stop) if i >= 0]
+    return text[: min(ends)] if ends else text
+
+
 def cut_to_tokens(text: str, max_tokens: int | None, count: Callable[[str], int]) -> str:
     """The longest prefix, ending at a word, that fits ``max_tokens``."""
     if max_tokens is None or count(text) <= max_tokens:

@@ -39,6 +39,7 @@ from rag_core.chat import (
     Conversation,
     chat_messages,
     conversation,
+    cut_at_stop,
     cut_to_tokens,
     pieces,
     stream_completion,
@@ -444,10 +445,14 @@ class RagService:
     async def _local_answer(
         self, question: str, chunks: list[str], req: ChatRequest
     ) -> AsyncIterator[ChatEvent]:
-        """The extractive answer, in small pieces (memory cannot change an extract)."""
+        """The extractive answer, in small pieces (memory cannot change an extract).
+
+        ``stop`` applies as with an LLM; ``temperature`` and ``top_p`` do not: an
+        extract involves no sampling."""
         count = self._backend.tracker.count
         async with asyncio.timeout(self._timeout_s):
-            full = str(await self._synthesizer.aget_response(question, chunks))
+            full = cut_at_stop(str(await self._synthesizer.aget_response(question, chunks)),
+                               req.stop)
         text = cut_to_tokens(full, req.max_tokens, count)
         for piece in pieces(text):
             yield DeltaEvent(text=piece)

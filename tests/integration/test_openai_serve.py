@@ -110,6 +110,27 @@ async def test_non_streamed_completion_async_and_sync_carry_answer_usage_and_cit
     assert sync.choices[0].message.content == choice.message.content
 
 
+async def test_stop_ends_the_offline_answer_before_the_sequence_streamed_or_not(
+    url: str,
+) -> None:
+    """``stop`` holds on the offline backend too: the answer is the full answer's text
+    before the first stop sequence (which is left out), the same streamed and not — and
+    the cached full answer is not served for it (the key covers ``stop``)."""
+    client = sdk(url, tenant="demo")
+    full = (await client.chat.completions.create(
+        model="default", messages=LEAVE)).choices[0].message.content or ""  # type: ignore[arg-type]
+    word = "Expensify"
+    assert word in full
+    stopped = await client.chat.completions.create(
+        model="default", messages=LEAVE, stop=[word, "never-in-it"])  # type: ignore[arg-type]
+    assert stopped.choices[0].message.content == full[: full.index(word)]
+    assert stopped.choices[0].finish_reason == "stop"
+    stream = await client.chat.completions.create(
+        model="default", messages=LEAVE, stop=word, stream=True)  # type: ignore[arg-type]
+    streamed = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert streamed == full[: full.index(word)]
+
+
 async def test_stream_with_include_usage_async_and_sync(url: str) -> None:
     """stream=True: role first, content deltas that add up to the non-streamed answer, a
     finish chunk carrying the citations, then the usage chunk with ``choices: []``."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag_core.chat import conversation, cut_to_tokens
+from rag_core.chat import conversation, cut_at_stop, cut_to_tokens
 from rag_core.schemas import ChatTurn
 from ragward.errors import ValidationFailed
 
@@ -59,3 +59,12 @@ def test_cut_to_tokens_ends_at_a_word_within_the_cap() -> None:
     assert cut_to_tokens("one two three four", 2, words) == "one two"
     assert cut_to_tokens("one two", None, words) == "one two"
     assert cut_to_tokens("one two", 5, words) == "one two"
+
+
+def test_cut_at_stop_ends_before_the_earliest_sequence() -> None:
+    """OpenAI's ``stop``: the earliest of the sequences ends the text and is left out;
+    empty sequences and absent ones change nothing."""
+    assert cut_at_stop("alpha beta gamma", ["gamma", "beta"]) == "alpha "
+    assert cut_at_stop("alpha beta", ["", "zeta"]) == "alpha beta"
+    assert cut_at_stop("alpha beta", []) == "alpha beta"
+    assert cut_at_stop("报销需要发票。其余", ["。"]) == "报销需要发票"
