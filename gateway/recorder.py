@@ -35,6 +35,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.pipeline import RequestRecord
 from ragward import request_ids
 from ragward.errors import DependencyUnavailable
+from ragward.http_errors import error_body, openai_shaped
 from telemetry.events import AuditEvent, UsageEvent, encode, new_event_id, rfc3339
 
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ class RecordingASGI:
                     except DependencyUnavailable:
                         if status < 400:
                             replaced, status = True, 503
-                            await self._send_unavailable(send, request_id)
+                            await self._send_unavailable(scope, send, request_id)
                             return
             await send(message)
 
@@ -245,14 +246,15 @@ class RecordingASGI:
             if isinstance(result, BaseException):
                 log.warning("usage_event_lost", error=type(result).__name__)
 
-    async def _send_unavailable(self, send: Send, request_id: str) -> None:
-        body = _error_body.encode({"error": {
-            "code": "dependency_unavailable",
-            "message": "the audit log is unavailable; the request was not completed",
-            "request_id": request_id,
-        }})
+    async def _send_unavailable(self, scope: HTTPScope, send: Send, request_id: str) -> None:
+        status, error = error_body(
+            503, "dependency_unavailable",
+            "the audit log is unavailable; the request was not completed", request_id,
+            openai=openai_shaped(cast("Scope", scope)),
+        )
+        body = _error_body.encode(error)
         await send({
-            "type": "http.response.start", "status": 503,
+            "type": "http.response.start", "status": status,
             "headers": [(b"content-type", b"application/json"),
                         (b"content-length", str(len(body)).encode()),
                         (b"retry-after", b"5"), (b"x-request-id", request_id.encode())],

@@ -23,6 +23,7 @@ from litestar.exceptions import (
 )
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import Scope
 
 from ragward import request_ids
 from ragward.errors import NotFound, RagwardError
@@ -71,14 +72,8 @@ def error_response(
     all_headers = dict(headers or {})
     if request_id and not request_ids.echoed(request.scope):
         all_headers["X-Request-ID"] = request_id
-    body: dict[str, Any]
-    if _openai_shaped(request):
-        status = 400 if status == 422 else status
-        kind = _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-        body = {"error": {"message": message, "type": kind, "param": param, "code": code},
-                "request_id": request_id}
-    else:
-        body = {"error": {"code": code, "message": message, "request_id": request_id}}
+    status, body = error_body(status, code, message, request_id,
+                              openai=openai_shaped(request.scope), param=param)
     return Response(body, status_code=status, headers=all_headers, media_type="application/json")
 
 
@@ -89,12 +84,29 @@ OPENAI_SHAPE = "ragward_openai_errors"
 OPENAI_PATHS = "ragward_openai_paths"
 
 
-def _openai_shaped(request: Request[Any, Any, Any]) -> bool:
-    handler = request.scope.get("route_handler")
+def error_body(
+    status: int, code: str, message: str, request_id: str, *, openai: bool,
+    param: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body of an error answer, in ragward's shape or OpenAI's
+    (whose clients expect 400 where ragward says 422)."""
+    if not openai:
+        return status, {"error": {"code": code, "message": message, "request_id": request_id}}
+    status = 400 if status == 422 else status
+    kind = _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return status, {"error": {"message": message, "type": kind, "param": param, "code": code},
+                    "request_id": request_id}
+
+
+def openai_shaped(scope: Scope) -> bool:
+    """Whether this request is on an app's OpenAI-compatible surface: its handler says
+    so, or (before a handler is chosen) its path is under one of the app's prefixes."""
+    handler = scope.get("route_handler")
     if handler is not None and handler.opt.get(OPENAI_SHAPE):
         return True
-    prefixes: tuple[str, ...] = request.app.opt.get(OPENAI_PATHS, ())
-    return bool(prefixes) and request.scope.get("path", "").startswith(prefixes)
+    app = scope.get("app")
+    prefixes: tuple[str, ...] = app.opt.get(OPENAI_PATHS, ()) if app is not None else ()
+    return bool(prefixes) and scope.get("path", "").startswith(prefixes)
 
 
 def _validation_message(exc: ValidationException) -> tuple[int, str]:

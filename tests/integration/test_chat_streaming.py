@@ -276,8 +276,9 @@ async def test_kafka_frozen_mid_stream_no_done_without_a_durable_closing_record(
 ) -> None:
     """Kafka frozen (SIGSTOP) while streams run. A stream that ends while the spool has
     room ends with ``data: [DONE]``, and its closing audit event is in Kafka once the
-    broker thaws (it was durable in the spool meanwhile). A stream that ends once the
-    spool is full ends with an error event and no ``[DONE]``."""
+    broker thaws (it was durable in the spool meanwhile). Once the spool is full, a new
+    stream is a 503 (OpenAI's error shape) before any event, and a stream that ends
+    then ends with an error event and no ``[DONE]``."""
     fresh.stream_delay_s = 0.1
     fresh.answer_text = " ".join(f"w{i}" for i in range(60))  # ~6 s unless cut short
     unique = uuid.uuid4().hex[:10]
@@ -321,6 +322,15 @@ async def test_kafka_frozen_mid_stream_no_done_without_a_durable_closing_record(
                     refused += 1
                     break
             assert refused, "the spool filled up"
+            # A new stream cannot make its opening record durable: no status line of a
+            # stream, but a 503 in OpenAI's shape before any event.
+            opening = await gw.client.post("/v1/chat/completions", json=chat_body(),
+                                           headers=bearer(tenant=tenant))
+            assert opening.status_code == 503 and opening.headers["retry-after"]
+            assert opening.headers["content-type"].startswith("application/json")
+            assert opening.json()["error"]["type"] == "api_error"
+            assert opening.json()["error"]["code"] == "dependency_unavailable"
+            assert opening.json()["request_id"] == opening.headers["x-request-id"]
             assert not late_task.done(), "the long answer is still streaming"
             late_lines = await late_task
         finally:
