@@ -50,7 +50,7 @@ def postable_alert(alert: Alert, *, now: float, valid_for_s: float,
         "startsAt": rfc3339(starts),
         "endsAt": rfc3339(ends if ends is not None else now + valid_for_s),
     }
-    if generator_url:  # the API validates it as a URI: an empty string is refused
+    if generator_url:  # optional in the API: left out rather than sent empty
         body["generatorURL"] = generator_url
     return body
 

@@ -26,7 +26,7 @@ def _alert(tenant: str, state: str = "firing") -> Alert:
 def test_firing_alert_is_valid_for_four_resend_intervals() -> None:
     """A firing alert: its labels and annotations, startsAt = when it fired, endsAt = now + 4 x
     resend (Alertmanager resolves it by itself if ragward stops re-posting), generatorURL; no
-    other field (the v2 API refuses unknown ones)."""
+    other field (the postableAlert schema has no more)."""
     [body] = payload([_alert("acme")], now=T0 + 10, valid_for_s=VALIDITY_FACTOR * RESEND,
                      generator_url="https://alerts.example/api/alerts")
     assert body == {
@@ -38,9 +38,9 @@ def test_firing_alert_is_valid_for_four_resend_intervals() -> None:
     }
 
 
-def test_resolved_alert_ends_when_it_resolved_and_empty_generator_url_is_left_out() -> None:
-    """Resolved: endsAt is the resolution time, not now; an empty generatorURL is omitted
-    (Alertmanager validates it as a URI and would refuse the whole batch)."""
+def test_resolved_alert_ends_when_it_resolved_and_no_generator_url_is_left_out() -> None:
+    """Resolved: endsAt is the resolution time, not now; without an external URL the optional
+    generatorURL is left out rather than sent empty."""
     [body] = payload([_alert("acme", "resolved")], now=T0 + 500, valid_for_s=240)
     assert body["endsAt"] == "2023-11-14T22:14:20.000Z"
     assert "generatorURL" not in body
