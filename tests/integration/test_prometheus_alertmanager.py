@@ -230,18 +230,31 @@ async def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
         "RAGWARD_ALERTMANAGER_RESEND_S": f"{RESEND_S:g}", "RAGWARD_ALERT_EVAL_INTERVAL_S": "0.5",
         "RAGWARD_ALERT_RULES": str(alert_rules(workdir)),
         "RAGWARD_ALERT_EXTERNAL_URL": url["ragward-consumer-alerts"]})
+    programs = {
+        "alertmanager": [
+            _binary("prometheus-alertmanager"),
+            f"--config.file={alertmanager_config(workdir, webhook)}",
+            f"--storage.path={workdir / 'alertmanager'}",
+            f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
+            "--cluster.listen-address=", "--log.level=warn"],
+        # started with the rest: until a ragward target answers, its up is 0 (and
+        # RagwardTargetDown may fire: the assertions pick their alerts by name)
+        "prometheus": [
+            _binary("prometheus"),
+            "--config.file=" + str(prometheus_config(
+                workdir, {job: f"127.0.0.1:{ports[job]}" for job in JOBS},
+                f"127.0.0.1:{ports['alertmanager']}")),
+            f"--storage.tsdb.path={workdir / 'prometheus'}",
+            f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+            f"--rules.alert.resend-delay={RESEND_S:g}s", "--log.level=warn"],
+    }
     try:
         with ExitStack() as running:
             waits = []
-            alertmanager = [
-                _binary("prometheus-alertmanager"),
-                f"--config.file={alertmanager_config(workdir, webhook)}",
-                f"--storage.path={workdir / 'alertmanager'}",
-                f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
-                "--cluster.listen-address=", "--log.level=warn"]
-            log = logs / "alertmanager.log"
-            proc = running.enter_context(program_process(alertmanager, {}, log))
-            waits.append(wait_healthy(url["alertmanager"], proc, log, path="/-/ready"))
+            for name, argv in programs.items():
+                log = logs / f"{name}.log"
+                proc = running.enter_context(program_process(argv, {}, log))
+                waits.append(wait_healthy(url[name], proc, log, path="/-/ready"))
             for job, (args, extra) in commands.items():
                 log = logs / f"{job}.log"
                 proc = running.enter_context(ragward_process(
@@ -251,17 +264,6 @@ async def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
                 waits.append(wait_healthy(url[job], proc, log,
                                           path="/health" if job == "ragward-gateway" else "/ready"))
             await asyncio.gather(*waits)
-
-            config = prometheus_config(workdir, {job: f"127.0.0.1:{ports[job]}" for job in JOBS},
-                                       f"127.0.0.1:{ports['alertmanager']}")
-            prometheus = [
-                _binary("prometheus"), f"--config.file={config}",
-                f"--storage.tsdb.path={workdir / 'prometheus'}",
-                f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
-                f"--rules.alert.resend-delay={RESEND_S:g}s", "--log.level=warn"]
-            log = logs / "prometheus.log"
-            proc = running.enter_context(program_process(prometheus, {}, log))
-            await wait_healthy(url["prometheus"], proc, log, path="/-/ready")
             async with httpx.AsyncClient(timeout=10) as client:
                 yield Stack(prometheus=url["prometheus"], alertmanager=url["alertmanager"],
                             gateway=url["ragward-gateway"],
