@@ -63,7 +63,8 @@ class AlertConsumer:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.clock = clock or SystemClock()
         self.rolling = MetricsConsumer(settings, bus, group_id=group_id, registry=self.registry,
-                                       clock=self.clock.now, from_beginning=from_beginning)
+                                       clock=self.clock.now, from_beginning=from_beginning,
+                                       export_rolling=False)
         self.view = self.rolling.view
         self.loop = self.rolling.loop
         self.publisher = bus.publisher()

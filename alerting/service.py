@@ -11,7 +11,10 @@ Every ``settings.alert_eval_interval_s`` a :meth:`tick` evaluates the rules
 against the :class:`~alerting.view.MetricsView`, saves state changes to the
 state store, queues an :class:`~telemetry.events.AlertEvent` per transition for
 ``settings.topic_alerts``, regroups alerts and starts the notifications that are
-due. Deliveries and publishing run in background tasks (bounded concurrency),
+due. With ``RAGWARD_ALERTMANAGER_URL`` set, every tick also posts to Alertmanager
+the alerts it must hear about (:mod:`alerting.notifiers.alertmanager`: each alert
+on its own, outside ragward's grouping, which Alertmanager does itself).
+Deliveries and publishing run in background tasks (bounded concurrency),
 so a slow or dead receiver or broker never delays the next evaluation. The
 service does not start or stop the publisher: its owner does.
 """
@@ -30,9 +33,10 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from alerting.clock import Clock, SystemClock
-from alerting.engine import Engine, Transition
-from alerting.grouping import Dispatcher, Notification
+from alerting.engine import Alert, Engine, Transition
+from alerting.grouping import Dispatcher, NflogEntry, Notification, group_key
 from alerting.notifiers import Notifier, NotifyError, RetryPolicy, deliver
+from alerting.notifiers.alertmanager import AlertmanagerNotifier, Forwarding
 from alerting.notifiers.email import EmailNotifier, SmtpConfig
 from alerting.notifiers.format import rfc3339
 from alerting.notifiers.slack import SlackNotifier
@@ -117,6 +121,16 @@ def build_notifiers(settings: Settings, client: httpx.AsyncClient, *, external_u
     return notifiers
 
 
+def alertmanager_notifier(settings: Settings, client: httpx.AsyncClient, clock: Clock, *,
+                          external_url: str = "") -> AlertmanagerNotifier | None:
+    """The Alertmanager receiver when ``RAGWARD_ALERTMANAGER_URL`` is set, else None."""
+    if settings.alertmanager_url is None:
+        return None
+    return AlertmanagerNotifier(client, settings.alertmanager_url.get_secret_value(),
+                                resend_s=settings.alertmanager_resend_s,
+                                external_url=external_url, clock=clock.now)
+
+
 class AlertService:
     def __init__(
         self,
@@ -156,9 +170,11 @@ class AlertService:
         self._given_notifiers = list(notifiers) if notifiers is not None else None
         self._client = http_client
         self._own_client = http_client is None
-        self._external_url = external_url
+        self._external_url = external_url or settings.alert_external_url
         self._email_tls_context = email_tls_context
         self._notifiers: dict[str, Notifier] = {}
+        self._alertmanager: AlertmanagerNotifier | None = None
+        self._forwarding: Forwarding | None = None
         self._dispatcher: Dispatcher | None = None
         self._semaphore = asyncio.Semaphore(max_concurrent_notifications)
         self._stop_grace_s = stop_grace_s
@@ -171,7 +187,8 @@ class AlertService:
     # -- lifecycle -------------------------------------------------------------
     @property
     def receivers(self) -> tuple[str, ...]:
-        return tuple(self._notifiers)
+        forwarded = (self._alertmanager.name,) if self._alertmanager is not None else ()
+        return (*self._notifiers, *forwarded)
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -194,13 +211,20 @@ class AlertService:
             restored = self.store.load_alerts()
             self._record(self.engine.restore(restored, now))
             notifiers = self._given_notifiers
+            wants_http = notifiers is None or self.settings.alertmanager_url is not None
+            if self._client is None and wants_http:
+                self._client = httpx.AsyncClient(
+                    timeout=httpx.Timeout(10.0, connect=5.0),
+                    limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+                    headers={"User-Agent": "ragward-alerting"},
+                )
+            if self._client is not None:
+                self._alertmanager = alertmanager_notifier(
+                    self.settings, self._client, self.clock, external_url=self._external_url)
+                if self._alertmanager is not None:
+                    self._forwarding = Forwarding(self._alertmanager.resend_s)
             if notifiers is None:
-                if self._client is None:
-                    self._client = httpx.AsyncClient(
-                        timeout=httpx.Timeout(10.0, connect=5.0),
-                        limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
-                        headers={"User-Agent": "ragward-alerting"},
-                    )
+                assert self._client is not None
                 notifiers = build_notifiers(self.settings, self._client,
                                             external_url=self._external_url,
                                             tls_context=self._email_tls_context)
@@ -216,11 +240,11 @@ class AlertService:
         if run_loop:
             self._loop_task = asyncio.create_task(self._run(), name="alert-evaluation")
         log.info("alert_service_started", rules=len(self.rules.rules), source=self.rules.source,
-                 receivers=list(self._notifiers), restored=len(restored))
-        if not self._notifiers:
+                 receivers=list(self.receivers), restored=len(restored))
+        if not self.receivers:
             log.warning("alert_no_receivers",
-                        hint="set RAGWARD_SLACK_WEBHOOK_URL, RAGWARD_SMTP_URL or "
-                             "RAGWARD_ALERT_WEBHOOK_URL")
+                        hint="set RAGWARD_SLACK_WEBHOOK_URL, RAGWARD_SMTP_URL, "
+                             "RAGWARD_ALERT_WEBHOOK_URL or RAGWARD_ALERTMANAGER_URL")
 
     async def stop(self) -> None:
         """Stop evaluating; give deliveries and events ``stop_grace_s`` to finish, then cancel."""
@@ -289,7 +313,7 @@ class AlertService:
                  "createdBy": s.created_by, "comment": s.comment}
                 for s in silences
             ],
-            "receivers": list(self._notifiers),
+            "receivers": list(self.receivers),
             "rules": self.rules.source,
         }
 
@@ -319,9 +343,15 @@ class AlertService:
                 firing[alert.rule] = firing.get(alert.rule, 0) + 1
         for name, count in firing.items():
             self.metrics.firing.labels(name).set(count)
-        dispatcher.update(self.engine.notifiable(), now)
-        for notification in dispatcher.due(now, self.store.silences(now)):
+        silences = self.store.silences(now)
+        notifiable = self.engine.notifiable()
+        dispatcher.update(notifiable, now)
+        for notification in dispatcher.due(now, silences):
             self._start_delivery(notification)
+        if self._forwarding is not None and not self._forwarding.in_flight:
+            due = self._forwarding.due(notifiable, now, silences)
+            if due:
+                self._start_forward(due, now)
         return transitions
 
     def _record(self, transitions: list[Transition]) -> None:
@@ -352,8 +382,44 @@ class AlertService:
         self._deliveries.add(task)
         task.add_done_callback(self._deliveries.discard)
 
+    def _start_forward(self, alerts: list[Alert], now: float) -> None:
+        """Post ``alerts`` to Alertmanager in the background, one post in flight at a time."""
+        assert self._alertmanager is not None and self._forwarding is not None
+        firing = frozenset(a.fingerprint for a in alerts if a.state == "firing")
+        resolved = frozenset(a.fingerprint for a in alerts if a.state == "resolved")
+        key = group_key({})  # Alertmanager groups; ragward's groups do not apply here
+        notification = Notification(
+            receiver=self._alertmanager.name, group_key=key, group_labels={},
+            status="firing" if firing else "resolved", alerts=tuple(alerts),
+            entry=NflogEntry(key, self._alertmanager.name, firing, resolved, now),
+        )
+        self._forwarding.in_flight = True
+        task = asyncio.create_task(self._forward(self._alertmanager, self._forwarding,
+                                                 notification), name="alert-forward")
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _forward(self, notifier: Notifier, forwarding: Forwarding,
+                       notification: Notification) -> None:
+        try:
+            if await self._attempt(notifier, notification):
+                forwarding.posted(notification.alerts, notification.entry.at)
+        finally:
+            forwarding.in_flight = False
+
     async def _deliver(self, notification: Notification) -> None:
-        notifier = self._notifiers[notification.receiver]
+        delivered = False
+        try:
+            delivered = await self._attempt(self._notifiers[notification.receiver], notification)
+        finally:
+            self.dispatcher.done(notification, delivered=delivered)
+            if self.store.is_open:
+                self.store.record_notification(notification,
+                                               "success" if delivered else "failure",
+                                               self.clock.now())
+
+    async def _attempt(self, notifier: Notifier, notification: Notification) -> bool:
+        """Deliver with retries; log and count the outcome; True when it was delivered."""
         outcome = "failure"
         try:
             async with self._semaphore:
@@ -370,9 +436,7 @@ class AlertService:
                           group=notification.group_key)
         finally:
             self.metrics.notifications.labels(notification.receiver, outcome).inc()
-            self.dispatcher.done(notification, delivered=outcome == "success")
-            if self.store.is_open:
-                self.store.record_notification(notification, outcome, self.clock.now())
+        return outcome == "success"
 
     async def _publish_loop(self) -> None:
         while True:

@@ -8,6 +8,7 @@ declare -A needs=(
   [redis-server]=redis-server
   [kcat]=kcat
   [promtool]=prometheus
+  [prometheus-alertmanager]=prometheus-alertmanager  # alertmanager and amtool
   [chromium]=chromium
   [wrk]=wrk
 )

@@ -11,6 +11,7 @@ import contextvars
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -282,6 +283,18 @@ class Settings(BaseSettings):
     alert_email_to: list[str] = Field(default_factory=list)
     alert_email_from: str = "ragward@localhost"
     alert_webhook_url: SecretStr | None = None
+    alertmanager_url: SecretStr | None = Field(
+        None, description="Alertmanager base URL (http[s]://[user:pass@]host:9093): ragward's "
+                          "alerts are posted to its v2 API, as Prometheus posts its own.",
+    )
+    alertmanager_resend_s: float = Field(
+        60.0, gt=0, description="Firing alerts are re-posted to Alertmanager this often; each "
+                                "post is valid for four times as long (Prometheus's rule).",
+    )
+    alert_external_url: str = Field(
+        "", description="Where operators reach this alert consumer (links in notifications; "
+                        "Alertmanager's generatorURL is <this>/api/alerts).",
+    )
     alert_eval_interval_s: float = Field(5.0, gt=0)
 
     @field_validator("alert_email_to", mode="before")
@@ -289,6 +302,18 @@ class Settings(BaseSettings):
     def _split_addresses(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("alertmanager_url")
+    @classmethod
+    def _alertmanager_base_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never repeats the URL: it may carry credentials.
+        if value is not None:
+            parts = urlsplit(value.get_secret_value())
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL with a host")
+            if parts.query or parts.fragment:
+                raise ValueError("must be a base URL without query or fragment")
         return value
 
     @field_validator("pii_actions")

@@ -61,7 +61,11 @@ class MetricsConsumer:
         clock: Callable[[], float] = time.time,
         from_beginning: bool = True,
         max_records: int = 5000,
+        export_rolling: bool = True,
     ) -> None:
+        """``export_rolling=False`` keeps the rolling figures out of ``registry``: a process
+        that only reads the view (the alert consumer) must not export a second copy of the
+        metrics consumer's counters, or every ``sum()`` over them in Prometheus doubles."""
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
         self.view = RollingMetrics(clock, lag_source=lambda: self.loop.lag)
@@ -77,7 +81,8 @@ class MetricsConsumer:
             max_records=max_records,
             decoder=metrics_decoder,
         )
-        self.registry.register(RollingCollector(self.view))
+        if export_rolling:
+            self.registry.register(RollingCollector(self.view))
         self._snapshot: tuple[float, dict[str, Any]] | None = None
 
     @property

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from alerting.clock import ManualClock
 from alerting.consumer import AlertConsumer
 from alerting.notifiers import RetryPolicy
+from alerting.notifiers.format import rfc3339
 from alerting.service import AlertService
 from alerting.silences import Matcher, Silence
 from alerting.state_store import StateStore, db_path
@@ -397,3 +398,50 @@ routing: {group_wait: 5s, receivers: [webhook]}
         assert [alert_decoder.decode(r.value).state for r in records] == ["pending", "firing"]
     finally:
         await reader.stop()
+
+
+async def test_alertmanager_receiver_posts_each_state_and_keeps_firing_alerts_alive(
+        tmp_path: Path, http_receiver: HttpReceiver) -> None:
+    """RAGWARD_ALERTMANAGER_URL: the alert is posted to /api/v2/alerts as soon as it fires
+    (Alertmanager groups, so ragward's group_wait does not apply), a 503 is retried, the
+    firing alert is re-posted every resend interval with endsAt four intervals ahead (so
+    Alertmanager keeps it while ragward runs), the resolution is posted once with endsAt = the
+    moment it resolved, and nothing follows."""
+    path = "/api/v2/alerts"
+    http_receiver.script(path, receivers.Reply(503, "busy"))
+    settings = _settings(tmp_path, http_receiver, None, alertmanager_url=http_receiver.url("/"),
+                         alertmanager_resend_s=60, alert_external_url="https://alerts.example")
+    bus, clock = MemoryBus(), ManualClock()
+    incident = Incident(bus, settings, clock)
+    consumer = await incident.open()
+    try:
+        assert "alertmanager" in consumer.service.snapshot()["receivers"]
+        await incident.run(60, errors=0)
+        await incident.run(30, errors=20)                     # pending for `for` (30 s)
+        assert http_receiver.at(path) == []
+        await incident.step(errors=20)                        # firing: posted at once
+        fired = clock.now()
+        [firing] = consumer.service.engine.alerts()
+        first, retried = http_receiver.bodies(path)
+        assert first == retried == [{
+            "labels": {"alertname": "HighErrorRate", "severity": "page", "tenant": "acme"},
+            "annotations": firing.annotations,
+            "startsAt": rfc3339(fired), "endsAt": rfc3339(fired + 240),
+            "generatorURL": "https://alerts.example/api/alerts",
+        }]
+        await incident.run(55, errors=20)
+        assert len(http_receiver.at(path)) == 2               # not before the resend interval
+        await incident.step(errors=20)
+        [[again]] = http_receiver.bodies(path)[2:]
+        assert again["startsAt"] == rfc3339(fired) and again["endsAt"] == rfc3339(clock.now()
+                                                                                + 240)
+        await incident.run(120, errors=0)                     # recovery over the 1m window
+        [alert] = consumer.service.engine.alerts()
+        assert alert.state == "resolved" and alert.resolved_at is not None
+        bodies = http_receiver.bodies(path)
+        ended = [b for b in bodies if b[0]["endsAt"] == rfc3339(alert.resolved_at)]
+        assert ended == [bodies[-1]]                          # resolved: once, last
+        await incident.run(300, errors=0)
+        assert http_receiver.bodies(path) == bodies
+    finally:
+        await consumer.stop()

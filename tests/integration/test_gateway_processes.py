@@ -22,13 +22,19 @@ from tests.upstream_server import UpstreamServer
 RAGWARD = str(Path(sys.executable).with_name("ragward"))
 
 
-@contextmanager
 def ragward_process(args: list[str], env: dict[str, str],
+                    log: Path) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """``ragward ARGS``, as :func:`program_process` runs it."""
+    return program_process([RAGWARD, *args], env, log)
+
+
+@contextmanager
+def program_process(argv: list[str], env: dict[str, str],
                     log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``ragward ARGS`` in its own session, output to ``log``; stopped with SIGTERM (then
-    SIGKILL) with all its children when the block ends."""
+    """``argv`` in its own session, output to ``log``; stopped with SIGTERM (then SIGKILL)
+    with all its children when the block ends."""
     with log.open("wb") as out:
-        proc = subprocess.Popen([RAGWARD, *args], env={**os.environ, **env}, stdout=out,
+        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield proc
@@ -47,13 +53,15 @@ def gateway_process(env: dict[str, str], port: int,
     return ragward_process(["gateway", "--port", str(port)], env, log)
 
 
-async def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+async def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path,
+                       path: str = "/health") -> None:
+    """Poll ``url + path`` until it answers 200; fail with the log's tail if ``proc`` exits."""
     async with httpx.AsyncClient() as client, asyncio.timeout(30):
         while True:
             if proc.poll() is not None:
-                raise AssertionError(f"gateway exited: {log.read_text()[-2000:]}")
+                raise AssertionError(f"{proc.args} exited: {log.read_text()[-2000:]}")
             try:
-                if (await client.get(url + "/health")).status_code == 200:
+                if (await client.get(url + path)).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
