@@ -1,6 +1,7 @@
-//! The scanner of `gateway/redaction.py` (`_scan`), over the same patterns.
+//! The scanner of `gateway/pii/reference.py` (`scan`), over the same patterns.
 //!
-//! The patterns come from Python at construction, so there is one copy of them;
+//! The patterns and the tables come from Python at construction, so there is one
+//! copy of them;
 //! PCRE2 reads them as Python's `re` does with `re.ASCII` (same backtracking,
 //! lookbehind and possessive semantics). What Python does between matches is
 //! ported here line for line, and `tests/unit/test_redaction_native.py` holds
@@ -9,9 +10,10 @@
 
 use pcre2::bytes::{CaptureLocations, Regex, RegexBuilder};
 
+use crate::tables::Tables;
 use crate::validate::{
-    card_brand_ok, cn_id_check_ok, cn_id_ok, cn_id_shaped, iban_length, iban_ok, ipv6_value,
-    luhn_ok, national_lengths, split_country_code, ssn_ok,
+    card_brand_ok, cn_id_check_ok, cn_id_ok, cn_id_shaped, iban_ok, ipv6_value, luhn_ok,
+    split_country_code, ssn_ok,
 };
 
 /// Entity types, in the order Python sorts their names (ties at one span go to the first).
@@ -200,8 +202,8 @@ impl Patterns {
     }
 
     /// Entities in the (normalised) `text`: sorted, non-overlapping, character offsets.
-    pub fn scan(&self, text: &str) -> Result<Vec<Hit>, pcre2::Error> {
-        let mut hits = Scan { p: self, t: text.as_bytes() }.run()?;
+    pub fn scan(&self, tables: &Tables, text: &str) -> Result<Vec<Hit>, pcre2::Error> {
+        let mut hits = Scan { p: self, tables, t: text.as_bytes() }.run()?;
         if !text.is_ascii() {
             to_char_offsets(text.as_bytes(), &mut hits);
         }
@@ -209,11 +211,16 @@ impl Patterns {
     }
 
     /// Entities in `text` after folding it (`fold`), with character offsets into `text`.
-    pub fn detect(&self, text: &str, fold: &Folding) -> Result<Vec<Hit>, pcre2::Error> {
+    pub fn detect(
+        &self,
+        tables: &Tables,
+        text: &str,
+        fold: &Folding,
+    ) -> Result<Vec<Hit>, pcre2::Error> {
         let Some(folded) = fold.apply(text) else {
-            return self.scan(text);
+            return self.scan(tables, text);
         };
-        let mut hits = Scan { p: self, t: folded.text.as_bytes() }.run()?;
+        let mut hits = Scan { p: self, tables, t: folded.text.as_bytes() }.run()?;
         for h in &mut hits {
             h.start = folded.start[h.start] as usize;
             h.end = folded.end[h.end] as usize;
@@ -223,7 +230,7 @@ impl Patterns {
 }
 
 /// Per-character NFKC for the characters whose compatibility form is ASCII (the
-/// table is `redaction._Folding`'s, handed over by Python).
+/// table is `gateway.pii.folding.Folding`'s, handed over by Python).
 pub struct Folding {
     table: std::collections::HashMap<char, Box<str>>,
     /// One bit per BMP code point: in `table`? (Most text is all BMP, and a bit test per
@@ -300,8 +307,6 @@ fn to_char_offsets(t: &[u8], hits: &mut [Hit]) {
     }
 }
 
-const CTX: usize = 28; // characters of left context a cue may span
-
 fn is_alnum_(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
@@ -333,6 +338,7 @@ fn ascii(parts: &[&[u8]]) -> String {
 
 struct Scan<'a> {
     p: &'a Patterns,
+    tables: &'a Tables,
     t: &'a [u8],
 }
 
@@ -341,16 +347,17 @@ impl Scan<'_> {
         Some(Hit { start, end, kind, value: ascii(value) })
     }
 
-    /// Up to `CTX` characters before `s`, reversed and lower-cased (cues are matched
-    /// on it anchored at the candidate).
+    /// Up to the cue window's characters before `s`, reversed and lower-cased (cues
+    /// are matched on it anchored at the candidate).
     fn left(&self, s: usize) -> String {
+        let window = self.tables.cue_window;
         // `s` is a match start (an ASCII character); at most 4 bytes a character.
-        let mut lo = s.saturating_sub(4 * CTX);
+        let mut lo = s.saturating_sub(4 * window);
         while lo < s && self.t[lo] & 0xC0 == 0x80 {
             lo += 1; // to a character boundary
         }
         let before = std::str::from_utf8(&self.t[lo..s]).unwrap_or_default();
-        before.chars().rev().take(CTX).flat_map(char::to_lowercase).collect()
+        before.chars().rev().take(window).flat_map(char::to_lowercase).collect()
     }
 
     /// An order / invoice / tracking ... label ends right before `s`.
@@ -368,7 +375,7 @@ impl Scan<'_> {
             }
             Shape::CardRun => self.card(s, e, v),
             Shape::Run18 => {
-                if cn_id_shaped(v) {
+                if cn_id_shaped(self.tables, v) {
                     // a CN ID, or one with a typo in it: never a card
                     return if cn_id_check_ok(v) { self.hit(s, e, Kind::CnId, &[v]) } else { None };
                 }
@@ -377,7 +384,7 @@ impl Scan<'_> {
             Shape::CnId => {
                 let id: Vec<u8> =
                     v.iter().filter(|&&b| b != b' ').map(u8::to_ascii_uppercase).collect();
-                if id.len() == 18 && cn_id_ok(&id) {
+                if id.len() == 18 && cn_id_ok(self.tables, &id) {
                     self.hit(s, e, Kind::CnId, &[&id])
                 } else {
                     None
@@ -501,8 +508,8 @@ impl Scan<'_> {
                 return None;
             }
         }
-        let (cc, national) = split_country_code(first);
-        let plan = national_lengths(cc);
+        let (cc, national) = split_country_code(self.tables, first);
+        let plan = self.tables.national_lengths(cc);
         if plan.is_none() && prefixed_00 {
             return None; // "00" + unknown code: too easily an ordinary number
         }
@@ -534,7 +541,7 @@ impl Scan<'_> {
 
     fn iban(&self, s: usize) -> Option<Hit> {
         let t = self.t;
-        let length = iban_length(&t[s..s + 2])?;
+        let length = self.tables.iban_length(&t[s..s + 2])?;
         // [A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){length-4}, anchored at s
         if !t.get(s + 2..s + 4)?.iter().all(u8::is_ascii_digit) {
             return None;
