@@ -16,7 +16,7 @@ Python reference (each handed to the gateway):
 (b) after every chunk, what the client holds is a prefix of that redaction: no raw
     entity, and no part of one, has reached it.
 
-About 90 streams per scanner: 111 s for the file (53 s in the streams, the rest
+About 57 streams per scanner: 111 s for the file (53 s in the streams, the rest
 services, ingest and start-up) measured on the shared 2-core machine at a load
 average of 18; the count of streams is what to tune (the constants below).
 """
