@@ -5,7 +5,9 @@
 //! module folds the text, finds and validates the entities, which is where the
 //! time goes. `Scanner.detect` returns what `gateway.pii.reference.detect` returns.
 
+mod fold;
 mod scan;
+mod shapes;
 mod tables;
 mod validate;
 
@@ -14,7 +16,8 @@ use std::collections::HashMap;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
-use scan::{Folding, Hit, Kind, Patterns};
+use fold::Folding;
+use scan::{Hit, Kind, Patterns};
 use tables::{TableArgs, Tables};
 
 type PyHit = (usize, usize, PyObject, String);
