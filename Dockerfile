@@ -50,7 +50,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv build --wheel --out-dir /wheels . \
  && uv pip install --python /opt/ragward/bin/python --no-deps /wheels/ragward-*.whl \
  && /opt/ragward/bin/ragward --help >/dev/null \
- && /opt/ragward/bin/python -c "import gateway.redaction as r; assert r.ENGINE == 'native'"
+ && /opt/ragward/bin/python -c "from gateway.pii import default_scanner as d; assert d().engine == 'native'"
 
 # --- runtime: slim Python, the venv, a non-root user ---------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -600,7 +600,7 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("forward to upstream (gateway/forward.py + aiohttp)", ("gateway/forward.py",)),
     ("JWT authentication (gateway/auth.py)", ("gateway/auth.py",)),
     ("token estimate (gateway/tokens.py, tiktoken)", ("gateway/tokens.py",)),
-    ("PII redaction (gateway/redaction.py)", ("gateway/redaction.py",)),
+    ("PII redaction (gateway/pii/)", ("gateway/pii/",)),
     ("metrics (prometheus_client)", ("prometheus_client/",)),
     ("logging (structlog)", ("structlog/",)),
 ]

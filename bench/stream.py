@@ -486,7 +486,7 @@ def chart(phases: list[Phase], path: Path) -> str:
 
 
 def _redaction_kind() -> str:
-    from gateway.redaction import RedactionSession
+    from gateway.pii import RedactionSession
 
     if hasattr(RedactionSession, "stream"):
         return "incremental (RedactionSession.stream)"

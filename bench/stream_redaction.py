@@ -33,15 +33,13 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from faker import Faker
 
-from gateway import redaction
-from gateway.redaction import Redactor
+from gateway.pii import Redactor, python_scanner
 
 CORPUS = Path(__file__).with_name("pii_corpus.jsonl")
 
@@ -155,15 +153,6 @@ def run_window(answers: list[list[str]], redactor: Redactor, window: int) -> Sta
     return stats
 
 
-def on_reference(fn: Callable[[], Stats]) -> Stats:
-    saved = redaction._scan, redaction._detect
-    redaction._scan, redaction._detect = redaction._scan_reference, redaction._detect_reference
-    try:
-        return fn()
-    finally:
-        redaction._scan, redaction._detect = saved
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--answers", type=int, default=300, help="answers of each kind")
@@ -181,8 +170,8 @@ def main() -> None:
         chars = sum(map(len, texts))
         print(f"\n{kind}: {len(texts)} answers, {chars} characters, {n_chunks} chunks "
               f"(mean {chars / n_chunks:.1f} characters)")  # fmt: skip
-        print(run_stream(answers, redactor).line(f"stream ({redaction.ENGINE})"))
-        reference = on_reference(lambda: run_stream(answers, redactor))  # noqa: B023 (run now)
+        print(run_stream(answers, redactor).line(f"stream ({redactor.engine})"))
+        reference = run_stream(answers, Redactor(scanner=python_scanner()))
         print(reference.line("stream (python reference)"))
         for window in (16, 32, 64, 128):
             print(run_window(answers, redactor, window).line(f"fixed window {window}"))

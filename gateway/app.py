@@ -196,7 +196,7 @@ def create_app(
     """The gateway app.
 
     Its clients are built in the lifespan from settings, except those ``given``
-    (upstream, publisher, audit_reader: see
+    (upstream, publisher, audit_reader, pii_scanner: see
     :func:`gateway.components.open_components`) or a whole ready ``components``.
     ``ragward serve`` adds its own ``routes`` (the dashboard) and ``lifespans``
     (rag_core and the consumers, started before the gateway's clients); ``clock``

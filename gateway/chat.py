@@ -11,7 +11,7 @@ It returns a :class:`ChatAnswer`: the redacted answer as it arrives.
   placeholder across the whole conversation and the answer); sources are
   redacted before the answer, as ``/v1/query`` does, so the numbering matches.
   The answer goes through the session's *stream* redaction: only text that
-  later text can no longer change is released (:mod:`gateway.redaction_stream`), so
+  later text can no longer change is released (:mod:`gateway.pii.stream`), so
   at every prefix the client holds what redacting the whole answer would give.
 * **Budget.** The reservation is the redacted question's tokens, the history's
   up to the memory budget (``RAGWARD_CHAT_MEMORY_TOKENS``), the context
@@ -41,9 +41,9 @@ import msgspec
 
 from gateway.cache import AnswerCache, cache_key
 from gateway.forward import Caller
+from gateway.pii import RedactionSession
 from gateway.pipeline import QueryPipeline, RequestRecord
 from gateway.quota import Admission
-from gateway.redaction import RedactionSession
 from gateway.tokens import count_tokens
 from rag_core.schemas import (
     ChatEvent,

@@ -29,10 +29,9 @@ from gateway.chat import ChatPipeline
 from gateway.fingerprint import QuestionHasher
 from gateway.forward import HttpUpstream, ResilientUpstream, Upstream
 from gateway.metrics import GatewayMetrics
+from gateway.pii import Redactor, Scanner
 from gateway.pipeline import QueryPipeline
 from gateway.quota import QuotaLimiter, make_quota
-from gateway.redaction import ENGINE as PII_ENGINE
-from gateway.redaction import Redactor
 from gateway.redis_client import check_redis_access, redis_pool
 from rag_core.schemas import IndexInfo
 from ragward.errors import ConfigError
@@ -118,6 +117,7 @@ async def open_components(
     upstream: Upstream | None = None,
     publisher: Publisher | None = None,
     audit_reader: AuditReader | None = None,
+    pii_scanner: Scanner | None = None,
 ) -> AsyncIterator[Components]:
     if settings.jwt_secret is None and settings.jwks_url is None:
         raise ConfigError(
@@ -190,11 +190,11 @@ async def open_components(
             if settings.jwks_url else None
         )
         try:
-            redactor = Redactor(settings.pii_actions)
+            redactor = Redactor(settings.pii_actions, scanner=pii_scanner)
         except ValueError as exc:
             raise ConfigError(f"{env_name('pii_actions')}: {exc}") from None
-        if PII_ENGINE != "native":  # correct, but a third as fast: say so once
-            log.warning("pii_scanner_not_native", engine=PII_ENGINE,
+        if redactor.engine != "native":  # correct, but a third as fast: say so once
+            log.warning("pii_scanner_not_native", engine=redactor.engine,
                         hint="install native/ (make install) for the compiled scanner")
         pipeline = QueryPipeline(
             resilient, quota, redactor, cache,

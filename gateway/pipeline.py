@@ -22,8 +22,8 @@ import msgspec
 
 from gateway.cache import AnswerCache, cache_key
 from gateway.forward import Caller, Upstream
+from gateway.pii import RedactionSession, Redactor
 from gateway.quota import Admission, QuotaLimiter
-from gateway.redaction import RedactionSession, Redactor
 from gateway.tokens import count_tokens
 from rag_core.schemas import (
     BatchRequest,

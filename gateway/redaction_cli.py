@@ -7,7 +7,7 @@ import sys
 
 import msgspec
 
-from gateway.redaction import Redactor
+from gateway.pii import Redactor
 from ragward.settings import Settings
 
 

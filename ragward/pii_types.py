@@ -1,7 +1,7 @@
 """The PII entity types the redactor detects and the actions a deployment may choose.
 
 They live at the bottom, beside the settings, because both the settings (which
-validate ``RAGWARD_PII_ACTIONS``) and the redactor (:mod:`gateway.redaction`, which
+validate ``RAGWARD_PII_ACTIONS``) and the redactor (:mod:`gateway.pii`, which
 re-exports them) name them; neither should import the other for a list of names.
 """
 

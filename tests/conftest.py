@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.pii import Scanner
 from ragward.devservices import ServiceError
 from ragward.settings import Settings, load_settings
 from tests.postgres import postgres_dsn  # noqa: F401  (registers the session fixture)
@@ -81,3 +82,14 @@ def unique() -> str:
 def settings(tmp_path: Path) -> Settings:
     """Embedded-mode settings isolated in a temporary data directory."""
     return load_settings(data_dir=tmp_path / "data", jwt_secret=TEST_SECRET)
+
+
+@pytest.fixture(params=["native", "python"])
+def pii_scanner(request: pytest.FixtureRequest) -> Scanner:
+    """Each PII scanner in turn, to hand to a Redactor (or a gateway): a test that takes
+    this fixture runs on the native scanner and on the Python reference."""
+    from gateway.pii import native_scanner, python_scanner
+
+    scanner = native_scanner() if request.param == "native" else python_scanner()
+    assert scanner is not None, "ragward_pii is not installed: run `make install`"
+    return scanner

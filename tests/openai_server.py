@@ -18,7 +18,9 @@ Scripted failures, consumed in order by the next matching requests::
 one chunk per word of the answer (``stream_delay_s`` apart), a chunk with
 ``finish_reason``, then — only with ``stream_options.include_usage`` — a usage
 chunk with ``choices: []``, then ``data: [DONE]``. ``answer_text`` replaces the
-stub's answer (e.g. one full of PII); ``max_tokens`` cuts it (``length``). A
+stub's answer (e.g. one full of PII); ``chunk_chars`` streams it in pieces of that
+many characters instead of words; ``chunks`` makes the answer exactly these pieces,
+streamed one per chunk (any cutting a test wants); ``max_tokens`` cuts it (``length``). A
 client that leaves mid-stream is recorded: ``seen.status == 499`` and
 ``seen.words_sent`` says how far it got.
 
@@ -83,6 +85,7 @@ class OpenAIStub:
         self.stream_delay_s = 0.0
         self.answer_text: str | None = None
         self.chunk_chars = 0  # stream pieces of this many characters instead of words
+        self.chunks: list[str] | None = None  # the answer is these pieces, streamed as such
         self.requests: list[Seen] = []
         self._failures: deque[Failure] = deque()
         self._lock = threading.Lock()
@@ -216,7 +219,8 @@ class OpenAIStub:
         messages = body.get("messages", [])
         prompt_text = " ".join(str(m.get("content", "")) for m in messages)
         question = prompt_text.rsplit("Question:", 1)[-1].split("Answer:", 1)[0].strip()
-        answer = self.answer_text or f"Stub answer about: {question[:80]}"
+        scripted = "".join(self.chunks) if self.chunks else None
+        answer = scripted or self.answer_text or f"Stub answer about: {question[:80]}"
         finish = "stop"
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
         if limit is not None and count_tokens(answer) > limit:
@@ -266,7 +270,9 @@ class OpenAIStub:
                 b"data: " + json.dumps({**base, "choices": choices, **extra}).encode() + b"\n\n"
             )
 
-        if self.chunk_chars:
+        if self.chunks and "".join(self.chunks) == answer:  # (not cut by max_tokens)
+            pieces = list(self.chunks)
+        elif self.chunk_chars:
             pieces = [answer[i : i + self.chunk_chars]
                       for i in range(0, len(answer), self.chunk_chars)]
         else:

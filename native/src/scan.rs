@@ -1,6 +1,7 @@
-//! The scanner of `gateway/redaction.py` (`_scan`), over the same patterns.
+//! The scanner of `gateway/pii/reference.py` (`scan`), over the same patterns.
 //!
-//! The patterns come from Python at construction, so there is one copy of them;
+//! The patterns and the tables come from Python at construction, so there is one
+//! copy of them;
 //! PCRE2 reads them as Python's `re` does with `re.ASCII` (same backtracking,
 //! lookbehind and possessive semantics). What Python does between matches is
 //! ported here line for line, and `tests/unit/test_redaction_native.py` holds
@@ -9,10 +10,10 @@
 
 use pcre2::bytes::{CaptureLocations, Regex, RegexBuilder};
 
-use crate::validate::{
-    card_brand_ok, cn_id_check_ok, cn_id_ok, cn_id_shaped, iban_length, iban_ok, ipv6_value,
-    luhn_ok, national_lengths, split_country_code, ssn_ok,
-};
+use crate::fold::Folding;
+use crate::shapes::{shape_of, Shape};
+use crate::tables::Tables;
+use crate::validate::ipv6_value;
 
 /// Entity types, in the order Python sorts their names (ties at one span go to the first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -63,48 +64,6 @@ pub struct Hit {
     pub end: usize,
     pub kind: Kind,
     pub value: String,
-}
-
-/// What a numeric candidate looks like; each has its validator.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Shape {
-    Ssn,
-    SsnRun,
-    Mobile,
-    MobilePrefixed,
-    Us,
-    Land,
-    Card,
-    CardRun,
-    CnId,
-    Ipv4,
-    Run18,
-    UsBare,
-    Intl,
-    Iban,
-}
-
-/// The shape a named group of the numeric pattern stands for (`ssn_d` -> Ssn ...).
-fn shape_of(group: &str) -> Result<Shape, String> {
-    if group == "mobile_p" {
-        return Ok(Shape::MobilePrefixed);
-    }
-    Ok(match group.split('_').next().unwrap_or_default() {
-        "ssn" => Shape::Ssn,
-        "ssnrun" => Shape::SsnRun,
-        "mobile" => Shape::Mobile,
-        "us" | "us1" => Shape::Us,
-        "land" | "land4" => Shape::Land,
-        "card" => Shape::Card,
-        "cardrun" => Shape::CardRun,
-        "cnid" => Shape::CnId,
-        "ipv4" => Shape::Ipv4,
-        "run18" => Shape::Run18,
-        "usbare" => Shape::UsBare,
-        "intl" => Shape::Intl,
-        "iban" => Shape::Iban,
-        _ => return Err(format!("numeric pattern group {group:?} names no known shape")),
-    })
 }
 
 /// A numeric pattern with the shape of each of its groups (index 0: the whole match).
@@ -168,11 +127,11 @@ pub struct Patterns {
     email_domain: Regex,
     secret: Regex,
     ipv6: Regex,
-    not_pii_label: Regex,
-    phone_cue: Regex,
-    version_cue: Regex,
-    ssn_cue: Regex,
-    card_cue: Regex,
+    pub(crate) not_pii_label: Regex,
+    pub(crate) phone_cue: Regex,
+    pub(crate) version_cue: Regex,
+    pub(crate) ssn_cue: Regex,
+    pub(crate) card_cue: Regex,
 }
 
 impl Patterns {
@@ -200,8 +159,8 @@ impl Patterns {
     }
 
     /// Entities in the (normalised) `text`: sorted, non-overlapping, character offsets.
-    pub fn scan(&self, text: &str) -> Result<Vec<Hit>, pcre2::Error> {
-        let mut hits = Scan { p: self, t: text.as_bytes() }.run()?;
+    pub fn scan(&self, tables: &Tables, text: &str) -> Result<Vec<Hit>, pcre2::Error> {
+        let mut hits = Scan { p: self, tables, t: text.as_bytes() }.run()?;
         if !text.is_ascii() {
             to_char_offsets(text.as_bytes(), &mut hits);
         }
@@ -209,80 +168,21 @@ impl Patterns {
     }
 
     /// Entities in `text` after folding it (`fold`), with character offsets into `text`.
-    pub fn detect(&self, text: &str, fold: &Folding) -> Result<Vec<Hit>, pcre2::Error> {
+    pub fn detect(
+        &self,
+        tables: &Tables,
+        text: &str,
+        fold: &Folding,
+    ) -> Result<Vec<Hit>, pcre2::Error> {
         let Some(folded) = fold.apply(text) else {
-            return self.scan(text);
+            return self.scan(tables, text);
         };
-        let mut hits = Scan { p: self, t: folded.text.as_bytes() }.run()?;
+        let mut hits = Scan { p: self, tables, t: folded.text.as_bytes() }.run()?;
         for h in &mut hits {
             h.start = folded.start[h.start] as usize;
             h.end = folded.end[h.end] as usize;
         }
         Ok(hits)
-    }
-}
-
-/// Per-character NFKC for the characters whose compatibility form is ASCII (the
-/// table is `redaction._Folding`'s, handed over by Python).
-pub struct Folding {
-    table: std::collections::HashMap<char, Box<str>>,
-    /// One bit per BMP code point: in `table`? (Most text is all BMP, and a bit test per
-    /// character is far cheaper than a hash lookup.)
-    bmp: Vec<u64>,
-}
-
-/// A folded text and, for each byte offset into it, the character offset into the
-/// original where an entity starting (`start`) or ending (`end`) there begins or ends.
-/// Inside a character that folded to several (`⑩` -> `10`) both take the whole one.
-pub struct Folded {
-    text: String,
-    start: Vec<u32>,
-    end: Vec<u32>,
-}
-
-impl Folding {
-    pub fn new(table: std::collections::HashMap<char, String>) -> Self {
-        let mut bmp = vec![0u64; 0x10000 / 64];
-        for &c in table.keys().filter(|&&c| (c as u32) < 0x10000) {
-            bmp[c as usize / 64] |= 1 << (c as u32 % 64);
-        }
-        Folding { table: table.into_iter().map(|(c, s)| (c, s.into_boxed_str())).collect(), bmp }
-    }
-
-    fn folds(&self, c: char) -> bool {
-        let cp = c as u32;
-        if cp < 0x10000 {
-            self.bmp[cp as usize / 64] & (1 << (cp % 64)) != 0
-        } else {
-            self.table.contains_key(&c)
-        }
-    }
-
-    /// None when nothing in `text` folds (ASCII text never does).
-    pub fn apply(&self, text: &str) -> Option<Folded> {
-        if text.is_ascii() || !text.chars().any(|c| self.folds(c)) {
-            return None;
-        }
-        let mut folded =
-            Folded { text: String::with_capacity(text.len()), start: vec![], end: vec![] };
-        for (index, c) in text.chars().enumerate() {
-            let index = index as u32;
-            let before = folded.text.len();
-            let folds = self.folds(c);
-            match folds.then(|| &self.table[&c]) {
-                Some(ascii) => folded.text.push_str(ascii),
-                None => folded.text.push(c),
-            }
-            for byte in before..folded.text.len() {
-                let inside = byte > before && folds;
-                folded.start.push(index);
-                folded.end.push(if inside { index + 1 } else { index });
-            }
-        }
-        let chars = text.chars().count() as u32;
-        folded.start.push(chars);
-        folded.end.push(chars);
-        Some(folded)
     }
 }
 
@@ -300,9 +200,7 @@ fn to_char_offsets(t: &[u8], hits: &mut [Hit]) {
     }
 }
 
-const CTX: usize = 28; // characters of left context a cue may span
-
-fn is_alnum_(b: u8) -> bool {
+pub(crate) fn is_alnum_(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
@@ -318,249 +216,18 @@ fn is_before_ipv6(b: u8) -> bool {
     is_alnum_(b) || b == b':' || b == b'.'
 }
 
-/// `_digits_of`: the text without its separators.
-fn digits_of(s: &[u8]) -> Vec<u8> {
-    s.iter().copied().filter(|b| !matches!(b, b' ' | b'-' | b'.' | b'(' | b')')).collect()
-}
-
-fn last(s: &[u8], n: usize) -> &[u8] {
-    &s[s.len().saturating_sub(n)..]
-}
-
-fn ascii(parts: &[&[u8]]) -> String {
+pub(crate) fn ascii(parts: &[&[u8]]) -> String {
     String::from_utf8_lossy(&parts.concat()).into_owned()
 }
 
-struct Scan<'a> {
-    p: &'a Patterns,
-    t: &'a [u8],
+/// One scan of one text; the numeric shapes are validated in `shapes.rs`.
+pub(crate) struct Scan<'a> {
+    pub(crate) p: &'a Patterns,
+    pub(crate) tables: &'a Tables,
+    pub(crate) t: &'a [u8],
 }
 
 impl Scan<'_> {
-    fn hit(&self, start: usize, end: usize, kind: Kind, value: &[&[u8]]) -> Option<Hit> {
-        Some(Hit { start, end, kind, value: ascii(value) })
-    }
-
-    /// Up to `CTX` characters before `s`, reversed and lower-cased (cues are matched
-    /// on it anchored at the candidate).
-    fn left(&self, s: usize) -> String {
-        // `s` is a match start (an ASCII character); at most 4 bytes a character.
-        let mut lo = s.saturating_sub(4 * CTX);
-        while lo < s && self.t[lo] & 0xC0 == 0x80 {
-            lo += 1; // to a character boundary
-        }
-        let before = std::str::from_utf8(&self.t[lo..s]).unwrap_or_default();
-        before.chars().rev().take(CTX).flat_map(char::to_lowercase).collect()
-    }
-
-    /// An order / invoice / tracking ... label ends right before `s`.
-    fn labelled(&self, s: usize) -> bool {
-        self.p.not_pii_label.is_match(self.left(s).as_bytes()).unwrap_or(false)
-    }
-
-    fn check(&self, shape: Shape, s: usize, e: usize) -> Option<Hit> {
-        let t = self.t;
-        let v = &t[s..e];
-        match shape {
-            Shape::Card => {
-                let d: Vec<u8> = v.iter().copied().filter(|b| !matches!(b, b' ' | b'-')).collect();
-                self.card(s, e, &d)
-            }
-            Shape::CardRun => self.card(s, e, v),
-            Shape::Run18 => {
-                if cn_id_shaped(v) {
-                    // a CN ID, or one with a typo in it: never a card
-                    return if cn_id_check_ok(v) { self.hit(s, e, Kind::CnId, &[v]) } else { None };
-                }
-                self.card(s, e, v)
-            }
-            Shape::CnId => {
-                let id: Vec<u8> =
-                    v.iter().filter(|&&b| b != b' ').map(u8::to_ascii_uppercase).collect();
-                if id.len() == 18 && cn_id_ok(&id) {
-                    self.hit(s, e, Kind::CnId, &[&id])
-                } else {
-                    None
-                }
-            }
-            Shape::Ipv4 => {
-                let version = self.p.version_cue.is_match(self.left(s).as_bytes()).unwrap_or(false);
-                if version {
-                    None
-                } else {
-                    self.hit(s, e, Kind::Ipv4, &[v])
-                }
-            }
-            Shape::Ssn => {
-                let d = [&t[s..s + 3], &t[s + 4..s + 6], &t[s + 7..e]].concat();
-                if ssn_ok(&d) {
-                    self.hit(s, e, Kind::UsSsn, &[&d])
-                } else {
-                    None
-                }
-            }
-            Shape::SsnRun => {
-                // nine digits without separators: an SSN only right after an SSN cue
-                if !ssn_ok(v) {
-                    return None;
-                }
-                let left = self.left(s);
-                let cue = self.p.ssn_cue.is_match(left.as_bytes()).unwrap_or(false);
-                if !cue || self.p.not_pii_label.is_match(left.as_bytes()).unwrap_or(true) {
-                    return None;
-                }
-                self.hit(s, e, Kind::UsSsn, &[v])
-            }
-            Shape::Mobile if self.labelled(s) => None, // after "order no.": the order's
-            Shape::Mobile | Shape::MobilePrefixed => {
-                self.hit(s, e, Kind::Phone, &[b"+86", last(&digits_of(v), 11)])
-            }
-            Shape::Land => self.land(s, e),
-            Shape::Us => {
-                let x =
-                    v.iter().position(|&b| b == b'x').or_else(|| v.iter().position(|&b| b == b'e'));
-                if self.labelled(s) {
-                    return None;
-                }
-                let number = digits_of(&v[..x.unwrap_or(v.len())]);
-                self.hit(s, e, Kind::Phone, &[b"+1", last(&number, 10)])
-            }
-            Shape::UsBare => {
-                let left = self.left(s);
-                let cue = self.p.phone_cue.is_match(left.as_bytes()).unwrap_or(false);
-                if !cue || self.p.not_pii_label.is_match(left.as_bytes()).unwrap_or(true) {
-                    return None;
-                }
-                self.hit(s, e, Kind::Phone, &[b"+1", v])
-            }
-            Shape::Intl => self.intl(s, e),
-            Shape::Iban => self.iban(s - 2), // the match starts at the first check digit
-        }
-    }
-
-    /// Luhn, and a known issuer prefix or a card cue before it, and no order label.
-    fn card(&self, s: usize, e: usize, d: &[u8]) -> Option<Hit> {
-        if !luhn_ok(d) {
-            return None;
-        }
-        let left = self.left(s);
-        let cue = || self.p.card_cue.is_match(left.as_bytes()).unwrap_or(false);
-        if !card_brand_ok(d) && !cue() {
-            return None;
-        }
-        if self.p.not_pii_label.is_match(left.as_bytes()).unwrap_or(true) {
-            return None;
-        }
-        self.hit(s, e, Kind::CreditCard, &[d])
-    }
-
-    /// CN landline: 010 / 02x with 8-digit numbers, 0[3-9]xx with 7 or 8 digits.
-    fn land(&self, s: usize, e: usize) -> Option<Hit> {
-        let d = digits_of(&self.t[s..e]);
-        if d.len() < 3 || d[1] == b'0' || (d[1] == b'1' && d[2] != b'0') {
-            return None; // 010 is the only 01x area code
-        }
-        let short_area = matches!(d[1], b'1' | b'2');
-        let subscriber = d.len() as isize - if short_area { 3 } else { 4 };
-        let fits = if short_area { subscriber == 8 } else { (7..=8).contains(&subscriber) };
-        if !fits || self.labelled(s) {
-            return None;
-        }
-        self.hit(s, e, Kind::Phone, &[b"+86", &d[1..]])
-    }
-
-    /// `+CC ...` / `00CC ...`: keep the groups whose national length fits the plan.
-    fn intl(&self, s: usize, e: usize) -> Option<Hit> {
-        let t = self.t;
-        let x = t[s..e].iter().position(|&b| b == b'x');
-        let end_body = x.map_or(e, |x| s + x);
-        // Digit groups with their end offsets; "(0)" is a trunk prefix and not counted.
-        let mut groups: Vec<(&[u8], usize)> = Vec::new();
-        let mut i = s;
-        while i < end_body {
-            let close = (i + 2..end_body.min(i + 6)).find(|&j| t[j] == b')');
-            if t[i] == b'(' && close.is_some_and(|j| t[i + 1..j].iter().all(u8::is_ascii_digit)) {
-                let j = close.unwrap();
-                if &t[i..=j] != b"(0)" {
-                    groups.push((&t[i + 1..j], j + 1));
-                }
-                i = j + 1;
-            } else if t[i].is_ascii_digit() {
-                let j = (i..end_body).find(|&j| !t[j].is_ascii_digit()).unwrap_or(end_body);
-                groups.push((&t[i..j], j));
-                i = j;
-            } else {
-                i += 1;
-            }
-        }
-        let mut first = groups.first()?.0;
-        let prefixed_00 = t[s] == b'0';
-        if prefixed_00 {
-            first = first.get(2..).unwrap_or_default(); // the "00" international prefix
-            if first.is_empty() {
-                return None;
-            }
-        }
-        let (cc, national) = split_country_code(first);
-        let plan = national_lengths(cc);
-        if plan.is_none() && prefixed_00 {
-            return None; // "00" + unknown code: too easily an ordinary number
-        }
-        let (lo, hi) = plan.unwrap_or((6, 15usize.saturating_sub(cc.len())));
-        // The longest run of whole groups whose national number fits the plan.
-        let mut national = national.to_vec();
-        let mut best = (lo..=hi).contains(&national.len()).then(|| (0, national.clone()));
-        for (i, (g, _)) in groups.iter().enumerate().skip(1) {
-            national.extend_from_slice(g);
-            if national.len() > hi {
-                break;
-            }
-            if national.len() >= lo {
-                best = Some((i, national.clone()));
-            }
-        }
-        let (best, number) = best?;
-        if cc == b"1" && !(b'2'..=b'9').contains(&number[0]) {
-            return None;
-        }
-        let mut end = groups[best].1;
-        if best == groups.len() - 1 && x.is_some() {
-            end = e; // the whole number is valid: keep its extension
-        } else if end < t.len() && is_alnum_(t[end]) {
-            return None;
-        }
-        self.hit(s, end, Kind::Phone, &[b"+", cc, &number])
-    }
-
-    fn iban(&self, s: usize) -> Option<Hit> {
-        let t = self.t;
-        let length = iban_length(&t[s..s + 2])?;
-        // [A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){length-4}, anchored at s
-        if !t.get(s + 2..s + 4)?.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let body = |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit();
-        let mut value = t[s..s + 4].to_vec();
-        let mut end = s + 4;
-        for _ in 4..length {
-            if t.get(end) == Some(&b' ') && t.get(end + 1).is_some_and(|&b| body(b)) {
-                end += 1;
-            }
-            let c = *t.get(end).filter(|&&b| body(b))?;
-            value.push(c);
-            end += 1;
-        }
-        // The IBAN ends after its length-th character; what follows must not continue it.
-        if t.get(end).is_some_and(u8::is_ascii_alphanumeric) {
-            return None;
-        }
-        if iban_ok(&value) {
-            self.hit(s, end, Kind::Iban, &[&value])
-        } else {
-            None
-        }
-    }
-
     fn numeric(&self, hits: &mut Vec<Hit>) -> Result<(), pcre2::Error> {
         // Scanning resumes at the end of the entity, which can be short of the match
         // (an IBAN's length, a phone's trailing group), or at the end of a rejected

@@ -1,5 +1,11 @@
-//! Checksums and numbering plans: the validators of `gateway/redaction.py`,
+//! Checksums and numbering plans: the validators of `gateway/pii/validators.py`,
 //! byte for byte. Every input here is ASCII (the patterns only match ASCII).
+//!
+//! The registries they read (IBAN lengths, E.164 national plans, two-digit country
+//! codes, CN provinces) are Python's (`gateway/pii/tables.py`), handed over when the
+//! scanner is built and converted once into arrays indexed by the code (`tables.rs`).
+
+use crate::tables::Tables;
 
 /// Luhn mod 10.
 pub fn luhn_ok(digits: &[u8]) -> bool {
@@ -51,20 +57,13 @@ pub fn card_brand_ok(d: &[u8]) -> bool {
     }
 }
 
-/// Province-level region codes (GB/T 2260): the first two digits of a CN resident ID.
-const CN_PROVINCES: &[&[u8; 2]] = &[
-    b"11", b"12", b"13", b"14", b"15", b"21", b"22", b"23", b"31", b"32", b"33", b"34", b"35",
-    b"36", b"37", b"41", b"42", b"43", b"44", b"45", b"46", b"50", b"51", b"52", b"53", b"54",
-    b"61", b"62", b"63", b"64", b"65", b"71", b"81", b"82", b"83",
-];
-
 fn two(s: &[u8]) -> u32 {
     u32::from(s[0] - b'0') * 10 + u32::from(s[1] - b'0')
 }
 
 /// The first 17 characters look like a CN resident ID: province code, birth date.
-pub fn cn_id_shaped(s: &[u8]) -> bool {
-    if !CN_PROVINCES.iter().any(|p| &s[..2] == *p) {
+pub fn cn_id_shaped(tables: &Tables, s: &[u8]) -> bool {
+    if !tables.cn_province(&s[..2]) {
         return false;
     }
     let year = two(&s[6..8]) * 100 + two(&s[8..10]);
@@ -89,108 +88,13 @@ pub fn cn_id_check_ok(s: &[u8]) -> bool {
     b"10X98765432"[(2 * acc % 11) as usize] == s[17]
 }
 
-pub fn cn_id_ok(s: &[u8]) -> bool {
-    cn_id_shaped(s) && cn_id_check_ok(s)
+pub fn cn_id_ok(tables: &Tables, s: &[u8]) -> bool {
+    cn_id_shaped(tables, s) && cn_id_check_ok(s)
 }
 
 pub fn ssn_ok(d: &[u8]) -> bool {
     let (area, group, serial) = (&d[..3], &d[3..5], &d[5..]);
     area != b"000" && area != b"666" && area[0] != b'9' && group != b"00" && serial != b"0000"
-}
-
-/// IBAN length by country (SWIFT IBAN registry).
-pub fn iban_length(cc: &[u8]) -> Option<usize> {
-    const LENGTHS: &[(&[u8; 2], usize)] = &[
-        (b"AD", 24),
-        (b"AE", 23),
-        (b"AL", 28),
-        (b"AT", 20),
-        (b"AZ", 28),
-        (b"BA", 20),
-        (b"BE", 16),
-        (b"BG", 22),
-        (b"BH", 22),
-        (b"BI", 27),
-        (b"BR", 29),
-        (b"BY", 28),
-        (b"CH", 21),
-        (b"CR", 22),
-        (b"CY", 28),
-        (b"CZ", 24),
-        (b"DE", 22),
-        (b"DJ", 27),
-        (b"DK", 18),
-        (b"DO", 28),
-        (b"EE", 20),
-        (b"EG", 29),
-        (b"ES", 24),
-        (b"FI", 18),
-        (b"FK", 18),
-        (b"FO", 18),
-        (b"FR", 27),
-        (b"GB", 22),
-        (b"GE", 22),
-        (b"GI", 23),
-        (b"GL", 18),
-        (b"GR", 27),
-        (b"GT", 28),
-        (b"HR", 21),
-        (b"HU", 28),
-        (b"IE", 22),
-        (b"IL", 23),
-        (b"IQ", 23),
-        (b"IS", 26),
-        (b"IT", 27),
-        (b"JO", 30),
-        (b"KW", 30),
-        (b"KZ", 20),
-        (b"LB", 28),
-        (b"LC", 32),
-        (b"LI", 21),
-        (b"LT", 20),
-        (b"LU", 20),
-        (b"LV", 21),
-        (b"LY", 25),
-        (b"MC", 27),
-        (b"MD", 24),
-        (b"ME", 22),
-        (b"MK", 19),
-        (b"MN", 20),
-        (b"MR", 27),
-        (b"MT", 31),
-        (b"MU", 30),
-        (b"NI", 28),
-        (b"NL", 18),
-        (b"NO", 15),
-        (b"OM", 23),
-        (b"PK", 24),
-        (b"PL", 28),
-        (b"PS", 29),
-        (b"PT", 25),
-        (b"QA", 29),
-        (b"RO", 24),
-        (b"RS", 22),
-        (b"RU", 33),
-        (b"SA", 24),
-        (b"SC", 31),
-        (b"SD", 18),
-        (b"SE", 24),
-        (b"SI", 19),
-        (b"SK", 24),
-        (b"SM", 27),
-        (b"SO", 23),
-        (b"ST", 25),
-        (b"SV", 28),
-        (b"TL", 23),
-        (b"TN", 24),
-        (b"TR", 26),
-        (b"UA", 29),
-        (b"VA", 22),
-        (b"VG", 24),
-        (b"XK", 20),
-        (b"YE", 30),
-    ];
-    LENGTHS.iter().find(|(c, _)| *c == cc).map(|&(_, n)| n)
 }
 
 /// Mod-97 of the IBAN rearranged (country and check digits moved to the end,
@@ -276,86 +180,12 @@ pub fn ipv6_value(v: &str) -> Option<String> {
     Some(canonical.join(":"))
 }
 
-/// National significant number lengths for the country codes we know well
-/// (ITU-T E.164 national plans, trunk prefix excluded).
-pub fn national_lengths(cc: &[u8]) -> Option<(usize, usize)> {
-    const PLANS: &[(&[u8], usize, usize)] = &[
-        (b"1", 10, 10),
-        (b"7", 10, 10),
-        (b"20", 8, 10),
-        (b"27", 9, 9),
-        (b"30", 10, 10),
-        (b"31", 9, 9),
-        (b"32", 8, 9),
-        (b"33", 9, 9),
-        (b"34", 9, 9),
-        (b"36", 8, 9),
-        (b"39", 6, 11),
-        (b"40", 9, 9),
-        (b"41", 9, 9),
-        (b"43", 7, 13),
-        (b"44", 9, 10),
-        (b"45", 8, 8),
-        (b"46", 7, 10),
-        (b"47", 8, 8),
-        (b"48", 9, 9),
-        (b"49", 6, 12),
-        (b"51", 8, 9),
-        (b"52", 10, 10),
-        (b"53", 8, 8),
-        (b"54", 10, 11),
-        (b"55", 10, 11),
-        (b"56", 9, 9),
-        (b"57", 10, 10),
-        (b"58", 10, 10),
-        (b"60", 8, 10),
-        (b"61", 9, 9),
-        (b"62", 9, 12),
-        (b"63", 10, 10),
-        (b"64", 8, 10),
-        (b"65", 8, 8),
-        (b"66", 8, 9),
-        (b"81", 9, 10),
-        (b"82", 8, 10),
-        (b"84", 9, 10),
-        (b"86", 10, 11),
-        (b"90", 10, 10),
-        (b"91", 10, 10),
-        (b"92", 9, 10),
-        (b"93", 9, 9),
-        (b"94", 9, 9),
-        (b"95", 8, 10),
-        (b"98", 10, 10),
-        (b"212", 9, 9),
-        (b"234", 8, 10),
-        (b"254", 9, 9),
-        (b"351", 9, 9),
-        (b"353", 7, 9),
-        (b"358", 6, 10),
-        (b"380", 9, 9),
-        (b"420", 9, 9),
-        (b"852", 8, 8),
-        (b"853", 8, 8),
-        (b"886", 8, 9),
-        (b"966", 9, 9),
-        (b"971", 8, 9),
-        (b"972", 8, 9),
-    ];
-    PLANS.iter().find(|(c, _, _)| *c == cc).map(|&(_, lo, hi)| (lo, hi))
-}
-
 /// Splits `digits` into country code and national number: 1 and 7 stand alone, the
 /// two-digit codes are listed, the rest of the 2x-9x space is three digits.
-pub fn split_country_code(digits: &[u8]) -> (&[u8], &[u8]) {
-    const CC2: &[&[u8; 2]] = &[
-        b"20", b"27", b"30", b"31", b"32", b"33", b"34", b"36", b"39", b"40", b"41", b"43", b"44",
-        b"45", b"46", b"47", b"48", b"49", b"51", b"52", b"53", b"54", b"55", b"56", b"57", b"58",
-        b"60", b"61", b"62", b"63", b"64", b"65", b"66", b"81", b"82", b"84", b"86", b"90", b"91",
-        b"92", b"93", b"94", b"95", b"98",
-    ];
+pub fn split_country_code<'a>(tables: &Tables, digits: &'a [u8]) -> (&'a [u8], &'a [u8]) {
     let n = if matches!(digits[0], b'1' | b'7') {
         1
-    } else if digits.len() >= 2 && CC2.iter().any(|c| &digits[..2] == *c) {
+    } else if digits.len() >= 2 && tables.two_digit_country_code(&digits[..2]) {
         2
     } else {
         3
@@ -366,6 +196,7 @@ pub fn split_country_code(digits: &[u8]) -> (&[u8], &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tables::tests::sample;
 
     #[test]
     fn checksums() {
@@ -373,12 +204,22 @@ mod tests {
         assert!(!luhn_ok(b"4111111111111112"));
         assert!(card_brand_ok(b"4111111111111111"));
         assert!(!card_brand_ok(b"9111111111111111"));
-        assert!(cn_id_ok(b"11010519491231002X"));
-        assert!(!cn_id_ok(b"110105194912310021"));
-        assert!(!cn_id_shaped(b"110105194902300021")); // 30 February
+        let t = sample();
+        assert!(cn_id_ok(&t, b"11010519491231002X"));
+        assert!(!cn_id_ok(&t, b"110105194912310021"));
+        assert!(!cn_id_shaped(&t, b"110105194902300021")); // 30 February
+        assert!(!cn_id_shaped(&t, b"99010519491231002X")); // no such province
         assert!(iban_ok(b"DE89370400440532013000"));
         assert!(!iban_ok(b"DE89370400440532013001"));
         assert!(ssn_ok(b"123456789") && !ssn_ok(b"666456789") && !ssn_ok(b"123006789"));
+    }
+
+    #[test]
+    fn country_codes() {
+        let t = sample();
+        assert_eq!(split_country_code(&t, b"14155550132"), (&b"1"[..], &b"4155550132"[..]));
+        assert_eq!(split_country_code(&t, b"442079460958"), (&b"44"[..], &b"2079460958"[..]));
+        assert_eq!(split_country_code(&t, b"3531234567"), (&b"353"[..], &b"1234567"[..]));
     }
 
     #[test]

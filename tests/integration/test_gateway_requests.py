@@ -73,17 +73,14 @@ async def test_pii_never_reaches_rag_core_cache_key_or_events(
 
 
 async def test_a_gateway_on_the_reference_scanner_redacts_and_says_so(
-    tmp_path: Path, upstream: UpstreamServer, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, upstream: UpstreamServer, capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Without the native extension the Python scanner does the same work, and the
     gateway warns once at start-up that it runs the slower one."""
-    from gateway import components, redaction
+    from gateway.pii import python_scanner
 
-    monkeypatch.setattr(redaction, "_scan", redaction._scan_reference)
-    monkeypatch.setattr(redaction, "_detect", redaction._detect_reference)
-    monkeypatch.setattr(components, "PII_ENGINE", "python")
-    async with running_gateway(gateway_settings(tmp_path, upstream.url)) as gw:
+    async with running_gateway(gateway_settings(tmp_path, upstream.url),
+                               pii_scanner=python_scanner()) as gw:
         response = await gw.client.post(
             "/v1/query", json={"question": f"I am {EMAIL}"}, headers=bearer())
     assert response.status_code == 200

@@ -4,8 +4,7 @@ Read from the source with :mod:`ast` (nothing is imported). For the layers every
 ``import`` counts, also those inside functions: a lazy import is still a dependency.
 For cycles only the imports that run when a module is imported count (module level,
 outside ``if TYPE_CHECKING``): a function-level import that closes a loop is a
-deliberate late binding (``RedactionSession.stream`` builds on ``redaction_stream``,
-which builds on the redactor), not an import-order trap.
+deliberate late binding, not an import-order trap.
 """
 
 from __future__ import annotations
@@ -97,7 +96,7 @@ def test_no_import_goes_up_a_layer() -> None:
 
 def test_the_rules_can_fail() -> None:
     """The checker itself: an upward, a sibling and a forbidden import are each caught."""
-    assert _wrong("ragward.settings", "gateway.redaction")
+    assert _wrong("ragward.settings", "gateway.pii.redactor")
     assert _wrong("rag_core.service", "alerting.rules")
     assert _wrong("gateway.components", "telemetry.audit_store.store")
     assert not _wrong("gateway.pipeline", "telemetry.events")

@@ -6,8 +6,8 @@ from typing import Any
 
 import msgspec
 
+from gateway.pii import Redactor
 from gateway.pipeline import redact_outbound
-from gateway.redaction import Redactor
 from rag_core.schemas import QueryResponse, Source, Usage
 
 EMAIL = "jane.doe@example.com"

@@ -1,6 +1,7 @@
-"""Unit tests for gateway.redaction: detection, validation, decoys, placeholders, policy.
+"""Unit tests for gateway.pii: detection, validation, decoys, placeholders, policy.
 
-Every test runs twice: on the native scanner and on the Python reference.
+Every test runs twice: on the native scanner and on the Python reference, each handed
+to the Redactor (the ``pii_scanner`` fixture of tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -9,30 +10,22 @@ import hashlib
 
 import pytest
 
-from gateway import redaction
-from gateway.redaction import (
+from gateway.pii import (
     Action,
     EntityType,
     PiiBlocked,
     RedactionResult,
     Redactor,
+    Scanner,
     Span,
     sha256_hex,
 )
 from ragward.errors import RagwardError
 
 
-@pytest.fixture(autouse=True, params=["native", "reference"])
-def scanner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "reference":
-        monkeypatch.setattr(redaction, "_scan", redaction._scan_reference)
-        monkeypatch.setattr(redaction, "_detect", redaction._detect_reference)
-    return str(request.param)
-
-
-@pytest.fixture(scope="module")
-def redactor() -> Redactor:
-    return Redactor()
+@pytest.fixture
+def redactor(pii_scanner: Scanner) -> Redactor:
+    return Redactor(scanner=pii_scanner)
 
 
 def found(redactor: Redactor, text: str) -> list[tuple[str, str]]:
@@ -572,9 +565,9 @@ def test_text_without_pii_is_returned_unchanged(redactor: Redactor) -> None:
 # --------------------------------------------------------------------- policy
 
 
-def test_block_raises_pii_blocked_naming_the_type() -> None:
+def test_block_raises_pii_blocked_naming_the_type(pii_scanner: Scanner) -> None:
     """A BLOCK type raises PiiBlocked (422, pii_blocked) naming it, before any state change."""
-    redactor = Redactor({"credit_card": "block"})
+    redactor = Redactor({"credit_card": "block"}, scanner=pii_scanner)
     session = redactor.session()
     with pytest.raises(PiiBlocked) as info:
         session.redact("mail a@x.io, card 4111 1111 1111 1111")
@@ -586,9 +579,9 @@ def test_block_raises_pii_blocked_naming_the_type() -> None:
     assert session.redact("mail a@x.io").text == "mail <EMAIL_1>"
 
 
-def test_keep_leaves_the_value_but_counts_it() -> None:
+def test_keep_leaves_the_value_but_counts_it(pii_scanner: Scanner) -> None:
     """A KEEP type is detected and counted but left in the text."""
-    redactor = Redactor({EntityType.IPV4: Action.KEEP})
+    redactor = Redactor({EntityType.IPV4: Action.KEEP}, scanner=pii_scanner)
     result = redactor.redact("from 10.1.2.3 by a@x.io")
     assert result.text == "from 10.1.2.3 by <EMAIL_1>"
     assert result.counts == {"IPV4": 1, "EMAIL": 1}

@@ -1,8 +1,8 @@
 """The native scanner (``ragward_pii``, native/) finds exactly what the Python reference finds.
 
-The reference in ``gateway/redaction.py`` is the specification; the native scanner
-folds with the same table, runs the same patterns on PCRE2 and ports the
-validators. These tests hold the two
+The reference (``gateway/pii/reference.py``) is the specification; the native scanner
+is handed the same folding table, patterns and registries, runs the patterns on
+PCRE2 and ports the validators. These tests hold the two
 to the same hits — offsets, types and canonical values — on the labelled corpus,
 on generated text built from the characters and fragments entities are made of,
 and on long documents, where an offset slip would show.
@@ -17,7 +17,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gateway import redaction
+from gateway.pii import Redactor, Scanner, default_scanner, native_scanner, python_scanner
+from gateway.pii.entities import Hit
+from gateway.pii.folding import normalise
+from gateway.pii.native import tables
 
 CORPUS = Path(__file__).resolve().parents[2] / "bench" / "pii_corpus.jsonl"
 
@@ -26,32 +29,75 @@ def corpus_lines() -> list[str]:
     return [json.loads(line)["text"] for line in CORPUS.read_text("utf-8").splitlines()]
 
 
-Hit = tuple[int, int, redaction.EntityType, str]
+def _native() -> Scanner:
+    scanner = native_scanner()
+    assert scanner is not None, "ragward_pii is not installed: run `make install`"
+    return scanner
 
 
 def reference(text: str) -> list[Hit]:
-    return redaction._detect_reference(text)
+    return python_scanner().detect(text)
 
 
 def native(text: str) -> list[Hit]:
     """Folding and scanning in Rust; offsets into ``text``."""
-    assert redaction._native is not None
-    hits: list[Hit] = redaction._native.detect(text)
-    return hits
+    return _native().detect(text)
 
 
 def test_the_native_scanner_is_installed_and_in_use() -> None:
     """`make install` builds it; without it the gateway falls back to the slower reference."""
-    assert redaction.ENGINE == "native", "ragward_pii is not installed: run `make install`"
-    assert redaction._detect == redaction._native.detect
-    assert redaction._scan == redaction._native.scan
+    assert default_scanner() is _native()
+    assert default_scanner().engine == "native"
+    assert Redactor().engine == "native"
+    assert Redactor(scanner=python_scanner()).engine == "python"
+
+
+def test_every_table_is_handed_over_and_a_missing_one_is_refused() -> None:
+    """The registries the native validators read come from Python when the scanner is
+    built (no copy in Rust): leaving one out, or handing over a malformed one, stops
+    construction with its name instead of giving a scanner that finds less."""
+    import ragward_pii
+
+    from gateway.pii.entities import EntityType
+    from gateway.pii.native import _PATTERNS, _pcre2_source
+
+    sources = {name: _pcre2_source(p.pattern) for name, p in _PATTERNS.items()}
+    kinds = {t.value: t for t in EntityType}
+    assert set(tables()) == {"iban_lengths", "national_lengths", "two_digit_country_codes",
+                             "cn_provinces", "cue_window"}
+    for name in tables():
+        partial = {k: v for k, v in tables().items() if k != name}
+        with pytest.raises(ValueError, match=name):
+            ragward_pii.Scanner(sources, kinds, {}, partial)
+    with pytest.raises(ValueError, match="IBAN length"):
+        ragward_pii.Scanner(sources, kinds, {}, {**tables(), "iban_lengths": {"D1": 22}})
+
+
+def test_the_tables_decide_in_rust_as_they_do_in_python() -> None:
+    """A scanner built from changed tables validates by them: an IBAN country, a
+    country's phone plan and a CN province the registries do not know are no longer
+    found, so Rust reads the tables it is handed and keeps no copy of its own."""
+    import ragward_pii
+
+    from gateway.pii.entities import EntityType
+    from gateway.pii.native import _PATTERNS, _pcre2_source
+
+    text = "IBAN DE89 3704 0044 0532 0130 00, call +44 20 7946 0958, ID 11010519491231002X"
+    assert [h[2] for h in native(text)] == [EntityType.IBAN, EntityType.PHONE, EntityType.CN_ID]
+    changed = tables()
+    del changed["iban_lengths"]["DE"]
+    changed["national_lengths"]["44"] = (12, 12)
+    changed["cn_provinces"].remove("11")
+    sources = {name: _pcre2_source(p.pattern) for name, p in _PATTERNS.items()}
+    scanner = ragward_pii.Scanner(sources, {t.value: t for t in EntityType}, {}, changed)
+    assert scanner.detect(text) == []
 
 
 def test_folded_text_scans_the_same_as_python_folds_it() -> None:
     """``scan`` on text Python folded equals ``detect`` on the original, offsets mapped."""
     for line in corpus_lines():
-        norm, offsets = redaction._normalise(line)
-        found = redaction._native.scan(norm)
+        norm, offsets = normalise(line)
+        found = _native().scan(norm)
         if offsets is not None:
             found = [(offsets.start(s), offsets.end(e), t, v) for s, e, t, v in found]
         assert found == native(line), line
@@ -82,13 +128,13 @@ def test_same_hits_on_long_documents_with_characters_of_every_width() -> None:
     assert len(hits) > 500
 
 
-def test_same_redaction_through_the_public_api(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_same_redaction_through_the_public_api() -> None:
+    """One session over many lines gives the same text, placeholders and numbering on
+    both scanners."""
     lines = corpus_lines()[::7]
-    session = redaction.Redactor().session()
+    session = Redactor(scanner=_native()).session()
     redacted_native = [session.redact(line, enforce_block=False).text for line in lines]
-    monkeypatch.setattr(redaction, "_scan", redaction._scan_reference)
-    monkeypatch.setattr(redaction, "_detect", redaction._detect_reference)
-    session = redaction.Redactor().session()
+    session = Redactor(scanner=python_scanner()).session()
     redacted_reference = [session.redact(line, enforce_block=False).text for line in lines]
     assert redacted_native == redacted_reference
 
@@ -144,8 +190,8 @@ def test_same_hits_on_generated_text(text: str) -> None:
     assert native(text) == reference(text)
 
 
-def _streamed(text: str, cuts: list[int]) -> str:
-    stream = redaction.Redactor().session().stream()
+def _streamed(text: str, cuts: list[int], scanner: Scanner) -> str:
+    stream = Redactor(scanner=scanner).session().stream()
     out = []
     pos = 0
     for cut in [*sorted(set(cuts)), len(text)]:
@@ -160,12 +206,7 @@ def test_same_stream_on_both_scanners(text: str, data: st.DataObject) -> None:
     """The streaming driver over the native scanner returns, chunk by chunk, what it
     returns over the reference: the same pieces, the same placeholders."""
     cuts = data.draw(st.lists(st.integers(0, len(text)), max_size=10))
-    native_out = _streamed(text, cuts)
-    saved = redaction._scan, redaction._detect
-    redaction._scan, redaction._detect = redaction._scan_reference, redaction._detect_reference
-    try:
-        reference_out = _streamed(text, cuts)
-    finally:
-        redaction._scan, redaction._detect = saved
+    native_out = _streamed(text, cuts, _native())
+    reference_out = _streamed(text, cuts, python_scanner())
     assert native_out == reference_out
-    assert native_out == redaction.Redactor().session().redact(text, enforce_block=False).text
+    assert native_out == Redactor().session().redact(text, enforce_block=False).text

@@ -1,75 +1,61 @@
-"""Exact redaction of a stream: text goes out as soon as no continuation can change it.
+"""The hold-back automaton: where, in text not sent yet, something may still begin.
 
-:meth:`RedactionSession.stream() <gateway.redaction.RedactionSession.stream>` returns a
-:class:`StreamRedaction`. Its contract, for any text and any way of cutting it into
-chunks pushed in order:
-
-(a) everything ``push`` and ``close`` return, concatenated, is exactly
-    ``session.redact(text, enforce_block=False).text`` for the session in the same
-    state (same placeholders, same numbering, same counts afterwards);
-(b) no prefix of it ever holds a raw entity, or any part of one, that the redaction
-    of the whole text hides: text is only sent once it is final.
-
-What is held back, and why no more
-----------------------------------
 The scanner decides about a candidate by reading to the right of its start: the
 regexes, and the few scans in Python around them (an e-mail's local part before its
 ``@``, a secret's prefix before its rare character, an IPv6 address's first group
 before its colon, an IBAN's letters before its check digits). What it reads to the
 *left* of a candidate (cues such as "SSN" or "订单号", lookbehinds) is text already
-seen. Folding is per character (``_normalise``). So the only decisions that more text
-can change are those of candidates whose reading reaches the end of the text so far:
-a possible entity not yet closed, a match that could still grow, a right boundary or a
-lookahead not yet settled.
+seen. Folding is per character (:mod:`gateway.pii.folding`). So the only decisions
+that more text can change are those of candidates whose reading reaches the end of
+the text so far: a possible entity not yet closed, a match that could still grow, a
+right boundary or a lookahead not yet settled.
 
-:class:`_Reach` builds, once, the position automaton (Glushkov) of all those patterns:
+:class:`Reach` builds, once, the position automaton (Glushkov) of all those patterns:
 each character class that a pattern consumes, or looks ahead at, is a position, linked
 to the positions that can be read right after it. Lookaheads are read but lead nowhere
 past their last character; lookbehinds and anchors read nothing ahead; bounded
 repetitions count as unbounded and no lookaround ever rejects. The automaton reads a
 superset of what the patterns read, so it may hold back more than needed, never less.
-:class:`_Readings` follows the unsent text through it, one character at a time: for
+:class:`Readings` follows the unsent text through it, one character at a time: for
 every place where a candidate may start, the set of positions its reading stands at.
 The earliest start whose reading may still go on is where something begins that is
-not final; everything before it goes out, except that a hit is never cut (it is final
-as a whole, or held as a whole). In prose that is the last word (it could still
-become an e-mail's local part), in a number its last digit group and what could
-still join it. Readings standing at the same positions go on alike, so only the
-earliest of them is kept: a character costs a few memoised steps, however long the
-text held back (a run of 20,000 digits streams in linear time).
+not final. Readings standing at the same positions go on alike, so only the earliest
+of them is kept: a character costs a few memoised steps, however long the text held
+back (a run of 20,000 digits streams in linear time).
 
-A push that releases text rescans a window, not the whole answer: the window starts
-``_context()`` characters before a *sync point*, a place where no reading that started
-before it went on through the next character. No match of any scan (numeric, e-mail,
-secret, IPv6) spans a sync point, so every scan is at rest there and finds after it
-what a scan of the whole text finds; the context covers the longest lookbehind and
-the cue window. Committed text before the window is dropped, so memory and work per
-push stay bounded by the text held back and the text since the last sync point. In
-prose and numbers sync points come every few characters; text that has none for a
-long stretch (``X@X@X@...``: an e-mail address could span every place) would make a
-rescan per push quadratic, so a window past ``_SMALL_WINDOW`` characters is rescanned
-only once an eighth of it is final: linear work, a hold of at most that eighth.
+A *sync point* is a place where no reading that started before it went on through
+the next character: no match of any scan spans one, which is what lets a stream
+rescan a window instead of the whole text (:mod:`gateway.pii.stream`).
 """
 
 from __future__ import annotations
 
 import importlib
 import re
-from bisect import bisect_right
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
-from gateway import redaction
-from gateway.redaction import RedactionSession
+from gateway.pii.folding import folding
+from gateway.pii.patterns import (
+    CUE_WINDOW,
+    EMAIL_DOMAIN,
+    EMAIL_LOCAL_CHARS,
+    HEX,
+    IBAN_BODY,
+    IPV6,
+    NUMERIC,
+    NUMERIC_NO00,
+    SECRET,
+    TOKEN_CHARS,
+)
 
-__all__ = ["StreamRedaction", "prepare"]
+__all__ = ["Reach", "Readings", "context", "prepare", "reach"]
 
 # re's own parser (private, stable since 3.11; ``sre_parse`` is its deprecated alias).
 _sre: Any = importlib.import_module("re._parser")
 _c: Any = importlib.import_module("re._constants")
 
-_SMALL_WINDOW = 1024  # a window this long or shorter is rescanned at every release
 _ASCII = 128  # class members are code points 0-127, and _ASCII for "any other character"
 _DIGITS = frozenset(range(48, 58))
 _WORD = frozenset([*range(48, 58), *range(65, 91), *range(97, 123), 95])
@@ -84,7 +70,7 @@ def _bits(mask: int) -> Iterator[int]:
         mask ^= low
 
 
-class _Reach:
+class Reach:
     """The position automaton of every pattern the scanner reads ahead with."""
 
     def __init__(self, patterns: list[str]) -> None:
@@ -207,7 +193,7 @@ class _Reach:
         return bool(positions & self._want)
 
 
-class _Readings:
+class Readings:
     """The readings of the unsent text that are still alive, by where they start.
 
     One entry per distinct set of automaton positions, for the earliest start that
@@ -216,10 +202,10 @@ class _Readings:
     memoised steps, however long the text held back.
     """
 
-    __slots__ = ("_alive", "_reach", "syncs")
+    __slots__ = ("_alive", "reach", "syncs")
 
-    def __init__(self, reach: _Reach) -> None:
-        self._reach = reach
+    def __init__(self, reach: Reach) -> None:
+        self.reach = reach
         self._alive: list[tuple[int, int]] = []  # (start index in the raw text, positions)
         # Sync points, in order: indexes i such that no reading started before i went on
         # through the character at i. No match of any scan spans one.
@@ -227,7 +213,7 @@ class _Readings:
 
     def read(self, index: int, c: str) -> None:
         """Read the raw character ``c`` at ``index`` (as the scanner sees it, folded)."""
-        reach = self._reach
+        reach = self.reach
         for ch in _fold_char(c):
             alive: list[tuple[int, int]] = []
             seen: set[int] = set()
@@ -246,7 +232,7 @@ class _Readings:
     def open_start(self, end: int) -> int:
         """The earliest start of a reading that may still go on; ``end`` if none."""
         for start, positions in self._alive:
-            if self._reach.goes_on(positions):
+            if self.reach.goes_on(positions):
                 return start
         return end
 
@@ -324,133 +310,37 @@ def _class(chars: frozenset[str]) -> str:
 
 
 @cache
-def _reach() -> _Reach:
+def reach() -> Reach:
     """Every pattern the scanner reads ahead with, each with the scan in Python that
     extends its hit to the left (so the hit's first character is a first position)."""
-    r = redaction
     patterns = [
-        r._NUMERIC.pattern,
-        r._NUMERIC_NO00.pattern,
-        *(p.pattern for p in r._IBAN_BODY.values()),
+        NUMERIC.pattern,
+        NUMERIC_NO00.pattern,
+        *(p.pattern for p in IBAN_BODY.values()),
         # the local part is the run of local-part characters before the "@"
-        _class(frozenset(r._EMAIL_LOCAL_CHARS)) + "*@" + r._EMAIL_DOMAIN.pattern,
+        _class(EMAIL_LOCAL_CHARS) + "*@" + EMAIL_DOMAIN.pattern,
         # a secret's hit starts at the token before its rare character
-        _class(r._TOKEN_CHARS) + "*" + r._SECRET.pattern,
+        _class(TOKEN_CHARS) + "*" + SECRET.pattern,
         # an IPv6 address's first group is before the colon the regex starts at
-        _class(r._HEX) + "*" + r._IPV6.pattern,
+        _class(HEX) + "*" + IPV6.pattern,
     ]
-    return _Reach(patterns)
-
-
-class StreamRedaction:
-    """Redacts text going out in pieces, exactly as the whole text would be redacted.
-
-    ``push(chunk)`` returns what is now safe to send ('' if nothing), ``close()`` the
-    rest; ``held`` is the number of raw characters received and not yet released.
-    """
-
-    __slots__ = ("_closed", "_pending", "_raw", "_readings", "_session")
-
-    def __init__(self, session: RedactionSession) -> None:
-        self._session = session
-        self._readings = _Readings(_reach())
-        self._raw = ""  # committed context, then the text not sent yet
-        self._pending = 0  # index in _raw of the first character not sent
-        self._closed = False
-
-    @property
-    def held(self) -> int:
-        """Raw characters received and not yet released."""
-        return len(self._raw) - self._pending
-
-    def push(self, chunk: str) -> str:
-        """Take the next piece of the text; return the redacted text now final."""
-        if self._closed:
-            raise ValueError("push() after close()")
-        if not chunk:
-            return ""
-        index = len(self._raw)
-        self._raw += chunk
-        read = self._readings.read
-        for i, c in enumerate(chunk, index):
-            read(i, c)
-        end = self._readings.open_start(len(self._raw))
-        if end <= self._pending:
-            return ""
-        if len(self._raw) > _SMALL_WINDOW and end - self._pending < len(self._raw) >> 3:
-            # A long window (text without a sync point): rescan it once an eighth of it
-            # is final, not on every push, so the work stays linear in the text.
-            return ""
-        return self._release(end)
-
-    def close(self) -> str:
-        """End of the text: return the redacted rest."""
-        if self._closed:
-            return ""
-        self._closed = True
-        return self._release(len(self._raw)) if self.held else ""
-
-    def _release(self, end: int) -> str:
-        """Send the text up to ``end`` (or up to the hit that crosses it)."""
-        raw = self._raw
-        pending = self._pending
-        hits = redaction._scan(raw) if raw.isascii() else redaction._detect(raw)
-        out_hits = []
-        for hit in hits:
-            s, e = hit[0], hit[1]
-            if s < pending:
-                continue  # committed context: sent already
-            if s >= end:
-                break
-            if e > end:
-                end = s  # a hit is sent whole or not at all
-                break
-            out_hits.append(hit)
-        if end <= pending:
-            return ""
-        session = self._session
-        out = redaction._apply(
-            raw[pending:end],
-            out_hits,
-            session._actions,
-            session._placeholders,
-            session._numbers,
-            session.counts,
-            offset=pending,
-        )
-        self._pending = end
-        self._advance_sync()
-        return out
-
-    def _advance_sync(self) -> None:
-        """Drop the committed text that no later scan needs: all but the context
-        before the last sync point up to the text not sent."""
-        syncs = self._readings.syncs
-        n = bisect_right(syncs, self._pending)
-        if n == 0:
-            return
-        base = syncs[n - 1] - _context()
-        del syncs[:n]
-        if base > 0:
-            self._raw = self._raw[base:]
-            self._pending -= base
-            self._readings.shift(base)
+    return Reach(patterns)
 
 
 def _fold_char(c: str) -> str:
     """``c`` as the scanner reads it (its ASCII compatibility form, or itself)."""
     if c.isascii():
         return c
-    return redaction._folding().table.get(ord(c), c)
+    return folding().table.get(ord(c), c)
 
 
 def prepare() -> None:
     """Build the automaton now (about 50 ms, once per process), not on the first stream."""
-    _reach()
-    _context()
+    reach()
+    context()
 
 
 @cache
-def _context() -> int:
+def context() -> int:
     """Characters kept before a sync point: every cue window and lookbehind, with room."""
-    return max(redaction._CTX, _reach().max_lookbehind) + 8
+    return max(CUE_WINDOW, reach().max_lookbehind) + 8
