@@ -177,8 +177,7 @@ class HttpUpstream:
         with _forwarding("POST", "/v1/chat/stream", caller) as span, _transport_errors():
             response = await self._session.post(
                 self._base + "/v1/chat/stream", data=self._encoder.encode(request),
-                headers=self._headers(caller, traced=span is not None),
-                timeout=self._stream_timeout,
+                headers=self._headers(caller), timeout=self._stream_timeout,
             )
             if span is not None:
                 span.set_attribute("http.response.status_code", response.status)
@@ -205,13 +204,13 @@ class HttpUpstream:
         finally:
             response.close()  # early: drops the connection, so rag_core stops generating
 
-    def _headers(self, caller: Caller | None, *, traced: bool = False) -> dict[str, str]:
+    def _headers(self, caller: Caller | None) -> dict[str, str]:
         headers = dict(self._static_headers)
         if caller is not None:
             headers.update({"X-Tenant": caller.tenant, "X-Subject": caller.subject,
                             "X-Request-ID": caller.request_id})
-        if traced:
-            tracing.inject(headers)  # rag_core continues the current (forwarding) span
+            # rag_core continues the current span (the forwarding one), sampled or not
+            tracing.inject(headers)
         return headers
 
     async def query_batch(self, request: BatchRequest, caller: Caller) -> BatchResponse:
@@ -232,8 +231,8 @@ class HttpUpstream:
     ) -> bytes:
         with _forwarding(method, path, caller) as span, _transport_errors():
             async with self._session.request(
-                method, self._base + path, data=payload,
-                headers=self._headers(caller, traced=span is not None), timeout=self._timeout
+                method, self._base + path, data=payload, headers=self._headers(caller),
+                timeout=self._timeout
             ) as response:
                 body = await response.read()
                 status = response.status

@@ -129,9 +129,11 @@ def span(
     name: str, kind: Kind = "internal", attributes: Attributes | None = None,
     *, parent: Any = None, links: Iterable[Any] = (),
 ) -> contextlib.AbstractContextManager[Span | None]:
-    """A child of the current span for the ``with`` block (None while tracing is off)."""
+    """A child of the current span for the ``with`` block; None while tracing is off, and
+    inside a trace that is not sampled (its children would be dropped anyway: building
+    them is most of what an unsampled request would cost)."""
     tracer = _tracer
-    if tracer is None:
+    if tracer is None or (parent is None and _unsampled()):
         return _NO_SPAN
     started = tracer.start_span(name, context=parent, kind=_kind(kind), attributes=attributes,
                                 links=list(links), record_exception=False,
@@ -139,13 +141,22 @@ def span(
     return _Traced(started)
 
 
+def _unsampled() -> bool:
+    """Whether the current span belongs to a trace that is not being recorded."""
+    from opentelemetry.trace import get_current_span
+
+    current = get_current_span()
+    return current.get_span_context().is_valid and not current.is_recording()
+
+
 def started(
     name: str, kind: Kind = "internal", attributes: Attributes | None = None
 ) -> Span | None:
     """A child of the current span that is *not* made current, for work that outlives
-    a block (a stream): the caller ends it. None while tracing is off."""
+    a block (a stream): the caller ends it. None while tracing is off or the trace is
+    not sampled."""
     tracer = _tracer
-    if tracer is None:
+    if tracer is None or _unsampled():
         return None
     return tracer.start_span(name, kind=_kind(kind), attributes=attributes,
                              record_exception=False, set_status_on_exception=False)

@@ -143,3 +143,25 @@ def test_nothing_is_built_while_tracing_is_off() -> None:
     headers: dict[str, str] = {}
     tracing.inject(headers)
     assert headers == {}
+
+
+def test_inside_an_unsampled_trace_no_child_span_is_built(spans: InMemorySpanExporter) -> None:
+    """Under a remote parent that is not sampled, span() and started() build nothing
+    (None), yet the context still propagates unsampled to the next hop."""
+    from opentelemetry import context
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+    trace_id, span_id = ids()
+    parent = NonRecordingSpan(SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True,
+                                          trace_flags=TraceFlags(TraceFlags.DEFAULT)))
+    token = context.attach(set_span_in_context(parent))
+    try:
+        with tracing.span("child") as child:
+            assert child is None
+        assert tracing.started("stream") is None
+        headers: dict[str, str] = {}
+        tracing.inject(headers)
+    finally:
+        context.detach(token)
+    assert headers["traceparent"] == f"00-{trace_id}-{span_id}-00"
+    assert spans.get_finished_spans() == ()
