@@ -1,23 +1,44 @@
-"""A real OTLP/HTTP trace receiver for tests: :class:`tests.receivers.HttpReceiver`
-answering ``POST /v1/traces``, with the bodies decoded as ``opentelemetry-proto``
-``ExportTraceServiceRequest`` messages (what an OpenTelemetry Collector, Jaeger or Tempo
-accepts from the SDK's OTLP/HTTP exporter)."""
+"""Where tests find the spans ragward made.
+
+* A real OTLP/HTTP trace receiver: :class:`tests.receivers.HttpReceiver` answering
+  ``POST /v1/traces``, the bodies decoded as ``opentelemetry-proto``
+  ``ExportTraceServiceRequest`` messages (what an OpenTelemetry Collector, Jaeger or
+  Tempo accepts from the SDK's OTLP/HTTP exporter), for processes.
+* The fixture ``spans``: tracing turned on in this process for one test, the spans kept
+  by the SDK's in-memory exporter (``from tests.otlp_receiver import spans  # noqa: F401``).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from ragward import tracing
+from ragward.settings import load_settings
 from tests.receivers import HttpReceiver
 
 TRACES = "/v1/traces"
 KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer",
          5: "consumer"}
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on in this process for the test; its finished spans, in memory."""
+    exporter = InMemorySpanExporter()
+    stop = tracing.configure_tracing(load_settings(tracing=True), "ragward-test",
+                                     exporter=exporter)
+    try:
+        yield exporter
+    finally:
+        stop()
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ the exemplars of /metrics, and that nothing of it exists while tracing is off.""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,20 +15,11 @@ from opentelemetry.trace import NonRecordingSpan
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ragward import tracing
-from ragward.settings import load_settings
+from tests import otlp_receiver
 from tests.gateway_harness import bearer, gateway_settings, running_gateway
 from tests.upstream_server import UpstreamServer
 
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    stop = tracing.configure_tracing(load_settings(tracing=True), "ragward-gateway",
-                                     exporter=exporter)
-    try:
-        yield exporter
-    finally:
-        stop()
+spans = otlp_receiver.spans  # the in-memory spans fixture
 
 
 def client_traceparent() -> tuple[str, str]:

@@ -4,7 +4,6 @@ name, and the trace ids on log lines (spans kept by the SDK's in-memory exporter
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -13,17 +12,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 from ragward import tracing
 from ragward.settings import load_settings
 from telemetry.events import trace_fields
+from tests import otlp_receiver
 
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    stop = tracing.configure_tracing(load_settings(tracing=True), "ragward-test",
-                                     exporter=exporter)
-    try:
-        yield exporter
-    finally:
-        stop()
+spans = otlp_receiver.spans  # the in-memory spans fixture
 
 
 class Event:
