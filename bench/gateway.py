@@ -942,6 +942,7 @@ def run(args: argparse.Namespace) -> int:
             RAGWARD_LOG_LEVEL="warning", RAGWARD_DATA_DIR=str(workdir / "gateway-data"),
             RAGWARD_REDIS_URL=redis.address, RAGWARD_QUOTA_RPM="10000000",
             RAGWARD_QUOTA_TOKENS_PER_DAY="1000000000000",
+            OTEL_EXPORTER_OTLP_ENDPOINT=upstream_url,  # read only by --tracing's variants
         )
         if kafka is not None:
             gw_env["RAGWARD_KAFKA_BOOTSTRAP"] = kafka.address
@@ -1090,10 +1091,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VAL,...",
                         help="also measure another gateway with these env overrides, e.g. "
                              "'linger0:RAGWARD_KAFKA_LINGER_MS=0' (repeatable)")
+    parser.add_argument("--tracing", action="store_true",
+                        help="also measure the gateway with OpenTelemetry tracing on at 100 %% "
+                             "and at 10 %% sampling (variants traced-100, traced-10; spans "
+                             "exported over OTLP/HTTP to the upstream, which drops them)")
     parser.add_argument("--all-loads", action="store_true",
                         help="also measure the bare handler at 50 req/s")
     parser.add_argument("--paced", help=argparse.SUPPRESS)  # internal: the load generator
     args = parser.parse_args(argv)
+    if args.tracing:
+        args.variant += [f"traced-{percent}:RAGWARD_TRACING=true,OTEL_TRACES_SAMPLER="
+                         f"parentbased_traceidratio,OTEL_TRACES_SAMPLER_ARG={percent / 100}"
+                         for percent in (100, 10)]
     if args.paced:
         return paced_entry(args.paced)
 

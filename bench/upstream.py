@@ -5,7 +5,8 @@ It speaks two APIs on one port, so every proxy under test sees the same server:
 * rag_core's (docs/api.md, same JSON shapes as ``tests/upstream_server.py``):
   ``POST /v1/query``, ``POST /v1/query/batch`` (with ``X-Index-Version``),
   ``GET /v1/indexes``, ``GET /ready``, ``GET /health``;
-* OpenAI's ``POST /v1/chat/completions`` (non-streaming), for LiteLLM's proxy.
+* OpenAI's ``POST /v1/chat/completions`` (non-streaming), for LiteLLM's proxy;
+* OTLP/HTTP's ``POST /v1/traces``, accepted and dropped (``bench/gateway.py --tracing``).
 
 It is a raw asyncio protocol on uvloop with httptools' parser — no framework —
 so that it costs as little CPU as possible on a machine it shares with the
@@ -74,6 +75,8 @@ def _route(method: bytes, path: bytes, body: bytes) -> tuple[int, bytes, list[tu
                                     "documents": 1, "chunks": 1, "model": "stub"}]}
         elif method == b"GET" and path in (b"/ready", b"/health"):
             payload = {"status": "ok"}
+        elif method == b"POST" and path == b"/v1/traces":  # OTLP/HTTP: bench --tracing
+            payload = {}
         elif method == b"GET" and path == b"/v1/models":
             payload = {"object": "list", "data": [{"id": "bench-model", "object": "model"}]}
         else:

@@ -32,8 +32,9 @@ from ragward.errors import Forbidden, NotFound, ValidationFailed
 from ragward.http_body import BoundedJsonRequest
 from ragward.http_errors import EXCEPTION_HANDLERS, OPENAI_PATHS, schema_router
 from ragward.settings import Settings
+from ragward.tracing import server_spans
 from telemetry.consumer_http import METRICS_ACCESS, METRICS_MEDIA_TYPE, metrics_guards
-from telemetry.exposition import render
+from telemetry.exposition import render, render_negotiated
 
 
 class ErrorDetail(msgspec.Struct):
@@ -153,6 +154,9 @@ def _metrics_route(settings: Settings) -> ControllerRouterHandler:
          guards=metrics_guards(settings.metrics_auth == "token"))
     async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
         registry = components_of(request.app.state).metrics.registry
+        negotiated = render_negotiated(registry, request.headers.get("accept"))
+        if negotiated is not None:  # OpenMetrics: with the latency buckets' exemplars
+            return Response(negotiated[0], media_type=negotiated[1])
         return Response(render(registry), media_type=METRICS_MEDIA_TYPE)
 
     return metrics_endpoint
@@ -237,12 +241,12 @@ def create_app(
     )
     # Wrap outside Litestar's exception handling so every response — including 404s
     # and errors — is audited before it leaves (see gateway.recorder).
-    app.asgi_handler = RecordingASGI(
+    app.asgi_handler = server_spans(RecordingASGI(
         app.asgi_handler,
         components=lambda: app.state.get("components"),
         metrics=shared_metrics,
         settings=settings,
         salt=secrets.token_bytes(16),
         clock=clock,
-    )
+    ), "gateway")  # outermost: the audit publish and the request's log line are inside it
     return app

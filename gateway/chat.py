@@ -42,7 +42,7 @@ import msgspec
 from gateway.cache import AnswerCache, cache_key
 from gateway.forward import Caller
 from gateway.pii import RedactionSession
-from gateway.pipeline import QueryPipeline, RequestRecord
+from gateway.pipeline import QueryPipeline, RequestRecord, describe_redaction
 from gateway.quota import Admission
 from gateway.tokens import count_tokens
 from rag_core.schemas import (
@@ -56,6 +56,7 @@ from rag_core.schemas import (
     SourcesEvent,
     Usage,
 )
+from ragward import tracing
 from ragward.errors import (
     NotFound,
     RagwardError,
@@ -219,8 +220,11 @@ class ChatPipeline:
             )
         record.index, record.questions = request.index, 1
         session = p.redactor.session()
-        turns = [ChatTurn(role=t.role, content=session.redact(t.content).text)
-                 for t in request.messages]  # may raise PiiBlocked
+        with tracing.span("redact") as span:
+            turns = [ChatTurn(role=t.role, content=session.redact(t.content).text)
+                     for t in request.messages]  # may raise PiiBlocked
+            if span is not None:
+                describe_redaction(span, session.counts, [turns[-1].content])
         record.questions_redacted = [turns[-1].content]
         record.question_hmac = [p.question_hash(turns[-1].content)]
         record.redactions = dict(session.counts)
@@ -242,12 +246,17 @@ class ChatPipeline:
                         f"{conversation}\x1e{shaping}")
         cache = p.cache if use_cache else None
         redis_key = cache.redis_key(key) if cache else None
-        admission = await p.quota.admit(caller.tenant, estimate,
-                                        peek=[redis_key] if redis_key else [])
+        with tracing.span("quota", attributes={"ragward.quota.estimate_tokens": estimate}):
+            admission = await p.quota.admit(caller.tenant, estimate,
+                                            peek=[redis_key] if redis_key else [])
         record.rate_headers = admission.headers()
         settlement = _Settlement(p, admission)
         try:
-            hit = await _cached(cache, key, admission)
+            with tracing.span("cache") as span:
+                hit = await _cached(cache, key, admission)
+                if span is not None:
+                    span.set_attributes({"ragward.cache.lookups": int(cache is not None),
+                                         "ragward.cache.hits": int(hit is not None)})
             if hit is not None:
                 await p.quota.settle(admission, 0)
                 record.cached = True

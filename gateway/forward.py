@@ -24,7 +24,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -43,6 +43,7 @@ from rag_core.schemas import (
     QueryRequest,
     QueryResponse,
 )
+from ragward import tracing
 from ragward.errors import (
     NotFound,
     Overloaded,
@@ -54,6 +55,8 @@ from ragward.errors import (
 )
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
     from rag_core.service import RagService
     from ragward.settings import Settings
 
@@ -169,11 +172,15 @@ class HttpUpstream:
         return self._response.decode(body)
 
     async def open_chat(self, request: ChatRequest, caller: Caller) -> ChatOpened:
-        with _transport_errors():
+        # The client span covers opening the stream; rag_core's server span, its child,
+        # covers the whole answer.
+        with _forwarding("POST", "/v1/chat/stream", caller) as span, _transport_errors():
             response = await self._session.post(
                 self._base + "/v1/chat/stream", data=self._encoder.encode(request),
                 headers=self._headers(caller), timeout=self._stream_timeout,
             )
+            if span is not None:
+                span.set_attribute("http.response.status_code", response.status)
         if response.status != 200:
             body = await response.read()
             response.release()
@@ -202,6 +209,8 @@ class HttpUpstream:
         if caller is not None:
             headers.update({"X-Tenant": caller.tenant, "X-Subject": caller.subject,
                             "X-Request-ID": caller.request_id})
+            # rag_core continues the current span (the forwarding one), sampled or not
+            tracing.inject(headers)
         return headers
 
     async def query_batch(self, request: BatchRequest, caller: Caller) -> BatchResponse:
@@ -220,7 +229,7 @@ class HttpUpstream:
         self, method: str, path: str, payload: bytes | None, caller: Caller | None,
         index: str | None = None,
     ) -> bytes:
-        with _transport_errors():
+        with _forwarding(method, path, caller) as span, _transport_errors():
             async with self._session.request(
                 method, self._base + path, data=payload, headers=self._headers(caller),
                 timeout=self._timeout
@@ -228,11 +237,24 @@ class HttpUpstream:
                 body = await response.read()
                 status = response.status
                 version = response.headers.get("X-Index-Version")
+            if span is not None:
+                span.set_attribute("http.response.status_code", status)
         if status == 200:
             if version and index:
                 self._versions[index] = version
             return body
         raise _status_error(status, body)
+
+
+def _forwarding(
+    method: str, path: str, caller: Caller | None
+) -> AbstractContextManager[Span | None]:
+    """The client span of one call to rag_core for a caller (each retry is its own
+    attempt); the gateway's own periodic calls (index versions) are not traced."""
+    if caller is None:
+        return nullcontext()
+    return tracing.span(f"{method} {path}", "client",
+                        {"http.request.method": method, "url.template": path})
 
 
 def _status_error(status: int, body: bytes) -> RagwardError:

@@ -17,6 +17,7 @@ from gateway.auth import Principal
 from gateway.components import Components
 from gateway.forward import Caller
 from gateway.recorder import record_of
+from ragward import tracing
 
 ADMIN = "*"
 PRINCIPAL = "ragward_principal"  # the authenticated caller, in the scope's state
@@ -31,7 +32,8 @@ async def authenticated(connection: ASGIConnection[Any, Any, Any, Any], _: objec
     """Guard: the bearer token is checked before the body is even parsed, so an
     unauthenticated caller learns nothing about the API's validation rules."""
     gw = components_of(connection.app.state)
-    principal = await gw.authenticator.authenticate(connection.headers.get("authorization"))
+    with tracing.span("authenticate"):
+        principal = await gw.authenticator.authenticate(connection.headers.get("authorization"))
     record = record_of(connection.scope)
     record.tenant, record.subject, record.roles = (
         principal.tenant, principal.subject, list(principal.roles),
@@ -49,7 +51,8 @@ def authorise(
 ) -> Principal:
     principal = principal_of(request)
     if permission is not None:
-        components_of(request.app.state).policy.require(principal, permission, index)
+        with tracing.span("authorise", attributes={"ragward.permission": permission}):
+            components_of(request.app.state).policy.require(principal, permission, index)
     return principal
 
 

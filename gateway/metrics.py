@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ragward import tracing
+
 if TYPE_CHECKING:
     from telemetry.events import ChatSummary
 
@@ -68,17 +70,19 @@ class GatewayMetrics:
         )
 
     def observe_stream(self, chat: ChatSummary, *, disconnected: bool) -> None:
+        exemplar = tracing.exemplar()
         if chat.ttft_ms is not None:
-            self.ttft.labels(str(chat.streamed).lower()).observe(chat.ttft_ms / 1000)
+            self.ttft.labels(str(chat.streamed).lower()).observe(chat.ttft_ms / 1000, exemplar)
         if chat.duration_ms is not None:
-            self.stream_duration.labels(chat.outcome).observe(chat.duration_ms / 1000)
+            self.stream_duration.labels(chat.outcome).observe(chat.duration_ms / 1000, exemplar)
         self.streamed_tokens.inc(chat.completion_tokens)
         if disconnected:
             self.stream_disconnects.inc()
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
-        self.duration.labels(route).observe(seconds)
+        # with tracing on, the bucket's exemplar leads to this request's trace (OpenMetrics)
+        self.duration.labels(route).observe(seconds, tracing.exemplar())
 
     def watch(
         self,

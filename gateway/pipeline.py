@@ -14,9 +14,9 @@ events need along the way. Nothing here knows about HTTP.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -34,7 +34,11 @@ from rag_core.schemas import (
     Usage,
     check_limits,
 )
+from ragward import tracing
 from telemetry.events import ChatSummary
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 _cached_decoder = msgspec.json.Decoder(QueryResponse)
 _encoder = msgspec.json.Encoder()
@@ -120,7 +124,10 @@ class QueryPipeline:
                      max_batch=self._max_batch)
         record.index, record.questions = request.index, len(request.questions)
         session = self.redactor.session()
-        redacted = [session.redact(q).text for q in request.questions]  # may raise PiiBlocked
+        with tracing.span("redact") as span:
+            redacted = [session.redact(q).text for q in request.questions]  # may raise PiiBlocked
+            if span is not None:
+                describe_redaction(span, session.counts, redacted)
         record.question_hmac = [self.question_hash(q) for q in redacted]
         record.questions_redacted = redacted
         record.redactions = dict(session.counts)
@@ -132,10 +139,15 @@ class QueryPipeline:
         cache = self.cache if use_cache else None
         # One Redis round trip before forwarding: the quota check also reads the cache.
         peek = [k for k in (cache.redis_key(key) for key in keys) if k] if cache else []
-        admission = await self.quota.admit(caller.tenant, estimate, peek=peek)
+        with tracing.span("quota", attributes={"ragward.quota.estimate_tokens": estimate}):
+            admission = await self.quota.admit(caller.tenant, estimate, peek=peek)
         record.rate_headers = admission.headers()
         try:
-            hits = await _cache_hits(cache, keys, admission)
+            with tracing.span("cache") as span:
+                hits = await _cache_hits(cache, keys, admission)
+                if span is not None:
+                    span.set_attributes({"ragward.cache.lookups": len(hits) if cache else 0,
+                                         "ragward.cache.hits": len(hits) - hits.count(None)})
             results = await self._lookup_or_forward(request, redacted, keys, hits, caller,
                                                     session)
         except BaseException:
@@ -165,8 +177,9 @@ class QueryPipeline:
         misses = [i for i, r in enumerate(results) if r is None]
         if misses:
             answers = await self._forward([redacted[i] for i in misses], request, caller)
-            for i, answer in zip(misses, answers, strict=True):
-                clean = redact_outbound(answer, session, caller.request_id)
+            with tracing.span("redact answer"):
+                cleaned = [redact_outbound(a, session, caller.request_id) for a in answers]
+            for i, clean in zip(misses, cleaned, strict=True):
                 results[i] = clean
                 if self.cache is not None:
                     self._later(self.cache.set(keys[i], _encoder.encode(clean)))
@@ -180,6 +193,14 @@ class QueryPipeline:
             return [await self.upstream.query(single, caller)]
         batch = BatchRequest(questions=questions, top_k=request.top_k, index=request.index)
         return (await self.upstream.query_batch(batch, caller)).results
+
+
+def describe_redaction(span: Span, counts: Mapping[str, int], redacted: list[str]) -> None:
+    """What the redact span says: counts per entity type, and the redacted text (its
+    placeholders, never the raw values) only where RAGWARD_TRACING_REDACTED_TEXT allows."""
+    span.set_attributes({f"ragward.redactions.{kind}": n for kind, n in counts.items()})
+    if tracing.redacted_text_allowed():
+        span.set_attribute("ragward.question.redacted", redacted)
 
 
 async def _cache_hits(

@@ -33,7 +33,7 @@ from litestar.types import ASGIApp, HTTPScope, Message, Receive, ReceiveMessage,
 
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import RequestRecord
-from ragward import request_ids
+from ragward import request_ids, tracing
 from ragward.errors import DependencyUnavailable
 from ragward.http_errors import error_body, openai_shaped
 from telemetry.events import AuditEvent, UsageEvent, encode, new_event_id, rfc3339
@@ -50,6 +50,8 @@ _UNAUDITED = frozenset({"/health", "/ready", "/metrics"})  # probes and scrapes
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the answer
 _error_body = msgspec.json.Encoder()
 USER_AGENT_CHARS = 256
+_PUBLISH_ATTRIBUTES: tracing.Attributes = {"messaging.system": "kafka",
+                                           "messaging.operation.type": "send"}
 
 
 def record_of(scope: Scope) -> RequestRecord:
@@ -198,15 +200,25 @@ class RecordingASGI:
         components = self._components()
         if components is None:  # not started, or already shut down
             raise DependencyUnavailable("the audit log is unavailable")
+        state = scope.get("state", {})
+        if status >= 400 and record.reason is None:
+            record.reason = state.get("error_reason") or f"http_{status}"
+        with tracing.span("audit publish", "producer", _PUBLISH_ATTRIBUTES):
+            await self._publish_events(
+                components, scope, record, status, started, tracing.current_ids() or (None, None)
+            )
+
+    async def _publish_events(
+        self, components: Components, scope: HTTPScope, record: RequestRecord, status: int,
+        started: float, trace: tuple[str, str] | tuple[None, None],
+    ) -> None:
         publisher, model = components.publisher, components.pipeline.model
         headers = dict(scope["headers"])
         client = scope.get("client")
         ts = rfc3339(self._clock())
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         route = scope.get("path_template") or "unmatched"
-        state = scope.get("state", {})
-        if status >= 400 and record.reason is None:
-            record.reason = state.get("error_reason") or f"http_{status}"
+        trace_id, span_id = trace
         audit = AuditEvent(
             event_id=new_event_id(), request_id=record.request_id, ts=ts,
             tenant=record.tenant, subject=record.subject, roles=record.roles,
@@ -217,7 +229,7 @@ class RecordingASGI:
             latency_ms=latency_ms, cached=record.cached,
             question_hmac=record.question_hmac,
             questions_redacted=record.questions_redacted, redactions=record.redactions,
-            chat=record.chat,
+            chat=record.chat, trace_id=trace_id, span_id=span_id,
         )
         publishes = [publisher.publish(self._audit_topic, record.tenant, encode(audit))]
         if record.usage is not None and status < 400:
@@ -229,6 +241,7 @@ class RecordingASGI:
                 questions=record.questions, prompt_tokens=u.prompt_tokens,
                 completion_tokens=u.completion_tokens, embedding_tokens=u.embedding_tokens,
                 total_tokens=u.total_tokens, cost_usd=u.cost_usd,
+                trace_id=trace_id, span_id=span_id,
             )
             publishes.append(
                 publisher.publish(self._usage_topic, record.tenant, encode(usage))

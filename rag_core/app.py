@@ -55,6 +55,7 @@ from ragward.errors import ConfigError, Unauthenticated
 from ragward.http_body import BoundedJsonRequest
 from ragward.http_errors import EXCEPTION_HANDLERS, schema_router
 from ragward.settings import Settings, env_name
+from ragward.tracing import server_spans
 
 log = structlog.get_logger(__name__)
 
@@ -209,7 +210,7 @@ def create_app(settings: Settings, service: RagService | None = None) -> Litesta
 
     token = settings.internal_token.get_secret_value() if settings.internal_token else None
     guard = _internal_token_guard(token)
-    return Litestar(
+    app = Litestar(
         route_handlers=[_v1_router(guard), health, ready],
         lifespan=[lifespan],
         middleware=[request_id_middleware],
@@ -220,6 +221,9 @@ def create_app(settings: Settings, service: RagService | None = None) -> Litesta
         state=State({"rag_service": rag_service}),
         debug=False,
     )
+    app.asgi_handler = server_spans(app.asgi_handler, "rag_core",
+                                    polled=frozenset({"/v1/indexes"}))
+    return app
 
 
 def check_internal_token(settings: Settings, host: str) -> None:

@@ -14,6 +14,7 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from rag_core.store import IndexSnapshot
+from ragward import tracing
 
 
 class SnapshotRetriever(BaseRetriever):
@@ -42,8 +43,10 @@ class SnapshotRetriever(BaseRetriever):
         return self._hits(query_bundle)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        if query_bundle.embedding is None:
-            query_bundle.embedding = await self._embed_model.aget_query_embedding(
-                query_bundle.query_str
-            )
-        return self._hits(query_bundle)
+        with tracing.span("retrieve", attributes={"ragward.index": self._snapshot.name,
+                                                  "ragward.top_k": self._top_k}):
+            if query_bundle.embedding is None:
+                query_bundle.embedding = await self._embed_model.aget_query_embedding(
+                    query_bundle.query_str
+                )
+            return self._hits(query_bundle)

@@ -65,6 +65,7 @@ from rag_core.schemas import (
 )
 from rag_core.store import IndexSnapshot, current_stamp, list_index_names, load_snapshot
 from rag_core.synthesizer import SinglePassSynthesizer
+from ragward import tracing
 from ragward.errors import NotFound, RagwardError, UpstreamTimeout
 from ragward.settings import Settings
 
@@ -104,6 +105,7 @@ class RagService:
             prompt_helper=PromptHelper.from_llm_metadata(backend.llm.metadata),
             text_qa_template=QA_PROMPT,
             empty_response=NO_ANSWER_EN,
+            gen_ai=(backend.name, backend.llm_model),
         )
         self._snapshots: dict[str, IndexSnapshot] = {}
         self._stamps: dict[str, tuple[int, int] | None] = {}
@@ -471,20 +473,37 @@ class RagService:
         if req.stop:
             options["stop"] = req.stop
         messages = chat_messages(conv, "\n\n".join(chunks))
-        stream = await self._backend.llm.astream_chat(messages, **options)
-        produced: list[str] = []
-        finish: str | None = None
-        usage: dict[str, int] | None = None
-        async for delta, finished, reported in stream_completion(stream):
-            if delta:
-                produced.append(delta)
-                yield DeltaEvent(text=delta)
-            finish = finished or finish
-            usage = reported or usage
-        count = self._backend.tracker.count
-        if usage is None:  # the upstream ignored include_usage: count ourselves
-            usage = {"prompt_tokens": sum(count(m.content or "") for m in messages),
-                     "completion_tokens": count("".join(produced))}
+        span = tracing.llm_stream(self._backend.name, self._backend.llm_model)
+        opened = time.perf_counter()
+        try:
+            stream = await self._backend.llm.astream_chat(messages, **options)
+            produced: list[str] = []
+            finish: str | None = None
+            usage: dict[str, int] | None = None
+            async for delta, finished, reported in stream_completion(stream):
+                if delta:
+                    if span is not None and not produced:
+                        span.set_attribute("gen_ai.response.time_to_first_chunk",
+                                           time.perf_counter() - opened)
+                    produced.append(delta)
+                    yield DeltaEvent(text=delta)
+                finish = finished or finish
+                usage = reported or usage
+            count = self._backend.tracker.count
+            if usage is None:  # the upstream ignored include_usage: count ourselves
+                usage = {"prompt_tokens": sum(count(m.content or "") for m in messages),
+                         "completion_tokens": count("".join(produced))}
+            if span is not None:
+                span.set_attributes({"gen_ai.usage.input_tokens": usage["prompt_tokens"],
+                                     "gen_ai.usage.output_tokens": usage["completion_tokens"],
+                                     "gen_ai.response.finish_reasons": [finish or "stop"]})
+        except Exception as exc:
+            if span is not None:
+                tracing.mark_failed(span, type(exc))
+            raise
+        finally:
+            if span is not None:
+                span.end()
         yield EndEvent(finish_reason=finish or "stop",
                        usage=Usage(prompt_tokens=usage["prompt_tokens"],
                                    completion_tokens=usage["completion_tokens"]))

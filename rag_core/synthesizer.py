@@ -21,6 +21,9 @@ from llama_index.core.prompts.mixin import PromptDictType
 from llama_index.core.response_synthesizers.base import BaseSynthesizer
 from llama_index.core.types import RESPONSE_TEXT_TYPE
 
+from rag_core.usage import current_usage
+from ragward import tracing
+
 CHUNK_SEPARATOR = "\n\n"
 
 
@@ -32,7 +35,9 @@ class SinglePassSynthesizer(BaseSynthesizer):
         prompt_helper: PromptHelper,
         text_qa_template: BasePromptTemplate,
         empty_response: str,
+        gen_ai: tuple[str, str] = ("local", "local"),
     ) -> None:
+        """``gen_ai``: (system, model) of ``llm``, for its span's GenAI attributes."""
         super().__init__(
             llm=llm,
             callback_manager=callback_manager,
@@ -40,6 +45,7 @@ class SinglePassSynthesizer(BaseSynthesizer):
             empty_response=empty_response,
         )
         self._text_qa_template = text_qa_template
+        self._gen_ai = gen_ai
 
     def _get_prompts(self) -> PromptDictType:
         return {"text_qa_template": self._text_qa_template}
@@ -71,8 +77,17 @@ class SinglePassSynthesizer(BaseSynthesizer):
     async def aget_response(
         self, query_str: str, text_chunks: Sequence[str], **response_kwargs: Any
     ) -> RESPONSE_TEXT_TYPE:
-        return await self._llm.apredict(
-            self._text_qa_template,
-            context_str=self._context(query_str, text_chunks),
-            query_str=query_str,
-        )
+        with tracing.span("synthesize", attributes={"ragward.chunks": len(text_chunks)}):
+            context = self._context(query_str, text_chunks)
+            with tracing.llm_call(*self._gen_ai) as span:
+                usage = current_usage()
+                before = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+                answer = await self._llm.apredict(
+                    self._text_qa_template, context_str=context, query_str=query_str,
+                )
+                if span is not None and usage is not None:
+                    span.set_attributes({
+                        "gen_ai.usage.input_tokens": usage.prompt_tokens - before[0],
+                        "gen_ai.usage.output_tokens": usage.completion_tokens - before[1],
+                    })
+        return answer

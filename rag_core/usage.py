@@ -54,6 +54,11 @@ _current: contextvars.ContextVar[RequestUsage | None] = contextvars.ContextVar(
 )
 
 
+def current_usage() -> RequestUsage | None:
+    """The counts of the request being tracked in this task (None outside one)."""
+    return _current.get()
+
+
 def report_embedding_tokens(tokens: int) -> None:
     """Add server-reported embedding tokens to the current request (no-op outside one)."""
     usage = _current.get()

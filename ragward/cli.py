@@ -18,6 +18,7 @@ from typing import Any
 from ragward.errors import ConfigError
 from ragward.logs import configure_logging
 from ragward.settings import Settings, load_settings
+from ragward.tracing import configure_tracing
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 NOT_BUILT_EXIT = 2
@@ -197,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         print(f"ragward: '{args.command}' is not built yet", file=sys.stderr)
         return NOT_BUILT_EXIT
+    stop_tracing = configure_tracing(settings, _service_name(args))
     try:
         _check_access(settings, args)
         return handler(settings, args)
@@ -205,6 +207,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        stop_tracing()  # flush the spans still queued
+
+
+def _service_name(args: argparse.Namespace) -> str:
+    """``service.name`` of the traces: ragward-gateway, ragward-consumer-audit, ..."""
+    kind = getattr(args, "kind", None)
+    return "-".join(("ragward", args.command, *([kind] if kind else [])))
 
 
 if __name__ == "__main__":

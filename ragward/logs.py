@@ -1,8 +1,9 @@
 """structlog set-up: JSON lines to stderr (or console output for humans).
 
 ``merge_contextvars`` runs first so a ``request_id`` bound once per request
-appears on every line that request logs. Call :func:`configure_logging` once
-from the command line entry point, never at import.
+appears on every line that request logs; with tracing on, every line logged inside a
+span also carries its ``trace_id`` and ``span_id`` (:func:`ragward.tracing.add_trace_ids`).
+Call :func:`configure_logging` once from the command line entry point, never at import.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 from typing import Literal
 
 import structlog
+
+from ragward.tracing import add_trace_ids
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
@@ -37,6 +40,7 @@ def configure_logging(
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_ids,
         _drop_secrets,
     ]
     renderer: structlog.types.Processor = (

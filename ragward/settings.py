@@ -106,6 +106,14 @@ class Settings(BaseSettings):
     metrics_public: bool | None = Field(
         None, description="Deprecated: false is metrics_auth=token.", exclude=True
     )
+    tracing: bool = Field(
+        False, description="Export OpenTelemetry traces over OTLP/HTTP; the standard OTEL_* "
+        "variables set the endpoint, headers, sampler and service name (docs/tracing.md)."
+    )
+    tracing_redacted_text: bool = Field(
+        False, description="Put the redacted question (placeholders, never raw PII) on the "
+        "gateway's redact span; off: no user text in any span."
+    )
 
     # -- authentication and roles ---------------------------------------------
     jwt_secret: SecretStr | None = Field(None, description="HS256/384/512 shared secret.")

@@ -36,6 +36,7 @@ import structlog
 from litestar import Litestar
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from ragward import tracing
 from ragward.errors import ConfigError
 from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
@@ -43,6 +44,7 @@ from telemetry.audit_store import AppendResult, AuditStore, open_store
 from telemetry.bus import EventBus, Record, Subscription
 from telemetry.consumer import start_with_retry
 from telemetry.consumer_http import Lifespan, consumer_routes
+from telemetry.events import trace_fields
 
 log = structlog.get_logger(__name__)
 
@@ -206,7 +208,9 @@ class AuditConsumer:
         """Store one polled batch (retrying), then commit; False if stopped before storing."""
         ours = [r for r in records if r.topic == self.topic]
         if ours:
-            result = await self._store_with_retry(ours)
+            with tracing.consumer_span(self.group, (trace_fields(r.value) for r in ours),
+                                       len(ours)):
+                result = await self._store_with_retry(ours)
             if result is None:
                 return False
             self.written += result.written

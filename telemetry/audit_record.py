@@ -18,6 +18,7 @@ that the store canonicalises and chains (see :mod:`telemetry.audit_chain`):
 * ``chat`` (chat completions only): ``streamed``, ``phase`` (``start`` | ``end``),
   ``outcome`` (``open`` | ``completed`` | ``disconnected`` | ``error``),
   ``finish_reason``, ``ttft_us``, ``duration_us`` and the tokens charged
+* ``trace_id`` (traced requests only): the request's OpenTelemetry trace
 
 The redacted question text (``questions_redacted`` in the event) is **not**
 stored: a redactor can miss PII, and a hash-chained log cannot be edited later
@@ -220,6 +221,8 @@ def build_record(rec: Record, policy: ClientAddressPolicy) -> BuiltRecord:
         record["question_sha256"] = _hash_list(event.question_sha256)
     if event.chat is not None:  # only then: older records keep their exact shape and hash
         record["chat"] = _chat(event.chat)
+    if event.trace_id is not None:  # likewise: only traced requests have one
+        record["trace_id"] = event.trace_id
     if ts_us is None:
         record["ts_invalid"] = True
         ts_us = kafka_ts_us

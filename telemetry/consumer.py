@@ -37,6 +37,7 @@ import msgspec
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from ragward import tracing
 from ragward.errors import ConfigError
 from telemetry.bus import EventBus, Publisher, Record, Subscription
 from telemetry.events import Event, any_decoder
@@ -324,7 +325,9 @@ class EventConsumer:
     async def _handle(self, batch: list[Delivery]) -> bool:
         if batch:
             try:
-                await self.handler(batch)
+                with tracing.consumer_span(self.group_id, (d.event for d in batch),
+                                           len(batch)):
+                    await self.handler(batch)
             except Exception as exc:
                 log.exception("consumer.handler_failed", group=self.group_id, events=len(batch))
                 self.last_error = repr(exc)

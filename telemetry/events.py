@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -34,6 +34,13 @@ def rfc3339(epoch_s: float) -> str:
 
 def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+TraceId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$",
+                                      description="W3C trace id (hex) of the request's trace")]
+SpanId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{16}$",
+                                     description="W3C span id (hex) of the span that "
+                                     "published the event; consumers link to it")]
 
 
 class ChatSummary(msgspec.Struct, kw_only=True):
@@ -90,6 +97,9 @@ class AuditEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="audit"):
     questions_redacted: list[str] = msgspec.field(default_factory=list)
     redactions: dict[str, int] = msgspec.field(default_factory=dict)
     chat: ChatSummary | None = None
+    # tracing on (docs/tracing.md): the request's trace and the publishing span
+    trace_id: TraceId | None = None
+    span_id: SpanId | None = None
 
 
 class UsageEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="usage"):
@@ -113,6 +123,8 @@ class UsageEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="usage"):
     embedding_tokens: int = 0
     total_tokens: int = 0
     cost_usd: float = 0.0
+    trace_id: TraceId | None = None
+    span_id: SpanId | None = None
 
 
 class AlertEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="alert"):
@@ -148,6 +160,24 @@ class StatusEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="status"):
 
 
 Event = AuditEvent | UsageEvent | AlertEvent | StatusEvent
+
+
+class TraceFields(msgspec.Struct):
+    """Only the trace context of an audit or usage event, for a consumer that handles
+    the raw records (the audit consumer) and links its span to their producers."""
+
+    trace_id: str | None = None
+    span_id: str | None = None
+
+
+_trace_decoder = msgspec.json.Decoder(TraceFields)
+
+
+def trace_fields(value: bytes) -> TraceFields | None:
+    try:
+        return _trace_decoder.decode(value)
+    except msgspec.DecodeError:  # not an event: the store keeps it as malformed
+        return None
 
 _encoder = msgspec.json.Encoder()
 audit_decoder = msgspec.json.Decoder(AuditEvent)

@@ -19,6 +19,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from telemetry.rolling import LATENCY_BUCKETS, QUANTILES, WINDOWS, RollingMetrics
@@ -58,6 +59,16 @@ def render(registry: Collector) -> bytes:
     """The Prometheus text exposition of ``registry``, label values made safe
     (:func:`safe_label_value`). Every ``/metrics`` of ragward answers through this."""
     return generate_latest(_SafeLabels(registry))
+
+
+def render_negotiated(registry: Collector, accept: str | None) -> tuple[bytes, str] | None:
+    """OpenMetrics (which carries exemplars: the trace of a latency bucket) when the
+    scraper's ``Accept`` asks for it, as (body, content type); None means the classic
+    text format (:func:`render`)."""
+    encoder, content_type = choose_encoder(accept or "")
+    if not content_type.startswith("application/openmetrics-text"):
+        return None
+    return encoder(_SafeLabels(registry)), content_type
 
 
 def _le(bound: float) -> str:

@@ -27,6 +27,13 @@ COMMON = {
     "schema_version": "Version of this event type's schema (see Versioning).",
 }
 
+_TRACE = {  # audit and usage events
+    "trace_id": "Tracing on and sampled only: the request's OpenTelemetry trace id (32 hex); "
+                "the audit record keeps it (docs/tracing.md).",
+    "span_id": "Tracing on and sampled only: id of the gateway span that published the event "
+               "(16 hex); consumers link their spans to it.",
+}
+
 FIELDS: dict[str, dict[str, str]] = {
     "AuditEvent": {
         "tenant": "Tenant from the token (`-` when unauthenticated).",
@@ -54,6 +61,7 @@ FIELDS: dict[str, dict[str, str]] = {
                 "the status line of a stream, `end` when it is over), `outcome` (`open`, "
                 "`completed`, `disconnected`, `error`), `finish_reason`, `ttft_ms`, "
                 "`duration_ms` and the tokens charged.",
+        **_TRACE,
     },
     "UsageEvent": {
         "tenant": "Tenant billed.",
@@ -70,6 +78,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "embedding_tokens": "Embedding tokens.",
         "total_tokens": "Sum of the three.",
         "cost_usd": "Cost in US dollars from the pricing table.",
+        **_TRACE,
     },
     "AlertEvent": {
         "alertname": "Rule name.",

@@ -54,9 +54,11 @@ def gateway_process(env: dict[str, str], port: int,
 
 
 async def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path,
-                       path: str = "/health") -> None:
-    """Poll ``url + path`` until it answers 200; fail with the log's tail if ``proc`` exits."""
-    async with httpx.AsyncClient() as client, asyncio.timeout(30):
+                       path: str = "/health", within_s: float = 60) -> None:
+    """Poll ``url + path`` until it answers 200 (at most ``within_s``: several processes
+    starting at once on a busy machine are slow); fail with the log's tail if ``proc``
+    exits."""
+    async with httpx.AsyncClient() as client, asyncio.timeout(within_s):
         while True:
             if proc.poll() is not None:
                 raise AssertionError(f"{proc.args} exited: {log.read_text()[-2000:]}")
