@@ -41,7 +41,7 @@ import msgspec
 
 from gateway.cache import AnswerCache, cache_key
 from gateway.forward import Caller
-from gateway.pipeline import QueryPipeline, RequestRecord
+from gateway.pipeline import QueryPipeline, RequestRecord, admit_and_look_up
 from gateway.quota import Admission
 from gateway.redaction import RedactionSession
 from gateway.tokens import count_tokens
@@ -237,13 +237,11 @@ class ChatPipeline:
         key = cache_key(caller.tenant, request.index, version, request.top_k,
                         f"{conversation}\x1emax_tokens={max_tokens}")
         cache = p.cache if use_cache else None
-        redis_key = cache.redis_key(key) if cache else None
-        admission = await p.quota.admit(caller.tenant, estimate,
-                                        peek=[redis_key] if redis_key else [])
+        admission, hits = await admit_and_look_up(p.quota, caller.tenant, estimate, cache, [key])
         record.rate_headers = admission.headers()
         settlement = _Settlement(p, admission)
         try:
-            hit = await _cached(cache, key, admission)
+            hit = _cached(hits[0])
             if hit is not None:
                 await p.quota.settle(admission, 0)
                 record.cached = True
@@ -316,12 +314,7 @@ class ChatPipeline:
             await events.aclose()
 
 
-async def _cached(
-    cache: AnswerCache | None, key: str, admission: Admission
-) -> CachedChat | None:
-    if cache is None:
-        return None
-    raw = admission.peeked[0] if admission.peeked else await cache.get(key)
+def _cached(raw: bytes | None) -> CachedChat | None:
     if raw is None:
         return None
     try:

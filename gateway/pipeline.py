@@ -14,7 +14,7 @@ events need along the way. Nothing here knows about HTTP.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,12 +130,10 @@ class QueryPipeline:
         keys = [cache_key(caller.tenant, request.index, version, request.top_k, q)
                 for q in redacted]
         cache = self.cache if use_cache else None
-        # One Redis round trip before forwarding: the quota check also reads the cache.
-        peek = [k for k in (cache.redis_key(key) for key in keys) if k] if cache else []
-        admission = await self.quota.admit(caller.tenant, estimate, peek=peek)
+        admission, hits = await admit_and_look_up(self.quota, caller.tenant, estimate, cache,
+                                                  keys)
         record.rate_headers = admission.headers()
         try:
-            hits = await _cache_hits(cache, keys, admission)
             results = await self._lookup_or_forward(request, redacted, keys, hits, caller,
                                                     session)
         except BaseException:
@@ -182,14 +180,25 @@ class QueryPipeline:
         return (await self.upstream.query_batch(batch, caller)).results
 
 
-async def _cache_hits(
-    cache: AnswerCache | None, keys: list[str], admission: Admission
-) -> list[bytes | None]:
+async def admit_and_look_up(
+    quota: QuotaLimiter, tenant: str, estimate: int, cache: AnswerCache | None,
+    keys: Sequence[str],
+) -> tuple[Admission, list[bytes | None]]:
+    """The quota check and the cache read of one request, issued in the same turn of
+    the event loop, so the shared auto-pipeline sends both in one Redis round trip (a
+    tenant's keys share a slot: on a cluster, to one node). Neither knows of the
+    other. A refused request raises QuotaExceeded; its cache read is dropped."""
     if cache is None:
-        return [None] * len(keys)
-    if admission.peeked is not None:  # already read together with the quota check
-        return admission.peeked
-    return list(await asyncio.gather(*(cache.get(key) for key in keys)))
+        return await quota.admit(tenant, estimate), [None] * len(keys)
+    # A task starts on the next turn, after this one queues the quota check: both
+    # commands are queued before the auto-pipeline's flush runs.
+    lookup = asyncio.ensure_future(cache.get_many(keys))
+    try:
+        admission = await quota.admit(tenant, estimate)
+    except BaseException:
+        lookup.cancel()
+        raise
+    return admission, await lookup
 
 
 def redact_outbound(
