@@ -8,7 +8,6 @@ under uvicorn for ``ragward gateway``.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -32,6 +31,7 @@ from ragward.errors import Forbidden, NotFound, ValidationFailed
 from ragward.http_body import BoundedJsonRequest
 from ragward.http_errors import EXCEPTION_HANDLERS, OPENAI_PATHS, schema_router
 from ragward.settings import Settings
+from telemetry.client_address import ClientAddressPolicy
 from telemetry.consumer_http import METRICS_ACCESS, METRICS_MEDIA_TYPE, metrics_guards
 from telemetry.exposition import render
 
@@ -242,7 +242,7 @@ def create_app(
         components=lambda: app.state.get("components"),
         metrics=shared_metrics,
         settings=settings,
-        salt=secrets.token_bytes(16),
+        client_address=ClientAddressPolicy.from_settings(settings),
         clock=clock,
     )
     return app
