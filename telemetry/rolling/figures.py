@@ -136,17 +136,9 @@ class Aggregate:
         if metric == "error_rate":
             return c.errors / c.requests if c.requests else None
         if metric in QUANTILES:
-            sketch = self.sketch()
-            if sketch is None or sketch.count == 0:
-                return None
-            quantile = sketch.get_quantile_value(QUANTILES[metric])
-            return None if quantile is None else float(quantile)
+            return _quantile(self.sketch(), QUANTILES[metric])
         if metric in TTFT_QUANTILES:
-            sketch = self.ttft_sketch()
-            if sketch is None or sketch.count == 0:
-                return None
-            quantile = sketch.get_quantile_value(TTFT_QUANTILES[metric])
-            return None if quantile is None else float(quantile)
+            return _quantile(self.ttft_sketch(), TTFT_QUANTILES[metric])
         if metric == "tokens_total":
             return float(c.prompt + c.completion + c.embedding)
         if metric == "tokens_avg":
@@ -166,3 +158,10 @@ class Aggregate:
         out["prompt_tokens"], out["completion_tokens"] = c.prompt, c.completion
         out["embedding_tokens"] = c.embedding
         return out
+
+
+def _quantile(sketch: DDSketch | None, q: float) -> float | None:
+    if sketch is None or sketch.count == 0:
+        return None
+    value = sketch.get_quantile_value(q)
+    return None if value is None else float(value)
