@@ -97,7 +97,9 @@ def truncate_address(addr: str) -> str:
     except ValueError:
         return "?"
     if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped:
-        net = ipaddress.ip_network(f"{net.network_address.ipv4_mapped}/32")
+        # ::ffff:0:0/96 is the whole IPv4 space: an IPv6 prefix past 96 bits is IPv4's
+        ipv4 = net.network_address.ipv4_mapped
+        net = ipaddress.ip_network(f"{ipv4}/{max(0, net.prefixlen - 96)}", strict=False)
     limit = 24 if net.version == 4 else 48
     prefix = min(net.prefixlen, limit)
     return str(net.supernet(new_prefix=prefix) if prefix < net.prefixlen else net)

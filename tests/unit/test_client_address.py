@@ -16,6 +16,7 @@ KEY = b"k" * 32
     ("::ffff:198.51.100.9", "198.51.100.0/24"),  # an IPv4 client on a dual-stack socket
     ("::FFFF:C633:6409", "198.51.100.0/24"),  # the same, spelt in hex
     ("::1", "::/48"),
+    ("::ffff:198.51.100.0/120", "198.51.100.0/24"),  # a mapped network stays that network
 ])
 def test_truncate_keeps_the_network_of_ipv4_ipv6_and_ipv4_mapped_clients(
     addr: str, kept: str
