@@ -31,9 +31,10 @@ sys.path.insert(0, str(REPO))
 
 from ragward.settings import load_settings  # noqa: E402
 from telemetry.audit_chain import canonical_json, chain_hash  # noqa: E402
-from telemetry.audit_record import ClientAddressPolicy, build_record  # noqa: E402
+from telemetry.audit_record import build_record  # noqa: E402
 from telemetry.audit_store import SCHEMA, AuditBackend, open_backend  # noqa: E402
 from telemetry.bus import Record  # noqa: E402
+from telemetry.client_address import ClientAddressPolicy  # noqa: E402
 from telemetry.events import AuditEvent, encode, now_rfc3339  # noqa: E402
 
 BATCH = 5000  # the audit consumer's max_records per poll

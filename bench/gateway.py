@@ -595,7 +595,7 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("audit + usage events (recorder._publish, telemetry/, aiokafka tasks)",
      ("gateway/recorder.py:RecordingASGI._publish", "telemetry/", "aiokafka/")),
     ("redis client, all callers (incl. its own send tasks)", ("redis/",)),
-    ("quota (gateway/quota.py, its Redis calls in-task)", ("gateway/quota.py",)),
+    ("quota (gateway/quota/, its Redis calls in-task)", ("gateway/quota/",)),
     ("cache (gateway/cache.py, its Redis calls in-task)", ("gateway/cache.py",)),
     ("forward to upstream (gateway/forward.py + aiohttp)", ("gateway/forward.py",)),
     ("JWT authentication (gateway/auth.py)", ("gateway/auth.py",)),

@@ -6,6 +6,7 @@ set -euo pipefail
 
 declare -A needs=(
   [redis-server]=redis-server
+  [redis-cli]=redis-tools  # joins the test Redis Cluster (redis-cli --cluster create)
   [kcat]=kcat
   [promtool]=prometheus
   [prometheus-alertmanager]=prometheus-alertmanager  # alertmanager and amtool

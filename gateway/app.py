@@ -8,7 +8,6 @@ under uvicorn for ``ragward gateway``.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -33,6 +32,7 @@ from ragward.http_body import BoundedJsonRequest
 from ragward.http_errors import EXCEPTION_HANDLERS, OPENAI_PATHS, schema_router
 from ragward.settings import Settings
 from ragward.tracing import server_spans
+from telemetry.client_address import ClientAddressPolicy
 from telemetry.consumer_http import METRICS_ACCESS, METRICS_MEDIA_TYPE, metrics_guards
 from telemetry.exposition import render, render_negotiated
 
@@ -246,7 +246,7 @@ def create_app(
         components=lambda: app.state.get("components"),
         metrics=shared_metrics,
         settings=settings,
-        salt=secrets.token_bytes(16),
+        client_address=ClientAddressPolicy.from_settings(settings),
         clock=clock,
     ), "gateway")  # outermost: the audit publish and the request's log line are inside it
     return app

@@ -17,6 +17,11 @@ order it was queued; batches, like separate pool connections, may overlap
 (a caller that awaits each reply before its next command sees its own order).
 Callers bound their wait with ``asyncio.timeout`` as before; a reply that
 arrives after its caller gave up is dropped.
+
+On a Redis Cluster the batch is a cluster pipeline: redis-py sends each node its
+share of it, the nodes in parallel, so a batch still costs one round trip (to
+each node it touches), and a tenant's commands, which share a slot
+(:mod:`gateway.keyspace`), go to one node.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ import asyncio
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
+
+from gateway.redis_client import RedisClient
 
 __all__ = ["AutoPipeline"]
 
@@ -37,7 +43,7 @@ _Pending = tuple[tuple[Any, ...], asyncio.Future[Any]]
 class AutoPipeline:
     """Batches the Redis commands of each event-loop turn into one pipeline."""
 
-    def __init__(self, client: Redis, *, max_batch: int = 1024) -> None:
+    def __init__(self, client: RedisClient, *, max_batch: int = 1024) -> None:
         self._client = client
         self._max_batch = max_batch
         self._queue: list[_Pending] = []
@@ -100,7 +106,7 @@ class AutoPipeline:
     async def _one(self, args: tuple[Any, ...]) -> Any:
         """One command; its own error comes back as a value, as a pipeline returns it."""
         try:
-            return await self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+            return await self._client.execute_command(*args)
         except ResponseError as exc:
             return exc
 

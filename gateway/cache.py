@@ -5,8 +5,11 @@ normalised *redacted* question — encoded as one JSON array, so no choice of
 values (a tenant holding a separator) can make two different tuples collide —
 so no answer can cross tenants (a shared index included), a re-ingest
 (new index version) makes old entries unreachable, and no raw PII is ever part
-of a key. Values are the redacted answer as msgspec JSON; entries expire after
-the configured TTL. A cache that fails (Redis down) is a miss, never an error.
+of a key. The digest follows the tenant's hash tag (:mod:`gateway.keyspace`), so
+a request's entries share the slot of its quota keys: one ``MGET`` reads them
+all, on a cluster too, from the node its quota check goes to. Values are the
+redacted answer as msgspec JSON; entries expire after the configured TTL. A cache
+that fails (Redis down) is a miss, never an error.
 """
 
 from __future__ import annotations
@@ -15,15 +18,16 @@ import asyncio
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Protocol
 
 import msgspec
-import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import RedisError
 
 from gateway.autopipeline import AutoPipeline
 from gateway.fingerprint import normalise_question
+from gateway.keyspace import check_prefix, tenant_scope
+from gateway.redis_client import REDIS_FAILURES, RedisClient
 
 log = structlog.get_logger(__name__)
 
@@ -36,21 +40,19 @@ __all__ = ["AnswerCache", "LocalCache", "RedisCache", "cache_key", "normalise_qu
 
 
 def cache_key(tenant: str, index: str, version: str, top_k: int, redacted_question: str) -> str:
+    """``{tenant}:`` and the digest: the tenant twice, as hash tag and inside the digest."""
     material = _key_material.encode(
         [tenant, index, version, top_k, normalise_question(redacted_question)]
     )
-    return hashlib.sha256(material).hexdigest()
+    return f"{tenant_scope('', tenant)}:{hashlib.sha256(material).hexdigest()}"
 
 
 class AnswerCache(Protocol):
-    async def get(self, key: str) -> bytes | None: ...
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The entries of ``keys`` (one tenant's), None for a miss; never raises."""
+        ...
 
     async def set(self, key: str, value: bytes) -> None: ...
-
-    def redis_key(self, key: str) -> str | None:
-        """The entry's Redis key, so the quota check can read it in its own round trip;
-        None when the cache is not in Redis."""
-        ...
 
 
 class LocalCache:
@@ -61,7 +63,10 @@ class LocalCache:
         self._max = max_entries
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
-    async def get(self, key: str) -> bytes | None:
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self._get(key) for key in keys]
+
+    def _get(self, key: str) -> bytes | None:
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -71,9 +76,6 @@ class LocalCache:
             return None
         self._entries.move_to_end(key)
         return value
-
-    def redis_key(self, key: str) -> str | None:
-        return None
 
     async def set(self, key: str, value: bytes) -> None:
         self._entries[key] = (time.monotonic() + self._ttl, value)
@@ -87,7 +89,7 @@ class RedisCache:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         ttl_s: int,
         timeout_s: float,
         prefix: str = KEY_PREFIX,
@@ -96,19 +98,20 @@ class RedisCache:
         self._pipeline = pipeline or AutoPipeline(client)  # batched with other requests'
         self._ttl = ttl_s
         self._timeout = timeout_s
-        self._prefix = prefix
+        self._prefix = check_prefix(prefix)
 
-    def redis_key(self, key: str) -> str:
-        return self._prefix + key
-
-    async def get(self, key: str) -> bytes | None:
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
         try:
             async with asyncio.timeout(self._timeout):
-                value = await self._pipeline.execute_command("GET", self._prefix + key)
-            return value if isinstance(value, bytes) or value is None else value.encode()
-        except (RedisError, TimeoutError, OSError) as exc:
+                values = await self._pipeline.execute_command(
+                    "MGET", *(self._prefix + key for key in keys)
+                )
+        except REDIS_FAILURES as exc:
             log.warning("cache_unavailable", op="get", error=type(exc).__name__)
-            return None
+            return [None] * len(keys)
+        return [v if isinstance(v, bytes) or v is None else v.encode() for v in values]
 
     async def set(self, key: str, value: bytes) -> None:
         try:
@@ -116,5 +119,5 @@ class RedisCache:
                 await self._pipeline.execute_command(
                     "SET", self._prefix + key, value, "EX", self._ttl
                 )
-        except (RedisError, TimeoutError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             log.warning("cache_unavailable", op="set", error=type(exc).__name__)

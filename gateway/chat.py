@@ -42,7 +42,7 @@ import msgspec
 from gateway.cache import AnswerCache, cache_key
 from gateway.forward import Caller
 from gateway.pii import RedactionSession
-from gateway.pipeline import QueryPipeline, RequestRecord, describe_redaction
+from gateway.pipeline import QueryPipeline, RequestRecord, admit_and_look_up, describe_redaction
 from gateway.quota import Admission
 from gateway.tokens import count_tokens
 from rag_core.schemas import (
@@ -245,15 +245,16 @@ class ChatPipeline:
         key = cache_key(caller.tenant, request.index, version, request.top_k,
                         f"{conversation}\x1e{shaping}")
         cache = p.cache if use_cache else None
-        redis_key = cache.redis_key(key) if cache else None
+        # The cache read travels with the quota check (one Redis round trip), so the
+        # quota span covers both; the cache span says what the read found.
         with tracing.span("quota", attributes={"ragward.quota.estimate_tokens": estimate}):
-            admission = await p.quota.admit(caller.tenant, estimate,
-                                            peek=[redis_key] if redis_key else [])
+            admission, hits = await admit_and_look_up(p.quota, caller.tenant, estimate, cache,
+                                                      [key])
         record.rate_headers = admission.headers()
         settlement = _Settlement(p, admission)
         try:
             with tracing.span("cache") as span:
-                hit = await _cached(cache, key, admission)
+                hit = _cached(hits[0])
                 if span is not None:
                     span.set_attributes({"ragward.cache.lookups": int(cache is not None),
                                          "ragward.cache.hits": int(hit is not None)})
@@ -329,12 +330,7 @@ class ChatPipeline:
             await events.aclose()
 
 
-async def _cached(
-    cache: AnswerCache | None, key: str, admission: Admission
-) -> CachedChat | None:
-    if cache is None:
-        return None
-    raw = admission.peeked[0] if admission.peeked else await cache.get(key)
+def _cached(raw: bytes | None) -> CachedChat | None:
     if raw is None:
         return None
     try:

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import redis.asyncio as aioredis
 import structlog
 
 from gateway.auth import AccessPolicy, Authenticator, JwksCache, Principal
@@ -32,7 +31,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.pii import Redactor, Scanner
 from gateway.pipeline import QueryPipeline
 from gateway.quota import QuotaLimiter, make_quota
-from gateway.redis_client import check_redis_access, redis_pool
+from gateway.redis_client import RedisClient, check_redis_access, redis_connection
 from rag_core.schemas import IndexInfo
 from ragward.errors import ConfigError
 from ragward.settings import Settings, env_name
@@ -58,7 +57,7 @@ class Components:
     upstream: ResilientUpstream
     chat: ChatPipeline
     audit_reader: AuditReader | None = None
-    redis: aioredis.Redis | None = None
+    redis: RedisClient | None = None
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _upstream_seen: bool = False
 
@@ -133,7 +132,7 @@ async def open_components(
         )
         stack.push_async_callback(session.close)
 
-        redis_client: aioredis.Redis | None = None
+        redis_client: RedisClient | None = None
         redis_pipeline: AutoPipeline | None = None
         if settings.redis_url:
             # Bounded: concurrency is already capped by the upstream limit, and a full pool
@@ -141,13 +140,10 @@ async def open_components(
             # timeout cost a measurable share of the gateway's CPU.)
             # No socket_timeout: every call is bounded by asyncio.timeout(redis_timeout_s)
             # instead, which on 3.11 costs less than redis-py wrapping each send in a task.
-            pool = redis_pool(
+            redis_client = await stack.enter_async_context(redis_connection(
                 settings, max_connections=512,
                 socket_connect_timeout=settings.redis_timeout_s, health_check_interval=5,
-            )
-            redis_client = aioredis.Redis(connection_pool=pool)
-            stack.push_async_callback(redis_client.aclose)
-            stack.push_async_callback(pool.aclose)
+            ))
             await check_redis_access(redis_client)  # a refusal stops start-up; down does not
             # One auto-pipeline for quota and cache: a turn's commands share a round trip.
             redis_pipeline = AutoPipeline(redis_client)

@@ -14,7 +14,7 @@ events need along the way. Nothing here knows about HTTP.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -137,14 +137,14 @@ class QueryPipeline:
         keys = [cache_key(caller.tenant, request.index, version, request.top_k, q)
                 for q in redacted]
         cache = self.cache if use_cache else None
-        # One Redis round trip before forwarding: the quota check also reads the cache.
-        peek = [k for k in (cache.redis_key(key) for key in keys) if k] if cache else []
+        # The cache read travels with the quota check (one Redis round trip), so the
+        # quota span covers both; the cache span says what the read found.
         with tracing.span("quota", attributes={"ragward.quota.estimate_tokens": estimate}):
-            admission = await self.quota.admit(caller.tenant, estimate, peek=peek)
+            admission, hits = await admit_and_look_up(self.quota, caller.tenant, estimate,
+                                                      cache, keys)
         record.rate_headers = admission.headers()
         try:
             with tracing.span("cache") as span:
-                hits = await _cache_hits(cache, keys, admission)
                 if span is not None:
                     span.set_attributes({"ragward.cache.lookups": len(hits) if cache else 0,
                                          "ragward.cache.hits": len(hits) - hits.count(None)})
@@ -203,14 +203,25 @@ def describe_redaction(span: Span, counts: Mapping[str, int], redacted: list[str
         span.set_attribute("ragward.question.redacted", redacted)
 
 
-async def _cache_hits(
-    cache: AnswerCache | None, keys: list[str], admission: Admission
-) -> list[bytes | None]:
+async def admit_and_look_up(
+    quota: QuotaLimiter, tenant: str, estimate: int, cache: AnswerCache | None,
+    keys: Sequence[str],
+) -> tuple[Admission, list[bytes | None]]:
+    """The quota check and the cache read of one request, issued in the same turn of
+    the event loop, so the shared auto-pipeline sends both in one Redis round trip (a
+    tenant's keys share a slot: on a cluster, to one node). Neither knows of the
+    other. A refused request raises QuotaExceeded; its cache read is dropped."""
     if cache is None:
-        return [None] * len(keys)
-    if admission.peeked is not None:  # already read together with the quota check
-        return admission.peeked
-    return list(await asyncio.gather(*(cache.get(key) for key in keys)))
+        return await quota.admit(tenant, estimate), [None] * len(keys)
+    # A task starts on the next turn, after this one queues the quota check: both
+    # commands are queued before the auto-pipeline's flush runs.
+    lookup = asyncio.ensure_future(cache.get_many(keys))
+    try:
+        admission = await quota.admit(tenant, estimate)
+    except BaseException:
+        lookup.cancel()
+        raise
+    return admission, await lookup
 
 
 def redact_outbound(

@@ -19,9 +19,6 @@ log line per request and records the gateway's Prometheus metrics.
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
-import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal, cast
@@ -36,6 +33,7 @@ from gateway.pipeline import RequestRecord
 from ragward import request_ids, tracing
 from ragward.errors import DependencyUnavailable
 from ragward.http_errors import error_body, openai_shaped
+from telemetry.client_address import ClientAddressPolicy
 from telemetry.events import AuditEvent, UsageEvent, encode, new_event_id, rfc3339
 
 if TYPE_CHECKING:
@@ -80,21 +78,6 @@ def _decision(status: int) -> Literal["allow", "deny", "rate_limited", "invalid"
     return "error"
 
 
-@functools.lru_cache(maxsize=4096)  # clients repeat; parsing an address each time shows up
-def client_address(raw: str, mode: str, salt: bytes) -> str:
-    """PCI-style minimisation: /24 (IPv4) or /48 (IPv6), a keyed hash, or nothing."""
-    if not raw or mode == "drop":
-        return ""
-    if mode == "hash":
-        return "sha256:" + hashlib.sha256(salt + raw.encode()).hexdigest()[:32]
-    try:
-        address = ipaddress.ip_address(raw)
-    except ValueError:
-        return ""
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
-
-
 def _user_agent(raw: bytes, components: Components) -> str:
     """The header as the audit log keeps it: redacted like every other text, then cut
     to ``USER_AGENT_CHARS`` (redacting first, so no entity is cut into a fragment the
@@ -113,7 +96,7 @@ class RecordingASGI:
         components: Callable[[], Components | None],
         metrics: GatewayMetrics,
         settings: Settings,
-        salt: bytes,
+        client_address: ClientAddressPolicy,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._app = app
@@ -122,8 +105,7 @@ class RecordingASGI:
         self._metrics = metrics
         self._audit_topic = settings.topic_audit
         self._usage_topic = settings.topic_usage
-        self._ip_mode = settings.audit_client_ip
-        self._salt = salt
+        self._client_address = client_address
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -223,7 +205,7 @@ class RecordingASGI:
             event_id=new_event_id(), request_id=record.request_id, ts=ts,
             tenant=record.tenant, subject=record.subject, roles=record.roles,
             method=scope["method"], route=route, action=record.action, index=record.index,
-            client_addr=client_address(client[0] if client else "", self._ip_mode, self._salt),
+            client_addr=self._client_address.apply(client[0] if client else ""),
             user_agent=_user_agent(headers.get(b"user-agent", b""), components),
             status=status, decision=_decision(status), reason=record.reason,
             latency_ms=latency_ms, cached=record.cached,

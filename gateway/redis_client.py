@@ -1,4 +1,15 @@
-"""The gateway's Redis connection: TLS and an ACL user from settings, refusals made loud.
+"""The gateway's Redis connection: one server or a cluster, TLS and an ACL user from
+settings, refusals made loud.
+
+``RAGWARD_REDIS_URL`` names one server (``redis://host:port/db``, ``rediss://`` for
+TLS) or a Redis Cluster: ``redis+cluster://host:port[,host:port...]`` (or
+``rediss+cluster://``), the ``+cluster`` scheme and the comma-separated seed nodes
+being the only differences. The scheme decides, not a probe of the server: a
+gateway that starts while Redis is down still knows which client it needs. Any
+seed node that answers is enough; the client learns the rest of the cluster from
+it (``CLUSTER SLOTS``) and follows slot moves and fail-overs by itself. Every
+tenant's keys share one hash slot (:mod:`gateway.keyspace`), so quota scripts and
+cache reads work unchanged on a cluster.
 
 ``rediss://`` URLs connect over TLS with the server's certificate verified against
 ``RAGWARD_REDIS_SSL_CA_FILE`` (else the system's CAs) and its host name checked.
@@ -14,61 +25,165 @@ Redis that is down is not (each control then follows its configured mode).
 
 from __future__ import annotations
 
+import contextlib
 import ssl
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
-from redis.exceptions import AuthenticationError, NoPermissionError, RedisError
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import parse_url
+from redis.exceptions import (
+    AuthenticationError,
+    NoPermissionError,
+    RedisClusterException,
+    RedisError,
+)
 
 from ragward.errors import ConfigError
 from ragward.settings import Settings, env_name
 
+__all__ = ["REDIS_FAILURES", "RedisClient", "check_redis_access", "check_redis_settings",
+           "is_cluster_url", "redis_connection", "redis_pool"]
+
+#: what the gateway talks to: one server, or a cluster through redis-py's cluster client
+RedisClient = aioredis.Redis | RedisCluster
+
+# Anything that means "Redis did not answer properly": refused or dropped connections,
+# timeouts (ours or the socket's), a loading or read-only server, a cluster none of
+# whose nodes could be reached (redis-py raises that outside RedisError).
+REDIS_FAILURES: tuple[type[BaseException], ...] = (
+    RedisError, RedisClusterException, OSError, TimeoutError,
+)
+
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+_E = TypeVar("_E", bound=BaseException)
+
+
+def is_cluster_url(url: str) -> bool:
+    """True for ``redis+cluster://`` and ``rediss+cluster://`` URLs."""
+    return url.partition("://")[0].lower() in _CLUSTER_SCHEMES
+
+
+def _url(settings: Settings) -> str:
+    if not settings.redis_url:
+        raise ConfigError(f"{env_name('redis_url')}: not set")
+    return settings.redis_url
+
+
+def _transport_options(settings: Settings, tls: bool) -> dict[str, Any]:
+    """TLS options for a ``rediss`` URL; a CA file without TLS is a mistake."""
+    ca_file = settings.redis_ssl_ca_file
+    if not tls:
+        if ca_file is not None:
+            raise ConfigError(f"{env_name('redis_ssl_ca_file')} is set but "
+                              f"{env_name('redis_url')} is not a rediss:// (TLS) URL")
+        return {}
+    options: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+    if ca_file is not None:
+        if not ca_file.is_file():
+            raise ConfigError(f"{env_name('redis_ssl_ca_file')}: {ca_file} does not exist")
+        options["ssl_ca_certs"] = str(ca_file)
+    return options
+
+
+def _credentials(settings: Settings) -> dict[str, Any]:
+    """The settings' user and password; they win over the URL's ``user:password@``."""
+    given: dict[str, Any] = {}
+    if settings.redis_username is not None:
+        given["username"] = settings.redis_username
+    if settings.redis_password is not None:
+        given["password"] = settings.redis_password.get_secret_value()
+    return given
+
 
 def redis_pool(settings: Settings, **options: Any) -> aioredis.ConnectionPool:
-    """A connection pool for ``RAGWARD_REDIS_URL`` with its TLS and user settings."""
-    url = settings.redis_url
-    if not url:
-        raise ConfigError(f"{env_name('redis_url')}: not set")
-    ca_file = settings.redis_ssl_ca_file
-    if url.startswith("rediss://"):
-        options |= {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
-        if ca_file is not None:
-            if not ca_file.is_file():
-                raise ConfigError(f"{env_name('redis_ssl_ca_file')}: {ca_file} does not exist")
-            options["ssl_ca_certs"] = str(ca_file)
-    elif ca_file is not None:
-        raise ConfigError(f"{env_name('redis_ssl_ca_file')} is set but {env_name('redis_url')} "
-                          "is not a rediss:// (TLS) URL")
+    """A connection pool for a one-server ``RAGWARD_REDIS_URL`` with its TLS and user
+    settings."""
+    url = _url(settings)
+    if is_cluster_url(url):
+        raise ConfigError(f"{env_name('redis_url')}: a cluster URL has no single pool")
+    options |= _transport_options(settings, url.startswith("rediss://"))
     pool = aioredis.ConnectionPool.from_url(url, **options)
-    # the settings win over the URL's user:password@ (from_url lets the URL win)
-    if settings.redis_username is not None:
-        pool.connection_kwargs["username"] = settings.redis_username
-    if settings.redis_password is not None:
-        pool.connection_kwargs["password"] = settings.redis_password.get_secret_value()
+    # from_url lets the URL win; the settings must
+    pool.connection_kwargs.update(_credentials(settings))
     return pool
 
 
-def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
+def _cluster_client(settings: Settings, **options: Any) -> RedisCluster:
+    """A cluster client seeded with every ``host:port`` of the URL."""
+    url = _url(settings)
+    scheme, _, rest = url.partition("://")
+    plain = _CLUSTER_SCHEMES[scheme.lower()]
+    seeds, slash, tail = rest.partition("/")
+    user, at, hosts = seeds.rpartition("@")
+    nodes: list[ClusterNode] = []
+    kwargs: dict[str, Any] = {}
+    try:
+        for host in hosts.split(","):
+            one = f"{plain}://{user}{at}{host.strip()}{slash}{tail}"
+            parts = urlsplit(one)
+            if not parts.hostname or parts.port is None:
+                raise ValueError(f"{host.strip()!r} is not host:port")
+            nodes.append(ClusterNode(parts.hostname, parts.port))
+            kwargs = dict(parse_url(one))
+    except ValueError as exc:
+        raise ConfigError(f"{env_name('redis_url')}: a cluster URL is "
+                          f"{scheme}://[user:password@]host:port[,host:port...] ({exc})") from None
+    if int(kwargs.pop("db", 0) or 0) != 0:
+        raise ConfigError(f"{env_name('redis_url')}: a Redis Cluster has database 0 only")
+    for name in ("host", "port", "connection_class", "path"):
+        kwargs.pop(name, None)
+    tls = plain == "rediss"
+    kwargs |= options | _transport_options(settings, tls) | _credentials(settings)
+    return RedisCluster(startup_nodes=nodes, ssl=tls, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def redis_connection(settings: Settings, **options: Any) -> AsyncIterator[RedisClient]:
+    """The client ``RAGWARD_REDIS_URL`` names, closed on the way out; ``options`` go to
+    its connections (timeouts, ``max_connections`` — per node on a cluster)."""
+    if is_cluster_url(_url(settings)):
+        cluster = _cluster_client(settings, **options)
+        try:
+            yield cluster
+        finally:
+            await cluster.aclose()
+        return
+    pool = redis_pool(settings, **options)
+    client = aioredis.Redis(connection_pool=pool)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        await pool.aclose()
+
+
+def _in_chain(exc: BaseException, kind: type[_E]) -> _E | None:
+    """``exc`` or the first of its causes that is a ``kind`` (a cluster client wraps the
+    seed nodes' errors in its own)."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ssl.SSLError):
+        if isinstance(seen, kind):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
 
 
-async def check_redis_access(client: aioredis.Redis) -> None:
+async def check_redis_access(client: RedisClient) -> None:
     """PING once; raise ConfigError when Redis refuses us (see module docstring)."""
     credentials = f"{env_name('redis_username')} / {env_name('redis_password')}"
     try:
         await client.ping()
-    except AuthenticationError:  # WRONGPASS, or NOAUTH: no user given and the default is off
-        raise ConfigError(f"{credentials}: Redis refused the user name or password") from None
-    except NoPermissionError:
-        raise ConfigError(f"{env_name('redis_username')}: the Redis user may not run PING; "
-                          "grant it ragward's commands (README: Security)") from None
-    except (RedisError, OSError) as exc:
-        failure = _tls_failure(exc)
+    except REDIS_FAILURES as exc:
+        # WRONGPASS, or NOAUTH: no user given and the default is off
+        if _in_chain(exc, AuthenticationError) is not None:
+            raise ConfigError(f"{credentials}: Redis refused the user name or password") from None
+        if _in_chain(exc, NoPermissionError) is not None:
+            raise ConfigError(f"{env_name('redis_username')}: the Redis user may not run PING; "
+                              "grant it ragward's commands (README: Security)") from None
+        failure = _in_chain(exc, ssl.SSLError)
         if isinstance(failure, ssl.SSLCertVerificationError):
             raise ConfigError(f"{env_name('redis_ssl_ca_file')}: the Redis server's certificate "
                               f"is not trusted ({failure.verify_message})") from None
@@ -80,10 +195,6 @@ async def check_redis_access(client: aioredis.Redis) -> None:
 
 async def check_redis_settings(settings: Settings) -> None:
     """:func:`check_redis_access` on a connection of its own (the CLI's start-up check)."""
-    pool = redis_pool(settings, socket_connect_timeout=max(settings.redis_timeout_s, 2.0))
-    client = aioredis.Redis(connection_pool=pool)
-    try:
+    timeout = max(settings.redis_timeout_s, 2.0)
+    async with redis_connection(settings, socket_connect_timeout=timeout) as client:
         await check_redis_access(client)
-    finally:
-        await client.aclose()
-        await pool.aclose()

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,8 +261,11 @@ def redis_binary() -> str:
     raise ServiceError("redis-server is not installed (apt-get install redis-server)")
 
 
-def start_redis(timeout: float = 20.0, port: int | None = None) -> RunningService:
-    """Start redis-server on a free loopback port (or ``port``), without persistence.
+def start_redis(
+    timeout: float = 20.0, port: int | None = None, extra: Sequence[str] = ()
+) -> RunningService:
+    """Start redis-server on a free loopback port (or ``port``), without persistence;
+    ``extra`` arguments are added to its command line.
 
     Passing the port of a stopped instance restarts Redis at the same address,
     empty: tests use it to take Redis away from a running client and bring it back.
@@ -273,7 +276,7 @@ def start_redis(timeout: float = 20.0, port: int | None = None) -> RunningServic
     with (workdir / "redis.log").open("wb") as log:
         proc = subprocess.Popen(
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(workdir), "--protected-mode", "yes"],
+             "--appendonly", "no", "--dir", str(workdir), "--protected-mode", "yes", *extra],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     service = RunningService("redis", f"redis://127.0.0.1:{port}/0", proc.pid, str(workdir), proc)
@@ -287,6 +290,74 @@ def start_redis(timeout: float = 20.0, port: int | None = None) -> RunningServic
         time.sleep(0.05)
     stop(service)
     raise ServiceError(f"redis-server did not answer PING in {timeout:.0f}s")
+
+
+@dataclass
+class RedisClusterService:
+    """Primaries of a local Redis Cluster; ``url`` is what ``RAGWARD_REDIS_URL`` takes."""
+
+    nodes: list[RunningService]
+
+    @property
+    def ports(self) -> list[int]:
+        return [int(node.address.rsplit(":", 1)[1].split("/")[0]) for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+
+def start_redis_cluster(primaries: int = 3, timeout: float = 30.0) -> RedisClusterService:
+    """A Redis Cluster of ``primaries`` nodes on loopback (no replicas), joined with
+    ``redis-cli --cluster create``; returns once every node reports ``cluster_state:ok``.
+
+    Each node gets its own free port for the cluster bus (``--cluster-port``) rather
+    than Redis' default of port + 10000, which may be taken or out of range."""
+    cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+    if not Path(cli).exists():
+        raise ServiceError("redis-cli is not installed (apt-get install redis-tools)")
+    nodes: list[RunningService] = []
+    try:
+        for _ in range(primaries):
+            nodes.append(start_redis(timeout, extra=[
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "5000", "--cluster-port", str(free_port()),
+            ]))
+        cluster = RedisClusterService(nodes)
+        created = subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in cluster.ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+        if created.returncode != 0:
+            raise ServiceError("redis-cli --cluster create failed: "
+                               + (created.stdout + created.stderr).strip()[-300:])
+        deadline = time.monotonic() + timeout
+        while not all(_cluster_ok(cli, port) for port in cluster.ports):
+            if time.monotonic() > deadline:
+                raise ServiceError(f"the Redis Cluster did not report ok in {timeout:.0f}s")
+            time.sleep(0.1)
+        return cluster
+    except BaseException:
+        for node in nodes:
+            stop(node)
+        raise
+
+
+def _cluster_ok(cli: str, port: int) -> bool:
+    info = subprocess.run([cli, "-p", str(port), "cluster", "info"], capture_output=True,
+                          text=True, timeout=5, check=False)
+    return "cluster_state:ok" in info.stdout
+
+
+@contextmanager
+def running_redis_cluster(primaries: int = 3) -> Iterator[RedisClusterService]:
+    cluster = start_redis_cluster(primaries)
+    try:
+        yield cluster
+    finally:
+        for node in cluster.nodes:
+            stop(node)
 
 
 def _port_open(port: int) -> bool:

@@ -152,7 +152,10 @@ class Settings(BaseSettings):
     max_batch: int = Field(32, ge=1)
 
     # -- cache -----------------------------------------------------------------
-    redis_url: str | None = Field(None, description="Shared cache and quotas; None = in-process.")
+    redis_url: str | None = Field(
+        None, description="Shared cache and quotas: redis:// or rediss:// (one server), "
+        "redis+cluster://host:port[,host:port...] or rediss+cluster:// (a Redis Cluster); "
+        "None = in-process.")
     redis_timeout_s: float = Field(0.25, gt=0)
     cache_enabled: bool = True
     cache_ttl_s: int = Field(300, ge=1)

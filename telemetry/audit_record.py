@@ -7,7 +7,8 @@ that the store canonicalises and chains (see :mod:`telemetry.audit_chain`):
 * what: ``method``, ``route``, ``action``, ``index``
 * when: ``ts`` (the event's RFC 3339 time)
 * where: ``client_addr`` under the configured policy (``truncate``: IPv4 /24,
-  IPv6 /48; ``hash``: HMAC-SHA-256 with ``RAGWARD_AUDIT_IP_HASH_KEY``; ``drop``),
+  IPv6 /48; ``hash``: HMAC-SHA-256 with ``RAGWARD_AUDIT_IP_HASH_KEY``; ``drop``;
+  :mod:`telemetry.client_address`, which the gateway applies too),
   ``user_agent`` (the gateway redacts it and cuts it to 256 characters; the store
   cuts anything longer to 512)
 * outcome: ``status``, ``decision``, ``reason``, ``cached``
@@ -34,21 +35,17 @@ place in the chain with the value's SHA-256, never its bytes.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import hmac
-import ipaddress
 import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
-from ragward.errors import ConfigError
-from ragward.settings import Settings
 from telemetry.bus import Record
+from telemetry.client_address import ClientAddressPolicy
 from telemetry.events import ChatSummary, audit_decoder
 
 RECORD_VERSION = 2
@@ -56,7 +53,6 @@ LEGACY_RECORD_VERSION = 1  # question_sha256, before question_hmac
 MAX_TEXT = 512
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _ERROR_PATH = re.compile(r"at `([^`]{1,100})`")
-_IPV4 = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.\d{1,3}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -75,53 +71,6 @@ def parse_ts_us(value: str) -> int | None:
 def format_ts_us(ts_us: int) -> str:
     moment = datetime.fromtimestamp(ts_us / 1_000_000, tz=UTC)
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True, slots=True)
-class ClientAddressPolicy:
-    """How a client address is kept: truncated to its network, keyed hash, or dropped."""
-
-    mode: Literal["truncate", "hash", "drop"] = "truncate"
-    key: bytes | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ClientAddressPolicy:
-        key = settings.audit_ip_hash_key
-        if settings.audit_client_ip == "hash" and key is None:
-            raise ConfigError(
-                "RAGWARD_AUDIT_IP_HASH_KEY must be set when RAGWARD_AUDIT_CLIENT_IP=hash"
-            )
-        return cls(settings.audit_client_ip, key.get_secret_value().encode() if key else None)
-
-    def apply(self, addr: str) -> str:
-        addr = addr.strip()
-        if not addr or self.mode == "drop":
-            return ""
-        if addr.startswith("hmac:"):  # already hashed upstream
-            return addr if self.mode == "hash" else ""
-        if self.mode == "hash":
-            assert self.key is not None
-            return "hmac:" + hmac.new(self.key, addr.encode(), hashlib.sha256).hexdigest()
-        return truncate_address(addr)
-
-
-@functools.lru_cache(maxsize=65_536)
-def truncate_address(addr: str) -> str:
-    """IPv4 to its /24, IPv6 to its /48 (narrower prefixes kept); '?' if not an address."""
-    plain = _IPV4.fullmatch(addr)
-    if plain and all(int(octet) <= 255 for octet in plain.groups()) and not any(
-        len(octet) > 1 and octet[0] == "0" for octet in plain.groups()
-    ):
-        return f"{int(plain[1])}.{int(plain[2])}.{int(plain[3])}.0/24"
-    try:
-        net = ipaddress.ip_network(addr, strict=False)
-    except ValueError:
-        return "?"
-    if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped:
-        net = ipaddress.ip_network(f"{net.network_address.ipv4_mapped}/32")
-    limit = 24 if net.version == 4 else 48
-    prefix = min(net.prefixlen, limit)
-    return str(net.supernet(new_prefix=prefix) if prefix < net.prefixlen else net)
 
 
 @dataclass(frozen=True, slots=True)

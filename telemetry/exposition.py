@@ -9,6 +9,7 @@ user text.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 
@@ -22,7 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from telemetry.rolling import LATENCY_BUCKETS, QUANTILES, WINDOWS, RollingMetrics
+from telemetry.rolling import QUANTILES, WINDOWS, RollingMetrics
 
 # What the text format has no escape for: C0 controls but LF (CR and NUL among them), DEL,
 # C1, and the Unicode line and paragraph separators (str.splitlines and some parsers break
@@ -72,6 +73,8 @@ def render_negotiated(registry: Collector, accept: str | None) -> tuple[bytes, s
 
 
 def _le(bound: float) -> str:
+    if math.isinf(bound):
+        return "+Inf"
     return repr(bound) if bound != int(bound) else f"{bound:.1f}"
 
 
@@ -91,13 +94,9 @@ class RollingCollector(Collector):
         latency = HistogramMetricFamily("ragward_request_latency_seconds",
                                         "Request latency from audit events.",
                                         labels=["tenant", "route"])
-        for route_key, hist in sorted(totals.latency.items()):
-            cumulative, buckets = 0.0, []
-            for bound, observed in zip(LATENCY_BUCKETS, hist, strict=False):
-                cumulative += observed
-                buckets.append((_le(bound), cumulative))
-            buckets.append(("+Inf", hist[-1]))
-            latency.add_metric(list(route_key), buckets, sum_value=hist[-2])
+        for route_key, histogram in sorted(totals.latency.items()):
+            buckets = [(_le(bound), float(count)) for bound, count in histogram.cumulative()]
+            latency.add_metric(list(route_key), buckets, sum_value=histogram.sum)
         yield latency
 
         tokens = CounterMetricFamily("ragward_tokens", "Tokens used, from usage events.",
@@ -172,7 +171,6 @@ class RollingCollector(Collector):
         for instance, status in sorted(view.status.items()):
             for control, bad in sorted(status.quota_degraded.items()):
                 degraded.add_metric([control, instance], 1.0 if bad else 0.0)
-            capacity = status.spool_capacity_bytes
-            fill.add_metric([instance], status.spool_bytes / capacity if capacity else 0.0)
+            fill.add_metric([instance], status.spool_fill())
         yield degraded
         yield fill

@@ -43,7 +43,8 @@ FIELDS: dict[str, dict[str, str]] = {
         "route": "Route template (`/v1/query`), never the raw path.",
         "action": "What was attempted (`query`, `query.batch`, `audit.read`, ...).",
         "index": "Index queried, when any.",
-        "client_addr": "Client address (the audit store keeps it per `RAGWARD_AUDIT_CLIENT_IP`).",
+        "client_addr": "Client address as `RAGWARD_AUDIT_CLIENT_IP` keeps it (the gateway "
+                       "applies the policy, the audit store again).",
         "user_agent": "User-Agent header, PII redacted, cut to 256 characters.",
         "status": "HTTP status answered.",
         "decision": "`allow`, `deny`, `rate_limited`, `invalid` or `error`.",

@@ -16,7 +16,7 @@ from ragward.devservices import ServiceError
 from ragward.settings import Settings, load_settings
 from tests.postgres import postgres_dsn  # noqa: F401  (registers the session fixture)
 from tests.secure_services import secure_kafka, secure_redis  # noqa: F401  (the same)
-from tests.services import kafka_service, redis_service
+from tests.services import kafka_service, redis_cluster_service, redis_service
 from tests.upstream_server import UpstreamServer
 
 TEST_SECRET = "test-secret-0123456789-0123456789-abcdef"
@@ -61,6 +61,14 @@ def kafka_bootstrap(pytestconfig: pytest.Config) -> Iterator[str]:
 def redis_url(pytestconfig: pytest.Config) -> Iterator[str]:
     """URL of a real Redis server, shared by the session."""
     yield from _session_service("Redis", redis_service(_say_past_capture(pytestconfig)))
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(pytestconfig: pytest.Config) -> Iterator[str]:
+    """``redis+cluster://`` URL of a real three-node Redis Cluster, shared by the session;
+    started only by the tests that ask for it."""
+    yield from _session_service("Redis Cluster",
+                                redis_cluster_service(_say_past_capture(pytestconfig)))
 
 
 @pytest.fixture

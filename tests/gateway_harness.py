@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -69,13 +70,16 @@ class RunningGateway:
 
 
 @asynccontextmanager
-async def serving(app: Any, port: int | None = None) -> AsyncIterator[str]:
-    """Serve an ASGI app with uvicorn on this test's event loop; yields its base URL."""
-    port = port or free_port()
+async def serving(
+    app: Any, port: int | None = None, *, sock: socket.socket | None = None
+) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on this test's event loop; yields its base URL.
+    ``sock``: a listening socket of the test's own making (another address family)."""
+    port = sock.getsockname()[1] if sock is not None else port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
                                            access_log=False, lifespan="on"))
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock] if sock is not None else None))
     try:
         async with asyncio.timeout(30):
             while not server.started:
@@ -90,14 +94,17 @@ async def serving(app: Any, port: int | None = None) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def running_gateway(settings: Settings, **given: Any) -> AsyncIterator[RunningGateway]:
+async def running_gateway(
+    settings: Settings, *, sock: socket.socket | None = None, **given: Any
+) -> AsyncIterator[RunningGateway]:
     """A real gateway over HTTP on the test's loop, publishing into an in-process bus."""
     bus = given.pop("bus", None) or MemoryBus()
     publisher = bus.publisher()
     await publisher.start()
     try:
         app = create_app(settings, publisher=publisher, **given)
-        async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+        async with serving(app, sock=sock) as url, \
+                httpx.AsyncClient(base_url=url, timeout=30) as client:
             yield RunningGateway(client, app, bus, settings)
     finally:
         await publisher.stop()

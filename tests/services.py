@@ -1,6 +1,7 @@
 """Where the test session gets its Kafka and Redis from, decided once per service.
 
-1. ``RAGWARD_TEST_KAFKA`` / ``RAGWARD_TEST_REDIS``: services already running.
+1. ``RAGWARD_TEST_KAFKA`` / ``RAGWARD_TEST_REDIS`` / ``RAGWARD_TEST_REDIS_CLUSTER`` (a
+   ``redis+cluster://`` URL): services already running.
 2. testcontainers, when asked (``RAGWARD_TEST_DOCKER=1``), or when a Docker engine
    answers *and* the images are present or can be pulled within
    ``RAGWARD_TEST_DOCKER_PULL_TIMEOUT_S`` (default 20 s). An engine without a
@@ -9,7 +10,9 @@
 3. Local processes (:mod:`ragward.devservices`): Kafka jars from Maven Central,
    Debian's redis-server. ``RAGWARD_TEST_DOCKER=0`` goes here directly.
 
-One line on stderr says which was chosen and why. With ``CI=true`` a service that
+The Redis Cluster (three primaries, joined by ``redis-cli --cluster create``) always
+runs as local processes: a cluster in containers would announce addresses the tests
+cannot reach. One line on stderr says which was chosen and why. With ``CI=true`` a service that
 cannot start fails the run; it never skips.
 """
 
@@ -151,3 +154,15 @@ def redis_service(say: Say = _stderr) -> Iterator[str]:
     else:
         with devservices.running("redis") as service:
             yield service.address
+
+
+@contextmanager
+def redis_cluster_service(say: Say = _stderr) -> Iterator[str]:
+    """A ``redis+cluster://`` URL of a three-primary Redis Cluster."""
+    if url := os.environ.get("RAGWARD_TEST_REDIS_CLUSTER"):
+        say("ragward tests: Redis Cluster from RAGWARD_TEST_REDIS_CLUSTER")
+        yield url
+        return
+    say("ragward tests: Redis Cluster from local processes (ragward.devservices)")
+    with devservices.running_redis_cluster() as cluster:
+        yield cluster.url

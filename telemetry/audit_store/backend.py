@@ -24,7 +24,6 @@ from telemetry.audit_chain import (
 )
 from telemetry.audit_record import (
     BuiltRecord,
-    ClientAddressPolicy,
     build_record,
     record_columns,
 )
@@ -45,6 +44,7 @@ from telemetry.audit_store.query import (
 )
 from telemetry.audit_store.schema import SCHEMA, Statements
 from telemetry.bus import Record
+from telemetry.client_address import ClientAddressPolicy
 
 
 class AuditBackend:

@@ -16,8 +16,8 @@ from typing import Any
 
 import psycopg
 
-from telemetry.audit_record import ClientAddressPolicy
 from telemetry.audit_store.backend import AuditBackend
+from telemetry.client_address import ClientAddressPolicy
 
 _SCHEMA_LOCK = 0x72_61_67_77_61_75  # "ragwau": any constant shared by ragward processes
 _cursor_names = itertools.count()

@@ -12,8 +12,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from telemetry.audit_record import ClientAddressPolicy
 from telemetry.audit_store.backend import AuditBackend
+from telemetry.client_address import ClientAddressPolicy
 
 
 class SqliteAuditBackend(AuditBackend):

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from ragward.settings import Settings
-from telemetry.audit_record import ClientAddressPolicy
 from telemetry.audit_store.backend import AuditBackend
 from telemetry.audit_store.model import AppendResult, ChainHead, VerifyReport
 from telemetry.audit_store.query import AuditPage, AuditQuery, validate_query
 from telemetry.bus import Record
+from telemetry.client_address import ClientAddressPolicy
 
 
 class AuditStore:

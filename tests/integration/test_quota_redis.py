@@ -1,7 +1,10 @@
 """RedisQuota against the session's real Redis: the contract's quota behaviour.
 
-Each test uses its own key prefix (``unique``). Short windows (``window_s``)
-let tests cross window boundaries in seconds; the clock is always Redis' TIME.
+Every test runs twice: on one Redis server and on a three-node Redis Cluster
+(``redis+cluster://``), through the gateway's own connector, so quotas and
+reservations are proved to behave the same on both. Each test uses its own key
+prefix (``unique``). Short windows (``window_s``) let tests cross window
+boundaries in seconds; the clock is always Redis' TIME.
 """
 
 from __future__ import annotations
@@ -15,22 +18,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
+from gateway.autopipeline import AutoPipeline
+from gateway.cache import RedisCache, cache_key
+from gateway.pipeline import admit_and_look_up
 from gateway.quota import LUA_CIVIL_FROM_DAYS, Admission, RedisQuota, make_quota
+from gateway.redis_client import RedisClient, redis_connection
 from ragward.errors import QuotaExceeded
 from ragward.settings import load_settings
 
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    redis = aioredis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
-    try:
+@pytest.fixture(params=["server", "cluster"])
+async def client(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[RedisClient]:
+    """The gateway's Redis client for one server, then for a Redis Cluster."""
+    url = redis_url if request.param == "server" else request.getfixturevalue("redis_cluster_url")
+    async with redis_connection(load_settings(redis_url=url), socket_timeout=1.0,
+                                socket_connect_timeout=1.0) as redis:
         yield redis
-    finally:
-        await redis.aclose()
 
 
 QuotaFor = Callable[..., RedisQuota]
@@ -38,7 +44,7 @@ QuotaFor = Callable[..., RedisQuota]
 
 @pytest.fixture
 async def quota_for(
-    client: aioredis.Redis, tmp_path: Path, unique: str
+    client: RedisClient, tmp_path: Path, unique: str
 ) -> AsyncIterator[QuotaFor]:
     """Builds RedisQuotas under the test's own key prefix; closes them even if the test fails."""
     made: list[RedisQuota] = []
@@ -57,7 +63,7 @@ async def quota_for(
 
 
 async def test_eleventh_request_in_a_10_per_minute_window_gets_429_headers(
-    client: aioredis.Redis, quota_for: QuotaFor, unique: str
+    client: RedisClient, quota_for: QuotaFor, unique: str
 ) -> None:
     """Ten requests pass with falling X-RateLimit-Remaining; the 11th raises QuotaExceeded
     whose headers carry Retry-After, the limit, 0 remaining and the reset epoch."""
@@ -80,7 +86,7 @@ async def test_eleventh_request_in_a_10_per_minute_window_gets_429_headers(
 
 
 async def test_the_clock_is_redis_time(
-    client: aioredis.Redis, quota_for: QuotaFor, unique: str
+    client: RedisClient, quota_for: QuotaFor, unique: str
 ) -> None:
     """Admissions are stamped with the server's TIME, so replicas' own clocks do not matter;
     keys carry their own expiry (window + 1 s; the day's budget until the next day ends)."""
@@ -97,7 +103,7 @@ async def test_the_clock_is_redis_time(
 
 
 async def test_window_boundary_lets_no_burst_through(
-    client: aioredis.Redis, quota_for: QuotaFor, unique: str
+    client: RedisClient, quota_for: QuotaFor, unique: str
 ) -> None:
     """A burst that fills a 2 s window is followed by refusals until the burst itself
     leaves the window; a fixed window would have reset and admitted a second burst."""
@@ -116,7 +122,7 @@ async def test_window_boundary_lets_no_burst_through(
 
 
 async def test_spread_requests_never_exceed_the_limit_in_any_window_span(
-    client: aioredis.Redis, quota_for: QuotaFor, unique: str
+    client: RedisClient, quota_for: QuotaFor, unique: str
 ) -> None:
     """Requests every 25 ms across four 1 s windows: no window-length span (measured on the
     server's clock) holds more than 4 admissions, and the limiter is not stricter than that."""
@@ -139,7 +145,7 @@ async def test_spread_requests_never_exceed_the_limit_in_any_window_span(
 
 
 async def test_100_concurrent_admits_against_a_budget_for_10_admit_exactly_10(
-    client: aioredis.Redis, quota_for: QuotaFor, unique: str
+    client: RedisClient, quota_for: QuotaFor, unique: str
 ) -> None:
     """Token reservations are atomic: 100 concurrent requests each estimating 612 tokens
     against a 6,120-token budget let exactly 10 through; settling frees the unused part.
@@ -171,7 +177,7 @@ async def test_100_concurrent_admits_against_a_budget_for_10_admit_exactly_10(
 
 
 async def test_settle_release_and_overrun(
-    client: aioredis.Redis, quota_for: QuotaFor, unique: str
+    client: RedisClient, quota_for: QuotaFor, unique: str
 ) -> None:
     """release() returns a failed request's reservation; settle() records real usage even
     above the estimate, after which nothing more is admitted until the next UTC day."""
@@ -199,7 +205,7 @@ async def test_settle_release_and_overrun(
 
 
 async def test_per_tenant_overrides_apply_in_redis(
-    client: aioredis.Redis, tmp_path: Path, unique: str
+    client: RedisClient, tmp_path: Path, unique: str
 ) -> None:
     """A [quotas.tenants.X] override limits that tenant; other tenants keep the default."""
     config = tmp_path / "ragward.toml"
@@ -219,7 +225,7 @@ async def test_per_tenant_overrides_apply_in_redis(
         await quota.close()
 
 
-async def test_lua_day_names_match_python_dates(client: aioredis.Redis) -> None:
+async def test_lua_day_names_match_python_dates(client: RedisClient) -> None:
     """The script's days-since-epoch -> YYYY-MM-DD conversion agrees with Python's calendar
     (leap years, century rules) over four centuries around today."""
     days = [*range(-70_000, 80_000, 7), 0, -1, 11_016, 11_015, 47_541, 47_540]  # 2000-02-29..
@@ -233,16 +239,36 @@ return out
     assert [n.decode() for n in names] == [(epoch + timedelta(days=d)).isoformat() for d in days]
 
 
-async def test_admit_reads_peeked_keys_in_the_same_round_trip(
-    quota_for: QuotaFor, client: aioredis.Redis, unique: str
+class CountingPipeline(AutoPipeline):
+    """The gateway's auto-pipeline, noting the size of every batch it sends."""
+
+    def __init__(self, client: RedisClient) -> None:
+        super().__init__(client)
+        self.batches: list[int] = []
+
+    async def _send(self, batch: list[Any]) -> None:
+        self.batches.append(len(batch))
+        await super()._send(batch)
+
+
+async def test_quota_check_and_cache_read_share_one_round_trip(
+    client: RedisClient, tmp_path: Path, unique: str
 ) -> None:
-    """Keys passed as `peek` come back with the admission (hit and miss), and a refused
-    admission reads nothing it would hand out."""
-    quota = quota_for(quota_rpm=1)
-    await client.set(f"peek:{unique}:hit", b"cached answer")
-    admission = await quota.admit("t", 5, peek=[f"peek:{unique}:hit", f"peek:{unique}:miss"])
-    assert admission.peeked == [b"cached answer", None]
-    plain = quota_for(quota_rpm=5)
-    assert (await plain.admit("u", 5)).peeked is None
+    """The quota check and the cache read of a request (a hit and a miss) leave in one
+    batch — one round trip, to one node on a cluster — though neither knows of the
+    other; a refused request raises its 429 and hands out nothing."""
+    pipeline = CountingPipeline(client)
+    settings = load_settings(data_dir=tmp_path, quota_rpm=1)
+    quota = RedisQuota(client, settings, key_prefix=f"test:{unique}:", pipeline=pipeline)
+    cache = RedisCache(client, 60, 1.0, prefix=f"cache:{unique}:", pipeline=pipeline)
+    hit, miss = (cache_key("acme", "default", "v1", 3, q) for q in ("cached?", "not yet?"))
+    await cache.set(hit, b"cached answer")
+    pipeline.batches.clear()
+    admission, values = await admit_and_look_up(quota, "acme", 5, cache, [hit, miss])
+    assert values == [b"cached answer", None]
+    assert admission.reserved_tokens == 5 and admission.rpm_remaining == 0
+    assert pipeline.batches == [2]
     with pytest.raises(QuotaExceeded):
-        await quota.admit("t", 5, peek=[f"peek:{unique}:hit"])
+        await admit_and_look_up(quota, "acme", 5, cache, [hit])
+    await quota.close()
+    await pipeline.aclose()

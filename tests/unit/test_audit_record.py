@@ -8,8 +8,9 @@ import pytest
 
 from ragward.errors import ConfigError
 from ragward.settings import load_settings
-from telemetry.audit_record import ClientAddressPolicy, build_record, parse_ts_us, truncate_address
+from telemetry.audit_record import build_record, parse_ts_us
 from telemetry.bus import Record
+from telemetry.client_address import ClientAddressPolicy, truncate_address
 from telemetry.events import AuditEvent, encode
 
 

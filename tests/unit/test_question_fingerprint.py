@@ -15,8 +15,9 @@ from gateway.cache import cache_key
 from gateway.fingerprint import QuestionHasher, normalise_question
 from ragward.errors import ConfigError
 from ragward.settings import load_settings
-from telemetry.audit_record import ClientAddressPolicy, build_record
+from telemetry.audit_record import build_record
 from telemetry.bus import Record
+from telemetry.client_address import ClientAddressPolicy
 from telemetry.events import AuditEvent, audit_decoder, encode
 
 KEY = "k" * 40

@@ -229,3 +229,22 @@ def test_chat_streams_count_once_and_feed_the_ttft_quantiles() -> None:
                                                                       ["route"])}
     assert chat_latency["/v1/chat/completions"] is not None
     assert chat_latency["/v1/chat/completions"] < 1.1
+
+
+def test_latency_histogram_buckets_are_inclusive_and_cumulative() -> None:
+    """A latency on a bound counts in that bucket (Prometheus' ``le``), one past every
+    bound only in ``+Inf``; buckets are cumulative, ``+Inf`` equals the count, and
+    merging adds counts and sums."""
+    from telemetry.rolling import LATENCY_BUCKETS, LatencyHistogram
+
+    one = LatencyHistogram()
+    for seconds in (0.005, 0.0051, 31.0):
+        one.observe(seconds)
+    cumulative = dict(one.cumulative())
+    assert cumulative[0.005] == 1 and cumulative[0.01] == 2
+    assert cumulative[LATENCY_BUCKETS[-1]] == 2 and cumulative[math.inf] == one.count == 3
+    other = LatencyHistogram()
+    other.observe(0.2)
+    one.merge(other)
+    assert one.count == 4 and one.sum == pytest.approx(31.2101)
+    assert dict(one.cumulative())[0.25] == 3
