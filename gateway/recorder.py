@@ -36,7 +36,7 @@ from litestar.types import ASGIApp, HTTPScope, Message, Receive, ReceiveMessage,
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import RequestRecord
 from ragward.errors import DependencyUnavailable
-from telemetry.events import AuditEvent, UsageEvent, encode, new_event_id, rfc3339
+from telemetry.events import AuditEvent, UsageEvent, new_event_id, rfc3339
 
 if TYPE_CHECKING:
     from gateway.components import Components
@@ -228,7 +228,8 @@ class RecordingASGI:
             questions_redacted=record.questions_redacted, redactions=record.redactions,
             chat=record.chat,
         )
-        publishes = [publisher.publish(self._audit_topic, record.tenant, encode(audit))]
+        sign = components.signer.sign
+        publishes = [publisher.publish(self._audit_topic, record.tenant, sign(audit))]
         if record.usage is not None and status < 400:
             u = record.usage
             usage = UsageEvent(
@@ -240,7 +241,7 @@ class RecordingASGI:
                 total_tokens=u.total_tokens, cost_usd=u.cost_usd,
             )
             publishes.append(
-                publisher.publish(self._usage_topic, record.tenant, encode(usage))
+                publisher.publish(self._usage_topic, record.tenant, sign(usage))
             )
         results = await asyncio.gather(*publishes, return_exceptions=True)
         topics = (self._audit_topic, self._usage_topic)

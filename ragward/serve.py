@@ -27,6 +27,7 @@ from ragward.errors import ConfigError
 from ragward.settings import Settings, env_name
 from telemetry.audit_consumer import AuditConsumer
 from telemetry.audit_store import open_store, store_reader
+from telemetry.event_keys import signer_from_settings, verifier_from_settings
 from telemetry.factory import make_bus
 from telemetry.metrics_consumer import MetricsConsumer, metrics_router
 
@@ -36,9 +37,14 @@ def create_serve_app(settings: Settings) -> Litestar:
     registry = CollectorRegistry()
     bus = make_bus(settings)
     publisher = bus.publisher()
-    metrics_consumer = MetricsConsumer(settings, bus, registry=registry)
+    # One process signs and verifies: unless keys are configured, the dev pair kept in the
+    # data dir serves both, even on Kafka (telemetry.event_keys logs which is in effect).
+    signer = signer_from_settings(settings, dev_keys=True)
+    verifier = verifier_from_settings(settings, dev_keys=True)
+    metrics_consumer = MetricsConsumer(settings, bus, registry=registry, verifier=verifier)
     store = open_store(settings)
-    audit_consumer = AuditConsumer.from_bus(settings, bus, store, registry=registry)
+    audit_consumer = AuditConsumer.from_bus(settings, bus, store, registry=registry,
+                                            verifier=verifier)
     alerts = AlertService(settings, metrics_consumer.view, publisher, registry=registry)
 
     service = None
@@ -72,6 +78,7 @@ def create_serve_app(settings: Settings) -> Litestar:
         lifespans=[run_parts],
         upstream=upstream,
         publisher=publisher,
+        signer=signer,
         audit_reader=store_reader(store),
     )
 

@@ -6,6 +6,10 @@ stay compatible (msgspec schema evolution). One encoder and one decoder per
 type are built once and reused. ``docs/events.md`` holds the JSON Schemas,
 generated from these types.
 
+Audit, usage and status events are signed by the gateway that produced them
+(:mod:`telemetry.signing`): ``key_id``, ``seal_salt`` and ``signature`` ride on each,
+and consumers refuse events whose signature does not verify.
+
 No event carries raw PII or secrets: questions appear only redacted and as
 keyed hashes (``question_hmac``: HMAC-SHA256 of the normalised redacted question,
 :mod:`gateway.fingerprint`).
@@ -90,6 +94,10 @@ class AuditEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="audit"):
     questions_redacted: list[str] = msgspec.field(default_factory=list)
     redactions: dict[str, int] = msgspec.field(default_factory=dict)
     chat: ChatSummary | None = None
+    # provenance (telemetry.signing): set by the signing gateway, checked by every consumer
+    key_id: str | None = None
+    seal_salt: str | None = None
+    signature: str | None = None
 
 
 class UsageEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="usage"):
@@ -113,6 +121,10 @@ class UsageEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="usage"):
     embedding_tokens: int = 0
     total_tokens: int = 0
     cost_usd: float = 0.0
+    # provenance (telemetry.signing): set by the signing gateway, checked by every consumer
+    key_id: str | None = None
+    seal_salt: str | None = None
+    signature: str | None = None
 
 
 class AlertEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="alert"):
@@ -145,6 +157,10 @@ class StatusEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="status"):
     spool_bytes: int = 0
     spool_capacity_bytes: int = 0
     circuit_state: str = "closed"
+    # provenance (telemetry.signing): set by the signing gateway, checked by every consumer
+    key_id: str | None = None
+    seal_salt: str | None = None
+    signature: str | None = None
 
 
 Event = AuditEvent | UsageEvent | AlertEvent | StatusEvent

@@ -40,8 +40,10 @@ from ragward.settings import Settings
 from telemetry.bus import EventBus
 from telemetry.consumer import Delivery, EventConsumer, start_with_retry
 from telemetry.consumer_http import Lifespan, consumer_routes, metrics_guards
+from telemetry.event_keys import verifier_from_settings
 from telemetry.exposition import RollingCollector
 from telemetry.rolling import RollingMetrics, metrics_decoder
+from telemetry.signing import EventVerifier
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +63,10 @@ class MetricsConsumer:
         clock: Callable[[], float] = time.time,
         from_beginning: bool = True,
         max_records: int = 5000,
+        verifier: EventVerifier | None = None,
     ) -> None:
+        """``verifier`` checks every event's signature (default: from settings,
+        :func:`telemetry.event_keys.verifier_from_settings`)."""
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
         self.view = RollingMetrics(clock, lag_source=lambda: self.loop.lag)
@@ -76,6 +81,8 @@ class MetricsConsumer:
             from_beginning=from_beginning,
             max_records=max_records,
             decoder=metrics_decoder,
+            verifier=verifier if verifier is not None else verifier_from_settings(settings),
+            rejected=self.view.note_rejected,
         )
         self.registry.register(RollingCollector(self.view))
         self._snapshot: tuple[float, dict[str, Any]] | None = None
@@ -121,6 +128,7 @@ class MetricsConsumer:
         data["consumer"].update(
             group=self.group_id, consumed=self.loop.consumed, handled=self.loop.handled,
             duplicates=self.loop.duplicates, dead_lettered=self.loop.dead_lettered,
+            rejected=self.loop.rejected,
             ready=self.ready,
         )
         self._snapshot = (now, data)

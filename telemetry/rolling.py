@@ -40,6 +40,7 @@ are counted under ``tenant="__other__"`` with a warning.
 
 from __future__ import annotations
 
+import collections
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -63,7 +64,9 @@ QUANTILES = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}
 TTFT_QUANTILES = {"ttft_p50": 0.5, "ttft_p95": 0.95, "ttft_p99": 0.99}
 REQUEST_METRICS = {"request_rate", "error_rate", *QUANTILES, *TTFT_QUANTILES}
 USAGE_METRICS = {"tokens_avg", "tokens_total", "cost_total", "cache_hit_rate"}
-STATUS_METRICS = {"consumer_lag", "events_silence", "quota_degraded", "spool_fill_ratio"}
+STATUS_METRICS = {"consumer_lag", "events_silence", "quota_degraded", "spool_fill_ratio",
+                  "events_rejected"}
+MAX_REJECTIONS = 100_000  # times remembered for events_rejected (a flood must stay bounded)
 METRICS = REQUEST_METRICS | USAGE_METRICS | STATUS_METRICS
 MAX_FUTURE_SKEW_S = 60.0
 
@@ -367,8 +370,14 @@ class RollingMetrics:
         self.started_at = clock()
         self.last_event_ts: float | None = None
         self.events = 0
+        # when events failed signature verification (events_rejected: ForgedEvents alert)
+        self.rejections: collections.deque[float] = collections.deque(maxlen=MAX_REJECTIONS)
         self._keys: set[Key] = set()
         self._overflowed = False
+
+    def note_rejected(self, *_: object) -> None:
+        """An event failed verification now (the consumer loop's ``rejected`` hook)."""
+        self.rejections.append(self.clock())
 
     # -- ingest -----------------------------------------------------------------
     def ingest(self, events: Iterable[Event | MetricsEvent]) -> None:
@@ -569,6 +578,10 @@ class RollingMetrics:
             return [Sample({}, max(0.0, now - last), self.events)]
         if window not in WINDOWS:
             raise ValueError(f"unknown window {window!r}")
+        if metric == "events_rejected":
+            since = now - WINDOWS[window]
+            count = sum(1 for t in self.rejections if t > since)
+            return [Sample({}, float(count), count)]
         fresh = {i: s for i, s in self.status.items() if s.ts > now - WINDOWS[window]}
         if metric == "spool_fill_ratio":
             ratios = {i: (s.spool_bytes / s.spool_capacity_bytes if s.spool_capacity_bytes else 0.0)

@@ -86,6 +86,7 @@ async def _consume(
         topic=settings.topic_audit,
         registry=registry,
         poll_timeout_s=0.2,
+        **audit_support.verifying(settings),
     )
     await consumer.start()
     try:
@@ -200,7 +201,8 @@ async def _consume_duplicates(
     settings: Settings, store: AuditStore, group: str, n: int
 ) -> AuditConsumer:
     consumer = AuditConsumer(
-        store, subscribe(settings, group), topic=settings.topic_audit, poll_timeout_s=0.2
+        store, subscribe(settings, group), topic=settings.topic_audit, poll_timeout_s=0.2,
+        **audit_support.verifying(settings),
     )
     await consumer.start()
     try:
