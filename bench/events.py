@@ -45,7 +45,7 @@ from ragward import devservices
 from ragward.logs import configure_logging
 from ragward.settings import Settings, load_settings
 from telemetry.consumer import Delivery
-from telemetry.event_keys import signer_from_settings, write_pair
+from telemetry.event_keys import new_key_env, signer_from_settings
 from telemetry.events import (
     AuditEvent,
     UsageEvent,
@@ -70,13 +70,7 @@ def pct(values: list[float], q: float) -> float:
 
 def make_keys(directory: Path) -> None:
     """A key pair for this run, handed to every process through the environment."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key_set = directory / "event-keys.json"
-    private = write_pair(directory, Ed25519PrivateKey.generate(), "bench", key_set)
-    os.environ["RAGWARD_EVENT_SIGNING_KEY_FILE"] = str(private)
-    os.environ["RAGWARD_EVENT_SIGNING_KEY_ID"] = "bench"
-    os.environ["RAGWARD_EVENT_KEYS"] = str(key_set)
+    os.environ.update(new_key_env(directory, "bench"))
 
 
 @functools.cache

@@ -100,8 +100,9 @@ def create_gateway_app(settings: Settings) -> Litestar:
     ``RAGWARD_AUDIT_DSN`` it serves ``/v1/audit`` from that (shared PostgreSQL) store."""
     if settings.rag_core_url is None:
         raise ConfigError(f"{env_name('rag_core_url')} must name the rag_core to forward to")
+    signer = signer_from_settings(settings)  # before serving: a missing key stops start-up
     if not settings.audit_dsn:
-        return create_app(settings)
+        return create_app(settings, signer=signer)
     store = open_store(settings)
 
     @asynccontextmanager
@@ -111,7 +112,8 @@ def create_gateway_app(settings: Settings) -> Litestar:
         finally:
             await store.close()
 
-    return create_app(settings, lifespans=[close_store], audit_reader=store_reader(store))
+    return create_app(settings, lifespans=[close_store], audit_reader=store_reader(store),
+                      signer=signer)
 
 
 def gateway_main(settings: Settings, args: argparse.Namespace) -> int:

@@ -59,6 +59,15 @@ def write_pair(directory: Path, key: Ed25519PrivateKey, kid: str, key_set: Path)
     return private
 
 
+def new_key_env(directory: Path, kid: str) -> dict[str, str]:
+    """Make a pair in ``directory``; the environment that gives a gateway its private key
+    and a verifier the key set (test sessions and benchmarks use it)."""
+    key_set = directory / DEV_KEY_SET
+    private = write_pair(directory, Ed25519PrivateKey.generate(), kid, key_set)
+    return {env_name("event_signing_key_file"): str(private),
+            env_name("event_signing_key_id"): kid, env_name("event_keys"): str(key_set)}
+
+
 def _dev_pair(settings: Settings) -> tuple[Path, Path]:
     """The dev pair's private key and key set, made on first use."""
     directory = dev_key_dir(settings)

@@ -9,9 +9,8 @@ import os
 from pathlib import Path
 
 import msgspec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from telemetry.event_keys import write_pair
+from telemetry.event_keys import new_key_env
 from telemetry.signing import EventSigner
 
 TEST_KEY_ID = "test-gateway-1"
@@ -19,17 +18,15 @@ KEY_FILE_VAR = "RAGWARD_EVENT_SIGNING_KEY_FILE"
 KEY_SET_VAR = "RAGWARD_EVENT_KEYS"
 
 
-def make_keys(directory: Path, kid: str = TEST_KEY_ID) -> tuple[Path, Path]:
-    """A fresh pair in ``directory``: (private key file, key set file)."""
-    key_set = directory / "event-keys.json"
-    return write_pair(directory, Ed25519PrivateKey.generate(), kid, key_set), key_set
-
-
 def key_env(directory: Path) -> dict[str, str]:
-    """The environment that gives a process the session's keys."""
-    private, key_set = make_keys(directory)
-    return {KEY_FILE_VAR: str(private), "RAGWARD_EVENT_SIGNING_KEY_ID": TEST_KEY_ID,
-            KEY_SET_VAR: str(key_set)}
+    """The environment that gives a process the session's keys (a fresh pair)."""
+    return new_key_env(directory, TEST_KEY_ID)
+
+
+def session_key_env() -> dict[str, str]:
+    """The session's key settings, for a child process started with a clean environment."""
+    return {name: os.environ[name] for name in
+            (KEY_FILE_VAR, "RAGWARD_EVENT_SIGNING_KEY_ID", KEY_SET_VAR) if name in os.environ}
 
 
 @functools.cache

@@ -24,6 +24,7 @@ from telemetry.events import encode
 from telemetry.signing import EventSigner
 from tests import audit_support
 from tests.audit_support import doc_verifier, make_event, raw_execute
+from tests.conftest import TEST_SECRET
 from tests.signing_support import TEST_KEY_ID, sign
 
 audit_target = audit_support.audit_target
@@ -176,3 +177,21 @@ def test_keys_generate_writes_a_private_key_and_extends_the_key_set(tmp_path: Pa
     assert sorted(load_key_set(str(key_set), "test").keys) == ["gw-a", "gw-b"]
     again = subprocess.run([*run, "--kid", "gw-a"], capture_output=True, text=True)
     assert again.returncode == 2 and "gw-a" in again.stderr
+
+
+def test_split_processes_on_kafka_without_keys_stop_with_one_line(tmp_path: Path) -> None:
+    """`ragward gateway` and `ragward consumer audit` on Kafka with no keys configured exit 2
+    before serving, each with one line naming the setting (nothing unsigned is ever made or
+    trusted in split mode)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGWARD_")}
+    env |= {"RAGWARD_KAFKA_BOOTSTRAP": "127.0.0.1:9", "RAGWARD_DATA_DIR": str(tmp_path),
+            "RAGWARD_JWT_SECRET": TEST_SECRET, "RAGWARD_RAG_CORE_URL": "http://127.0.0.1:9"}
+    for args, setting in ((["gateway"], "RAGWARD_EVENT_SIGNING_KEY"),
+                          (["consumer", "audit", "--port", "0"], "RAGWARD_EVENT_KEYS")):
+        result = subprocess.run([sys.executable, "-m", "ragward.cli", *args], env=env,
+                                capture_output=True, text=True, timeout=60, check=False)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"ragward: {setting}")

@@ -87,18 +87,23 @@ async def test_forged_events_are_dead_lettered_alerted_and_never_stored(
     the forged bytes; ForgedEvents fires; `audit verify` (chain and signatures) passes."""
     topics = {"topic_audit": f"audit-{unique}", "topic_usage": f"usage-{unique}",
               "topic_alerts": f"alerts-{unique}", "topic_dead_letter": f"dead-{unique}"}
+    # a slow shared machine must not push the request's audit event into the spool
     settings = gateway_settings(tmp_path, upstream.url, kafka_bootstrap=kafka_bootstrap,
-                                alert_eval_interval_s=0.2, **topics)
+                                alert_eval_interval_s=0.2, kafka_ack_timeout_s=20, **topics)
+
+    def bus(name: str) -> KafkaBus:  # one spool directory per bus, as per process
+        return KafkaBus(settings, spool_dir=tmp_path / f"spool-{name}")
+
     store = open_store(settings)
-    audit = AuditConsumer.from_bus(settings, KafkaBus(settings), store, group=f"audit-{unique}",
+    audit = AuditConsumer.from_bus(settings, bus("audit"), store, group=f"audit-{unique}",
                                    poll_timeout_s=0.2)
-    metrics = MetricsConsumer(settings, KafkaBus(settings), group_id=f"metrics-{unique}")
-    alerts = AlertConsumer(settings, KafkaBus(settings), group_id=f"alerts-{unique}",
+    metrics = MetricsConsumer(settings, bus("metrics"), group_id=f"metrics-{unique}")
+    alerts = AlertConsumer(settings, bus("alerts"), group_id=f"alerts-{unique}",
                            from_beginning=True)
     for part in (audit, metrics, alerts):
         await part.start()
     try:
-        async with running_gateway(settings, bus=KafkaBus(settings),
+        async with running_gateway(settings, bus=bus("gateway"),
                                    audit_reader=store_reader(store)) as gw:
             answer = await gw.client.post("/v1/query", json={"question": "hello"},
                                           headers=bearer(roles=["admin"]))

@@ -33,7 +33,7 @@ from telemetry.kafka_security import KafkaAccessRefused, KafkaSecurity, check_ac
 from telemetry.metrics_consumer import MetricsConsumer
 from tests.conftest import TEST_SECRET
 from tests.gateway_harness import bearer, gateway_settings, running_gateway
-from tests.signing_support import TEST_KEY_ID
+from tests.signing_support import TEST_KEY_ID, session_key_env
 from tests.upstream_server import UpstreamServer
 
 pytestmark = pytest.mark.kafka
@@ -75,7 +75,7 @@ async def test_gateway_to_consumers_pipeline_runs_over_sasl_ssl_with_per_compone
     (unsigned) is refused by all three and dead-lettered by each consumer's user."""
     await _prepared(secure_kafka, unique, tmp_path)
     topics, groups = _topics(unique), _groups(unique)
-    gateway = gateway_settings(tmp_path / "gw", upstream.url,
+    gateway = gateway_settings(tmp_path / "gw", upstream.url, kafka_ack_timeout_s=20,
                                **secure_kafka.overrides(GATEWAY), **topics)
     audit = secure_kafka.settings(AUDIT, **topics, data_dir=tmp_path / "audit",
                                   jwt_secret=TEST_SECRET)
@@ -218,7 +218,8 @@ def _env(overrides: dict[str, Any], tmp_path: Path) -> dict[str, str]:
     from ragward.settings import env_name
 
     env = {env_name(k): str(v) for k, v in overrides.items()}
-    return {**env, "RAGWARD_DATA_DIR": str(tmp_path / "data"), "RAGWARD_JWT_SECRET": TEST_SECRET}
+    return {**env, **session_key_env(), "RAGWARD_DATA_DIR": str(tmp_path / "data"),
+            "RAGWARD_JWT_SECRET": TEST_SECRET}
 
 
 def test_wrong_password_or_untrusted_ca_stops_the_command_in_one_line(
