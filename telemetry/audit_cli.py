@@ -198,7 +198,8 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
     rate = result.records / result.seconds if result.seconds > 0 else 0.0
     print(
         f"replayed {result.records} records ({result.written} written, "
-        f"{result.duplicates} duplicates) into {backend.description} in "
+        f"{result.duplicates} duplicates, {result.rejected} refused: signature) into "
+        f"{backend.description} in "
         f"{result.seconds:.2f} s ({rate:,.0f} records/s)"
     )
     print(f"  start offsets {result.start_offsets}, end offsets {result.end_offsets}")

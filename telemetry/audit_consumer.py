@@ -150,11 +150,11 @@ class AuditConsumer:
         if self._task is not None:
             return
         self._stopping.clear()
-        await self.dead_letters.start()
+        await self.subscription.start()
         try:
-            await self.subscription.start()
+            await self.dead_letters.start()
         except BaseException:
-            await self.dead_letters.stop()
+            await self.subscription.stop()
             raise
         self._failing = None
         self._task = asyncio.create_task(self._run(), name="audit-consumer")

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgspec
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -106,7 +106,7 @@ class EventSigner:
         """Load a PKCS#8 PEM Ed25519 key; ``source`` names the setting in errors."""
         try:
             key = serialization.load_pem_private_key(pem, password=None)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, UnsupportedAlgorithm):
             raise ConfigError(f"{source} is not an unencrypted PEM private key") from None
         if not isinstance(key, Ed25519PrivateKey):
             raise ConfigError(f"{source} is not an Ed25519 key (`ragward keys generate`)")
