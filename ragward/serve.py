@@ -41,6 +41,9 @@ def create_serve_app(settings: Settings) -> Litestar:
     # data dir serves both, even on Kafka (telemetry.event_keys logs which is in effect).
     signer = signer_from_settings(settings, dev_keys=True)
     verifier = verifier_from_settings(settings, dev_keys=True)
+    if signer.key_id not in verifier.keys:  # it would refuse every event it makes itself
+        raise ConfigError(f"the signing key {signer.key_id!r} is not in the key set "
+                          f"{env_name('event_keys')} names: add it, or set both or neither")
     metrics_consumer = MetricsConsumer(settings, bus, registry=registry, verifier=verifier)
     store = open_store(settings)
     audit_consumer = AuditConsumer.from_bus(settings, bus, store, registry=registry,

@@ -182,3 +182,17 @@ def test_dead_letters_keep_the_reason_and_the_exact_original_bytes() -> None:
         assert (data["reason"], data["key_id"], data["partition"], data["offset"]) == (
             "bad_signature", "gw-1", 2, 7)
         assert original_value(letter) == value
+
+
+def test_serve_refuses_a_signing_key_its_own_verifiers_would_refuse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ragward serve` with a key set that lacks its signing key (here: the dev key against
+    a configured set) stops at start-up instead of dead-lettering everything it makes."""
+    from ragward.serve import create_serve_app
+
+    monkeypatch.delenv("RAGWARD_EVENT_SIGNING_KEY_FILE", raising=False)
+    monkeypatch.delenv("RAGWARD_EVENT_SIGNING_KEY_ID", raising=False)
+    settings = load_settings(data_dir=tmp_path, jwt_secret="x" * 40, rag_core_url="http://x:1")
+    with pytest.raises(ConfigError, match="is not in the key set RAGWARD_EVENT_KEYS"):
+        create_serve_app(settings)
