@@ -373,13 +373,25 @@ async def run(bootstrap: str, quick: bool) -> None:
         print(f"  lag p50 {pct(lags, .5) * 1e3:.1f} ms   p99 {pct(lags, .99) * 1e3:.1f} ms   "
               f"max {max(lags) * 1e3:.1f} ms   mean {statistics.fmean(lags) * 1e3:.1f} ms")
 
-        print("[5/5] signed events: CPU per event, and consumer throughput before/after",
-              flush=True)
-        signing_cost(5_000 if quick else 20_000)
-        before = await consumer_throughput_memory(settings, m // 2, verify=False)
-        after = await consumer_throughput_memory(settings, m // 2)
-        print(f"  metrics consumer, in-process bus: unsigned, unverified {before:,.0f} events/s"
-              f" -> signed, verified {after:,.0f} events/s")
+        await signing_figures(settings, m // 2, quick)
+
+
+async def signing_figures(settings: Settings, n: int, quick: bool) -> None:
+    """Figure 5 (needs no broker)."""
+    print("[5/5] signed events: CPU per event, and consumer throughput before/after",
+          flush=True)
+    signing_cost(5_000 if quick else 20_000)
+    before = await consumer_throughput_memory(settings, n, verify=False)
+    after = await consumer_throughput_memory(settings, n)
+    print(f"  metrics consumer, in-process bus: unsigned, unverified {before:,.0f} events/s"
+          f" -> signed, verified {after:,.0f} events/s (n={n})")
+
+
+async def run_signing_only(quick: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="ragward-bench-") as tmp:
+        make_keys(Path(tmp))
+        await signing_figures(settings_for("127.0.0.1:9", "s", Path(tmp)),
+                              20_000 if quick else 100_000, quick)
 
 
 def main() -> int:
@@ -388,8 +400,13 @@ def main() -> int:
         return producer_process()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs")
+    parser.add_argument("--signing-only", action="store_true",
+                        help="only figure 5 (signing and verifying; no broker)")
     args = parser.parse_args()
     configure_logging("console", "error")
+    if args.signing_only:
+        asyncio.run(run_signing_only(args.quick))
+        return 0
     with ExitStack() as stack:
         bootstrap = os.environ.get("RAGWARD_KAFKA_BOOTSTRAP")
         if not bootstrap:
