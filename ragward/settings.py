@@ -217,7 +217,8 @@ class Settings(BaseSettings):
         description="Key id put on signed events; default: the key's RFC 7638 thumbprint.",
     )
     event_keys: str | None = Field(
-        None, description="Public key set verifiers accept: a JSON file or an https:// URL."
+        None, description="Public key set verifiers accept: a JSON file, an https:// URL, or "
+        "the JSON document itself."
     )
 
     # -- Redis transport security (rediss:// URLs; gateway.redis_client uses them) --------

@@ -3,8 +3,8 @@
 * The gateway's private key: ``RAGWARD_EVENT_SIGNING_KEY`` (PEM text, a secret) or
   ``RAGWARD_EVENT_SIGNING_KEY_FILE``; its key id ``RAGWARD_EVENT_SIGNING_KEY_ID``
   (default: the key's RFC 7638 thumbprint).
-* The verifiers' key set: ``RAGWARD_EVENT_KEYS``, a file or an ``https://`` URL of a
-  JWKS-like document (:class:`telemetry.signing.KeySet`). An event naming a key the
+* The verifiers' key set: ``RAGWARD_EVENT_KEYS``, a file, an ``https://`` URL or the
+  JSON itself, of a JWKS-like document (:class:`telemetry.signing.KeySet`). An event naming a key the
   set lacks makes the verifier load the set again (at most every 30 s), so a key
   added for a rotation is picked up without a restart.
 
@@ -120,7 +120,10 @@ def signer_from_settings(settings: Settings, *, dev_keys: bool | None = None) ->
 
 
 def load_key_set(location: str, source: str) -> KeySet:
-    """Read a key set from a file or an http(s) URL."""
+    """Read a key set from a file, an http(s) URL, or the JSON document itself (a value
+    starting with ``{``: for an environment filled from a ConfigMap or .env)."""
+    if location.lstrip().startswith("{"):
+        return KeySet.from_bytes(location.encode(), source)
     if location.startswith(("https://", "http://")):
         import httpx
 

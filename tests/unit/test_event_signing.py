@@ -124,6 +124,9 @@ def test_key_set_documents_are_checked_naming_the_source(tmp_path: Path) -> None
         assert "RAGWARD_EVENT_KEYS" in str(info.value)
     with pytest.raises(ConfigError, match="RAGWARD_EVENT_KEYS: cannot read"):
         load_key_set(str(tmp_path / "missing.json"), "RAGWARD_EVENT_KEYS")
+    signer, keys = _pair()
+    inline = load_key_set(json.dumps(keys.document()), "RAGWARD_EVENT_KEYS")  # from an env var
+    assert EventVerifier(inline).check(signer.sign(_audit())) is None
 
 
 def test_split_processes_on_kafka_refuse_to_start_without_keys(
