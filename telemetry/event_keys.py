@@ -4,9 +4,9 @@
   ``RAGWARD_EVENT_SIGNING_KEY_FILE``; its key id ``RAGWARD_EVENT_SIGNING_KEY_ID``
   (default: the key's RFC 7638 thumbprint).
 * The verifiers' key set: ``RAGWARD_EVENT_KEYS``, a file, an ``https://`` URL or the
-  JSON itself, of a JWKS-like document (:class:`telemetry.signing.KeySet`). An event naming a key the
-  set lacks makes the verifier load the set again (at most every 30 s), so a key
-  added for a rotation is picked up without a restart.
+  JSON itself, of a JWKS-like document (:class:`telemetry.signing.KeySet`). An event
+  naming a key the set lacks makes the verifier load the set again (at most every
+  30 s), so a key added for a rotation is picked up without a restart.
 
 With nothing configured, a process whose events never leave it (no
 ``RAGWARD_KAFKA_BOOTSTRAP``), and ``ragward serve`` always, use a dev pair kept in
