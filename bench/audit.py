@@ -24,6 +24,7 @@ import time
 import uuid
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,17 +36,21 @@ from telemetry.audit_record import build_record  # noqa: E402
 from telemetry.audit_store import SCHEMA, AuditBackend, open_backend  # noqa: E402
 from telemetry.bus import Record  # noqa: E402
 from telemetry.client_address import ClientAddressPolicy  # noqa: E402
-from telemetry.events import AuditEvent, encode, now_rfc3339  # noqa: E402
+from telemetry.events import AuditEvent, now_rfc3339  # noqa: E402
+from telemetry.signing import EventSigner, EventVerifier, KeySet, PublicKey  # noqa: E402
 
 BATCH = 5000  # the audit consumer's max_records per poll
 TENANTS = [f"tenant-{i}" for i in range(20)]
+
+
+SIGNER = EventSigner(Ed25519PrivateKey.generate(), "bench")  # signs as a gateway would
 
 
 def make_values(n: int) -> list[bytes]:
     out = []
     for i in range(n):
         out.append(
-            encode(
+            SIGNER.sign(
                 AuditEvent(
                     event_id=uuid.uuid4().hex,
                     request_id=uuid.uuid4().hex,
@@ -143,6 +148,9 @@ def bench_plain_sqlite(path: Path, records: list[Record]) -> float:
                 canonical_json(b.record).decode(),
                 "",
                 "",
+                None,
+                None,
+                None,
             )
         )
     conn = sqlite3.connect(path, isolation_level=None)
@@ -154,7 +162,7 @@ def bench_plain_sqlite(path: Path, records: list[Record]) -> float:
     for i in range(0, len(rows), BATCH):
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(
-            "INSERT INTO audit_records VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows[i : i + BATCH]
+            "INSERT INTO audit_records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows[i : i + BATCH]
         )
         conn.execute("COMMIT")
     rate = len(rows) / (time.perf_counter() - started)
@@ -230,7 +238,8 @@ def bench_replay(values: list[bytes], workdir: Path) -> float:
         )
         backend = open_backend(settings, str(workdir / "replay" / "audit.db"))
         try:
-            result = asyncio.run(replay_topic(bootstrap, topic, backend))
+            verifier = EventVerifier(KeySet([PublicKey("bench", SIGNER.public_key)]))
+            result = asyncio.run(replay_topic(bootstrap, topic, backend, verifier=verifier))
         finally:
             backend.close()
         rate = result.records / result.seconds

@@ -15,20 +15,29 @@ Figures (all in one run, same broker):
    rolling update): from the in-process bus (CPU only) and from Kafka (fetch included);
 4. event-to-metric lag at 5,000 events/s: a separate producer process (like a gateway)
    publishes durably at a steady 5,000/s; the lag runs from the event's creation (its
-   ``ts``) to its rolling update in the metrics consumer, p50/p99 (target p99 < 1 s).
+   ``ts``) to its rolling update in the metrics consumer, p50/p99 (target p99 < 1 s);
+5. signed events (telemetry.signing): CPU per event to encode unsigned vs sign (the
+   gateway's part) and to decode vs verify (every consumer's part), and the metrics
+   consumer's throughput on the in-process bus without vs with verification.
+
+Every event is signed, as a gateway signs it, with a key pair made for the run (its key
+set is what the consumers verify against).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -36,11 +45,20 @@ from ragward import devservices
 from ragward.logs import configure_logging
 from ragward.settings import Settings, load_settings
 from telemetry.consumer import Delivery
-from telemetry.events import AuditEvent, UsageEvent, encode, new_event_id, now_rfc3339
+from telemetry.event_keys import new_key_env, signer_from_settings
+from telemetry.events import (
+    AuditEvent,
+    UsageEvent,
+    any_decoder,
+    encode,
+    new_event_id,
+    now_rfc3339,
+)
 from telemetry.kafka_bus import KafkaBus
 from telemetry.memory_bus import MemoryBus
 from telemetry.metrics_consumer import MetricsConsumer
 from telemetry.rolling import parse_ts
+from telemetry.signing import EventSigner, EventVerifier, KeySet, PublicKey
 
 TENANTS = [f"tenant-{i}" for i in range(10)]
 
@@ -50,18 +68,65 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def event(i: int) -> tuple[str, bytes]:
+def make_keys(directory: Path) -> None:
+    """A key pair for this run, handed to every process through the environment."""
+    os.environ.update(new_key_env(directory, "bench"))
+
+
+@functools.cache
+def signer() -> EventSigner:
+    return signer_from_settings(load_settings())
+
+
+class TrustEverything(EventVerifier):
+    """The 'before' of figure 5: a consumer that checks nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(KeySet())
+
+    def check(self, value: bytes) -> None:
+        return None
+
+
+def event(i: int, *, signed: bool = True) -> tuple[str, bytes]:
+    tenant, struct = event_struct(i)
+    return tenant, signer().sign(struct) if signed else encode(struct)
+
+
+def event_struct(i: int) -> tuple[str, AuditEvent | UsageEvent]:
     tenant = TENANTS[i % len(TENANTS)]
     if i % 2:
-        return tenant, encode(UsageEvent(event_id=new_event_id(), request_id=new_event_id(),
+        return tenant, (UsageEvent(event_id=new_event_id(), request_id=new_event_id(),
                                          ts=now_rfc3339(), tenant=tenant, route="/v1/query",
                                          model="local", prompt_tokens=120 + i % 300,
                                          completion_tokens=40, embedding_tokens=8,
                                          cost_usd=0.0002, cached=i % 5 == 0))
-    return tenant, encode(AuditEvent(event_id=new_event_id(), request_id=new_event_id(),
+    return tenant, (AuditEvent(event_id=new_event_id(), request_id=new_event_id(),
                                      ts=now_rfc3339(), tenant=tenant, route="/v1/query",
                                      status=200 if i % 50 else 503, latency_ms=5 + i % 200,
                                      question_hmac=["ab" * 32], questions_redacted=["q <EMAIL_1>"]))
+
+
+def signing_cost(n: int) -> None:
+    """Figure 5's CPU part: µs of CPU per event, each step alone, over the same events."""
+    structs = [event_struct(i)[1] for i in range(n)]
+    sign = signer().sign
+    verify = EventVerifier(KeySet([PublicKey(signer().key_id, signer().public_key)])).check
+
+    def cpu_us(step: Callable[[Any], object], items: Sequence[Any]) -> float:
+        started = time.process_time()
+        for item in items:
+            step(item)
+        return (time.process_time() - started) / len(items) * 1e6
+
+    plain = cpu_us(encode, structs)
+    signing = cpu_us(sign, structs)
+    decode = cpu_us(any_decoder.decode, [encode(s) for s in structs])
+    verifying = cpu_us(verify, [sign(s) for s in structs])
+    print(f"  gateway, per event:  encode unsigned {plain:6.1f} µs CPU -> sign "
+          f"{signing:6.1f} µs (+{signing - plain:.1f} µs)")
+    print(f"  consumer, per event: decode {decode:6.1f} µs CPU -> verify + decode "
+          f"{verifying + decode:6.1f} µs (+{verifying:.1f} µs)   (n={n})")
 
 
 def topic_for(settings: Settings, value: bytes) -> str:
@@ -143,13 +208,14 @@ async def publish_latency(settings: Settings, seconds: float, rate: int,
     return out
 
 
-async def consumer_throughput_memory(settings: Settings, n: int) -> float:
+async def consumer_throughput_memory(settings: Settings, n: int, *, verify: bool = True) -> float:
     bus = MemoryBus(partitions=3, retention_records=n + 1)
     publisher = bus.publisher()
     for i in range(n):
-        key, value = event(i)
+        key, value = event(i, signed=verify)
         await publisher.publish(topic_for(settings, value), key, value)
-    consumer = MetricsConsumer(settings, bus, group_id="bench-mem")
+    consumer = MetricsConsumer(settings, bus, group_id="bench-mem",
+                               verifier=None if verify else TrustEverything())
     started = time.perf_counter()
     await consumer.start()
     while consumer.loop.handled < n:
@@ -263,13 +329,14 @@ async def end_to_end_lag(settings: Settings, tag: str, rate: int,
 async def run(bootstrap: str, quick: bool) -> None:
     tag = new_event_id()[:8]
     with tempfile.TemporaryDirectory(prefix="ragward-bench-") as tmp:
+        make_keys(Path(tmp))
         settings = settings_for(bootstrap, tag, Path(tmp))
         n = 20_000 if quick else 50_000
-        print(f"[1/4] producer throughput ({n} events, acks=all, idempotent, "
+        print(f"[1/5] producer throughput ({n} events, acks=all, idempotent, "
               f"{settings.kafka_compression})", flush=True)
         await producer_throughput(settings, n)
 
-        print("[2/4] publish latency at 500 publishes/s for 6 s (interleaved)", flush=True)
+        print("[2/5] publish latency at 500 publishes/s for 6 s (interleaved)", flush=True)
         lat = await publish_latency(settings, 6.0, 500)
         spool = await publish_latency(settings, 3.0, 500, unreachable=True)
         for name, values in (("wait for Kafka ack (durable)", lat["durable"]),
@@ -290,7 +357,7 @@ async def run(bootstrap: str, quick: bool) -> None:
                   f"{pct(lat0['fire'], .5) * 1e3:.3f} ms")
 
         m = 100_000 if quick else 200_000
-        print(f"[3/4] consumer throughput, one process ({m} events; target >= 20,000/s)",
+        print(f"[3/5] consumer throughput, one process ({m} events; target >= 20,000/s)",
               flush=True)
         mem = await consumer_throughput_memory(settings, m)
         print(f"  metrics consumer on the in-process bus (decode+dedupe+rolling): "
@@ -300,11 +367,31 @@ async def run(bootstrap: str, quick: bool) -> None:
         print(f"  metrics consumer from Kafka (fetch+decode+dedupe+rolling):      "
               f"{kaf:,.0f} events/s")
 
-        print("[4/4] event-to-metric lag at 5,000 events/s (target p99 < 1 s)", flush=True)
+        print("[4/5] event-to-metric lag at 5,000 events/s (target p99 < 1 s)", flush=True)
         lag_settings = settings_for(bootstrap, tag + "l", Path(tmp))
         lags = await end_to_end_lag(lag_settings, tag + "l", 5000, 8.0 if quick else 15.0)
         print(f"  lag p50 {pct(lags, .5) * 1e3:.1f} ms   p99 {pct(lags, .99) * 1e3:.1f} ms   "
               f"max {max(lags) * 1e3:.1f} ms   mean {statistics.fmean(lags) * 1e3:.1f} ms")
+
+        await signing_figures(settings, m // 2, quick)
+
+
+async def signing_figures(settings: Settings, n: int, quick: bool) -> None:
+    """Figure 5 (needs no broker)."""
+    print("[5/5] signed events: CPU per event, and consumer throughput before/after",
+          flush=True)
+    signing_cost(5_000 if quick else 20_000)
+    before = await consumer_throughput_memory(settings, n, verify=False)
+    after = await consumer_throughput_memory(settings, n)
+    print(f"  metrics consumer, in-process bus: unsigned, unverified {before:,.0f} events/s"
+          f" -> signed, verified {after:,.0f} events/s (n={n})")
+
+
+async def run_signing_only(quick: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="ragward-bench-") as tmp:
+        make_keys(Path(tmp))
+        await signing_figures(settings_for("127.0.0.1:9", "s", Path(tmp)),
+                              20_000 if quick else 100_000, quick)
 
 
 def main() -> int:
@@ -313,8 +400,13 @@ def main() -> int:
         return producer_process()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs")
+    parser.add_argument("--signing-only", action="store_true",
+                        help="only figure 5 (signing and verifying; no broker)")
     args = parser.parse_args()
     configure_logging("console", "error")
+    if args.signing_only:
+        asyncio.run(run_signing_only(args.quick))
+        return 0
     with ExitStack() as stack:
         bootstrap = os.environ.get("RAGWARD_KAFKA_BOOTSTRAP")
         if not bootstrap:

@@ -914,6 +914,7 @@ def run(args: argparse.Namespace) -> int:
     profile_lines: list[str] = []
     profile_data: dict[str, Any] = {}
     from ragward import devservices
+    from telemetry.event_keys import new_key_env
 
     args.code_version = code_version()  # what the processes started below will load
     try:
@@ -946,6 +947,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if kafka is not None:
             gw_env["RAGWARD_KAFKA_BOOTSTRAP"] = kafka.address
+        gw_env.update(new_key_env(workdir, "bench-gateway"))  # it signs every event
         if args.kafka_linger_ms is not None:
             gw_env["RAGWARD_KAFKA_LINGER_MS"] = str(args.kafka_linger_ms)
             notes.append(f"gateway ran with RAGWARD_KAFKA_LINGER_MS={args.kafka_linger_ms}")
@@ -960,6 +962,12 @@ def run(args: argparse.Namespace) -> int:
             env.update(a.split("=", 1) for a in assignments.split(",") if "=" in a)
             variants.append((name, port, procs.spawn(name, [str(ragward_bin), "gateway"], env)))
             notes.append(f"variant {name}: ragward gateway with {assignments}")
+        if args.compare_signing:  # the same gateway, events not signed (bench only)
+            port = free_port()
+            env = {**gw_env, "RAGWARD_PORT": str(port), "RAGWARD_DATA_DIR": str(workdir / "u")}
+            variants.append(("unsigned", port, procs.spawn(
+                "unsigned", [PY, str(BENCH / "unsigned_gateway.py")], env)))
+            notes.append("variant unsigned: ragward gateway with event signing off")
         bare = procs.spawn("bare", [PY, str(BENCH / "bare.py"), "--port", str(ports["bare"]),
                                     "--upstream", upstream_url],
                            child_env(RAGWARD_JWT_SECRET=SECRET))
@@ -1095,6 +1103,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also measure the gateway with OpenTelemetry tracing on at 100 %% "
                              "and at 10 %% sampling (variants traced-100, traced-10; spans "
                              "exported over OTLP/HTTP to the upstream, which drops them)")
+    parser.add_argument("--compare-signing", action="store_true",
+                        help="also measure the gateway with event signing off ('unsigned')")
     parser.add_argument("--all-loads", action="store_true",
                         help="also measure the bare handler at 50 req/s")
     parser.add_argument("--paced", help=argparse.SUPPRESS)  # internal: the load generator

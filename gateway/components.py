@@ -36,7 +36,8 @@ from rag_core.schemas import IndexInfo
 from ragward.errors import ConfigError
 from ragward.settings import Settings, env_name
 from telemetry.bus import Publisher
-from telemetry.events import StatusEvent, encode, new_event_id, now_rfc3339
+from telemetry.events import StatusEvent, new_event_id, now_rfc3339
+from telemetry.signing import EventSigner
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +57,7 @@ class Components:
     metrics: GatewayMetrics
     upstream: ResilientUpstream
     chat: ChatPipeline
+    signer: EventSigner  # signs every audit, usage and status event (telemetry.signing)
     audit_reader: AuditReader | None = None
     redis: RedisClient | None = None
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
@@ -117,11 +119,16 @@ async def open_components(
     publisher: Publisher | None = None,
     audit_reader: AuditReader | None = None,
     pii_scanner: Scanner | None = None,
+    signer: EventSigner | None = None,
 ) -> AsyncIterator[Components]:
     if settings.jwt_secret is None and settings.jwks_url is None:
         raise ConfigError(
             f"set {env_name('jwt_secret')} or {env_name('jwks_url')}: the gateway verifies tokens"
         )
+    if signer is None:
+        from telemetry.event_keys import signer_from_settings
+
+        signer = signer_from_settings(settings)
     async with contextlib.AsyncExitStack() as stack:
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
@@ -209,6 +216,7 @@ async def open_components(
                               memory_tokens=settings.chat_memory_tokens),
             quota=quota,
             publisher=publisher,
+            signer=signer,
             metrics=metrics,
             upstream=resilient,
             audit_reader=audit_reader,
@@ -251,6 +259,6 @@ async def _publish_status(components: Components) -> None:
         )
         with contextlib.suppress(Exception):
             await components.publisher.publish(
-                components.settings.topic_usage, "_status", encode(event)
+                components.settings.topic_usage, "_status", components.signer.sign(event)
             )
         await asyncio.sleep(STATUS_INTERVAL_S)

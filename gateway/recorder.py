@@ -34,7 +34,7 @@ from ragward import request_ids, tracing
 from ragward.errors import DependencyUnavailable
 from ragward.http_errors import error_body, openai_shaped
 from telemetry.client_address import ClientAddressPolicy
-from telemetry.events import AuditEvent, UsageEvent, encode, new_event_id, rfc3339
+from telemetry.events import AuditEvent, UsageEvent, new_event_id, rfc3339
 
 if TYPE_CHECKING:
     from gateway.components import Components
@@ -213,7 +213,8 @@ class RecordingASGI:
             questions_redacted=record.questions_redacted, redactions=record.redactions,
             chat=record.chat, trace_id=trace_id, span_id=span_id,
         )
-        publishes = [publisher.publish(self._audit_topic, record.tenant, encode(audit))]
+        sign = components.signer.sign
+        publishes = [publisher.publish(self._audit_topic, record.tenant, sign(audit))]
         if record.usage is not None and status < 400:
             u = record.usage
             usage = UsageEvent(
@@ -226,7 +227,7 @@ class RecordingASGI:
                 trace_id=trace_id, span_id=span_id,
             )
             publishes.append(
-                publisher.publish(self._usage_topic, record.tenant, encode(usage))
+                publisher.publish(self._usage_topic, record.tenant, sign(usage))
             )
         results = await asyncio.gather(*publishes, return_exceptions=True)
         topics = (self._audit_topic, self._usage_topic)

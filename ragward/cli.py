@@ -88,7 +88,10 @@ def _configure_audit(sub: Any) -> None:
     p = sub.add_parser("audit", help="verify, query, export or replay the audit log (operator "
                        "tool: reads the store directly, every tenant; tenants use GET /v1/audit)")
     actions = p.add_subparsers(dest="action", required=True, metavar="verify|query|export|replay")
-    v = actions.add_parser("verify", help="recompute every hash chain; exit 1 on a break")
+    v = actions.add_parser("verify", help="recompute every hash chain and check every record's "
+                           "signature against RAGWARD_EVENT_KEYS; exit 1 on a break")
+    v.add_argument("--no-signatures", action="store_true",
+                   help="check the chains only (no key set at hand)")
     v.set_defaults(handler="telemetry.audit_cli:verify")
 
     q = actions.add_parser("query", help="query records of any tenant (newest first)")
@@ -98,7 +101,8 @@ def _configure_audit(sub: Any) -> None:
     q.add_argument("--format", choices=["json", "table"], default="table")
     q.set_defaults(handler="telemetry.audit_cli:query")
 
-    e = actions.add_parser("export", help="export JSONL with the chain fields")
+    e = actions.add_parser("export", help="export JSONL with the chain fields, the signatures "
+                           "and (first line) the public keys that verify them")
     e.add_argument("--output", "-o", type=Path, help="file (default: stdout)")
     e.add_argument("--since")
     e.add_argument("--until")
@@ -110,6 +114,18 @@ def _configure_audit(sub: Any) -> None:
     start.add_argument("--from-time", help="RFC 3339 timestamp (uses offsets_for_times)")
     r.add_argument("--store", help="target store: SQLite path or PostgreSQL DSN (must be empty)")
     r.set_defaults(handler="telemetry.audit_cli:replay", kafka=True)
+
+
+def _configure_keys(sub: Any) -> None:
+    p = sub.add_parser("keys", help="event signing keys (Ed25519)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="generate")
+    g = actions.add_parser("generate", help="make a key pair: the private key (mode 0600) for "
+                           "a gateway, its public key added to a key set for the verifiers")
+    g.add_argument("--kid", help="key id (default: the key's RFC 7638 thumbprint)")
+    g.add_argument("--out", type=Path, required=True, help="directory for KID.pem")
+    g.add_argument("--key-set", type=Path, required=True,
+                   help="key set file to add the public key to (created if missing)")
+    g.set_defaults(handler="telemetry.keys_cli:generate")
 
 
 def _configure_alerts(sub: Any) -> None:
@@ -140,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     _configure_consumers(sub)
     _configure_data(sub)
     _configure_audit(sub)
+    _configure_keys(sub)
     _configure_alerts(sub)
     return parser
 

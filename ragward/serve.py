@@ -27,6 +27,7 @@ from ragward.errors import ConfigError
 from ragward.settings import Settings, env_name
 from telemetry.audit_consumer import AuditConsumer
 from telemetry.audit_store import open_store, store_reader
+from telemetry.event_keys import signer_from_settings, verifier_from_settings
 from telemetry.factory import make_bus
 from telemetry.metrics_consumer import MetricsConsumer, metrics_router
 
@@ -36,9 +37,17 @@ def create_serve_app(settings: Settings) -> Litestar:
     registry = CollectorRegistry()
     bus = make_bus(settings)
     publisher = bus.publisher()
-    metrics_consumer = MetricsConsumer(settings, bus, registry=registry)
+    # One process signs and verifies: unless keys are configured, the dev pair kept in the
+    # data dir serves both, even on Kafka (telemetry.event_keys logs which is in effect).
+    signer = signer_from_settings(settings, dev_keys=True)
+    verifier = verifier_from_settings(settings, dev_keys=True)
+    if signer.key_id not in verifier.keys:  # it would refuse every event it makes itself
+        raise ConfigError(f"the signing key {signer.key_id!r} is not in the key set "
+                          f"{env_name('event_keys')} names: add it, or set both or neither")
+    metrics_consumer = MetricsConsumer(settings, bus, registry=registry, verifier=verifier)
     store = open_store(settings)
-    audit_consumer = AuditConsumer.from_bus(settings, bus, store, registry=registry)
+    audit_consumer = AuditConsumer.from_bus(settings, bus, store, registry=registry,
+                                            verifier=verifier)
     alerts = AlertService(settings, metrics_consumer.view, publisher, registry=registry)
 
     service = None
@@ -72,6 +81,7 @@ def create_serve_app(settings: Settings) -> Litestar:
         lifespans=[run_parts],
         upstream=upstream,
         publisher=publisher,
+        signer=signer,
         audit_reader=store_reader(store),
     )
 
@@ -93,8 +103,9 @@ def create_gateway_app(settings: Settings) -> Litestar:
     ``RAGWARD_AUDIT_DSN`` it serves ``/v1/audit`` from that (shared PostgreSQL) store."""
     if settings.rag_core_url is None:
         raise ConfigError(f"{env_name('rag_core_url')} must name the rag_core to forward to")
+    signer = signer_from_settings(settings)  # before serving: a missing key stops start-up
     if not settings.audit_dsn:
-        return create_app(settings)
+        return create_app(settings, signer=signer)
     store = open_store(settings)
 
     @asynccontextmanager
@@ -104,7 +115,8 @@ def create_gateway_app(settings: Settings) -> Litestar:
         finally:
             await store.close()
 
-    return create_app(settings, lifespans=[close_store], audit_reader=store_reader(store))
+    return create_app(settings, lifespans=[close_store], audit_reader=store_reader(store),
+                      signer=signer)
 
 
 def gateway_main(settings: Settings, args: argparse.Namespace) -> int:

@@ -217,6 +217,22 @@ class Settings(BaseSettings):
     def _upper_kafka_names(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
 
+    # -- signed events (telemetry.signing; telemetry.event_keys says where keys come from) --
+    event_signing_key: SecretStr | None = Field(
+        None, description="The gateway's Ed25519 private key, PKCS#8 PEM (a secret)."
+    )
+    event_signing_key_file: Path | None = Field(
+        None, description="A file holding that key instead (mode 0600)."
+    )
+    event_signing_key_id: str | None = Field(
+        None, min_length=1, max_length=128,
+        description="Key id put on signed events; default: the key's RFC 7638 thumbprint.",
+    )
+    event_keys: str | None = Field(
+        None, description="Public key set verifiers accept: a JSON file, an https:// URL, or "
+        "the JSON document itself."
+    )
+
     # -- Redis transport security (rediss:// URLs; gateway.redis_client uses them) --------
     redis_ssl_ca_file: Path | None = Field(
         None, description="PEM CA bundle for rediss:// (the server's certificate); None = system."

@@ -11,7 +11,7 @@ order. For the n-th record of a partition::
 Hashes are stored and exported as 64 lowercase hex digits; the chain hashes the
 *raw* 32 bytes of the previous hash, not its hex text. Records hold only strings,
 integers, booleans, null, lists and objects (no floats), so every JSON library
-canonicalises them the same way. ``docs/audit.md`` has a ten-line verifier.
+canonicalises them the same way. ``docs/audit.md`` has an outside verifier.
 
 :class:`ChainChecker` checks one partition's records in order against an anchor
 (genesis, or the retained checkpoint that retention left in front of them), and

@@ -21,6 +21,7 @@ from ragward.errors import ConfigError, RagwardError
 from ragward.settings import Settings
 from telemetry.audit_record import parse_ts_us
 from telemetry.audit_store import AuditQuery, ChainHead, open_backend
+from telemetry.event_keys import key_set_from_settings
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -37,11 +38,13 @@ def _print_heads(heads: Iterable[ChainHead], out: TextIO) -> None:
 
 
 def verify(settings: Settings, args: argparse.Namespace) -> int:
-    """Recompute every chain; exit 1 naming the first broken record of each partition."""
+    """Recompute every chain and check every signature; exit 1 naming the first broken
+    record of each partition and each record whose signature fails."""
+    keys = None if getattr(args, "no_signatures", False) else key_set_from_settings(settings)
     backend = open_backend(settings)
     try:
         with tqdm(desc="verify", unit="rec", file=sys.stderr, disable=None) as bar:
-            report = backend.verify(progress=bar.update)
+            report = backend.verify(progress=bar.update, keys=keys)
     finally:
         backend.close()
     rate = report.records / report.seconds if report.seconds > 0 else 0.0
@@ -58,6 +61,17 @@ def verify(settings: Settings, args: argparse.Namespace) -> int:
         print(f"partition {part.partition}: {status}: {part.records} records from {anchor}, {head}")
     for problem in report.problems:
         print(f"BROKEN {problem}")
+    sigs = report.signatures
+    if sigs is not None:
+        for failure in sigs.failures:
+            print(f"SIGNATURE {failure}")
+        more = sigs.failed - len(sigs.failures)
+        if more > 0:
+            print(f"SIGNATURE ... and {more} more")
+        print(f"signatures: {sigs.signed} verified, {sigs.failed} failed, {sigs.unsigned} "
+              f"unsigned (written before signing) with keys {sorted(keys.keys) if keys else []}")
+    else:
+        print("signatures: not checked (--no-signatures)")
     print(
         f"{'verified' if report.ok else 'checked'} {report.records} records in "
         f"{len(report.partitions)} partitions in "
@@ -121,13 +135,17 @@ def query(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def export(settings: Settings, args: argparse.Namespace) -> int:
-    """Write JSONL with the chain fields (see docs/audit.md for an outside verifier)."""
+    """Write JSONL: first ``{"keys": [...]}`` (the public keys that verify the records),
+    then one line per record with the chain fields and its signature (docs/audit.md has
+    an outside verifier)."""
+    keys = key_set_from_settings(settings)
     backend = open_backend(settings)
     out: TextIO = sys.stdout
     lines = 0
     try:
         if args.output is not None:
             out = Path(args.output).open("w", encoding="utf-8")  # noqa: SIM115 (closed below)
+        out.write(json.dumps(keys.document(), separators=(",", ":")) + "\n")
         for line in backend.export(args.since, args.until):
             out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
             lines += 1
@@ -144,6 +162,7 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
 def replay(settings: Settings, args: argparse.Namespace) -> int:
     """Rebuild a fresh store from the Kafka audit topic, from an offset or a time."""
     from telemetry.audit_replay import StoreNotEmpty, replay_topic
+    from telemetry.event_keys import verifier_from_settings
     from telemetry.kafka_security import KafkaSecurity
 
     if not settings.kafka_bootstrap:
@@ -166,6 +185,7 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
                 from_offset=args.from_offset,
                 from_time_ms=from_time_ms,
                 security=KafkaSecurity.from_settings(settings),
+                verifier=verifier_from_settings(settings),
             )
         )
         heads = backend.heads()
@@ -178,9 +198,13 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
     rate = result.records / result.seconds if result.seconds > 0 else 0.0
     print(
         f"replayed {result.records} records ({result.written} written, "
-        f"{result.duplicates} duplicates) into {backend.description} in "
+        f"{result.duplicates} duplicates, {result.rejected} refused: signature) into "
+        f"{backend.description} in "
         f"{result.seconds:.2f} s ({rate:,.0f} records/s)"
     )
     print(f"  start offsets {result.start_offsets}, end offsets {result.end_offsets}")
+    for reason, count in sorted(result.rejections.items()):
+        print(f"  refused {count} records: {reason} (not stored; the consumer dead-lettered "
+              "them)")
     _print_heads(heads, sys.stdout)
     return 0

@@ -14,7 +14,11 @@ HTTP (its own app, :func:`create_audit_app`, on ``--port`` or
   why (not started yet, Kafka or the store failing, the loop died). A loop that
   dies also ends the process (exit status 1).
 
-The loop: poll a batch → write it in ONE store transaction (the store skips
+The loop: poll a batch → verify every event's signature (:mod:`telemetry.signing`):
+an unsigned, unknown-key, bad-signature or expired-key event goes to the
+dead-letter topic with its reason (:mod:`telemetry.dead_letter`), is counted in
+``ragward_events_rejected_total{topic,reason}`` and never reaches the store (so
+never ``/v1/audit``) → write the rest in ONE store transaction (the store skips
 event ids it already holds, so a redelivered batch does not extend the chain)
 → only then commit the offsets. A store failure is retried with back-off on the
 same batch and nothing is committed meanwhile; stopping between the write and
@@ -41,10 +45,13 @@ from ragward.errors import ConfigError
 from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
 from telemetry.audit_store import AppendResult, AuditStore, open_store
-from telemetry.bus import EventBus, Record, Subscription
-from telemetry.consumer import start_with_retry
+from telemetry.bus import EventBus, Publisher, Record, Subscription
+from telemetry.consumer import ConsumerMetrics, start_with_retry
 from telemetry.consumer_http import Lifespan, consumer_routes
+from telemetry.dead_letter import envelope, park
+from telemetry.event_keys import verifier_from_settings
 from telemetry.events import trace_fields
+from telemetry.signing import EventVerifier, Rejection
 
 log = structlog.get_logger(__name__)
 
@@ -88,6 +95,9 @@ class AuditConsumer:
         subscription: Subscription,
         *,
         topic: str,
+        verifier: EventVerifier,
+        dead_letters: Publisher,
+        dead_letter_topic: str,
         group: str = DEFAULT_GROUP,
         registry: CollectorRegistry | None = None,
         prune_interval_s: float = 3600.0,
@@ -101,6 +111,11 @@ class AuditConsumer:
         self.group = group
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = AuditMetrics(self.registry)
+        self.events = ConsumerMetrics.for_registry(self.registry)
+        self.verifier = verifier
+        self.dead_letters = dead_letters
+        self.dead_letter_topic = dead_letter_topic
+        self.rejected = 0
         self.prune_interval_s = prune_interval_s
         self.poll_timeout_s = poll_timeout_s
         self.max_records = max_records
@@ -121,10 +136,16 @@ class AuditConsumer:
         store: AuditStore,
         *,
         group: str = DEFAULT_GROUP,
+        verifier: EventVerifier | None = None,
         **kwargs: Any,
     ) -> AuditConsumer:
+        """``verifier`` defaults to the key set in settings
+        (:func:`telemetry.event_keys.verifier_from_settings`)."""
         subscription = bus.subscribe([settings.topic_audit], group, from_beginning=True)
-        return cls(store, subscription, topic=settings.topic_audit, group=group, **kwargs)
+        return cls(store, subscription, topic=settings.topic_audit, group=group,
+                   verifier=verifier if verifier is not None else verifier_from_settings(settings),
+                   dead_letters=bus.publisher(), dead_letter_topic=settings.topic_dead_letter,
+                   **kwargs)
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -132,6 +153,11 @@ class AuditConsumer:
             return
         self._stopping.clear()
         await self.subscription.start()
+        try:
+            await self.dead_letters.start()
+        except BaseException:
+            await self.subscription.stop()
+            raise
         self._failing = None
         self._task = asyncio.create_task(self._run(), name="audit-consumer")
         log.info("audit_consumer_started", topic=self.topic, group=self.group)
@@ -151,7 +177,10 @@ class AuditConsumer:
             await task
         finally:
             self._failing = None
-            await self.subscription.stop()
+            try:
+                await self.subscription.stop()
+            finally:
+                await self.dead_letters.stop()
             log.info("audit_consumer_stopped", written=self.written, duplicates=self.duplicates)
 
     @property
@@ -206,7 +235,15 @@ class AuditConsumer:
 
     async def handle(self, records: list[Record]) -> bool:
         """Store one polled batch (retrying), then commit; False if stopped before storing."""
-        ours = [r for r in records if r.topic == self.topic]
+        ours = []
+        for record in records:
+            if record.topic != self.topic:
+                continue
+            rejection = self.verifier.check(record.value)
+            if rejection is None:
+                ours.append(record)
+            elif not await self._reject(record, rejection):
+                return False
         if ours:
             with tracing.consumer_span(self.group, (trace_fields(r.value) for r in ours),
                                        len(ours)):
@@ -227,6 +264,27 @@ class AuditConsumer:
             # The batch is stored; after a rebalance it is delivered again and skipped.
             self.last_error = repr(exc)
             log.warning("audit_commit_failed", exc_info=True)
+        return True
+
+    async def _reject(self, record: Record, rejection: Rejection) -> bool:
+        """Dead-letter a record that failed verification; False if stopped first."""
+        log.error("audit_event_rejected", partition=record.partition, offset=record.offset,
+                  reason=rejection.reason, detail=rejection.detail)
+        letter = envelope(record, rejection.reason, rejection.detail, self.group,
+                          rejection.key_id)
+
+        async def wait(seconds: float) -> bool:
+            await self._pause(seconds)
+            return self._stopping.is_set()
+
+        try:
+            await park(self.dead_letters, self.dead_letter_topic, record, letter, retry_wait=wait)
+        except Exception as exc:
+            self._failed("dead-letter publish", exc)
+            return False
+        self.rejected += 1
+        self.events.rejected.labels(record.topic, rejection.reason).inc()
+        self.events.dead_lettered.labels(record.topic).inc()
         return True
 
     async def _store_with_retry(self, records: list[Record]) -> AppendResult | None:

@@ -7,7 +7,10 @@ starts, and writes it through the same :meth:`AuditBackend.append` the consumer
 uses. No consumer group is involved: nothing is committed, no running consumer
 is disturbed. The target must be empty. From the beginning into an empty store
 the chain heads come out identical to the live store's (same records, same
-order, same hashes).
+order, same hashes). Every record's signature is checked as the audit consumer checks
+it (:mod:`telemetry.signing`): what fails is not written and is counted by reason in
+:attr:`ReplayResult.rejections` (the live consumer dead-lettered the same records, so
+both stores skip them and their chains agree).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ragward.errors import ConfigError, ValidationFailed
 from telemetry.audit_store import AuditBackend
 from telemetry.bus import Record
 from telemetry.kafka_security import KafkaSecurity, start_client
+from telemetry.signing import EventVerifier
 
 
 @dataclass
@@ -33,6 +37,8 @@ class ReplayResult:
     records: int = 0
     written: int = 0
     duplicates: int = 0
+    rejected: int = 0
+    rejections: dict[str, int] = field(default_factory=dict)  # reason -> records refused
     seconds: float = 0.0
     start_offsets: dict[int, int] = field(default_factory=dict)
     end_offsets: dict[int, int] = field(default_factory=dict)
@@ -53,6 +59,7 @@ async def replay_topic(
     batch: int = 5000,
     client_id: str = "ragward-audit-replay",
     security: KafkaSecurity | None = None,
+    verifier: EventVerifier,
 ) -> ReplayResult:
     """Replay ``topic`` into the empty ``backend``; return what was read and written."""
     if from_offset is not None and from_time_ms is not None:
@@ -74,6 +81,7 @@ async def replay_topic(
             batch,
             client_id,
             security or KafkaSecurity(),
+            verifier,
         )
     finally:
         await loop.run_in_executor(writer, backend.close_thread)
@@ -92,6 +100,7 @@ async def _replay(
     batch: int,
     client_id: str,
     security: KafkaSecurity,
+    verifier: EventVerifier,
 ) -> ReplayResult:
     if not await loop.run_in_executor(writer, backend.is_empty):
         raise StoreNotEmpty(
@@ -157,6 +166,18 @@ async def _replay(
                 if done or await consumer.position(tp) >= end:
                     remaining.discard(tp)
                     consumer.pause(tp)
+            trusted = []
+            for record in records:
+                rejection = verifier.check(record.value)
+                if rejection is None:
+                    trusted.append(record)
+                else:
+                    result.rejected += 1
+                    result.rejections[rejection.reason] = (
+                        result.rejections.get(rejection.reason, 0) + 1)
+            result.records += len(records) - len(trusted)
+            bar.update(len(records) - len(trusted))
+            records = trusted
             if records:
                 records.sort(key=lambda r: (r.partition, r.offset))
                 appended = await loop.run_in_executor(writer, backend.append, records)

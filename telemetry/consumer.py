@@ -2,7 +2,7 @@
 
 ::
 
-    poll -> decode -> dead-letter what does not decode -> drop repeats (event_id)
+    poll -> verify -> decode -> dead-letter what fails either -> drop repeats (event_id)
          -> handler(batch) -> commit -> poll ...
 
 * **At least once, counted once.** The loop commits only after the handler
@@ -14,9 +14,13 @@
   failed is handled again in full.
 * **Handler failures** are retried on the same batch with backoff (0.1 s
   doubling to 10 s); nothing is committed until it succeeds.
-* **Undecodable records** (not JSON, unknown ``type``, missing or wrong-typed
-  fields) are published unchanged, same key, to the dead-letter topic —
-  durably, before the batch commits — and counted.
+* **Events that do not verify** (with a ``verifier``: unsigned, unknown key, bad
+  signature, expired key; :mod:`telemetry.signing`) and **undecodable records**
+  (not JSON, unknown ``type``, missing or wrong-typed fields) never reach the
+  handler: each is published, with its reason and the original bytes
+  (:mod:`telemetry.dead_letter`), same key, to the dead-letter topic — durably,
+  before the batch commits — and counted; rejections also by reason, and
+  ``rejected`` hears each one (the rolling view feeds the ForgedEvents alert).
 * **Stopping** finishes the batch in hand, commits it, and closes the
   subscription and publisher in ``finally``.
 
@@ -40,7 +44,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from ragward import tracing
 from ragward.errors import ConfigError
 from telemetry.bus import EventBus, Publisher, Record, Subscription
+from telemetry.dead_letter import envelope, park
 from telemetry.events import Event, any_decoder
+from telemetry.signing import EventVerifier, Rejection
 
 log = structlog.get_logger(__name__)
 
@@ -106,8 +112,9 @@ class SeenIds:
 
 class ConsumerMetrics:
     """ragward_events_consumed_total{topic}, ragward_events_dead_lettered_total{topic},
-    ragward_events_duplicate_total and ragward_consumer_lag{group} — one set per registry,
-    shared by every consumer loop that uses it."""
+    ragward_events_rejected_total{topic,reason}, ragward_events_duplicate_total and
+    ragward_consumer_lag{group} — one set per registry, shared by every consumer loop
+    that uses it (the audit consumer's too)."""
 
     _by_registry: ClassVar[weakref.WeakKeyDictionary[CollectorRegistry, ConsumerMetrics]] = (
         weakref.WeakKeyDictionary()
@@ -117,8 +124,11 @@ class ConsumerMetrics:
         self.consumed = Counter("ragward_events_consumed", "Events consumed, by topic.",
                                 ["topic"], registry=registry)
         self.dead_lettered = Counter("ragward_events_dead_lettered",
-                                     "Undecodable records sent to the dead-letter topic.",
-                                     ["topic"], registry=registry)
+                                     "Records sent to the dead-letter topic (undecodable or "
+                                     "failing verification).", ["topic"], registry=registry)
+        self.rejected = Counter("ragward_events_rejected",
+                                "Events that failed signature verification, by reason.",
+                                ["topic", "reason"], registry=registry)
         self.duplicates = Counter("ragward_events_duplicate",
                                   "Events dropped as repeats of an event_id already handled.",
                                   registry=registry)
@@ -150,6 +160,8 @@ class EventConsumer:
         poll_timeout_s: float = 0.5,
         max_records: int = 5000,
         decoder: msgspec.json.Decoder[Any] = any_decoder,
+        verifier: EventVerifier | None = None,
+        rejected: Callable[[Rejection], None] | None = None,
     ) -> None:
         self.bus = bus
         self.topics = list(topics)
@@ -158,6 +170,8 @@ class EventConsumer:
         self.dead_letter_topic = dead_letter_topic
         self.seen = SeenIds(dedupe_window)
         self.decoder = decoder  # anything whose result has .event_id; default: full events
+        self.verifier = verifier  # None: trust every record (tests of the loop, the bench)
+        self._rejected = rejected
         self.metrics = ConsumerMetrics.for_registry(registry) if registry is not None else None
         self._from_beginning = from_beginning
         self._poll_timeout = poll_timeout_s
@@ -172,6 +186,7 @@ class EventConsumer:
         self.handled = 0
         self.duplicates = 0
         self.dead_lettered = 0
+        self.rejected = 0
         self.lag: int | None = None
         self.ready = False
         self.last_error: str | None = None
@@ -283,13 +298,20 @@ class EventConsumer:
         in_batch: set[str] = set()
         seen = self.seen
         decode = self.decoder.decode
+        check = self.verifier.check if self.verifier is not None else None
         consumed: dict[str, int] = {}
         for record in records:
             consumed[record.topic] = consumed.get(record.topic, 0) + 1
+            if check is not None and (rejection := check(record.value)) is not None:
+                await self._reject(record, publisher, rejection)
+                continue
             try:
                 event = decode(record.value)
             except msgspec.DecodeError as exc:
-                await self._dead_letter(record, publisher, exc)
+                log.warning("consumer.undecodable", topic=record.topic,
+                            partition=record.partition, offset=record.offset,
+                            error=str(exc)[:200])
+                await self._dead_letter(record, publisher, "undecodable", str(exc)[:200])
                 continue
             event_id = event.event_id
             if event_id in seen or event_id in in_batch:
@@ -305,19 +327,27 @@ class EventConsumer:
                 self.metrics.consumed.labels(topic).inc(count)
         return batch
 
-    async def _dead_letter(self, record: Record, publisher: Publisher, exc: Exception) -> None:
-        log.warning("consumer.undecodable", topic=record.topic, partition=record.partition,
-                    offset=record.offset, error=str(exc)[:200])
-        key = record.key.decode(errors="replace") if record.key else "-"
-        while True:
-            try:
-                await publisher.publish(self.dead_letter_topic, key, record.value)
-                break
-            except Exception as exc2:  # must not commit past a record we could not park
-                self._failed("consumer.dead_letter_failed", exc2)
-                if self._stopping.is_set():
-                    raise
-                await self._sleep(1.0)
+    async def _reject(self, record: Record, publisher: Publisher, rejection: Rejection) -> None:
+        log.error("consumer.event_rejected", topic=record.topic, partition=record.partition,
+                  offset=record.offset, reason=rejection.reason, detail=rejection.detail,
+                  group=self.group_id)
+        await self._dead_letter(record, publisher, rejection.reason, rejection.detail,
+                                rejection.key_id)
+        self.rejected += 1
+        if self.metrics is not None:
+            self.metrics.rejected.labels(record.topic, rejection.reason).inc()
+        if self._rejected is not None:
+            self._rejected(rejection)
+
+    async def _dead_letter(self, record: Record, publisher: Publisher, reason: str,
+                           detail: str, key_id: str | None = None) -> None:
+        letter = envelope(record, reason, detail, self.group_id, key_id)
+
+        async def wait(seconds: float) -> bool:
+            await self._sleep(seconds)
+            return self._stopping.is_set()
+
+        await park(publisher, self.dead_letter_topic, record, letter, retry_wait=wait)
         self.dead_lettered += 1
         if self.metrics is not None:
             self.metrics.dead_lettered.labels(record.topic).inc()

@@ -6,6 +6,10 @@ stay compatible (msgspec schema evolution). One encoder and one decoder per
 type are built once and reused. ``docs/events.md`` holds the JSON Schemas,
 generated from these types.
 
+Audit, usage and status events are signed by the gateway that produced them
+(:mod:`telemetry.signing`): ``key_id``, ``seal_salt`` and ``signature`` ride on each,
+and consumers refuse events whose signature does not verify.
+
 No event carries raw PII or secrets: questions appear only redacted and as
 keyed hashes (``question_hmac``: HMAC-SHA256 of the normalised redacted question,
 :mod:`gateway.fingerprint`).
@@ -100,6 +104,10 @@ class AuditEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="audit"):
     # tracing on (docs/tracing.md): the request's trace and the publishing span
     trace_id: TraceId | None = None
     span_id: SpanId | None = None
+    # provenance (telemetry.signing): set by the signing gateway, checked by every consumer
+    key_id: str | None = None
+    seal_salt: str | None = None
+    signature: str | None = None
 
 
 class UsageEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="usage"):
@@ -125,6 +133,10 @@ class UsageEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="usage"):
     cost_usd: float = 0.0
     trace_id: TraceId | None = None
     span_id: SpanId | None = None
+    # provenance (telemetry.signing): set by the signing gateway, checked by every consumer
+    key_id: str | None = None
+    seal_salt: str | None = None
+    signature: str | None = None
 
 
 class AlertEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="alert"):
@@ -157,6 +169,10 @@ class StatusEvent(msgspec.Struct, kw_only=True, tag_field="type", tag="status"):
     spool_bytes: int = 0
     spool_capacity_bytes: int = 0
     circuit_state: str = "closed"
+    # provenance (telemetry.signing): set by the signing gateway, checked by every consumer
+    key_id: str | None = None
+    seal_salt: str | None = None
+    signature: str | None = None
 
 
 Event = AuditEvent | UsageEvent | AlertEvent | StatusEvent

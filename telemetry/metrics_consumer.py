@@ -40,8 +40,10 @@ from ragward.settings import Settings
 from telemetry.bus import EventBus
 from telemetry.consumer import Delivery, EventConsumer, start_with_retry
 from telemetry.consumer_http import Lifespan, consumer_routes, metrics_guards
+from telemetry.event_keys import verifier_from_settings
 from telemetry.exposition import RollingCollector
 from telemetry.rolling import RollingMetrics, metrics_decoder
+from telemetry.signing import EventVerifier
 
 log = structlog.get_logger(__name__)
 
@@ -62,10 +64,13 @@ class MetricsConsumer:
         from_beginning: bool = True,
         max_records: int = 5000,
         export_rolling: bool = True,
+        verifier: EventVerifier | None = None,
     ) -> None:
         """``export_rolling=False`` keeps the rolling figures out of ``registry``: a process
         that only reads the view (the alert consumer) must not export a second copy of the
-        metrics consumer's counters, or every ``sum()`` over them in Prometheus doubles."""
+        metrics consumer's counters, or every ``sum()`` over them in Prometheus doubles.
+        ``verifier`` checks every event's signature (default: from settings,
+        :func:`telemetry.event_keys.verifier_from_settings`)."""
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
         self.view = RollingMetrics(clock, lag_source=lambda: self.loop.lag)
@@ -80,6 +85,8 @@ class MetricsConsumer:
             from_beginning=from_beginning,
             max_records=max_records,
             decoder=metrics_decoder,
+            verifier=verifier if verifier is not None else verifier_from_settings(settings),
+            rejected=self.view.note_rejected,
         )
         if export_rolling:
             self.registry.register(RollingCollector(self.view))
@@ -126,6 +133,7 @@ class MetricsConsumer:
         data["consumer"].update(
             group=self.group_id, consumed=self.loop.consumed, handled=self.loop.handled,
             duplicates=self.loop.duplicates, dead_lettered=self.loop.dead_lettered,
+            rejected=self.loop.rejected,
             ready=self.ready,
         )
         self._snapshot = (now, data)

@@ -25,6 +25,12 @@ COMMON = {
     "request_id": "The request's `X-Request-ID` (empty for status and some alert events).",
     "ts": "When it happened, RFC 3339 UTC with microseconds (`2025-01-31T12:00:00.123456Z`).",
     "schema_version": "Version of this event type's schema (see Versioning).",
+    "key_id": "Id of the gateway key that signed the event (in the verifiers' key set); "
+              "signed itself. See Signatures.",
+    "seal_salt": "16 random bytes (base64url) salting the seals of `client_addr` and "
+                 "`questions_redacted` in the signed view. See Signatures.",
+    "signature": "Ed25519 signature (base64url) over the canonical signed view. "
+                 "See Signatures.",
 }
 
 _TRACE = {  # audit and usage events

@@ -13,11 +13,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from ragward.settings import Settings, load_settings
 from telemetry.audit_store import AuditBackend, open_backend
-from telemetry.bus import Record, Subscription
-from telemetry.events import AuditEvent, encode, now_rfc3339
+from telemetry.bus import EventBus, Record, Subscription
+from telemetry.events import AuditEvent, now_rfc3339
 from telemetry.factory import make_bus
 from tests.conftest import TEST_SECRET
 from tests.postgres import fresh_database
+from tests.signing_support import sign
 
 TENANTS = ("acme", "globex", "initech")
 
@@ -63,12 +64,33 @@ def as_records(
                 p,
                 next_offset[p],
                 event.tenant.encode(),
-                encode(event),
+                sign(event),
                 1_700_000_000_000 + i,
             )
         )
         next_offset[p] += 1
     return out
+
+
+def verifying(settings: Settings, bus: EventBus | None = None) -> dict[str, Any]:
+    """An AuditConsumer's verification arguments: the session's key set, dead letters to
+    ``settings.topic_dead_letter`` on ``bus`` (an in-process bus by default)."""
+    from telemetry.event_keys import verifier_from_settings
+    from telemetry.memory_bus import MemoryBus
+
+    return {"verifier": verifier_from_settings(settings),
+            "dead_letters": (bus or MemoryBus()).publisher(),
+            "dead_letter_topic": settings.topic_dead_letter}
+
+
+def doc_verifier() -> str:
+    """The outside verifier printed in docs/audit.md (tests run it on exports)."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "audit.md").read_text("utf-8")
+    match = re.search(r"```python\n(# verify_audit_export\.py.*?)```", text, re.S)
+    assert match, "docs/audit.md has the outside verifier"
+    return match.group(1)
 
 
 def settings_for(tmp_path: Path, target: str | None, **overrides: Any) -> Settings:
@@ -132,7 +154,7 @@ async def produce(
     await producer.start()
     try:
         futures = [
-            await producer.send(topic, encode(e), key=e.tenant.encode(), timestamp_ms=timestamp_ms)
+            await producer.send(topic, sign(e), key=e.tenant.encode(), timestamp_ms=timestamp_ms)
             for e in events
         ]
         metas = [await f for f in futures]

@@ -17,6 +17,7 @@ from ragward.settings import Settings, load_settings
 from tests.postgres import postgres_dsn  # noqa: F401  (registers the session fixture)
 from tests.secure_services import secure_kafka, secure_redis  # noqa: F401  (the same)
 from tests.services import kafka_service, redis_cluster_service, redis_service
+from tests.signing_support import key_env
 from tests.upstream_server import UpstreamServer
 
 TEST_SECRET = "test-secret-0123456789-0123456789-abcdef"
@@ -49,6 +50,17 @@ def _say_past_capture(config: pytest.Config) -> Callable[[str], None]:
             print(line, file=sys.stderr, flush=True)
 
     return say
+
+
+@pytest.fixture(scope="session", autouse=True)
+def event_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The session's event key pair, in the environment every settings object and every
+    child process reads: gateways sign with it, consumers verify with its key set."""
+    env = key_env(tmp_path_factory.mktemp("event-keys"))
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        yield env
 
 
 @pytest.fixture(scope="session")

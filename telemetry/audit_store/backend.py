@@ -42,9 +42,14 @@ from telemetry.audit_store.query import (
     time_us,
     validate_query,
 )
-from telemetry.audit_store.schema import SCHEMA, Statements
+from telemetry.audit_store.schema import ADDED_COLUMNS, SCHEMA, Statements
+from telemetry.audit_store.signatures import SignatureChecker
 from telemetry.bus import Record
 from telemetry.client_address import ClientAddressPolicy
+from telemetry.signing import KeySet, SignedParts, signed_parts
+
+# A record ready to chain: what it is, its canonical bytes, (key_id, signature, signed view)
+Prepared = tuple[BuiltRecord, bytes, tuple[str | None, str | None, str | None]]
 
 
 class AuditBackend:
@@ -85,6 +90,10 @@ class AuditBackend:
             self._lock_schema(conn)
             for statement in SCHEMA:
                 conn.execute(statement)
+            have = {d[0] for d in conn.execute("SELECT * FROM audit_records LIMIT 0").description}
+            for column, kind in ADDED_COLUMNS:  # a store made by an older version
+                if column not in have:
+                    conn.execute(f"ALTER TABLE audit_records ADD COLUMN {column} {kind}")
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)
@@ -140,13 +149,17 @@ class AuditBackend:
         return list(conn.execute(sql, params).fetchall())
 
     # -- writing -----------------------------------------------------------------------
-    def _prepare(self, records: Sequence[Record]) -> list[tuple[BuiltRecord, bytes]]:
-        """Decode, apply the privacy policy and canonicalise: all that needs no chain state."""
+    def _prepare(self, records: Sequence[Record]) -> list[Prepared]:
+        """Decode, apply the privacy policy, canonicalise and split off the signature: all
+        that needs no chain state. (The consumer verified the signatures before.)"""
         policy = self.policy
-        out = []
+        out: list[Prepared] = []
         for r in records:
             built = build_record(r, policy)
-            out.append((built, canonical_json(built.record)))
+            parts = signed_parts(r.value)
+            signed = (parts.key_id, parts.signature, parts.view.decode("utf-8")) \
+                if isinstance(parts, SignedParts) else (None, None, None)
+            out.append((built, canonical_json(built.record), signed))
         return out
 
     def append(self, records: Sequence[Record]) -> AppendResult:
@@ -161,7 +174,7 @@ class AuditBackend:
         return self._write(sorted({r.partition for r in ordered}), [self._prepare(ordered)])
 
     def _write(
-        self, partitions: list[int], chunks: list[list[tuple[BuiltRecord, bytes]]]
+        self, partitions: list[int], chunks: list[list[Prepared]]
     ) -> AppendResult:
         """One transaction. First optimistically, trusting the unique index on event_id to
         object (a re-published event at a new offset is rare); if it does, the batch is
@@ -202,7 +215,7 @@ class AuditBackend:
         self,
         conn: Any,
         partitions: list[int],
-        chunks: Iterable[list[tuple[BuiltRecord, bytes]]],
+        chunks: Iterable[list[Prepared]],
         check_ids: bool = True,
     ) -> AppendResult:
         marks = self.sql.marks(len(partitions))
@@ -222,10 +235,10 @@ class AuditBackend:
         seen: set[str] = set()
         for chunk in chunks:
             existing = (
-                self._existing_ids(conn, [b.event_id for b, _ in chunk]) if check_ids else set()
+                self._existing_ids(conn, [p[0].event_id for p in chunk]) if check_ids else set()
             )
             rows: list[tuple[Any, ...]] = []
-            for b, text in chunk:
+            for b, text, signed in chunk:
                 head = heads.get(b.partition)
                 if head is None:
                     head = ChainHead(b.partition, -1, GENESIS_HASH, 0, 0)
@@ -249,6 +262,7 @@ class AuditBackend:
                         text.decode("utf-8"),
                         head.hash,
                         digest,
+                        *signed,
                     )
                 )
                 heads[b.partition] = ChainHead(b.partition, b.offset, digest, count, max_ts)
@@ -401,11 +415,13 @@ class AuditBackend:
                 anchor = Anchor(cp.offset, cp.hash, cp.count)
         return anchor
 
-    def verify(self, progress: Any = None) -> VerifyReport:
-        """Recompute every chain in one consistent snapshot; name each partition's first break."""
+    def verify(self, progress: Any = None, keys: KeySet | None = None) -> VerifyReport:
+        """Recompute every chain in one consistent snapshot; name each partition's first break.
+        With ``keys``, check every record's signature too (:mod:`.signatures`)."""
         started = time.perf_counter()
         conn = self.conn()
         report = VerifyReport()
+        signatures = SignatureChecker(keys) if keys is not None else None
         self._begin_read(conn)
         try:
             heads = {h.partition: h for h in self.heads()}
@@ -422,7 +438,8 @@ class AuditBackend:
             )
             for p in partitions:
                 report.partitions.append(
-                    self._verify_partition(conn, p, heads.get(p), cps.get(p, []), progress)
+                    self._verify_partition(conn, p, heads.get(p), cps.get(p, []), progress,
+                                           signatures)
                 )
             conn.execute("COMMIT")
         except BaseException:
@@ -430,10 +447,12 @@ class AuditBackend:
             raise
         report.records = sum(p.records for p in report.partitions)
         report.seconds = time.perf_counter() - started
+        report.signatures = signatures.report if signatures is not None else None
         return report
 
     def _verify_partition(
-        self, conn: Any, p: int, head: ChainHead | None, cps: list[Checkpoint], progress: Any
+        self, conn: Any, p: int, head: ChainHead | None, cps: list[Checkpoint], progress: Any,
+        signatures: SignatureChecker | None = None,
     ) -> PartitionReport:
         m = self.sql.mark
         first = self._q(
@@ -445,12 +464,12 @@ class AuditBackend:
         rows = self._stream(
             conn,
             "SELECT kafka_offset, record, prev_hash, hash, chain_count, event_id, ts_us, tenant,"
-            f" subject, request_id FROM audit_records WHERE kafka_partition = {m}"
-            " ORDER BY kafka_offset",
+            " subject, request_id, key_id, signature, signed_event FROM audit_records"
+            f" WHERE kafka_partition = {m} ORDER BY kafka_offset",
             (p,),
         )
         with contextlib.closing(rows):  # close the server-side cursor now, also on a break
-            n = self._check_rows(checker, rows, progress)
+            n = self._check_rows(checker, rows, progress, signatures)
         if progress is not None:
             progress(n % 10_000)
         if head is None:
@@ -464,9 +483,11 @@ class AuditBackend:
         return PartitionReport(p, n, head, anchor.offset, checker.problem)
 
     @staticmethod
-    def _check_rows(checker: ChainChecker, rows: Iterator[tuple[Any, ...]], progress: Any) -> int:
+    def _check_rows(checker: ChainChecker, rows: Iterator[tuple[Any, ...]], progress: Any,
+                    signatures: SignatureChecker | None = None) -> int:
         n = 0
-        for offset, text, prev, digest, count, event_id, ts_us, tenant, subject, request_id in rows:
+        for (offset, text, prev, digest, count, event_id, ts_us, tenant, subject, request_id,
+             key_id, signature, signed_event) in rows:
             n += 1
             if progress is not None and n % 10_000 == 0:
                 progress(10_000)
@@ -481,6 +502,9 @@ class AuditBackend:
             ):
                 checker.fail(offset, "indexed columns differ from the hashed record (row altered)")
                 break
+            if signatures is not None:
+                signatures.feed(checker.partition, offset, checker.last_record, key_id,
+                                signature, signed_event)
         return n
 
     def export(
@@ -518,14 +542,14 @@ class AuditBackend:
                 hi = self._q(conn, hi_sql, hi_params)[0][0]
                 if lo is None or hi is None or lo > hi:
                     continue
-                for offset, count, text, prev, digest in self._stream(
+                for offset, count, text, prev, digest, key_id, signature, signed in self._stream(
                     conn,
-                    "SELECT kafka_offset, chain_count, record, prev_hash, hash FROM audit_records"
-                    f" WHERE kafka_partition = {m} AND kafka_offset BETWEEN {m} AND {m}"
-                    " ORDER BY kafka_offset",
+                    "SELECT kafka_offset, chain_count, record, prev_hash, hash, key_id, signature,"
+                    f" signed_event FROM audit_records WHERE kafka_partition = {m}"
+                    f" AND kafka_offset BETWEEN {m} AND {m} ORDER BY kafka_offset",
                     (p, lo, hi),
                 ):
-                    yield {
+                    line: dict[str, Any] = {
                         "partition": p,
                         "offset": offset,
                         "count": count,
@@ -533,6 +557,10 @@ class AuditBackend:
                         "hash": digest,
                         "record": json.loads(text),
                     }
+                    if key_id is not None:
+                        line |= {"key_id": key_id, "signature": signature,
+                                 "signed_event": signed}
+                    yield line
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from telemetry.audit_chain import ChainBreak
+from telemetry.audit_store.signatures import SignatureReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +48,12 @@ class VerifyReport:
     partitions: list[PartitionReport] = field(default_factory=list)
     records: int = 0
     seconds: float = 0.0
+    signatures: SignatureReport | None = None  # None: signatures were not checked
 
     @property
     def ok(self) -> bool:
-        return all(p.problem is None for p in self.partitions)
+        return all(p.problem is None for p in self.partitions) and (
+            self.signatures is None or self.signatures.ok)
 
     @property
     def problems(self) -> list[ChainBreak]:

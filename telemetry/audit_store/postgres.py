@@ -17,14 +17,12 @@ from typing import Any
 import psycopg
 
 from telemetry.audit_store.backend import AuditBackend
+from telemetry.audit_store.schema import RECORD_COLUMNS
 from telemetry.client_address import ClientAddressPolicy
 
 _SCHEMA_LOCK = 0x72_61_67_77_61_75  # "ragwau": any constant shared by ragward processes
 _cursor_names = itertools.count()
-_COPY_RECORDS = (
-    "COPY audit_records (kafka_partition, kafka_offset, chain_count, event_id, ts_us, tenant,"
-    " subject, request_id, record, prev_hash, hash) FROM STDIN"
-)
+_COPY_RECORDS = f"COPY audit_records ({RECORD_COLUMNS}) FROM STDIN"
 
 
 class PostgresAuditBackend(AuditBackend):

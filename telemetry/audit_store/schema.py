@@ -3,6 +3,10 @@
 The SQL is the same on SQLite and PostgreSQL except for the parameter marker
 (``?`` for sqlite3, ``%s`` for psycopg): :class:`Statements` spells each statement
 with the marker its dialect names, so no statement is ever rewritten as a string.
+
+:data:`ADDED_COLUMNS` are the columns added to ``audit_records`` after its first
+release; opening an older store adds them (``ALTER TABLE ... ADD COLUMN``), and
+the rows written before stay NULL there (records from before signing).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ SCHEMA = (
         record TEXT NOT NULL,
         prev_hash TEXT NOT NULL,
         hash TEXT NOT NULL,
+        key_id TEXT,
+        signature TEXT,
+        signed_event TEXT,
         PRIMARY KEY (kafka_partition, kafka_offset)
     )""",
     "CREATE UNIQUE INDEX IF NOT EXISTS audit_records_event_id ON audit_records (event_id)",
@@ -50,6 +57,16 @@ SCHEMA = (
 )
 
 
+# The gateway's signature of each record's event (telemetry.signing): the key id, the
+# base64url signature and the exact bytes it covers (the event's canonical signed view).
+ADDED_COLUMNS = (("key_id", "TEXT"), ("signature", "TEXT"), ("signed_event", "TEXT"))
+
+RECORD_COLUMNS = (
+    "kafka_partition, kafka_offset, chain_count, event_id, ts_us, tenant, subject, request_id,"
+    " record, prev_hash, hash, key_id, signature, signed_event"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Statements:
     """The fixed statements with ``mark`` as the parameter marker."""
@@ -62,11 +79,7 @@ class Statements:
 
     @property
     def insert_record(self) -> str:
-        return (
-            "INSERT INTO audit_records (kafka_partition, kafka_offset, chain_count, event_id,"
-            " ts_us, tenant, subject, request_id, record, prev_hash, hash)"
-            f" VALUES ({self.marks(11)})"
-        )
+        return f"INSERT INTO audit_records ({RECORD_COLUMNS}) VALUES ({self.marks(14)})"
 
     @property
     def insert_checkpoint(self) -> str:

@@ -26,7 +26,8 @@ QUANTILES = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}
 TTFT_QUANTILES = {"ttft_p50": 0.5, "ttft_p95": 0.95, "ttft_p99": 0.99}
 REQUEST_METRICS = {"request_rate", "error_rate", *QUANTILES, *TTFT_QUANTILES}
 USAGE_METRICS = {"tokens_avg", "tokens_total", "cost_total", "cache_hit_rate"}
-STATUS_METRICS = {"consumer_lag", "events_silence", "quota_degraded", "spool_fill_ratio"}
+STATUS_METRICS = {"consumer_lag", "events_silence", "quota_degraded", "spool_fill_ratio",
+                  "events_rejected"}
 METRICS = REQUEST_METRICS | USAGE_METRICS | STATUS_METRICS
 
 Key = tuple[str, str, str, str]  # tenant, route, model, status_class

@@ -11,6 +11,7 @@ with other consumers' state, and hands the dashboard its view
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -57,6 +58,9 @@ def _event_time(ts: str, now: float) -> float:
     return min(moment, now + MAX_FUTURE_SKEW_S)
 
 
+MAX_REJECTIONS = 100_000  # times remembered for events_rejected (a flood must stay bounded)
+
+
 class RollingMetrics:
     """The metrics consumer's state; implements :class:`MetricsView`."""
 
@@ -77,8 +81,14 @@ class RollingMetrics:
         self.started_at = clock()
         self.last_event_ts: float | None = None
         self.events = 0
+        # when events failed signature verification (events_rejected: ForgedEvents alert)
+        self.rejections: collections.deque[float] = collections.deque(maxlen=MAX_REJECTIONS)
         self._keys: set[Key] = set()
         self._overflowed = False
+
+    def note_rejected(self, *_: object) -> None:
+        """An event failed verification now (the consumer loop's ``rejected`` hook)."""
+        self.rejections.append(self.clock())
 
     # -- ingest -----------------------------------------------------------------
     def ingest(self, events: Iterable[Event | MetricsEvent]) -> None:
@@ -250,6 +260,12 @@ class RollingMetrics:
         if metric == "events_silence":
             last = self.last_event_ts if self.last_event_ts is not None else self.started_at
             return [Sample({}, max(0.0, now - last), self.events)]
+        if metric == "events_rejected":
+            if window not in WINDOWS:
+                raise ValueError(f"unknown window {window!r}")
+            since = now - WINDOWS[window]
+            count = sum(1 for t in self.rejections if t > since)
+            return [Sample({}, float(count), count)]
         return self.status.query(metric, window, group_by, now)
 
     # -- dashboard --------------------------------------------------------------

@@ -24,12 +24,13 @@ from alerting.silences import Matcher, Silence
 from alerting.state_store import StateStore, db_path
 from alerting.view import Sample
 from ragward.settings import Settings, load_settings
-from telemetry.events import AuditEvent, alert_decoder, encode, new_event_id
+from telemetry.events import AuditEvent, alert_decoder, new_event_id
 from telemetry.memory_bus import MemoryBus, MemoryPublisher
 from tests import receivers
 from tests.alert_helpers import ERROR_RATE_RULES, ScriptedView, rules_from_yaml
 from tests.conftest import TEST_SECRET
 from tests.receivers import HttpReceiver, SmtpReceiver, free_port
+from tests.signing_support import sign
 
 http_receiver = receivers.http_receiver
 smtp_receiver = receivers.smtp_receiver
@@ -96,7 +97,7 @@ class Incident:
                                    ts=_ts(self.clock.now()), tenant=tenant, route="/v1/query",
                                    method="POST", status=500 if i < errors else 200,
                                    decision="error" if i < errors else "allow", latency_ms=12.0)
-                await self.publisher.publish(self.settings.topic_audit, tenant, encode(event))
+                await self.publisher.publish(self.settings.topic_audit, tenant, sign(event))
             self.published += requests
         consumer = self.consumer
         await _until(lambda: consumer.loop.handled >= self.published - self.base)
@@ -376,7 +377,7 @@ routing: {group_wait: 5s, receivers: [webhook]}
                 event = AuditEvent(event_id=new_event_id(), request_id=new_event_id(),
                                    ts=_ts(clock.now()), tenant="acme", route="/v1/query",
                                    status=status)
-                await publisher.publish(settings.topic_audit, "acme", encode(event))
+                await publisher.publish(settings.topic_audit, "acme", sign(event))
             await _until(partial(_handled_at_least, consumer, 3 * (step + 1)), timeout_s=30)
             await consumer.service.tick()
             clock.advance(STEP)

@@ -23,10 +23,11 @@ from ragward.settings import Settings, load_settings
 from telemetry.audit_consumer import AuditConsumer, create_audit_app
 from telemetry.audit_store import AppendResult, AuditStore, open_backend
 from telemetry.bus import Record
-from telemetry.events import AuditEvent, encode, now_rfc3339
+from telemetry.events import AuditEvent, now_rfc3339
 from telemetry.kafka_bus import KafkaBus
 from telemetry.memory_bus import MemoryBus
 from tests.audit_support import create_topic, make_event, produce
+from tests.signing_support import sign
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP = "audit-http"
@@ -66,7 +67,7 @@ async def publish(bus: MemoryBus, settings: Settings, count: int, start: int = 0
         for i in range(start, start + count):
             event = AuditEvent(event_id=f"e{i}", request_id=f"r{i}", ts=now_rfc3339(),
                                tenant=f"t{i % 3}")
-            await publisher.publish(settings.topic_audit, event.tenant, encode(event))
+            await publisher.publish(settings.topic_audit, event.tenant, sign(event))
     finally:
         await publisher.stop()
 

@@ -26,7 +26,7 @@ from ragward.settings import Settings
 from telemetry import audit_cli
 from telemetry.audit_consumer import AuditConsumer
 from telemetry.audit_store import AuditStore, open_backend, open_store
-from telemetry.events import json_schemas
+from telemetry.events import encode, json_schemas
 from tests import audit_support
 from tests.audit_support import (
     create_topic,
@@ -37,6 +37,7 @@ from tests.audit_support import (
     subscribe,
 )
 from tests.postgres import fresh_database
+from tests.signing_support import sign
 
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[2]
@@ -86,6 +87,7 @@ async def _consume(
         topic=settings.topic_audit,
         registry=registry,
         poll_timeout_s=0.2,
+        **audit_support.verifying(settings),
     )
     await consumer.start()
     try:
@@ -97,6 +99,19 @@ async def _consume(
 
 async def _count_at_least(store: AuditStore, n: int) -> bool:
     return sum(h.count for h in await store.heads()) >= n
+
+
+async def _produce_raw(settings: Settings, values: list[bytes]) -> None:
+    """Records written straight to the audit topic, as any producer could."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(settings.topic_audit, value, key=b"t0")
+    finally:
+        await producer.stop()
 
 
 def _verify(settings: Settings, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -115,28 +130,40 @@ def _replay(
 async def test_events_become_records_verify_then_tamper(
     ksettings: Settings, unique: str, fresh_target: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """N events → N records and verify passes; replay from the beginning into an empty
-    store gives identical heads; changing or deleting one record makes verify fail and name it."""
+    """N events → N records and verify passes (chain and signatures); two forged events
+    before them (unsigned; signed, then changed) are refused, not chained; replay from the
+    beginning into an empty store refuses the same two and gives identical heads; changing
+    or deleting one record makes verify fail and name it."""
     n = 90
     await create_topic(ksettings.kafka_bootstrap or "", ksettings.topic_audit)
+    tampered = json.loads(sign(make_event(1001)))
+    tampered["status"] = 204
+    await _produce_raw(ksettings, [encode(make_event(1000)), json.dumps(tampered).encode()])
     positions = await produce(
         ksettings.kafka_bootstrap or "", ksettings.topic_audit, [make_event(i) for i in range(n)]
     )
     registry = CollectorRegistry()
     store = open_store(ksettings)
     try:
-        await _consume(ksettings, store, f"audit-{unique}", n, registry)
+        consumer = await _consume(ksettings, store, f"audit-{unique}", n, registry)
         heads = await store.heads()
     finally:
         await store.close()
     assert sum(h.count for h in heads) == n
+    assert consumer.rejected == 2
+    for reason in ("unsigned", "bad_signature"):
+        assert registry.get_sample_value("ragward_events_rejected_total", {
+            "topic": ksettings.topic_audit, "reason": reason}) == 1
     assert registry.get_sample_value("ragward_audit_records_total") == n
     assert registry.get_sample_value("ragward_audit_store_commit_seconds_count") >= 1
     code, out = _verify(ksettings, capsys)
     assert code == 0 and f"verified {n} records" in out
 
-    # replay from the beginning into an empty store: identical chain heads
+    # replay from the beginning into an empty store: the same refusals, identical chain heads
+    capsys.readouterr()
     assert await asyncio.to_thread(_replay, ksettings, fresh_target) == 0
+    out = capsys.readouterr().out
+    assert "2 refused: signature" in out and "refused 1 records: bad_signature" in out
     replayed = open_backend(ksettings, fresh_target)
     try:
         assert replayed.heads() == heads
@@ -200,7 +227,8 @@ async def _consume_duplicates(
     settings: Settings, store: AuditStore, group: str, n: int
 ) -> AuditConsumer:
     consumer = AuditConsumer(
-        store, subscribe(settings, group), topic=settings.topic_audit, poll_timeout_s=0.2
+        store, subscribe(settings, group), topic=settings.topic_audit, poll_timeout_s=0.2,
+        **audit_support.verifying(settings),
     )
     await consumer.start()
     try:

@@ -6,15 +6,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ragward.errors import BadRequest, ValidationFailed
-from ragward.settings import Settings
+from ragward.settings import Settings, load_settings
 from telemetry.audit_chain import GENESIS_HASH, canonical_json, chain_hash
 from telemetry.audit_record import parse_ts_us
 from telemetry.audit_store import (
@@ -25,6 +26,7 @@ from telemetry.audit_store import (
     open_backend,
 )
 from telemetry.bus import Record
+from telemetry.event_keys import key_set_from_settings
 from telemetry.events import encode
 from tests import audit_support
 from tests.audit_support import as_records, make_event, raw_execute
@@ -144,7 +146,8 @@ def test_inserted_record_is_named(backend: AuditBackend) -> None:
     text = canonical_json(forged).decode()
     raw_execute(
         backend,
-        "INSERT INTO audit_records VALUES (0, 5, ?, 'forged', ?, ?, ?, 'forged', ?, ?, ?)",
+        "INSERT INTO audit_records VALUES (0, 5, ?, 'forged', ?, ?, ?, 'forged', ?, ?, ?,"
+        " NULL, NULL, NULL)",
         (
             prev["count"] + 1,
             parse_ts_us(forged["ts"]),
@@ -276,11 +279,10 @@ async def test_async_store_queries_while_writing(audit_settings: Settings) -> No
         await store.close()  # idempotent
 
 
-def _doc_verifier() -> str:
-    text = (REPO / "docs" / "audit.md").read_text(encoding="utf-8")
-    match = re.search(r"```python\n(# verify_audit_export\.py.*?)```", text, re.S)
-    assert match, "docs/audit.md has the outside verifier"
-    return match.group(1)
+def _export_text(lines: Iterable[dict[str, Any]]) -> str:
+    """An export as `ragward audit export` writes it: the session's key set, then the lines."""
+    keys = key_set_from_settings(load_settings()).document()
+    return "".join(json.dumps(line) + "\n" for line in [keys, *lines])
 
 
 def test_export_verifies_with_the_documented_ten_lines(
@@ -289,11 +291,11 @@ def test_export_verifies_with_the_documented_ten_lines(
     """The verifier printed in docs/audit.md accepts an export and rejects an edited one."""
     _fill(backend)
     script = tmp_path / "verify_audit_export.py"
-    code = _doc_verifier()
-    assert len([line for line in code.splitlines() if line.strip()]) <= 12
+    code = audit_support.doc_verifier()
+    assert len([line for line in code.splitlines() if line.strip()]) <= 25
     script.write_text(code)
     export = tmp_path / "audit.jsonl"
-    export.write_text("".join(json.dumps(line) + "\n" for line in backend.export()))
+    export.write_text(_export_text(backend.export()))
     ok = subprocess.run([sys.executable, str(script), str(export)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     heads = {h.partition: h.hash for h in backend.heads()}
@@ -347,9 +349,9 @@ def test_time_bounded_export_is_a_contiguous_verifiable_piece(
         offsets = [line["offset"] for line in lines if line["partition"] == p]
         assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))
     export = tmp_path / "window.jsonl"
-    export.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    export.write_text(_export_text(lines))
     script = tmp_path / "verify_audit_export.py"
-    script.write_text(_doc_verifier())
+    script.write_text(audit_support.doc_verifier())
     ok = subprocess.run([sys.executable, str(script), str(export)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
 
@@ -378,12 +380,12 @@ def test_chat_outcomes_are_stored_chained_and_verify_inside_and_out(
                     "finish_reason": None, "ttft_us": 15346, "duration_us": 100500,
                     "prompt_tokens": 40, "completion_tokens": 3, "total_tokens": 43}
     script = tmp_path / "verify_audit_export.py"
-    script.write_text(_doc_verifier())
+    script.write_text(audit_support.doc_verifier())
     path = tmp_path / "audit.jsonl"
-    path.write_text("".join(json.dumps(line) + "\n" for line in export))
+    path.write_text(_export_text(export))
     ok = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     export[3]["record"]["chat"]["outcome"] = "completed"
-    path.write_text("".join(json.dumps(line) + "\n" for line in export))
+    path.write_text(_export_text(export))
     bad = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True)
     assert bad.returncode != 0

@@ -22,7 +22,7 @@ import pytest
 
 from ragward import devservices
 from ragward.settings import Settings
-from telemetry.events import StatusEvent, encode, new_event_id
+from telemetry.events import StatusEvent, new_event_id
 from telemetry.kafka_bus import KafkaBus
 from tests.integration.test_events_pipeline import (
     TENANTS,
@@ -32,6 +32,7 @@ from tests.integration.test_events_pipeline import (
     make_load,
     publish_load,
 )
+from tests.signing_support import sign
 
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[2]
@@ -70,7 +71,7 @@ async def metrics_service(kafka_bootstrap: str) -> AsyncIterator[Service]:
         status = StatusEvent(event_id=new_event_id(), ts=iso(time.time()), instance="gw-1",
                              quota_degraded={"rpm": True, "tokens": False}, spool_bytes=1024,
                              spool_capacity_bytes=4096)
-        await publisher.publish(settings.topic_usage, "gw-1", encode(status))
+        await publisher.publish(settings.topic_usage, "gw-1", sign(status))
     finally:
         await publisher.stop()
     port = devservices.free_port()

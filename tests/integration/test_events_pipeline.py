@@ -15,16 +15,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from ragward.settings import Settings, load_settings
 from telemetry.bus import EventBus
 from telemetry.consumer import Delivery, EventConsumer
-from telemetry.events import AuditEvent, UsageEvent, encode, new_event_id
+from telemetry.events import AuditEvent, UsageEvent, new_event_id
 from telemetry.kafka_bus import KafkaBus
 from telemetry.memory_bus import MemoryBus
 from telemetry.metrics_consumer import MetricsConsumer
 from telemetry.rolling import RELATIVE_ACCURACY, RollingMetrics
+from tests.signing_support import sign
 
 TENANTS = [f"tenant-{i}" for i in range(8)]
 
@@ -80,8 +82,8 @@ async def publish_load(
     publisher = bus.publisher()
     await publisher.start()
     try:
-        records = [(settings.topic_audit, e.tenant, encode(e)) for e in load.audits]
-        records += [(settings.topic_usage, e.tenant, encode(e)) for e in load.usages]
+        records = [(settings.topic_audit, e.tenant, sign(e)) for e in load.audits]
+        records += [(settings.topic_usage, e.tenant, sign(e)) for e in load.usages]
         queue: asyncio.Queue[tuple[str, str, bytes]] = asyncio.Queue()
         for record in records:
             queue.put_nowait(record)
@@ -168,7 +170,7 @@ async def test_consumer_counts_each_event_once_with_quantiles_within_sketch_erro
     await publisher.start()
     try:
         for event in load.audits[:150]:  # redelivered by an at-least-once producer
-            await publisher.publish(settings.topic_audit, event.tenant, encode(event))
+            await publisher.publish(settings.topic_audit, event.tenant, sign(event))
         for junk in (b"not json", b'{"type": "audit"}', b'{"type": "martian", "event_id": "x"}'):
             await publisher.publish(settings.topic_audit, "tenant-0", junk)
     finally:
@@ -199,9 +201,12 @@ async def test_consumer_counts_each_event_once_with_quantiles_within_sketch_erro
     tokens = sum(e.prompt_tokens + e.completion_tokens + e.embedding_tokens for e in load.usages)
     assert view.query("tokens_total", "1h", [])[0].value == tokens
     assert_quantiles_within_error(view, load.latencies_s())
-    dead = await read_topic(transport, settings.topic_dead_letter, 3, unique)
-    assert sorted(dead) == sorted([b"not json", b'{"type": "audit"}',
-                                   b'{"type": "martian", "event_id": "x"}'])
+    dead = [msgspec.json.decode(letter)
+            for letter in await read_topic(transport, settings.topic_dead_letter, 3, unique)]
+    assert sorted((d["value"], d["reason"]) for d in dead) == sorted([
+        ("not json", "malformed"), ('{"type": "audit"}', "unsigned"),
+        ('{"type": "martian", "event_id": "x"}', "unsigned")])
+    assert {(d["topic"], d["group"]) for d in dead} == {(settings.topic_audit, f"metrics-{unique}")}
 
 
 async def read_topic(transport: Transport, topic: str, expect: int, unique: str) -> list[bytes]:

@@ -26,12 +26,14 @@ from ragward.settings import Settings
 from telemetry.audit_consumer import AuditConsumer
 from telemetry.audit_store import AuditQuery, open_store
 from telemetry.consumer import start_with_retry
+from telemetry.events import AuditEvent, encode, new_event_id, now_rfc3339
 from telemetry.factory import make_bus
 from telemetry.kafka_bus import KafkaBus
 from telemetry.kafka_security import KafkaAccessRefused, KafkaSecurity, check_access
 from telemetry.metrics_consumer import MetricsConsumer
 from tests.conftest import TEST_SECRET
 from tests.gateway_harness import bearer, gateway_settings, running_gateway
+from tests.signing_support import TEST_KEY_ID, session_key_env
 from tests.upstream_server import UpstreamServer
 
 pytestmark = pytest.mark.kafka
@@ -67,11 +69,13 @@ async def test_gateway_to_consumers_pipeline_runs_over_sasl_ssl_with_per_compone
     tmp_path: Path, upstream: UpstreamServer, secure_kafka: SecureKafka, unique: str
 ) -> None:
     """A request through the gateway (user ragward-gateway, write-only) reaches the audit
-    store through the audit consumer (ragward-audit), and the metrics (ragward-metrics) and
-    alert (ragward-alerts) consumers count its events, each on its own SCRAM user over TLS."""
+    store through the audit consumer (ragward-audit), signed by the gateway's key, and the
+    metrics (ragward-metrics) and alert (ragward-alerts) consumers count its events, each on
+    its own SCRAM user over TLS. An event forged with the gateway's own Kafka credentials
+    (unsigned) is refused by all three and dead-lettered by each consumer's user."""
     await _prepared(secure_kafka, unique, tmp_path)
     topics, groups = _topics(unique), _groups(unique)
-    gateway = gateway_settings(tmp_path / "gw", upstream.url,
+    gateway = gateway_settings(tmp_path / "gw", upstream.url, kafka_ack_timeout_s=20,
                                **secure_kafka.overrides(GATEWAY), **topics)
     audit = secure_kafka.settings(AUDIT, **topics, data_dir=tmp_path / "audit",
                                   jwt_secret=TEST_SECRET)
@@ -102,6 +106,26 @@ async def test_gateway_to_consumers_pipeline_runs_over_sasl_ssl_with_per_compone
 
         await _until(stored)
         await _until(counted)
+        [record] = [line for line in store.backend.export()
+                    if line["record"]["request_id"] == request_id]
+        assert record["key_id"] == TEST_KEY_ID
+
+        forger = AIOKafkaProducer(bootstrap_servers=secure_kafka.bootstrap,
+                                  **secure_kafka.security(GATEWAY).client_kwargs())
+        await forger.start()
+        try:
+            await forger.send_and_wait(topics["topic_audit"], encode(AuditEvent(
+                event_id=new_event_id(), request_id="forged", ts=now_rfc3339(), tenant="acme")),
+                key=b"acme")
+        finally:
+            await forger.stop()
+
+        async def refused() -> bool:
+            return (audit_consumer.rejected, metrics_consumer.loop.rejected,
+                    alert_consumer.loop.rejected) == (1, 1, 1)
+
+        await _until(refused)
+        assert (await store.query(AuditQuery(request_id="forged"))).records == []
     finally:
         await alert_consumer.stop()
         await metrics_consumer.stop()
@@ -194,7 +218,8 @@ def _env(overrides: dict[str, Any], tmp_path: Path) -> dict[str, str]:
     from ragward.settings import env_name
 
     env = {env_name(k): str(v) for k, v in overrides.items()}
-    return {**env, "RAGWARD_DATA_DIR": str(tmp_path / "data"), "RAGWARD_JWT_SECRET": TEST_SECRET}
+    return {**env, **session_key_env(), "RAGWARD_DATA_DIR": str(tmp_path / "data"),
+            "RAGWARD_JWT_SECRET": TEST_SECRET}
 
 
 def test_wrong_password_or_untrusted_ca_stops_the_command_in_one_line(

@@ -10,7 +10,9 @@ from ragward.settings import load_settings
 from telemetry.audit_consumer import AuditConsumer
 from telemetry.audit_store import AppendResult, AuditStore, open_backend
 from telemetry.bus import Record
-from telemetry.events import AuditEvent, encode, now_rfc3339
+from telemetry.events import AuditEvent, now_rfc3339
+from tests.audit_support import verifying
+from tests.signing_support import sign
 
 
 class ListSubscription:
@@ -69,7 +71,7 @@ def _records(n: int, topic: str) -> list[Record]:
             0,
             i,
             b"acme",
-            encode(AuditEvent(event_id=f"e{i}", request_id="r", ts=now_rfc3339())),
+            sign(AuditEvent(event_id=f"e{i}", request_id="r", ts=now_rfc3339())),
             0,
         )
         for i in range(n)
@@ -84,7 +86,8 @@ async def test_batch_is_committed_only_after_the_store_holds_it(tmp_path: Path) 
     store = FlakyStore(inner, failures=2, calls=calls)
     sub = ListSubscription([_records(5, settings.topic_audit)], calls)
     consumer = AuditConsumer(
-        store, sub, topic=settings.topic_audit, poll_timeout_s=0.01, clock=lambda: 1000.0
+        store, sub, topic=settings.topic_audit, poll_timeout_s=0.01, clock=lambda: 1000.0,
+        **verifying(settings),
     )
     try:
         assert await consumer.handle(await sub.poll())
@@ -104,7 +107,8 @@ async def test_start_prunes_and_stop_stops_the_subscription(tmp_path: Path) -> N
     store = FlakyStore(inner, failures=0, calls=calls)
     sub = ListSubscription([_records(3, settings.topic_audit)], calls)
     consumer = AuditConsumer(
-        store, sub, topic=settings.topic_audit, poll_timeout_s=0.01, clock=lambda: 1234.0
+        store, sub, topic=settings.topic_audit, poll_timeout_s=0.01, clock=lambda: 1234.0,
+        **verifying(settings),
     )
     try:
         await consumer.start()
@@ -135,11 +139,11 @@ async def test_embedded_on_the_in_process_bus(tmp_path: Path) -> None:
             event = AuditEvent(
                 event_id=f"e{i}", request_id=f"r{i}", ts=now_rfc3339(), tenant=f"t{i % 4}"
             )
-            await publisher.publish(settings.topic_audit, event.tenant, encode(event))
+            await publisher.publish(settings.topic_audit, event.tenant, sign(event))
         await publisher.publish(
             settings.topic_audit,
             "t0",
-            encode(AuditEvent(event_id="e0", request_id="again", ts=now_rfc3339(), tenant="t0")),
+            sign(AuditEvent(event_id="e0", request_id="again", ts=now_rfc3339(), tenant="t0")),
         )
         await consumer.start()
         for _ in range(200):

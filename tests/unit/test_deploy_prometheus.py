@@ -29,6 +29,7 @@ FIXED_METRICS = {
     "ragward_rolling_latency_seconds", "ragward_rolling_tokens_avg", "ragward_consumer_lag",
     "ragward_events_consumed_total", "ragward_events_dead_lettered_total",
     "ragward_events_duplicate_total", "ragward_last_event_timestamp_seconds",
+    "ragward_events_rejected_total",
     "ragward_quota_degraded", "ragward_audit_spool_fill_ratio",
     "ragward_gateway_requests_total", "ragward_gateway_request_duration_seconds",
     "ragward_gateway_in_flight", "ragward_gateway_circuit_state",
@@ -41,7 +42,7 @@ FIXED_METRICS = {
 DEFAULT_RULE_NAMES = {
     "HighErrorRate", "HighLatencyP99", "HighTokensPerRequest", "AvailabilityBudgetFastBurn",
     "AvailabilityBudgetSlowBurn", "EventsSilent", "ConsumerLagHigh", "QuotaControlDegraded",
-    "AuditSpoolFilling", "HighTimeToFirstTokenP99",
+    "AuditSpoolFilling", "HighTimeToFirstTokenP99", "ForgedEvents",
 }
 
 

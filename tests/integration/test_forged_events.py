@@ -1,0 +1,159 @@
+"""Forged events on the real broker: records written straight to the audit and usage
+topics with Debian's kcat — unsigned, signed with a key outside the key set, a real
+event with one field changed — never reach the audit store, /v1/audit or the metrics;
+they land in the dead-letter topic with their reason, fire the ForgedEvents alert, and
+the chain still verifies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from alerting.consumer import AlertConsumer
+from ragward.settings import Settings
+from telemetry.audit_consumer import AuditConsumer
+from telemetry.audit_store import AuditQuery, VerifyReport, open_backend, open_store, store_reader
+from telemetry.dead_letter import original_value
+from telemetry.event_keys import key_set_from_settings
+from telemetry.events import AuditEvent, encode, new_event_id, now_rfc3339
+from telemetry.kafka_bus import KafkaBus
+from telemetry.metrics_consumer import MetricsConsumer
+from telemetry.signing import EventSigner
+from tests.gateway_harness import bearer, gateway_settings, running_gateway
+from tests.signing_support import sign
+from tests.upstream_server import UpstreamServer
+
+pytestmark = pytest.mark.kafka
+
+
+def _kcat() -> str:
+    kcat = shutil.which("kcat")
+    if kcat is None:
+        pytest.fail("kcat is not installed (deploy/install-system-deps.sh installs it)")
+    return kcat
+
+
+def kcat_produce(bootstrap: str, topic: str, key: str, value: bytes) -> None:
+    """One record, as an outsider with network access to the broker would write it."""
+    subprocess.run([_kcat(), "-b", bootstrap, "-t", topic, "-P", "-k", key, "-K", "\t"],
+                   input=key.encode() + b"\t" + value + b"\n", check=True, timeout=60)
+
+
+def kcat_read(bootstrap: str, topic: str) -> list[bytes]:
+    out = subprocess.run([_kcat(), "-b", bootstrap, "-t", topic, "-C", "-e", "-q", "-o",
+                          "beginning", "-f", "%s\n"], capture_output=True, check=True,
+                         timeout=60).stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+async def _until(check: Callable[[], Awaitable[bool] | bool], what: str,
+                 within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if await result if isinstance(result, Awaitable) else result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached in time")
+        await asyncio.sleep(0.1)
+
+
+def _forgeries(real: AuditEvent) -> dict[str, bytes]:
+    """The three forgeries, by the reason each must be refused with."""
+    unsigned = AuditEvent(event_id=new_event_id(), request_id="forged-unsigned", ts=now_rfc3339(),
+                          tenant="acme", subject="mallory", status=200)
+    stranger = EventSigner(Ed25519PrivateKey.generate(), "not-in-the-set").sign(
+        AuditEvent(event_id=new_event_id(), request_id="forged-stranger", ts=now_rfc3339(),
+                   tenant="acme", subject="mallory", status=200))
+    changed = json.loads(sign(real))
+    changed["subject"] = "mallory"  # one field of a real, gateway-signed event
+    return {"unsigned": encode(unsigned), "unknown_key": stranger,
+            "bad_signature": json.dumps(changed).encode()}
+
+
+async def test_forged_events_are_dead_lettered_alerted_and_never_stored(
+    tmp_path: Path, upstream: UpstreamServer, kafka_bootstrap: str, unique: str
+) -> None:
+    """A real request is stored and readable on /v1/audit; the forgeries are not — in the
+    store, on /v1/audit or in the metrics — and each dead letter names its reason and keeps
+    the forged bytes; ForgedEvents fires; `audit verify` (chain and signatures) passes."""
+    topics = {"topic_audit": f"audit-{unique}", "topic_usage": f"usage-{unique}",
+              "topic_alerts": f"alerts-{unique}", "topic_dead_letter": f"dead-{unique}"}
+    # a slow shared machine must not push the request's audit event into the spool
+    settings = gateway_settings(tmp_path, upstream.url, kafka_bootstrap=kafka_bootstrap,
+                                alert_eval_interval_s=0.2, kafka_ack_timeout_s=20, **topics)
+
+    def bus(name: str) -> KafkaBus:  # one spool directory per bus, as per process
+        return KafkaBus(settings, spool_dir=tmp_path / f"spool-{name}")
+
+    store = open_store(settings)
+    audit = AuditConsumer.from_bus(settings, bus("audit"), store, group=f"audit-{unique}",
+                                   poll_timeout_s=0.2)
+    metrics = MetricsConsumer(settings, bus("metrics"), group_id=f"metrics-{unique}")
+    alerts = AlertConsumer(settings, bus("alerts"), group_id=f"alerts-{unique}",
+                           from_beginning=True)
+    for part in (audit, metrics, alerts):
+        await part.start()
+    try:
+        async with running_gateway(settings, bus=bus("gateway"),
+                                   audit_reader=store_reader(store)) as gw:
+            answer = await gw.client.post("/v1/query", json={"question": "hello"},
+                                          headers=bearer(roles=["admin"]))
+            assert answer.status_code == 200, answer.text
+            request_id = answer.json()["request_id"]
+
+            async def stored() -> bool:
+                return len((await store.query(AuditQuery(request_id=request_id))).records) == 1
+
+            await _until(stored, "the real request stored")
+            real = AuditEvent(event_id=new_event_id(), request_id="real-twin", ts=now_rfc3339(),
+                              tenant="acme", subject="alice", status=200)
+            forgeries = _forgeries(real)
+            for value in forgeries.values():
+                kcat_produce(kafka_bootstrap, topics["topic_audit"], "acme", value)
+            kcat_produce(kafka_bootstrap, topics["topic_usage"], "acme", json.dumps(
+                {"type": "usage", "event_id": new_event_id(), "request_id": "forged-usage",
+                 "ts": now_rfc3339(), "tenant": "acme", "total_tokens": 10**9,
+                 "cost_usd": 10**6}).encode())
+            await _until(lambda: audit.rejected >= 3, "the audit consumer refused the three")
+            await _until(lambda: metrics.loop.rejected >= 4, "the metrics consumer refused four")
+            await _until(lambda: any(a.rule == "ForgedEvents" and a.state == "firing"
+                                     for a in alerts.service.engine.alerts()),
+                         "ForgedEvents firing", within=30)
+            listed = await gw.client.get("/v1/audit", headers=bearer(roles=["admin"]))
+            assert listed.status_code == 200, listed.text
+            shown = {r["request_id"] for r in listed.json()["records"]}
+        assert request_id in shown
+        assert not shown & {"forged-unsigned", "forged-stranger", "real-twin", "forged-usage"}
+        page = await store.query(AuditQuery(subject="mallory"))
+        assert page.records == []
+        assert metrics.view.query("tokens_total", "1h", [])[0].value < 10**9
+        letters = [json.loads(v) for v in kcat_read(kafka_bootstrap, topics["topic_dead_letter"])]
+        from_audit = {(d["reason"], d["value"]) for d in letters if d["group"] == audit.group}
+        assert from_audit == {(r, v.decode()) for r, v in forgeries.items()}
+        assert all(original_value(json.dumps(d).encode()) == d["value"].encode()
+                   for d in letters)
+        stranger = next(d for d in letters if d["reason"] == "unknown_key")
+        assert stranger["key_id"] == "not-in-the-set" and "not-in-the-set" in stranger["detail"]
+        report = await asyncio.to_thread(_verify_with_keys, settings)
+        assert report.ok and report.signatures is not None and report.signatures.signed >= 1
+    finally:
+        for part in (alerts, metrics, audit):
+            await part.stop()
+        await store.close()
+
+
+def _verify_with_keys(settings: Settings) -> VerifyReport:
+    backend = open_backend(settings)
+    try:
+        return backend.verify(keys=key_set_from_settings(settings))
+    finally:
+        backend.close()
