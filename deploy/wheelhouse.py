@@ -61,7 +61,8 @@ def wheel_key(wheel: Path) -> tuple[str, str]:
 
 
 def uv() -> str:
-    found = shutil.which("uv", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    here = Path(sys.executable).parent
+    found = shutil.which("uv", path=f"{here}{os.pathsep}{os.environ['PATH']}")
     if found is None:
         sys.exit("error: uv not found (pip install uv at pyproject's tool.uv required-version)")
     return found
@@ -121,7 +122,8 @@ def locked(out: Path) -> Path:
     # Markers (python_full_version < '3.11.5' ...) pick wheels for the running interpreter,
     # so the folder is this lock *for this Python*.
     stamp = folder / ".made-from"
-    made_from = f"{hashlib.sha256(lock_text.encode()).hexdigest()} python {platform.python_version()}"
+    lock_sha = hashlib.sha256(lock_text.encode()).hexdigest()
+    made_from = f"{lock_sha} python {platform.python_version()}"
     if stamp.exists() and stamp.read_text() == made_from:
         print(f"wheelhouse: {folder} already holds this lock", file=sys.stderr)
         return folder
