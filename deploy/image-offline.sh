@@ -6,7 +6,7 @@
 #
 # 1. A wheelhouse made on this host from uv.lock (deploy/wheelhouse.py): the locked runtime
 #    dependencies, hash-checked, and the ragward and native PII wheels built here by uv and
-#    cargo. Kept in $RAGWARD_WHEELHOUSE and remade only when the lock changes (the two project
+#    cargo. Kept in $WHEELHOUSE_DIR and remade only when the lock changes (the two project
 #    wheels are rebuilt every time, byte-identical for the same sources).
 # 2. A Debian 12 base image made from Debian packages with mmdebstrap (from this host's own apt
 #    sources, so a site mirror is used as it is) and `docker import`, kept under a tag that
@@ -16,13 +16,13 @@
 #
 # Needs: a Docker engine with BuildKit (20.10+), mmdebstrap, cargo, and Debian 12's python3
 # with venv (deploy/install-system-deps.sh image installs the packages). Environment: DOCKER
-# (the client), RAGWARD_WHEELHOUSE (where the wheelhouse is kept).
+# (the client), WHEELHOUSE_DIR (where the wheelhouse is kept).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 tag=${1:-ragward:local}
 cache=$HOME/.cache/ragward
-wheelhouse=${RAGWARD_WHEELHOUSE:-$cache/wheelhouse}
+wheelhouse=${WHEELHOUSE_DIR:-$cache/wheelhouse}
 # The base: Debian 12's python3 (3.11, the host's too, so host-built wheels fit), venv for the
 # builder stage, passwd for the runtime's user, CA certificates for outbound TLS.
 base_packages=python3,python3-venv,passwd,ca-certificates

@@ -21,7 +21,7 @@ import httpx
 from tests.gateway_harness import bearer
 from tests.image.conftest import CONSUMERS, BuiltImage, Stack, exec_python
 
-WHEELHOUSE = Path(os.environ.get("RAGWARD_WHEELHOUSE",
+WHEELHOUSE = Path(os.environ.get("WHEELHOUSE_DIR",
                                   Path.home() / ".cache" / "ragward" / "wheelhouse"))
 
 
