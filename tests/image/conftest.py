@@ -54,7 +54,8 @@ class BuiltImage:
 
 
 @pytest.fixture(scope="session")
-def image(docker_host: str, pytestconfig: pytest.Config) -> BuiltImage:
+def image(docker_host: str, docker_client: docker.DockerClient,
+          pytestconfig: pytest.Config) -> BuiltImage:
     """``deploy/image-offline.sh`` run for real: the tag docker-compose.yml names."""
     tag = f"ragward:{IMAGE_TAG}"
     started = time.monotonic()
@@ -63,7 +64,9 @@ def image(docker_host: str, pytestconfig: pytest.Config) -> BuiltImage:
                             timeout=3000, check=False)
     seconds = time.monotonic() - started
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
-    _say_past_capture(pytestconfig)(f"ragward image tests: built {tag} in {seconds:.1f} s")
+    size_mb = docker_client.images.get(tag).attrs["Size"] / 1e6
+    _say_past_capture(pytestconfig)(
+        f"ragward image tests: built {tag} in {seconds:.1f} s, {size_mb:.0f} MB")
     return BuiltImage(tag, seconds)
 
 
