@@ -17,9 +17,14 @@ from typing import Any
 
 import docker
 import httpx
+import pytest
 
 from tests.gateway_harness import bearer
 from tests.image.conftest import CONSUMERS, BuiltImage, Stack, exec_python
+
+# A cold build (wheelhouse downloaded, base made, every layer) takes many minutes on two cores:
+# the session fixture that builds counts against the first test's timeout.
+pytestmark = pytest.mark.timeout(3600)
 
 WHEELHOUSE = Path(os.environ.get("WHEELHOUSE_DIR",
                                   Path.home() / ".cache" / "ragward" / "wheelhouse"))
