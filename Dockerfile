@@ -1,54 +1,70 @@
-# syntax=docker/dockerfile:1
 # ragward — one image for every `ragward` subcommand:
 #   docker run ragward:local serve | gateway | rag-core | consumer metrics|alerts|audit | ingest --sample | token ...
-# Build: docker build -t ragward:local .      (see README.md)
+# Build: make image (docker build -t ragward:local .), or with no registry at all:
+# make image-offline (deploy/image-offline.sh). See README.md "Build the image".
+# No `# syntax=` line: that would pull the Dockerfile frontend from a registry; the engine's
+# built-in BuildKit frontend (Docker 20.10+) has everything used here.
 ARG PYTHON_IMAGE=python:3.11-slim
-
 ARG RUST_IMAGE=rust:1-slim
+# Where the wheels come from: wheelhouse-build makes them here, from the package indexes;
+# wheelhouse-context takes them from the build context, which is then a wheelhouse made by
+# deploy/wheelhouse.py on a connected host (the air-gapped build). Both are made by the same
+# script from uv.lock and are installed below by the same steps.
+ARG WHEELHOUSE=wheelhouse-build
 
-# --- rust: the toolchain for the native PII scanner (native/), copied into the builder ----------
+# --- rust: the toolchain for the native PII scanner (native/), copied into wheelhouse-build -----
 FROM ${RUST_IMAGE} AS rust
 
-# --- builder: a wheel of ragward and a virtualenv with it and its dependencies ------------------
-FROM ${PYTHON_IMAGE} AS builder
+# --- wheelhouse-build: exactly the runtime part of uv.lock, ragward and ragward-pii as wheels ----
+FROM ${PYTHON_IMAGE} AS wheelhouse-build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
-    UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never
 RUN pip install --no-cache-dir uv==0.13.9
-WORKDIR /src
-
-# Dependencies first (their own layer, rebuilt only when the lock changes): exactly the
-# runtime part of uv.lock, hashes checked; no resolution happens in the image.
-COPY pyproject.toml uv.lock README.md ./
-RUN --mount=type=cache,target=/root/.cache/uv \
-    uv venv /opt/ragward --python /usr/local/bin/python \
- && uv export --frozen --no-default-groups --no-emit-project --quiet --output-file /tmp/requirements.txt \
- && uv pip install --python /opt/ragward/bin/python --require-hashes --requirement /tmp/requirements.txt
-
-# The native PII scanner: a wheel built by maturin with cargo; gcc builds the bundled PCRE2
-# (Debian's gcc of the base image's release: a build tool, not shipped, so not pinned).
-COPY --from=rust /usr/local/cargo /usr/local/cargo
-COPY --from=rust /usr/local/rustup /usr/local/rustup
-ENV CARGO_HOME=/usr/local/cargo RUSTUP_HOME=/usr/local/rustup PATH=/usr/local/cargo/bin:$PATH
+# gcc builds the native scanner's bundled PCRE2 (and any locked sdist without a wheel):
+# Debian's gcc of the base image's release, a build tool that is not shipped, so not pinned.
 # hadolint ignore=DL3008
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
+COPY --from=rust /usr/local/cargo /usr/local/cargo
+COPY --from=rust /usr/local/rustup /usr/local/rustup
+ENV CARGO_HOME=/usr/local/cargo RUSTUP_HOME=/usr/local/rustup PATH=/usr/local/cargo/bin:$PATH
+WORKDIR /src
+# Dependencies first (their own layer, rebuilt only when the lock changes).
+COPY pyproject.toml uv.lock README.md ./
+COPY deploy/wheelhouse.py ./deploy/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python deploy/wheelhouse.py locked /wheelhouse
 COPY native ./native
-RUN --mount=type=cache,target=/root/.cache/uv --mount=type=cache,target=/usr/local/cargo/registry \
-    uv build --wheel --out-dir /wheels ./native \
- && uv pip install --python /opt/ragward/bin/python --no-deps /wheels/ragward_pii-*.whl
-
-# Then the project itself, as a wheel (no editable install, no source tree in the image).
 COPY gateway ./gateway
 COPY rag_core ./rag_core
 COPY telemetry ./telemetry
 COPY alerting ./alerting
 COPY ragward ./ragward
-RUN --mount=type=cache,target=/root/.cache/uv \
-    uv build --wheel --out-dir /wheels . \
- && uv pip install --python /opt/ragward/bin/python --no-deps /wheels/ragward-*.whl \
+RUN --mount=type=cache,target=/root/.cache/uv --mount=type=cache,target=/usr/local/cargo/registry \
+    python deploy/wheelhouse.py project /wheelhouse
+
+# --- wheelhouse-context: the build context is the wheelhouse (deploy/image-offline.sh) ----------
+FROM scratch AS wheelhouse-context
+COPY . /wheelhouse/
+
+FROM ${WHEELHOUSE} AS wheelhouse
+
+# --- builder: a virtualenv with exactly the wheelhouse, from nothing else ------------------------
+FROM ${PYTHON_IMAGE} AS builder
+# --no-index: nothing but the wheelhouse; --require-hashes: every wheel as pinned by
+# deploy/wheelhouse.py (uv.lock's own hashes for downloaded wheels); --no-deps: nothing is
+# resolved here. Dependencies and project are two layers (a source change reinstalls only the
+# second); the venv's pip goes at the end, so the shipped venv holds no installer.
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_NO_INDEX=1
+RUN --mount=type=bind,from=wheelhouse,source=/wheelhouse/locked,target=/wheelhouse \
+    python3 -m venv /opt/ragward \
+ && /opt/ragward/bin/pip install --find-links /wheelhouse --require-hashes --no-deps \
+        --requirement /wheelhouse/requirements.txt
+RUN --mount=type=bind,from=wheelhouse,source=/wheelhouse/project,target=/wheelhouse \
+    /opt/ragward/bin/pip install --find-links /wheelhouse --require-hashes --no-deps \
+        --requirement /wheelhouse/requirements.txt \
+ && /opt/ragward/bin/pip uninstall --yes --quiet pip \
  && /opt/ragward/bin/ragward --help >/dev/null \
  && /opt/ragward/bin/python -c "from gateway.pii import default_scanner as d; assert d().engine == 'native'"
 

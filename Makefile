@@ -74,7 +74,26 @@ demo: lock-check $(STAMP) ## ingest the sample corpus and run `ragward serve` wi
 test: lock-check $(STAMP) system-deps ## start real Kafka and Redis, run the whole suite, stop them
 	@$(PY) -m ragward.devservices fetch
 	cargo test --locked --quiet --release --manifest-path native/Cargo.toml
-	RAGWARD_REQUIRE_SERVICES=1 $(PY) -m pytest $(PYTEST_ARGS)
+	RAGWARD_REQUIRE_SERVICES=1 $(PY) -m pytest --ignore=tests/image $(PYTEST_ARGS)
+
+# The image. Both builds install exactly uv.lock from a hash-pinned wheelhouse made by
+# deploy/wheelhouse.py, with pip --no-index; they differ only in where wheels and base come from.
+IMAGE ?= ragward:local
+DOCKER ?= docker
+
+.PHONY: image
+image: ## build the image from the public base images (python:3.11-slim, rust:1-slim) and package indexes
+	DOCKER_BUILDKIT=1 $(DOCKER) build --tag $(IMAGE) .
+
+.PHONY: image-offline
+image-offline: lock-check $(STAMP) ## build the same image with no registry: host-made wheelhouse, Debian base from mmdebstrap
+	deploy/image-offline.sh $(IMAGE)
+
+.PHONY: test-image
+test-image: lock-check $(STAMP) ## build offline and run tests/image on a real Docker engine (starts dockerd when none answers)
+	@deploy/install-system-deps.sh image
+	@$(PY) -m ragward.devservices fetch
+	RAGWARD_REQUIRE_SERVICES=1 $(PY) -m pytest tests/image $(PYTEST_ARGS)
 
 .PHONY: services
 services: lock-check $(STAMP) ## start local Kafka (KRaft) and Redis; prints the exports (SECURE=1: SASL_SSL + ACLs, Redis TLS)

@@ -2,6 +2,9 @@
 # Installs the Debian packages ragward's tests talk to, when they are missing.
 # Java and Maven (for Kafka) and PostgreSQL are expected from the base machine;
 # this script adds what a fresh Debian machine lacks.
+#   deploy/install-system-deps.sh          what `make test` needs
+#   deploy/install-system-deps.sh image    and what `make test-image` needs: Docker's engine,
+#                                          mmdebstrap, Debian's python3-venv (deploy/image-offline.sh)
 set -euo pipefail
 
 declare -A needs=(
@@ -13,7 +16,13 @@ declare -A needs=(
   [chromium]=chromium
   [wrk]=wrk
 )
+if [ "${1:-}" = image ]; then
+  needs[dockerd]=docker.io
+  needs[mmdebstrap]=mmdebstrap
+fi
 missing=()
+# The air-gapped build makes its wheelhouse with Debian's own python3 (the base image's).
+if [ "${1:-}" = image ] && ! dpkg -s python3-venv >/dev/null 2>&1; then missing+=(python3-venv); fi
 for cmd in "${!needs[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${needs[$cmd]}")
 done

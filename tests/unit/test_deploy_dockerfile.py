@@ -67,16 +67,28 @@ def test_hadolint_can_fail(tmp_path: Path) -> None:
 
 
 def test_dockerfile_is_multi_stage_slim_and_non_root() -> None:
-    """Builder and runtime stages on python:3.11-slim (and the Rust toolchain's image, whose
-    cargo the builder borrows for the native scanner); the runtime copies only the venv from
-    the builder and runs as uid 10001; ENTRYPOINT ragward; HEALTHCHECK present."""
+    """Builder and runtime stages on PYTHON_IMAGE (python:3.11-slim by default); the wheels come
+    from a wheelhouse stage picked by WHEELHOUSE (built here with the Rust image's cargo, or the
+    build context itself for the air-gapped build); the builder installs with pip --no-index
+    --require-hashes only; the runtime copies only the venv and runs as uid 10001; ENTRYPOINT
+    ragward; HEALTHCHECK present; no `# syntax=` line (it would pull a frontend image)."""
     steps = instructions()
+    text = DOCKERFILE.read_text()
     froms = [args for keyword, args in steps if keyword == "FROM"]
-    assert len(froms) == 3
-    assert re.search(r"ARG PYTHON_IMAGE=python:3\.11-slim\b", DOCKERFILE.read_text())
-    assert froms[0].endswith(" AS rust")
-    assert froms[1].endswith(" AS builder") and froms[2].endswith(" AS runtime")
-    runtime = steps[[i for i, (k, _) in enumerate(steps) if k == "FROM"][2]:]
+    assert froms == ["${RUST_IMAGE} AS rust", "${PYTHON_IMAGE} AS wheelhouse-build",
+                     "scratch AS wheelhouse-context", "${WHEELHOUSE} AS wheelhouse",
+                     "${PYTHON_IMAGE} AS builder", "${PYTHON_IMAGE} AS runtime"]
+    assert re.search(r"ARG PYTHON_IMAGE=python:3\.11-slim\b", text)
+    assert re.search(r"^ARG WHEELHOUSE=wheelhouse-build$", text, re.M)
+    assert not re.search(r"^# *syntax=", text, re.M)
+    starts = [i for i, (k, _) in enumerate(steps) if k == "FROM"]
+    builder_runs = [args for keyword, args in steps[starts[4]:starts[5]] if keyword == "RUN"]
+    installs = [args for args in builder_runs if "pip install" in args]
+    assert len(installs) == 2 and all(
+        "--require-hashes" in args and "--no-deps" in args and "from=wheelhouse" in args
+        for args in installs)
+    assert "PIP_NO_INDEX=1" in " ".join(a for k, a in steps[starts[4]:starts[5]] if k == "ENV")
+    runtime = steps[starts[5]:]
     copies = [args for keyword, args in runtime if keyword == "COPY"]
     assert copies == ["--from=builder /opt/ragward /opt/ragward"]
     users = [args for keyword, args in runtime if keyword == "USER"]

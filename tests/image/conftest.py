@@ -1,0 +1,167 @@
+"""The image built by the air-gapped path, and docker-compose.yml's ragward services running it.
+
+Run by ``make test-image`` (and CI), not by ``make test``: a cold build takes minutes.
+The containers use the host's network and the test session's Kafka, Redis and PostgreSQL.
+What differs from ``docker compose up`` (host networking has one port space and no service
+names) is overridden, and only that: the Kafka, Redis and rag-core addresses, each server's
+listen port, and RAGWARD_AUDIT_DSN on the gateway and the audit consumer (the gateway serves
+/v1/audit from the store the audit consumer writes only when they share PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from ragward.devservices import free_port
+from tests.conftest import TEST_SECRET, _say_past_capture
+from tests.image.compose import Service, services, wait_healthy
+from tests.image.engine import docker_engine
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE_TAG = "image-test"
+CONSUMERS = ("consumer-metrics", "consumer-alerts", "consumer-audit")
+
+
+@pytest.fixture(scope="session")
+def docker_host(pytestconfig: pytest.Config) -> Iterator[str]:
+    with docker_engine(_say_past_capture(pytestconfig)) as host:
+        yield host
+
+
+@pytest.fixture(scope="session")
+def docker_client(docker_host: str) -> Iterator[docker.DockerClient]:
+    client = docker.DockerClient(base_url=docker_host, timeout=120)
+    yield client
+    client.close()
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    tag: str
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def image(docker_host: str, docker_client: docker.DockerClient,
+          pytestconfig: pytest.Config) -> BuiltImage:
+    """``deploy/image-offline.sh`` run for real: the tag docker-compose.yml names."""
+    tag = f"ragward:{IMAGE_TAG}"
+    started = time.monotonic()
+    result = subprocess.run(["deploy/image-offline.sh", tag], cwd=REPO, capture_output=True,
+                            text=True, env={**os.environ, "DOCKER_HOST": docker_host},
+                            timeout=3000, check=False)
+    seconds = time.monotonic() - started
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    size_mb = docker_client.images.get(tag).attrs["Size"] / 1e6
+    _say_past_capture(pytestconfig)(
+        f"ragward image tests: built {tag} in {seconds:.1f} s, {size_mb:.0f} MB")
+    return BuiltImage(tag, seconds)
+
+
+@dataclass
+class Stack:
+    """The running containers, by compose service name, and what the test needs of them."""
+
+    containers: dict[str, Any]
+    services: dict[str, Service]
+    ports: dict[str, int]
+    healthy_s: dict[str, float]
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['gateway-1']}"
+
+
+@pytest.fixture(scope="module")
+def stack(image: BuiltImage, docker_client: docker.DockerClient, kafka_bootstrap: str,
+          redis_url: str, postgres_dsn: str, pytestconfig: pytest.Config) -> Iterator[Stack]:
+    """ingest, rag-core, gateway-1 and the three consumers, started in compose's order."""
+    run_id = uuid.uuid4().hex[:8]
+    variables = {"IMAGE_TAG": IMAGE_TAG, "RAGWARD_JWT_SECRET": TEST_SECRET,
+                 "RAGWARD_INTERNAL_TOKEN": secrets.token_urlsafe(32),
+                 "RAGWARD_AUDIT_HASH_KEY": secrets.token_urlsafe(32)}
+    spec = services(variables)
+    wanted = ("ingest", "rag-core", "gateway-1", *CONSUMERS)
+    volumes = {v.split(":")[0] for name in wanted for v in spec[name].get("volumes", [])}
+    engine_volumes = {v: docker_client.volumes.create(f"ragward-{run_id}-{v}").name
+                      for v in volumes}
+    chosen = {name: Service(name, spec[name], engine_volumes) for name in wanted}
+    ports = {name: free_port() for name in wanted if name != "ingest"}
+    hosts = {"RAGWARD_KAFKA_BOOTSTRAP": kafka_bootstrap, "RAGWARD_REDIS_URL": redis_url}
+    overrides = {
+        "ingest": hosts,
+        "rag-core": {**hosts, "RAGWARD_RAG_CORE_PORT": str(ports["rag-core"])},
+        "gateway-1": {**hosts, "RAGWARD_PORT": str(ports["gateway-1"]),
+                      "RAGWARD_RAG_CORE_URL": f"http://127.0.0.1:{ports['rag-core']}",
+                      "RAGWARD_AUDIT_DSN": postgres_dsn},
+        **{name: {**hosts, "RAGWARD_CONSUMER_PORT": str(ports[name])} for name in CONSUMERS},
+    }
+    overrides["consumer-audit"]["RAGWARD_AUDIT_DSN"] = postgres_dsn
+    containers: dict[str, Any] = {}
+
+    def start(name: str) -> Any:
+        containers[name] = chosen[name].run(docker_client, f"ragward-{run_id}-{name}", {},
+                                            overrides[name])
+        return containers[name]
+
+    say = _say_past_capture(pytestconfig)
+    healthy: dict[str, float] = {}
+    try:
+        for name in CONSUMERS:  # they depend only on Kafka (kafka-init in compose)
+            start(name)
+        started = {name: time.monotonic() for name in CONSUMERS}
+        ingest = start("ingest")
+        assert ingest.wait(timeout=600)["StatusCode"] == 0, ingest.logs()[-3000:]
+        healthy["rag-core"] = wait_healthy(start("rag-core"), 300)
+        healthy["gateway-1"] = wait_healthy(start("gateway-1"), 300)
+        for name in CONSUMERS:
+            wait_healthy(containers[name], 300)
+            container = containers[name]
+            container.reload()
+            # From the engine's own timestamps: started -> the first passing check.
+            healthy[name] = _engine_healthy_s(container) or time.monotonic() - started[name]
+        for name in ("rag-core", "gateway-1"):
+            containers[name].reload()
+            healthy[name] = _engine_healthy_s(containers[name]) or healthy[name]
+        say("ragward image tests: start to healthy " +
+            ", ".join(f"{name} {seconds:.1f} s" for name, seconds in healthy.items()))
+        yield Stack(containers, chosen, ports, healthy)
+    finally:
+        for container in containers.values():
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+        for volume in engine_volumes.values():
+            docker_client.volumes.get(volume).remove(force=True)
+
+
+def _engine_healthy_s(container: Any) -> float | None:
+    """Seconds from the container's start to its first passing health check, per the engine."""
+    from datetime import datetime
+
+    def parse(stamp: str) -> datetime:
+        head, _, frac = stamp.rstrip("Z").partition(".")
+        return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}")
+
+    state = container.attrs["State"]
+    passing = [entry for entry in state.get("Health", {}).get("Log", []) if entry["ExitCode"] == 0]
+    if not passing:
+        return None
+    return (parse(passing[0]["End"]) - parse(state["StartedAt"])).total_seconds()
+
+
+def exec_python(container: Any, code: str) -> tuple[int, str]:
+    """Run ``python -c code`` inside the running container as its own user."""
+    result = container.exec_run(["python", "-c", code])
+    return result.exit_code, result.output.decode(errors="replace")
