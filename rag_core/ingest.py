@@ -46,7 +46,7 @@ from rag_core.stores import (
     new_vector_store,
 )
 from rag_core.text import make_splitter
-from ragward.errors import RagwardError
+from ragward.errors import NotFound, RagwardError
 from ragward.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -307,6 +307,8 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if tenant is not None and not (0 < len(tenant) <= 128 and tenant.isprintable()):
             raise ValueError("--tenant must be 1-128 printable characters, like a token's tenant")
+        if getattr(args, "delete", False):
+            return _delete_main(settings, args.index, tenant, shared)
         if tenant is None and not shared and args.paths:
             collect_files(list(args.paths))  # a wrong path is the first thing to hear about
             raise ValueError("say whose documents these are: --tenant T (only tenant T may "
@@ -319,6 +321,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
             owner=tenant,
             show_progress=True,
             fail_fast=bool(getattr(args, "fail_fast", False)),
+            store=getattr(args, "store", None),
         )
     except ValueError as exc:
         print(f"ragward ingest: {exc}", file=sys.stderr)
@@ -339,6 +342,20 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     if result.skipped:
         _print_skipped(list(result.skipped))
         return SKIPPED_EXIT
+    return 0
+
+
+def _delete_main(settings: Settings, index: str | None, tenant: str | None,
+                 shared: bool) -> int:
+    """``ragward ingest --delete --index NAME (--tenant T | --shared)``."""
+    if not index or (tenant is None and not shared):
+        raise ValueError("--delete needs --index NAME and whose it is: --tenant T or --shared")
+    try:
+        removed = delete(settings, index, owner=tenant)
+    except NotFound as exc:
+        print(f"ragward ingest: {exc.message}", file=sys.stderr)
+        return 2
+    print(f"deleted index '{index}' and its vectors ({len(removed)} version(s))")
     return 0
 
 

@@ -17,6 +17,7 @@ embeddings already capture meaning well and where BM25 mostly costs latency; set
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 import numpy as np
@@ -82,4 +83,6 @@ class SnapshotRetriever(BaseRetriever):
             query_bundle.embedding = await self._embed_model.aget_query_embedding(
                 query_bundle.query_str
             )
+        if self._mode != "bm25" and self._snapshot.dense.blocking:
+            return await asyncio.to_thread(self._hits, query_bundle)  # pgvector, Qdrant
         return self._hits(query_bundle)

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import structlog
 from llama_index.core import StorageContext, VectorStoreIndex, load_index_from_storage
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.callbacks import CallbackManager
@@ -51,6 +52,8 @@ from llama_index.core.schema import BaseNode, MetadataMode
 from rag_core.lexical import LexicalIndex
 from rag_core.stores import DenseSearch, StoreConfig, drop_vectors, open_dense, write_rows
 from ragward.errors import NotFound
+
+log = structlog.get_logger(__name__)
 
 CURRENT = "CURRENT"
 VERSIONS = "versions"
@@ -186,9 +189,18 @@ def prune_versions(
 
 
 def _remove_version(path: Path, stores: StoreConfig | None) -> None:
-    """The version's vectors first (a pgvector table, a Qdrant collection), then its files."""
-    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+    """The version's vectors first (a pgvector table, a Qdrant collection), then its files.
+
+    A store that cannot drop the table now (unreachable) leaves it behind with a
+    warning naming it: pruning runs after the switch, so failing here would fail a
+    publish that already succeeded."""
+    try:
         drop_vectors(read_manifest(path), stores)
+    except (FileNotFoundError, json.JSONDecodeError):
+        pass
+    except Exception as exc:
+        log.warning("version_vectors_not_dropped", version=path.name,
+                    exc_type=type(exc).__name__, hint="drop the table / collection by hand")
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -226,10 +238,6 @@ class IndexSnapshot:
     @property
     def documents(self) -> int:
         return int(self.manifest.get("documents", 0))
-
-    @property
-    def store(self) -> str:
-        return str(self.manifest.get("store", "embedded"))
 
     def top_k(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """(row, similarity) of the k rows nearest the query embedding, best first."""

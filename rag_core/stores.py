@@ -51,6 +51,8 @@ HNSW = {"hnsw_m": 16, "hnsw_ef_construction": 64, "hnsw_ef_search": 40,
 
 
 class DenseSearch(Protocol):
+    blocking: bool  # True: top_k waits on a network round trip (run it off the event loop)
+
     def top_k(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         """(row, similarity) of the k rows nearest ``query``, best first."""
         ...
@@ -87,6 +89,8 @@ def collection_name(index: str, version: str) -> str:
 
 # -- matrix (embedded) and external searches -------------------------------------
 class MatrixSearch:
+    blocking = False
+
     def __init__(self, store: NumpyVectorStore) -> None:
         self._matrix = store.matrix
         self._transposed = np.ascontiguousarray(self._matrix.T)
@@ -97,6 +101,8 @@ class MatrixSearch:
 
 class ExternalSearch:
     """Nearest neighbours from a LlamaIndex vector store, mapped back to the version's rows."""
+
+    blocking = True
 
     def __init__(self, store: BasePydanticVectorStore, ids: list[str]) -> None:
         self._store = store

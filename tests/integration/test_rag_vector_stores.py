@@ -202,3 +202,30 @@ async def test_delete_removes_the_index_and_its_vectors(settings: Settings) -> N
         await service.stop()
     with pytest.raises(NotFound):
         delete(settings, "handbook", owner="acme")
+
+
+def test_cli_delete_names_the_owner_and_removes_the_index(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ragward ingest --delete`: the wrong tenant is refused with exit 2 and the owner
+    named; the owner deletes it (exit 0); deleting again says it does not exist (exit 2)."""
+    from ragward.cli import build_parser
+
+    settings = load_settings(data_dir=tmp_path)
+    ingest(settings, [], "handbook", sample=True, owner="acme", show_progress=False)
+    parser = build_parser()
+
+    def run(*argv: str) -> int:
+        from rag_core.ingest import main
+
+        return main(settings, parser.parse_args(["ingest", *argv]))
+
+    assert run("--delete", "--index", "handbook", "--tenant", "intruder") == 2
+    assert "owned by tenant 'acme'" in capsys.readouterr().err
+    assert run("--delete", "--index", "handbook") == 2
+    assert "--tenant T or --shared" in capsys.readouterr().err
+    assert run("--delete", "--index", "handbook", "--tenant", "acme") == 0
+    assert "deleted index 'handbook' and its vectors (1 version(s))" in capsys.readouterr().out
+    assert read_current(settings.indexes_dir, "handbook") is None
+    assert run("--delete", "--index", "handbook", "--tenant", "acme") == 2
+    assert "does not exist" in capsys.readouterr().err
