@@ -197,6 +197,17 @@ def baseline(matrix: np.ndarray, queries: list[int], repeats: int) -> tuple[floa
     return timed(bare, repeats)
 
 
+HEADER = (f"{'store':<9} {'chunks':>7} {'ingest/s':>9} {'load s':>7} {'dense p50':>10} "
+          f"{'p99':>7} {'recall':>6} {'bm25 p50':>9} {'p99':>7} {'hybrid p50':>10} {'p99':>7}")
+
+
+def _row(r: dict[str, Any]) -> str:
+    return (f"{r['store']:<9} {r['size']:>7} {r['ingest_cps']:>9.0f} {r['load_s']:>7.2f} "
+            f"{r['dense'][0]:>10.2f} {r['dense'][1]:>7.2f} {r['recall']:>6.2f} "
+            f"{r['bm25'][0]:>9.2f} {r['bm25'][1]:>7.2f} {r['hybrid'][0]:>10.2f} "
+            f"{r['hybrid'][1]:>7.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,100000")
@@ -207,43 +218,33 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.monotonic() + args.max_seconds
     sizes = [int(s) for s in args.sizes.split(",")]
     stores = args.stores.split(",")
-    rows: list[dict[str, Any]] = []
     skipped: list[str] = []
-    bases: dict[int, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="ragward-bench-retrieval-") as tmp:
         root = Path(tmp)
         server, dsn = start_pgvector(root / "pg") if "pgvector" in stores else (None, None)
         try:
             rates = embed_throughput(corpus(200))
-            for size in sizes:
+            print(f"embedding (chunks/s, generated text): hashed {rates['hashed']:.0f}, "
+                  f"USE-m3 {rates['use-m3']:.0f}")
+            print(HEADER, flush=True)
+            for size in sizes:  # each row printed as it is measured: a cut run keeps its rows
                 texts = corpus(size)
                 matrix = vectors(texts)
                 queries = random.Random(size).sample(range(size), min(args.queries, size))
-                bases[size] = baseline(matrix, queries, len(queries))
+                b50, b99 = baseline(matrix, queries, len(queries))
+                print(f"{'numpy':<9} {size:>7} {'-':>9} {'-':>7} {b50:>10.2f} {b99:>7.2f} "
+                      f"{'1.00':>6} {'-':>9} {'-':>7} {'-':>10} {'-':>7}   (baseline)", flush=True)
                 for store in stores:
                     if time.monotonic() > deadline:
                         skipped.append(f"{store}@{size}")
                         continue
-                    rows.append(run_case(store, size, texts, matrix, queries,
-                                         root / f"{store}-{size}", dsn))
-                    print(f"done {store} {size}", file=sys.stderr, flush=True)
+                    row = run_case(store, size, texts, matrix, queries,
+                                   root / f"{store}-{size}", dsn)
+                    print(_row(row), flush=True)
         finally:
             close_clients()
             if server is not None:
                 server.cleanup()
-    print(f"embedding (chunks/s, generated text): hashed {rates['hashed']:.0f}, "
-          f"USE-m3 {rates['use-m3']:.0f}")
-    print(f"{'store':<9} {'chunks':>7} {'ingest/s':>9} {'load s':>7} {'dense p50':>10} "
-          f"{'p99':>7} {'recall':>6} {'bm25 p50':>9} {'p99':>7} {'hybrid p50':>10} {'p99':>7}")
-    for size in sizes:
-        b50, b99 = bases[size]
-        print(f"{'numpy':<9} {size:>7} {'-':>9} {'-':>7} {b50:>10.2f} {b99:>7.2f} {'1.00':>6} "
-              f"{'-':>9} {'-':>7} {'-':>10} {'-':>7}   (baseline)")
-        for r in (r for r in rows if r["size"] == size):
-            print(f"{r['store']:<9} {size:>7} {r['ingest_cps']:>9.0f} {r['load_s']:>7.2f} "
-                  f"{r['dense'][0]:>10.2f} {r['dense'][1]:>7.2f} {r['recall']:>6.2f} "
-                  f"{r['bm25'][0]:>9.2f} {r['bm25'][1]:>7.2f} "
-                  f"{r['hybrid'][0]:>10.2f} {r['hybrid'][1]:>7.2f}")
     print("latencies in ms per query (top-10); ingest = publish (store + docstore + BM25 + "
           "switch) of pre-computed 512-d vectors")
     if skipped:

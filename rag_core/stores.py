@@ -150,6 +150,15 @@ _opened_qdrant: list[Any] = []
 
 
 def _external_store(config: StoreConfig, kind: str, collection: str, dim: int) -> Any:
+    try:
+        return _open_external(config, kind, collection, dim)
+    except ImportError:
+        raise ConfigError(
+            f"the {kind} store needs the `stores` extra: pip install 'ragward[stores]'"
+        ) from None
+
+
+def _open_external(config: StoreConfig, kind: str, collection: str, dim: int) -> Any:
     if kind == "pgvector":
         from llama_index.vector_stores.postgres import PGVectorStore
 
