@@ -33,6 +33,7 @@ from typing import Any, Literal
 from rag_core.ingest import ingest
 from rag_core.schemas import QueryRequest
 from rag_core.service import build_service
+from rag_core.stores import close_clients
 from ragward.logs import configure_logging
 from ragward.settings import Settings, load_settings
 
@@ -170,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     configurations = (default,) if args.only_default else CONFIGURATIONS
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ragward-eval-") as tmp:
-        results = run(configurations, sets, Path(tmp), args.store)
+        try:
+            results = run(configurations, sets, Path(tmp), args.store)
+        finally:
+            close_clients()
     sizes = ", ".join(f"{name} {len(items)}" for name, items in sets.items())
     print(f"questions: {sizes}; local backend, {args.store} store; "
           f"sources ranked by document; default = {default.label}")
