@@ -22,9 +22,8 @@ import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import bm25s
 import numpy as np
 
 from rag_core.text import (
@@ -34,6 +33,9 @@ from rag_core.text import (
     iter_segments,
     normalize,
 )
+
+if TYPE_CHECKING:
+    import bm25s
 
 DIR_NAME = "bm25"
 IDS_FILE = "ids.json"
@@ -79,6 +81,8 @@ class LexicalIndex:
 
     @classmethod
     def build(cls, ids: Sequence[str], texts: Sequence[str]) -> LexicalIndex:
+        import bm25s  # imported by who builds or loads BM25, not by every rag_core import
+
         bm25 = bm25s.BM25()
         corpus = [terms(t) or [""] for t in texts]  # bm25s wants a token per document
         if corpus:
@@ -115,5 +119,7 @@ class LexicalIndex:
             return None
         if ids != list(expected_ids):
             return None
+        import bm25s
+
         bm25 = bm25s.BM25.load(str(target)) if ids else bm25s.BM25()
         return cls(bm25, ids)
