@@ -5,8 +5,10 @@ their names for pricing, and the shared callback manager of the
 :class:`~rag_core.usage.UsageTracker` — built from settings by
 :func:`build_backend`. Nothing here touches LlamaIndex's global ``Settings``.
 
-* ``local``: :class:`~rag_core.embedding.HashedEmbedding` and
-  :class:`~rag_core.answerer.ExtractiveLLM`; offline, cost 0.
+* ``local``: the offline embedding ``RAGWARD_LOCAL_EMBEDDING`` names —
+  :class:`~rag_core.sentence_encoder.SentenceEncoderEmbedding` (USE multilingual
+  v3, the default) or :class:`~rag_core.embedding.HashedEmbedding` (no weights) —
+  and :class:`~rag_core.answerer.ExtractiveLLM`; offline, cost 0.
 * ``openai``: llama-index's ``OpenAI`` and ``OpenAIEmbedding`` against
   ``OPENAI_BASE_URL``. Retries are the OpenAI SDK's own (``max_retries``:
   exponential backoff with jitter on connection errors, 408, 409, 429 and 5xx,
@@ -17,7 +19,7 @@ their names for pricing, and the shared callback manager of the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import openai
@@ -30,6 +32,7 @@ from llama_index.llms.openai import OpenAI
 
 from rag_core.answerer import ExtractiveLLM
 from rag_core.embedding import HashedEmbedding
+from rag_core.sentence_encoder import SentenceEncoderEmbedding
 from rag_core.usage import UsageTracker, report_embedding_tokens
 from ragward.errors import (
     ConfigError,
@@ -67,7 +70,7 @@ class RetryingOpenAI(OpenAI):
             )
 
 
-class ReportingOpenAIEmbedding(OpenAIEmbedding):  # type: ignore[misc]  # untyped base
+class ReportingOpenAIEmbedding(OpenAIEmbedding):
     """``OpenAIEmbedding`` that reports the server's token usage and uses SDK retries."""
 
     sdk_max_retries: int = Field(default=3, ge=0)
@@ -167,9 +170,21 @@ def map_openai_error(exc: BaseException) -> RagwardError | None:
     return None
 
 
-def build_local_backend(tracker: UsageTracker | None = None, dim: int = LOCAL_DIM) -> Backend:
+LocalEmbedding = Literal["use-m3", "hashed"]
+
+
+def build_local_backend(
+    tracker: UsageTracker | None = None,
+    dim: int = LOCAL_DIM,
+    embedding: LocalEmbedding = "use-m3",
+) -> Backend:
+    """``dim``: the hashed embedding's buckets and the extractive answerer's (always hashed)."""
     tracker = tracker or UsageTracker()
-    embed = HashedEmbedding(dim=dim, callback_manager=tracker.callback_manager)
+    embed: BaseEmbedding = (
+        SentenceEncoderEmbedding(callback_manager=tracker.callback_manager)
+        if embedding == "use-m3"
+        else HashedEmbedding(dim=dim, callback_manager=tracker.callback_manager)
+    )
     llm = ExtractiveLLM(dim=dim, callback_manager=tracker.callback_manager)
     return Backend(
         name="local",
@@ -223,4 +238,4 @@ def build_openai_backend(settings: Settings, tracker: UsageTracker | None = None
 def build_backend(settings: Settings, tracker: UsageTracker | None = None) -> Backend:
     if settings.llm == "openai":
         return build_openai_backend(settings, tracker)
-    return build_local_backend(tracker)
+    return build_local_backend(tracker, embedding=settings.local_embedding)

@@ -34,12 +34,19 @@ from tqdm import tqdm
 
 from rag_core.backends import Backend, build_backend
 from rag_core.guard import IngestLimits, Skipped, collect_files
+from rag_core.lexical import LexicalIndex
 from rag_core.ownership import Ownership, check_reingest
 from rag_core.readers import iter_documents
-from rag_core.store import persist_version
+from rag_core.store import delete_index, new_version_id, persist_version
+from rag_core.stores import (
+    StoreConfig,
+    StoreKind,
+    collection_name,
+    drop_vectors,
+    new_vector_store,
+)
 from rag_core.text import make_splitter
-from rag_core.vector_store import NumpyVectorStore
-from ragward.errors import RagwardError
+from ragward.errors import NotFound, RagwardError
 from ragward.identity import MAX_TENANT_CHARS, is_identity
 from ragward.settings import Settings
 
@@ -161,9 +168,11 @@ def ingest(
     backend: Backend | None = None,
     show_progress: bool = True,
     fail_fast: bool = False,
+    store: StoreKind | None = None,
 ) -> IngestResult:
     """Build ``index`` from ``paths`` (and the sample corpus) and publish it as a new version,
-    owned by tenant ``owner`` (None: shared by every tenant).
+    owned by tenant ``owner`` (None: shared by every tenant), its vectors in ``store``
+    (None: ``RAGWARD_VECTOR_STORE``).
 
     Files that cannot be read are skipped and listed in ``IngestResult.skipped``.
     Raises ValueError for bad input (missing paths, nothing to ingest, bad name),
@@ -203,24 +212,18 @@ def ingest(
                 if mapped is not None:
                     raise mapped from exc
                 raise
-            vector_index = VectorStoreIndex(
-                nodes=nodes,
-                embed_model=backend.embed_model,
-                storage_context=StorageContext.from_defaults(vector_store=NumpyVectorStore()),
-                callback_manager=backend.tracker.callback_manager,
-                transformations=[make_splitter()],
+            version = publish(
+                settings, name, nodes, backend,
+                {
+                    "embedding": backend.embedding_id,
+                    "documents": len(file_entries),
+                    "files": file_entries,
+                    "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "sample": sample,
+                    **ownership.manifest_fields(),
+                },
+                store=store,
             )
-            manifest = {
-                "embedding": backend.embedding_id,
-                "dim": len(nodes[0].embedding or []) if nodes else 0,
-                "documents": len(file_entries),
-                "chunks": len(nodes),
-                "files": file_entries,
-                "created": datetime.now(UTC).isoformat(timespec="seconds"),
-                "sample": sample,
-                **ownership.manifest_fields(),
-            }
-            version = persist_version(settings.indexes_dir, name, vector_index, manifest)
         result = IngestResult(
             index=name,
             version=version,
@@ -245,6 +248,58 @@ def ingest(
             backend.close_sync()
 
 
+def publish(
+    settings: Settings,
+    name: str,
+    nodes: list[BaseNode],
+    backend: Backend,
+    manifest: dict[str, object],
+    *,
+    store: StoreKind | None = None,
+) -> str:
+    """Publish embedded ``nodes`` as a new version of index ``name``: vectors into their
+    store, the docstore and BM25 beside the manifest, then the atomic switch."""
+    config = StoreConfig.from_settings(settings)
+    kind: StoreKind = store or config.kind
+    version = new_version_id()
+    dim = len(nodes[0].embedding or []) if nodes else 0
+    collection = collection_name(name, version) if kind != "embedded" else None
+    vector_store = new_vector_store(config, kind, collection or "", dim)
+    full_manifest = {**manifest, "store": kind, "collection": collection, "dim": dim,
+                     "chunks": len(nodes)}
+    try:
+        vector_index = VectorStoreIndex(
+            nodes=nodes,
+            embed_model=backend.embed_model,
+            storage_context=StorageContext.from_defaults(vector_store=vector_store),
+            callback_manager=backend.tracker.callback_manager,
+            transformations=[make_splitter()],
+            store_nodes_override=True,  # the docstore keeps the nodes whatever the store
+        )
+        ids = [n.node_id for n in nodes]
+        lexical = LexicalIndex.build(
+            ids, [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+        )
+        return persist_version(
+            settings.indexes_dir, name, vector_index, full_manifest, lexical,
+            version=version, stores=config, rows=ids if kind != "embedded" else None,
+        )
+    except BaseException:
+        drop_vectors(full_manifest, config)  # never leave a table no version points at
+        raise
+
+
+def delete(settings: Settings, name: str, *, owner: str | None) -> list[str]:
+    """Delete index ``name`` of tenant ``owner`` (None: a shared index), vectors included,
+    wherever they are stored. Another owner's index is refused like a re-ingest would be
+    (ValueError); a missing one is :class:`~ragward.errors.NotFound`. Returns the
+    versions removed; a running service stops answering from it at its next look."""
+    check_reingest(settings.indexes_dir, name, Ownership(owner))
+    removed = delete_index(settings.indexes_dir, name, stores=StoreConfig.from_settings(settings))
+    log.info("index_deleted", index=name, versions=len(removed))
+    return removed
+
+
 def main(settings: Settings, args: argparse.Namespace) -> int:
     """CLI entry: exit 0 on success, 2 on bad input, 1 when the embedding provider
     fails, 3 when files were skipped (the rest is published unless ``--fail-fast``)."""
@@ -254,6 +309,8 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
         if tenant is not None and not is_identity(tenant, MAX_TENANT_CHARS):
             raise ValueError(f"--tenant must be 1-{MAX_TENANT_CHARS} printable characters, "
                              "like a token's tenant")
+        if getattr(args, "delete", False):
+            return _delete_main(settings, args.index, tenant, shared)
         if tenant is None and not shared and args.paths:
             collect_files(list(args.paths))  # a wrong path is the first thing to hear about
             raise ValueError("say whose documents these are: --tenant T (only tenant T may "
@@ -266,6 +323,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
             owner=tenant,
             show_progress=True,
             fail_fast=bool(getattr(args, "fail_fast", False)),
+            store=getattr(args, "store", None),
         )
     except ValueError as exc:
         print(f"ragward ingest: {exc}", file=sys.stderr)
@@ -286,6 +344,20 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     if result.skipped:
         _print_skipped(list(result.skipped))
         return SKIPPED_EXIT
+    return 0
+
+
+def _delete_main(settings: Settings, index: str | None, tenant: str | None,
+                 shared: bool) -> int:
+    """``ragward ingest --delete --index NAME (--tenant T | --shared)``."""
+    if not index or (tenant is None and not shared):
+        raise ValueError("--delete needs --index NAME and whose it is: --tenant T or --shared")
+    try:
+        removed = delete(settings, index, owner=tenant)
+    except NotFound as exc:
+        print(f"ragward ingest: {exc.message}", file=sys.stderr)
+        return 2
+    print(f"deleted index '{index}' and its vectors ({len(removed)} version(s))")
     return 0
 
 

@@ -1,11 +1,24 @@
 """A LlamaIndex retriever over an in-memory :class:`~rag_core.store.IndexSnapshot`.
 
-The stock ``VectorIndexRetriever`` over ``SimpleVectorStore`` converts every
-stored embedding to an array on each query; this one keeps the snapshot's
-normalised matrix and does one matrix-vector product and a partial sort.
+Three modes (``RAGWARD_RETRIEVAL``):
+
+* ``dense``: the query's embedding against the snapshot's vectors (one
+  matrix-vector product for the embedded store, a query to pgvector or Qdrant
+  otherwise);
+* ``bm25``: the snapshot's BM25 index (:mod:`rag_core.lexical`) alone; the query
+  is not embedded;
+* ``hybrid``: both, each to a depth of ``max(top_k, CANDIDATES)``, fused by
+  reciprocal rank (:mod:`rag_core.fusion`); the source's score is the fused score.
+
+``auto`` is hybrid for the offline backend and dense for the OpenAI one, whose
+embeddings already capture meaning well and where BM25 mostly costs latency; set
+``hybrid`` there to have exact names and codes ("GlobalProtect", "PIP") count.
 """
 
 from __future__ import annotations
+
+import asyncio
+from typing import Literal
 
 import numpy as np
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -13,8 +26,20 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
+from rag_core.fusion import reciprocal_rank_fusion
 from rag_core.store import IndexSnapshot
 from ragward import tracing
+from ragward.settings import Settings
+
+Mode = Literal["hybrid", "dense", "bm25"]
+CANDIDATES = 20
+
+
+def retrieval_mode(settings: Settings) -> Mode:
+    """The configured mode, ``auto`` resolved for the configured backend."""
+    if settings.retrieval == "auto":
+        return "hybrid" if settings.llm == "local" else "dense"
+    return settings.retrieval
 
 
 class SnapshotRetriever(BaseRetriever):
@@ -24,29 +49,43 @@ class SnapshotRetriever(BaseRetriever):
         embed_model: BaseEmbedding,
         top_k: int,
         callback_manager: CallbackManager,
+        mode: Mode = "dense",
     ) -> None:
         self._snapshot = snapshot
         self._embed_model = embed_model
         self._top_k = top_k
+        self._mode: Mode = mode
         super().__init__(callback_manager=callback_manager)
 
     def _hits(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        query = np.asarray(query_bundle.embedding, dtype=np.float32)
-        return [
-            NodeWithScore(node=self._snapshot.nodes[row], score=score)
-            for row, score in self._snapshot.top_k(query, self._top_k)
-        ]
+        snapshot, k = self._snapshot, self._top_k
+        if self._mode == "bm25":
+            ranked = snapshot.lexical.top_k(query_bundle.query_str, k)
+        else:
+            query = np.asarray(query_bundle.embedding, dtype=np.float32)
+            if self._mode == "dense":
+                ranked = snapshot.top_k(query, k)
+            else:
+                depth = max(k, CANDIDATES)
+                dense = snapshot.top_k(query, depth)
+                lexical = snapshot.lexical.top_k(query_bundle.query_str, depth)
+                ranked = reciprocal_rank_fusion(
+                    [[row for row, _ in dense], [row for row, _ in lexical]], limit=k
+                )
+        return [NodeWithScore(node=snapshot.nodes[row], score=score) for row, score in ranked]
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        if query_bundle.embedding is None:
+        if query_bundle.embedding is None and self._mode != "bm25":
             query_bundle.embedding = self._embed_model.get_query_embedding(query_bundle.query_str)
         return self._hits(query_bundle)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         with tracing.span("retrieve", attributes={"ragward.index": self._snapshot.name,
                                                   "ragward.top_k": self._top_k}):
-            if query_bundle.embedding is None:
+            if query_bundle.embedding is None and self._mode != "bm25":
                 query_bundle.embedding = await self._embed_model.aget_query_embedding(
                     query_bundle.query_str
                 )
+            if self._mode != "bm25" and self._snapshot.dense.blocking:
+                return await asyncio.to_thread(self._hits, query_bundle)  # pgvector, Qdrant
             return self._hits(query_bundle)

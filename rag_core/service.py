@@ -46,7 +46,7 @@ from rag_core.chat import (
 )
 from rag_core.ownership import Ownership
 from rag_core.pricing import Pricing
-from rag_core.retriever import SnapshotRetriever
+from rag_core.retriever import SnapshotRetriever, retrieval_mode
 from rag_core.schemas import (
     BatchRequest,
     BatchResponse,
@@ -64,6 +64,7 @@ from rag_core.schemas import (
     check_limits,
 )
 from rag_core.store import IndexSnapshot, current_stamp, list_index_names, load_snapshot
+from rag_core.stores import StoreConfig
 from rag_core.synthesizer import SinglePassSynthesizer
 from ragward import tracing
 from ragward.errors import NotFound, RagwardError, UpstreamTimeout
@@ -91,6 +92,8 @@ class RagService:
     ) -> None:
         self._root = settings.indexes_dir
         self._default_index = settings.default_index
+        self._retrieval = retrieval_mode(settings)
+        self._stores = StoreConfig.from_settings(settings)
         self._backend = backend
         self._pricing = pricing
         self._watch_interval_s = watch_interval_s
@@ -133,6 +136,7 @@ class RagService:
         log.info(
             "rag_service_started",
             backend=self._backend.name,
+            retrieval=self._retrieval,
             indexes={n: s.version for n, s in self._snapshots.items()},
         )
 
@@ -198,9 +202,19 @@ class RagService:
             lock = self._locks.setdefault(name, asyncio.Lock())
             async with lock:
                 stamp = current_stamp(self._root, name)
-                if stamp is None or stamp == self._stamps.get(name):
-                    continue
-                await self._load(name, stamp)
+                if stamp is None:
+                    self._forget(name)
+                elif stamp != self._stamps.get(name):
+                    await self._load(name, stamp)
+
+    def _forget(self, name: str) -> None:
+        """The index was deleted: stop answering from it (in-flight queries finish)."""
+        dropped = self._snapshots.pop(name, None)
+        self._stamps.pop(name, None)
+        self._rejected.pop(name, None)
+        self._owners.pop(name, None)
+        if dropped is not None:
+            log.info("index_unloaded", index=name, version=dropped.version)
 
     async def _load(self, name: str, stamp: tuple[int, int]) -> None:
         started = time.perf_counter()
@@ -211,6 +225,7 @@ class RagService:
                 name,
                 self._backend.embed_model,
                 self._backend.tracker.callback_manager,
+                stores=self._stores,
             )
         except Exception as exc:  # a broken version must not take the service down
             log.error("index_load_failed", index=name, error=str(exc), exc_type=type(exc).__name__)
@@ -282,7 +297,9 @@ class RagService:
         backend = self._backend
         cm = backend.tracker.callback_manager
         engine = RetrieverQueryEngine(
-            retriever=SnapshotRetriever(snapshot, backend.embed_model, top_k, cm),
+            retriever=SnapshotRetriever(
+                snapshot, backend.embed_model, top_k, cm, mode=self._retrieval
+            ),
             response_synthesizer=self._synthesizer,
             callback_manager=cm,
         )
@@ -411,7 +428,7 @@ class RagService:
             try:
                 async with asyncio.timeout(self._timeout_s):
                     hits = await SnapshotRetriever(
-                        snapshot, backend.embed_model, req.top_k, cm
+                        snapshot, backend.embed_model, req.top_k, cm, mode=self._retrieval
                     ).aretrieve(conv.retrieval_query)
                 yield SourcesEvent(sources=[_source(hit) for hit in hits])
                 chunks = [h.node.get_content(metadata_mode=MetadataMode.NONE) for h in hits]

@@ -6,8 +6,9 @@
         CURRENT                  the live version id (replaced atomically)
         .lock                    serialises publishers of this index
         versions/<version>/      a LlamaIndex StorageContext (docstore.json,
-                                 index_store.json, default__vector_store.npz, ...)
-                                 plus manifest.json
+                                 index_store.json, default__vector_store.npz for
+                                 the embedded store, ...), bm25/ (the version's
+                                 BM25 index, rag_core.lexical) and manifest.json
         versions/.tmp-<version>/ being written; never read
 
 A publisher writes a complete version directory, fsyncs it, renames it into
@@ -16,10 +17,15 @@ sees either the old or the new version, never half of one. Only the newest
 ``KEEP_VERSIONS`` versions are kept; a reader loads a version into memory in
 well under a second and retries from ``CURRENT`` if its version vanished.
 
+A version's vectors live where its manifest's ``store`` says
+(:mod:`rag_core.stores`): in the directory (the embedded store, default), or in a
+pgvector table / Qdrant collection named after the version — written completely
+before ``CURRENT`` moves, dropped when the version is pruned or the index deleted.
+
 An :class:`IndexSnapshot` is one version loaded into memory: the
-``VectorStoreIndex`` (over a :class:`~rag_core.vector_store.NumpyVectorStore`),
-its nodes, and the store's row-normalised float32 matrix, so retrieval is one
-matrix-vector product with no per-query docstore look-ups.
+``VectorStoreIndex``, its nodes, its BM25 index and a dense search over its
+vectors — for the embedded store the row-normalised float32 matrix, so retrieval
+is one matrix-vector product with no per-query docstore look-ups.
 """
 
 from __future__ import annotations
@@ -37,13 +43,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import structlog
 from llama_index.core import StorageContext, VectorStoreIndex, load_index_from_storage
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.callbacks import CallbackManager
-from llama_index.core.schema import BaseNode
+from llama_index.core.schema import BaseNode, MetadataMode
 
-from rag_core.vector_store import NumpyVectorStore, top_k
+from rag_core.lexical import LexicalIndex
+from rag_core.stores import DenseSearch, StoreConfig, drop_vectors, open_dense, write_rows
 from ragward.errors import NotFound
+
+log = structlog.get_logger(__name__)
 
 CURRENT = "CURRENT"
 VERSIONS = "versions"
@@ -118,15 +128,27 @@ def _publish_lock(root: Path, name: str) -> Iterator[None]:
 
 
 def persist_version(
-    root: Path, name: str, index: VectorStoreIndex, manifest: dict[str, Any]
+    root: Path,
+    name: str,
+    index: VectorStoreIndex,
+    manifest: dict[str, Any],
+    lexical: LexicalIndex,
+    *,
+    version: str | None = None,
+    stores: StoreConfig | None = None,
+    rows: list[str] | None = None,
 ) -> str:
-    """Write ``index`` as a new version of ``name``, make it current, prune old ones."""
-    version = new_version_id()
+    """Write ``index`` (its vectors already in their store) and ``lexical`` as a new
+    version of ``name``, make it current, prune old ones (their vectors too)."""
+    version = version or new_version_id()
     versions = index_dir(root, name) / VERSIONS
     versions.mkdir(parents=True, exist_ok=True)
     tmp = versions / f".tmp-{version}"
     try:
         index.storage_context.persist(persist_dir=str(tmp))
+        lexical.save(tmp)
+        if rows is not None:
+            write_rows(tmp, rows)
         (tmp / MANIFEST).write_text(
             json.dumps(
                 {**manifest, "version": version, "index": name}, ensure_ascii=False, indent=2
@@ -144,14 +166,16 @@ def persist_version(
                 os.fsync(fh.fileno())
             os.replace(pointer, index_dir(root, name) / CURRENT)
             _fsync_dir(index_dir(root, name))
-            prune_versions(root, name)
+            prune_versions(root, name, stores=stores)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return version
 
 
-def prune_versions(root: Path, name: str, keep: int = KEEP_VERSIONS) -> list[str]:
+def prune_versions(
+    root: Path, name: str, keep: int = KEEP_VERSIONS, *, stores: StoreConfig | None = None
+) -> list[str]:
     """Delete all but the newest ``keep`` versions (never the current one)."""
     versions = index_dir(root, name) / VERSIONS
     current = read_current(root, name)
@@ -159,8 +183,38 @@ def prune_versions(root: Path, name: str, keep: int = KEEP_VERSIONS) -> list[str
     removed = []
     for version in done[:-keep] if keep > 0 else done:
         if version != current:
-            shutil.rmtree(versions / version, ignore_errors=True)
+            _remove_version(versions / version, stores)
             removed.append(version)
+    return removed
+
+
+def _remove_version(path: Path, stores: StoreConfig | None) -> None:
+    """The version's vectors first (a pgvector table, a Qdrant collection), then its files.
+
+    A store that cannot drop the table now (unreachable) leaves it behind with a
+    warning naming it: pruning runs after the switch, so failing here would fail a
+    publish that already succeeded."""
+    try:
+        drop_vectors(read_manifest(path), stores)
+    except (FileNotFoundError, json.JSONDecodeError):
+        pass
+    except Exception as exc:
+        log.warning("version_vectors_not_dropped", version=path.name,
+                    exc_type=type(exc).__name__, hint="drop the table / collection by hand")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def delete_index(root: Path, name: str, *, stores: StoreConfig | None = None) -> list[str]:
+    """Remove index ``name``: ``CURRENT`` first (readers stop seeing it at once), then
+    every version with its vectors. Returns the versions removed."""
+    base = index_dir(root, name)
+    if read_current(root, name) is None:
+        raise NotFound(f"index {name!r} does not exist")
+    with _publish_lock(root, name):
+        (base / CURRENT).unlink(missing_ok=True)
+        _fsync_dir(base)
+        removed = prune_versions(root, name, keep=0, stores=stores)
+    shutil.rmtree(base, ignore_errors=True)
     return removed
 
 
@@ -178,19 +232,16 @@ class IndexSnapshot:
     manifest: dict[str, Any]
     index: VectorStoreIndex
     nodes: list[BaseNode]
-    matrix: np.ndarray  # (n_nodes, dim) float32, rows L2-normalised
-    matrix_t: np.ndarray = field(init=False, repr=False)  # matrix.T, C-contiguous
-
-    def __post_init__(self) -> None:
-        self.matrix_t = np.ascontiguousarray(self.matrix.T)
+    dense: DenseSearch
+    lexical: LexicalIndex = field(repr=False)
 
     @property
     def documents(self) -> int:
         return int(self.manifest.get("documents", 0))
 
     def top_k(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """(row, cosine) of the k best rows, best first."""
-        return top_k(self.matrix, query, k, self.matrix_t)
+        """(row, similarity) of the k rows nearest the query embedding, best first."""
+        return self.dense.top_k(query, k)
 
 
 def load_snapshot(
@@ -199,6 +250,8 @@ def load_snapshot(
     embed_model: BaseEmbedding,
     callback_manager: CallbackManager,
     attempts: int = 3,
+    *,
+    stores: StoreConfig | None = None,
 ) -> IndexSnapshot:
     """Load the current version of ``name``; retry if it is replaced while loading."""
     last_error: Exception | None = None
@@ -208,7 +261,7 @@ def load_snapshot(
             raise NotFound(f"index {name!r} does not exist")
         path = version_dir(root, name, version)
         try:
-            return _load_version(path, name, version, embed_model, callback_manager)
+            return _load_version(path, name, version, embed_model, callback_manager, stores)
         except FileNotFoundError as exc:  # pruned between reading CURRENT and loading
             last_error = exc
     raise NotFound(f"index {name!r} could not be loaded: {last_error}")
@@ -220,22 +273,26 @@ def _load_version(
     version: str,
     embed_model: BaseEmbedding,
     callback_manager: CallbackManager,
+    stores: StoreConfig | None,
 ) -> IndexSnapshot:
     manifest = read_manifest(path)
-    vectors = NumpyVectorStore.from_persist_dir(path)
-    storage = StorageContext.from_defaults(persist_dir=str(path), vector_store=vectors)
+    vector_store, dense, ids = open_dense(path, manifest, stores)
+    storage = StorageContext.from_defaults(persist_dir=str(path), vector_store=vector_store)
     index = load_index_from_storage(
         storage, embed_model=embed_model, callback_manager=callback_manager
     )
     if not isinstance(index, VectorStoreIndex):
         raise NotFound(f"index {name!r} is not a vector index")
-    nodes = index.docstore.get_nodes(vectors.ids) if vectors.ids else []
-    matrix = vectors.matrix
+    nodes = index.docstore.get_nodes(ids) if ids else []
+    lexical = LexicalIndex.load(path, ids) or LexicalIndex.build(
+        ids, [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+    )
     return IndexSnapshot(
         name=name,
         version=version,
         manifest=manifest,
         index=index,
         nodes=nodes,
-        matrix=matrix,
+        dense=dense,
+        lexical=lexical,
     )

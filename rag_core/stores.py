@@ -1,0 +1,241 @@
+"""Where an index version's vectors live: embedded, PostgreSQL + pgvector, or Qdrant.
+
+Chosen per index at ingest (``--store`` or ``RAGWARD_VECTOR_STORE``) and recorded
+in the version's manifest (``store``, ``collection``), so a service reads each
+index from wherever it was put, and one service can hold indexes in all three.
+
+* ``embedded`` (default): :class:`~rag_core.vector_store.NumpyVectorStore`, one
+  ``.npz`` inside the version directory; search is a matrix-vector product.
+* ``pgvector``: LlamaIndex's ``PGVectorStore`` on ``RAGWARD_PGVECTOR_DSN``, one
+  table per version (``data_rw_<index hash>_<version>``), HNSW cosine index.
+* ``qdrant``: LlamaIndex's ``QdrantVectorStore``, one collection per version, on
+  ``RAGWARD_QDRANT_URL`` or, unset, Qdrant's local mode under ``data_dir/qdrant``
+  (a file lock allows one process at a time: fine for tests and one-process
+  ``ragward serve`` after ingest, not for ingest beside a running service).
+
+One table or collection per *version* is what keeps the guarantees of the
+embedded store: a re-ingest writes a complete new table while the old one
+answers, ``CURRENT`` switches atomically, and pruning a version (or deleting the
+index) drops its table. A tenant's index never shares a table with another
+index, so isolation stays the ownership check of :mod:`rag_core.ownership`, not
+a metadata filter that one forgotten argument would bypass.
+
+The nodes (text, metadata), their order and the BM25 index stay in the version
+directory in every case: the external store holds only what it is for.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from llama_index.core.vector_stores.types import BasePydanticVectorStore, VectorStoreQuery
+
+from rag_core.vector_store import NumpyVectorStore, top_k
+from ragward.errors import ConfigError
+from ragward.settings import Settings
+
+StoreKind = Literal["embedded", "pgvector", "qdrant"]
+ROWS_FILE = "rows.json"
+# pgvector indexes at most 2,000 dimensions (HNSW on `vector`); wider vectors (the
+# 8,192 hashed buckets) are searched exactly, by a sequential scan
+PGVECTOR_HNSW_MAX_DIM = 2000
+HNSW = {"hnsw_m": 16, "hnsw_ef_construction": 64, "hnsw_ef_search": 40,
+        "hnsw_dist_method": "vector_cosine_ops"}
+
+
+class DenseSearch(Protocol):
+    blocking: bool  # True: top_k waits on a network round trip (run it off the event loop)
+
+    def top_k(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(row, similarity) of the k rows nearest ``query``, best first."""
+        ...
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """How to reach the external stores (the embedded one needs nothing)."""
+
+    kind: StoreKind = "embedded"
+    pgvector_dsn: str | None = None
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
+    qdrant_path: Path | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StoreConfig:
+        return cls(
+            kind=settings.vector_store,
+            pgvector_dsn=settings.pgvector_dsn.get_secret_value() if settings.pgvector_dsn
+            else None,
+            qdrant_url=settings.qdrant_url,
+            qdrant_api_key=settings.qdrant_api_key.get_secret_value()
+            if settings.qdrant_api_key else None,
+            qdrant_path=settings.data_dir / "qdrant",
+        )
+
+
+def collection_name(index: str, version: str) -> str:
+    """A table / collection name unique to one version of one index, safe in SQL."""
+    digest = hashlib.sha256(index.encode("utf-8")).hexdigest()[:10]
+    return f"rw_{digest}_{re.sub(r'[^a-z0-9]', '_', version.lower())}"
+
+
+# -- matrix (embedded) and external searches -------------------------------------
+class MatrixSearch:
+    blocking = False
+
+    def __init__(self, store: NumpyVectorStore) -> None:
+        self._matrix = store.matrix
+        self._transposed = np.ascontiguousarray(self._matrix.T)
+
+    def top_k(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        return top_k(self._matrix, query, k, self._transposed)
+
+
+class ExternalSearch:
+    """Nearest neighbours from a LlamaIndex vector store, mapped back to the version's rows."""
+
+    blocking = True
+
+    def __init__(self, store: BasePydanticVectorStore, ids: list[str]) -> None:
+        self._store = store
+        self._rows = {node_id: row for row, node_id in enumerate(ids)}
+
+    def top_k(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        if not self._rows or k <= 0 or not np.any(query):
+            return []
+        result = self._store.query(
+            VectorStoreQuery(query_embedding=query.astype(float).tolist(), similarity_top_k=k)
+        )
+        ids, scores = result.ids or [], result.similarities or []
+        return [
+            (self._rows[i], float(s)) for i, s in zip(ids, scores, strict=False) if i in self._rows
+        ]
+
+
+# -- opening, creating and dropping ----------------------------------------------
+def _require(value: str | None, variable: str, kind: str) -> str:
+    if not value:
+        raise ConfigError(f"{variable}: required for indexes in the {kind} store")
+    return value
+
+
+@functools.cache
+def _qdrant_client(url: str | None, api_key: str | None, path: str | None) -> Any:
+    """One client per location and process: local mode locks its directory."""
+    from qdrant_client import QdrantClient
+
+    client = (QdrantClient(url=url, api_key=api_key, timeout=10) if url
+              else QdrantClient(path=path))
+    _opened_qdrant.append(client)
+    return client
+
+
+def close_clients() -> None:
+    """Close the Qdrant clients this process opened (local mode releases its lock)."""
+    for client in list(_opened_qdrant):
+        client.close()
+    _opened_qdrant.clear()
+    _qdrant_client.cache_clear()
+
+
+_opened_qdrant: list[Any] = []
+
+
+def _external_store(config: StoreConfig, kind: str, collection: str, dim: int) -> Any:
+    try:
+        return _open_external(config, kind, collection, dim)
+    except ImportError:
+        raise ConfigError(
+            f"the {kind} store needs the `stores` extra: pip install 'ragward[stores]'"
+        ) from None
+
+
+def _open_external(config: StoreConfig, kind: str, collection: str, dim: int) -> Any:
+    if kind == "pgvector":
+        from llama_index.vector_stores.postgres import PGVectorStore
+
+        dsn = _require(config.pgvector_dsn, "RAGWARD_PGVECTOR_DSN", kind)
+        return PGVectorStore.from_params(
+            connection_string=_sqlalchemy_url(dsn, "psycopg2"),
+            async_connection_string=_sqlalchemy_url(dsn, "asyncpg"),
+            table_name=collection,
+            embed_dim=dim,
+            hnsw_kwargs=HNSW if 0 < dim <= PGVECTOR_HNSW_MAX_DIM else None,
+            create_engine_kwargs={"pool_size": 2, "max_overflow": 4, "pool_pre_ping": True},
+        )
+    if kind == "qdrant":
+        from llama_index.vector_stores.qdrant import QdrantVectorStore
+
+        client = _qdrant_client(
+            config.qdrant_url, config.qdrant_api_key,
+            str(config.qdrant_path) if config.qdrant_path else None,
+        )
+        # a doc-id payload index speeds deletes by document on a server; local mode has none
+        return QdrantVectorStore(collection_name=collection, client=client,
+                                 index_doc_id=bool(config.qdrant_url))
+    raise ConfigError(f"unknown vector store {kind!r}")
+
+
+def _sqlalchemy_url(dsn: str, driver: str) -> str:
+    return re.sub(r"^postgres(?:ql)?(?:\+\w+)?://", f"postgresql+{driver}://", dsn)
+
+
+def new_vector_store(
+    config: StoreConfig, kind: StoreKind, collection: str, dim: int
+) -> BasePydanticVectorStore:
+    """An empty store for one new version's vectors."""
+    if kind == "embedded":
+        return NumpyVectorStore()
+    store: BasePydanticVectorStore = _external_store(config, kind, collection, dim)
+    return store
+
+
+def write_rows(version_dir: Path, ids: list[str]) -> None:
+    """The version's node ids in row order (an external store has no order of its own)."""
+    (version_dir / ROWS_FILE).write_text(json.dumps(ids), encoding="utf-8")
+
+
+def open_dense(
+    version_dir: Path, manifest: dict[str, Any], config: StoreConfig | None
+) -> tuple[BasePydanticVectorStore, DenseSearch, list[str]]:
+    """The version's vector store, a search over it and its node ids in row order."""
+    kind = str(manifest.get("store", "embedded"))
+    if kind == "embedded":
+        vectors = NumpyVectorStore.from_persist_dir(version_dir)
+        return vectors, MatrixSearch(vectors), vectors.ids
+    ids: list[str] = json.loads((version_dir / ROWS_FILE).read_text(encoding="utf-8"))
+    store = _external_store(
+        config or StoreConfig(), kind, str(manifest["collection"]), int(manifest.get("dim", 0))
+    )
+    return store, ExternalSearch(store, ids), ids
+
+
+def drop_vectors(manifest: dict[str, Any], config: StoreConfig | None) -> None:
+    """Drop a version's table or collection (nothing to do for the embedded store)."""
+    kind = str(manifest.get("store", "embedded"))
+    collection = manifest.get("collection")
+    if kind == "embedded" or not collection:
+        return
+    config = config or StoreConfig()
+    if kind == "pgvector":
+        import psycopg
+
+        dsn = _require(config.pgvector_dsn, "RAGWARD_PGVECTOR_DSN", kind)
+        plain = re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", dsn)
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f'DROP TABLE IF EXISTS public."data_{collection}"')  # a name we made
+    elif kind == "qdrant":
+        client = _qdrant_client(
+            config.qdrant_url, config.qdrant_api_key,
+            str(config.qdrant_path) if config.qdrant_path else None,
+        )
+        if client.collection_exists(collection):
+            client.delete_collection(collection)

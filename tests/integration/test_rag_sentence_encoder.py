@@ -1,0 +1,81 @@
+"""The default offline configuration end to end: USE multilingual v3 + BM25, hybrid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag_core.ingest import ingest
+from rag_core.schemas import QueryRequest
+from rag_core.sentence_encoder import encode
+from rag_core.service import build_service
+from ragward.errors import NotFound
+from ragward.settings import Settings, load_settings
+
+DOCS = {
+    "leave.md": "# Leave\n\nFull-time employees receive 25 days of paid annual leave per year.",
+    "security.md": "# Security\n\nPasswords must be at least 14 characters long.",
+    "travel.md": "# 差旅\n\n出差住宿标准：北京、上海每晚不超过 600 元。",
+}
+
+
+def _settings(tmp_path: Path, **overrides: str) -> Settings:
+    return load_settings(data_dir=tmp_path, llm="local", **overrides)
+
+
+def test_vectors_are_unit_rows_and_empty_text_is_zero() -> None:
+    """512-dimensional unit rows; a blank text embeds to the zero row (no model call)."""
+    rows = encode(["How much vacation do I get?", "   ", "年假有几天"])
+    assert rows.shape == (3, 512)
+    assert np.allclose(np.linalg.norm(rows[[0, 2]], axis=1), 1.0, atol=1e-4)
+    assert not rows[1].any()
+
+
+def test_meaning_not_words_ranks_the_answer_first() -> None:
+    """A question sharing no word with its answer is nearer to it than to the others,
+    in English and across to Chinese."""
+    question, *docs = encode([
+        "How much vacation does a regular staffer get?",
+        "Full-time employees receive 25 days of paid annual leave per year.",
+        "Passwords must be at least 14 characters long.",
+        "出差住宿标准：北京、上海每晚不超过 600 元。",
+    ])
+    scores = [float(question @ d) for d in docs]
+    assert scores[0] == max(scores)
+
+
+async def test_default_configuration_answers_paraphrases(tmp_path: Path) -> None:
+    """With nothing configured but the offline backend, ingest embeds with USE-m3 (recorded
+    in the manifest as local:local-use-m3), the service retrieves hybrid, and paraphrased
+    questions in both languages find their documents."""
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    for name, text in DOCS.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    settings = _settings(tmp_path, local_embedding="use-m3", retrieval="auto")
+    ingest(settings, [corpus], "hr", owner="acme", show_progress=False)
+    service = build_service(settings)
+    await service.start()
+    try:
+        assert service.indexes("acme")[0].model == "local:local-use-m3"
+        for question, expected in [
+            ("How much vacation does a regular staffer get?", "leave.md"),
+            ("What minimum length applies to login secrets?", "security.md"),
+            ("去外地办事晚上住宾馆最多花多少？", "travel.md"),
+        ]:
+            result = await service.query(QueryRequest(question=question, index="hr", top_k=1),
+                                         tenant="acme", subject="s", request_id="r")
+            assert result.sources[0].metadata["file_name"] == expected, question
+    finally:
+        await service.stop()
+
+    hashed = build_service(_settings(tmp_path, local_embedding="hashed"))
+    await hashed.start()
+    try:
+        with pytest.raises(NotFound, match="re-ingest"):
+            await hashed.query(QueryRequest(question="vacation", index="hr"),
+                               tenant="acme", subject="s", request_id="r")
+    finally:
+        await hashed.stop()

@@ -1,0 +1,231 @@
+"""One index life cycle on every vector store: embedded, real PostgreSQL + pgvector, Qdrant.
+
+pgvector comes from the ``pgserver`` wheel (PostgreSQL 16 with the extension built
+in; Debian ships no pgvector package), started once for this module in a
+temporary directory. Qdrant runs in its local mode (the same client API as a
+server, on files under the data directory).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from rag_core.ingest import delete, ingest
+from rag_core.schemas import QueryRequest
+from rag_core.service import build_service
+from rag_core.store import read_current, read_manifest, version_dir
+from rag_core.stores import StoreConfig, _qdrant_client, close_clients
+from ragward.errors import NotFound
+from ragward.settings import Settings, load_settings
+
+STORES = ("embedded", "pgvector", "qdrant")
+NEW_FACT = "The office aquarium is cleaned by Zorblax Lumenfeld every Tuesday at 07:15."
+
+
+@pytest.fixture(scope="module")
+def pgvector_server() -> Iterator[str]:
+    workdir = tempfile.mkdtemp(prefix="ragward-pgvector-")
+    with warnings.catch_warnings():  # platformdirs: no XDG_RUNTIME_DIR under root
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        server = pgserver.get_server(workdir, cleanup_mode="delete")
+    try:
+        server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
+        yield str(server.get_uri())
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def pgvector_dsn(pgvector_server: str) -> str:
+    """A database of its own for each test, with the vector extension."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pgvector_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    dsn = pgvector_server.replace("/postgres?", f"/{name}?", 1)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    return dsn
+
+
+@pytest.fixture(autouse=True)
+def _close_store_clients() -> Iterator[None]:
+    yield
+    close_clients()
+
+
+@pytest.fixture(params=STORES)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    kind = request.param
+    extra: dict[str, Any] = {}
+    if kind == "pgvector":
+        extra["pgvector_dsn"] = request.getfixturevalue("pgvector_dsn")
+    return load_settings(data_dir=tmp_path, vector_store=kind, retrieval="hybrid", **extra)
+
+
+def collections(settings: Settings) -> set[str]:
+    """The vector tables / collections that exist in the settings' store right now."""
+    config = StoreConfig.from_settings(settings)
+    if config.kind == "pgvector":
+        assert config.pgvector_dsn
+        with psycopg.connect(config.pgvector_dsn) as conn:
+            rows = conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'data_rw_%'"
+            ).fetchall()
+        return {str(r[0]).removeprefix("data_") for r in rows}
+    if config.kind == "qdrant":
+        client = _qdrant_client(None, None, str(config.qdrant_path))
+        return {c.name for c in client.get_collections().collections}
+    return set()
+
+
+def collection_of(settings: Settings, index: str) -> str | None:
+    version = read_current(settings.indexes_dir, index)
+    assert version
+    manifest = read_manifest(version_dir(settings.indexes_dir, index, version))
+    assert manifest["store"] == settings.vector_store
+    return manifest["collection"]
+
+
+async def ask(settings: Settings, question: str, index: str, tenant: str) -> list[str]:
+    service = build_service(settings)
+    await service.start()
+    try:
+        result = await service.query(
+            QueryRequest(question=question, index=index, top_k=3),
+            tenant=tenant, subject="s", request_id="r",
+        )
+    finally:
+        await service.stop()
+    return [str(s.metadata.get("file_name")) for s in result.sources]
+
+
+async def test_ingest_then_query_answers_from_the_store(settings: Settings) -> None:
+    """The sample corpus ingested into the store answers a question with its own document,
+    and its vectors are in a table / collection of their own (none left elsewhere)."""
+    result = ingest(settings, [], "handbook", sample=True, owner="acme", show_progress=False)
+    files = await ask(settings, "How do I submit an expense claim?", "handbook", "acme")
+    assert files[0] == "en-expense-reimbursement.md"
+    files = await ask(settings, "出差住宿标准是多少?", "handbook", "acme")
+    assert files[0] == "zh-business-travel.md"
+    collection = collection_of(settings, "handbook")
+    if settings.vector_store == "embedded":
+        assert collection is None
+    else:
+        assert collections(settings) == {collection}
+        assert result.chunks > 50
+
+
+async def test_reingest_switches_versions_and_drops_pruned_vectors(settings: Settings) -> None:
+    """A running service moves to a re-ingested version at once (a fact only the new version
+    has is found); after a third ingest the first version's vectors are gone from the store
+    and only the two kept versions' remain."""
+    ingest(settings, [], "handbook", sample=True, owner="acme", show_progress=False)
+    first = collection_of(settings, "handbook")
+    service = build_service(settings, watch_interval_s=3600)
+    await service.start()
+    extra = settings.data_dir / "extra"
+    extra.mkdir()
+    (extra / "aquarium.md").write_text(f"# Aquarium\n\n{NEW_FACT}\n", encoding="utf-8")
+    try:
+        question = QueryRequest(question="Who cleans the office aquarium?", index="handbook")
+        before, v1 = await service.query_with_version(question, tenant="acme", subject="s",
+                                                       request_id="r")
+        assert all("Zorblax" not in s.text for s in before.sources)
+        ingest(settings, [extra], "handbook", sample=True, owner="acme", show_progress=False)
+        second = collection_of(settings, "handbook")
+        await service.refresh()
+        after, v2 = await service.query_with_version(question, tenant="acme", subject="s",
+                                                      request_id="r")
+        assert v2 != v1
+        assert "Zorblax" in after.sources[0].text
+    finally:
+        await service.stop()
+    ingest(settings, [extra], "handbook", sample=True, owner="acme", show_progress=False)
+    third = collection_of(settings, "handbook")
+    if settings.vector_store != "embedded":
+        assert len({first, second, third}) == 3
+        assert collections(settings) == {second, third}
+
+
+async def test_tenant_indexes_stay_apart(settings: Settings) -> None:
+    """Two tenants' indexes in the same store: each finds its own fact, neither can query
+    the other's index (answered like a missing one), and they share no table."""
+    a_dir, b_dir = settings.data_dir / "a", settings.data_dir / "b"
+    a_dir.mkdir()
+    b_dir.mkdir()
+    (a_dir / "a.md").write_text("# Alpha\n\nThe alpha vault code is kept by Quintessa Marlowe.\n")
+    (b_dir / "b.md").write_text("# Beta\n\nThe beta vault code is kept by Bartholomew Okonjo.\n")
+    ingest(settings, [a_dir], "vault-a", owner="tenant-a", show_progress=False)
+    ingest(settings, [b_dir], "vault-b", owner="tenant-b", show_progress=False)
+    assert await ask(settings, "Who keeps the vault code?", "vault-a", "tenant-a") == ["a.md"]
+    assert await ask(settings, "Who keeps the vault code?", "vault-b", "tenant-b") == ["b.md"]
+    with pytest.raises(NotFound) as foreign:
+        await ask(settings, "Who keeps the vault code?", "vault-b", "tenant-a")
+    with pytest.raises(NotFound) as missing:
+        await ask(settings, "Who keeps the vault code?", "vault-c", "tenant-a")
+    assert str(foreign.value).replace("vault-b", "X") == str(missing.value).replace("vault-c", "X")
+    if settings.vector_store != "embedded":
+        assert collection_of(settings, "vault-a") != collection_of(settings, "vault-b")
+
+
+async def test_delete_removes_the_index_and_its_vectors(settings: Settings) -> None:
+    """Deleting an index drops every version's vectors from the store and a running
+    service stops answering from it; another tenant cannot delete it."""
+    ingest(settings, [], "handbook", sample=True, owner="acme", show_progress=False)
+    ingest(settings, [], "handbook", sample=True, owner="acme", show_progress=False)
+    service = build_service(settings, watch_interval_s=3600)
+    await service.start()
+    try:
+        with pytest.raises(ValueError, match="owned by tenant 'acme'"):
+            delete(settings, "handbook", owner="intruder")
+        assert [i.name for i in service.indexes("acme")] == ["handbook"]
+        removed = delete(settings, "handbook", owner="acme")
+        assert len(removed) == 2
+        assert not (settings.indexes_dir / "handbook").exists()
+        assert collections(settings) == set()
+        await service.refresh()
+        assert service.indexes("acme") == []
+        with pytest.raises(NotFound):
+            await service.query(QueryRequest(question="expense claim", index="handbook"),
+                                tenant="acme", subject="s", request_id="r")
+    finally:
+        await service.stop()
+    with pytest.raises(NotFound):
+        delete(settings, "handbook", owner="acme")
+
+
+def test_cli_delete_names_the_owner_and_removes_the_index(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ragward ingest --delete`: the wrong tenant is refused with exit 2 and the owner
+    named; the owner deletes it (exit 0); deleting again says it does not exist (exit 2)."""
+    from ragward.cli import build_parser
+
+    settings = load_settings(data_dir=tmp_path)
+    ingest(settings, [], "handbook", sample=True, owner="acme", show_progress=False)
+    parser = build_parser()
+
+    def run(*argv: str) -> int:
+        from rag_core.ingest import main
+
+        return main(settings, parser.parse_args(["ingest", *argv]))
+
+    assert run("--delete", "--index", "handbook", "--tenant", "intruder") == 2
+    assert "owned by tenant 'acme'" in capsys.readouterr().err
+    assert run("--delete", "--index", "handbook") == 2
+    assert "--tenant T or --shared" in capsys.readouterr().err
+    assert run("--delete", "--index", "handbook", "--tenant", "acme") == 0
+    assert "deleted index 'handbook' and its vectors (1 version(s))" in capsys.readouterr().out
+    assert read_current(settings.indexes_dir, "handbook") is None
+    assert run("--delete", "--index", "handbook", "--tenant", "acme") == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,40 @@
+"""The evaluation sets are what rag_core/evaluate.py says they are."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rag_core.evaluate import load_eval_set
+from rag_core.ingest import sample_corpus_dir
+from rag_core.lexical import terms
+from rag_core.text import english_terms, has_cjk
+
+
+def test_paraphrase_questions_share_no_content_word_with_their_document() -> None:
+    """Every paraphrase question shares no English stem and no Chinese word (jieba,
+    function characters aside) with the document that answers it; at least 40 per
+    language; every answer is a bundled document in the question's language."""
+    items = load_eval_set("paraphrase")
+    assert min(Counter(i["lang"] for i in items).values()) >= 40
+    overlaps = []
+    for item in items:
+        path = sample_corpus_dir() / item["source"]
+        assert path.is_file(), item
+        assert item["source"].startswith(item["lang"] + "-")
+        assert has_cjk(item["question"]) == (item["lang"] == "zh")
+        doc = path.read_text(encoding="utf-8")
+        words = (
+            set(english_terms(item["question"])) & set(english_terms(doc))
+            if item["lang"] == "en"
+            else {t for t in terms(item["question"]) if has_cjk(t)} & set(terms(doc))
+        )
+        if words:
+            overlaps.append((item["question"], sorted(words)))
+    assert overlaps == []
+    assert len({i["question"] for i in items}) == len(items)
+
+
+def test_bundled_eval_set_names_existing_documents() -> None:
+    """The bundled eval set's answers are bundled documents."""
+    items = load_eval_set("eval")
+    assert all((sample_corpus_dir() / i["source"]).is_file() for i in items)
