@@ -100,7 +100,9 @@ eval: lock-check $(STAMP) ## retrieval quality of the local backend on the evalu
 bench: lock-check $(STAMP) system-deps ## run every benchmark in bench/ and print its figures
 	$(SYNC) -q --all-extras
 	@rm -f $(STAMP)  # the bench extra is now installed too: the next target re-syncs its own set
-	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	@for script in bench/*.py; do name=$$(basename $$script .py); \
+	  case $$name in __init__|harness) continue;; esac; \
+	  echo "== python -m bench.$$name"; $(PY) -m bench.$$name || exit 1; done
 
 .PHONY: clean
 clean: services-down ## remove the venv and local data
