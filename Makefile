@@ -77,8 +77,8 @@ test: lock-check $(STAMP) system-deps ## start real Kafka and Redis, run the who
 	RAGWARD_REQUIRE_SERVICES=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: services
-services: lock-check $(STAMP) ## start local Kafka (KRaft) and Redis; prints the exports (SECURE=1: SASL_SSL + ACLs, Redis TLS)
-	@$(PY) -m ragward.devservices up $(if $(SECURE),--secure)
+services: lock-check $(STAMP) ## start local Kafka (KRaft) and Redis; prints the exports (SECURE=1: SASL_SSL + ACLs, Redis TLS; BROKERS=3: a three-broker cluster)
+	@$(PY) -m ragward.devservices up $(if $(SECURE),--secure) $(if $(filter 3,$(BROKERS)),--brokers 3)
 
 .PHONY: services-down
 services-down: ## stop what `make services` started
