@@ -17,8 +17,8 @@
     spool is empty the publisher goes back to ``live``. Under steady load the spool
     would never be empty at the instant the drain looks (new records arrive while
     each batch waits for its acks), so once a batch has reached the end of the
-    spool the drain *closes the tail*: new publishes wait (at most ``ack_timeout_s``)
-    while it sends the last records, then go live. Spooling thus lasts about as
+    spool the drain *closes the tail*: new publishes wait (at most ``ack_timeout_s``;
+    the first to time out reopens it) while it sends the last records, then go live. Spooling thus lasts about as
     long as the outage, not as long as the load.
 
 **Ordering guarantee.** The drain sends in append order through one
@@ -210,10 +210,14 @@ class DurablePublisher:
         (fsynced) or ``"best_effort"`` (spool full, policy accept: not durable)."""
         if not self._started:
             raise DependencyUnavailable("event publisher is not running")
-        if self._tail_closed is not None:  # the drain sends the spool's last records
-            with contextlib.suppress(TimeoutError):
+        tail = self._tail_closed
+        if tail is not None:  # the drain sends the spool's last records: wait for them
+            try:
                 async with asyncio.timeout(self._ack_timeout):
-                    await self._tail_closed.wait()
+                    await tail.wait()
+            except TimeoutError:
+                if self._tail_closed is tail:  # slower than an ack: hold no one else
+                    self._open_tail()
         live = self._mode is Mode.LIVE and self._connected
         if live and await self._publish_live(topic, key, value):
             return "kafka"
