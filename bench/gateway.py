@@ -555,6 +555,10 @@ def report(phases: list[Phase], args: argparse.Namespace, notes: list[str],
         with_services = rw.cpu_ms_per_req + sum(rw.extra_cpu_ms_per_req.values())
         check("  same, counting ragward's Redis + Kafka CPU too (c=64)",
               with_services / ll.cpu_ms_per_req, "(info)", None)
+    multi = get(f"ragward-x{args.workers}", "c=64") if args.workers > 1 else None
+    if rw and multi and rw.rps > 0:
+        check(f"throughput {args.workers} workers / 1 worker (c=64, same 2 cores)",
+              multi.rps / rw.rps, "(info)", None)
     if rw and bare and bare.rps > 0:
         ratio = rw.rps / bare.rps
         check("throughput ragward / bare handler (c=64)", ratio, ">= 0.5", ratio >= 0.5)
@@ -770,6 +774,8 @@ def run(args: argparse.Namespace) -> int:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 1
     OUT.mkdir(exist_ok=True)
+    if args.workers > 1 and "ragward" in args.targets.split(","):
+        args.variant.append(f"ragward-x{args.workers}:RAGWARD_GATEWAY_WORKERS={args.workers}")
     args.wanted = {"upstream", *args.targets.split(","),
                    *(v.split(":")[0] for v in args.variant)}
     if "litellm" not in args.wanted:
@@ -812,6 +818,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VAL,...",
                         help="also measure another gateway with these env overrides, e.g. "
                              "'linger0:RAGWARD_KAFKA_LINGER_MS=0' (repeatable)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="also measure `ragward gateway --workers N` as variant ragward-xN "
+                             "and print its throughput against one worker (default 2; 1: skip)")
     parser.add_argument("--all-loads", action="store_true",
                         help="also measure the bare handler at 50 req/s")
     parser.add_argument("--paced", help=argparse.SUPPRESS)  # internal: the load generator

@@ -47,8 +47,9 @@ def gateway_process(env: dict[str, str], port: int,
     return ragward_process(["gateway", "--port", str(port)], env, log)
 
 
-async def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    async with httpx.AsyncClient() as client, asyncio.timeout(30):
+async def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path,
+                       timeout_s: float = 30) -> None:
+    async with httpx.AsyncClient() as client, asyncio.timeout(timeout_s):
         while True:
             if proc.poll() is not None:
                 raise AssertionError(f"gateway exited: {log.read_text()[-2000:]}")
