@@ -756,9 +756,40 @@ def afterwards(stack: Stack, workdir: Path) -> list[str]:
     return notes
 
 
+def chart(phases: list[Phase], path: Path) -> str:
+    """Throughput and latency against load, one line per target: each load's achieved
+    req/s on the x axis, its p50 (left) and p99 (right) on the y axes."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "chart skipped: matplotlib is not installed (the bench extra has it)"
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for target in dict.fromkeys(p.target for p in phases):
+        points = sorted((p.rps, p.p50_ms, p.p99_ms) for p in phases
+                        if p.target == target and p.rps > 0)
+        for ax, column in zip(axes, (1, 2), strict=True):
+            ax.plot([x[0] for x in points], [x[column] for x in points], marker="o",
+                    label=target)
+    for ax, name in zip(axes, ("p50", "p99"), strict=True):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("throughput (2xx/s): 50 rps, 200 rps paced; c=64 closed loop")
+        ax.set_ylabel(f"{name} latency (ms)")
+        ax.set_title(f"{name} against load")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"chart: {path.relative_to(REPO)}"
+
+
 def publish(phases: list[Phase], args: argparse.Namespace, notes: list[str],
             profile_lines: list[str], profile_data: dict[str, Any]) -> None:
-    """Print the report and write it, with the raw figures, into bench/out/."""
+    """Print the report and write it, with the raw figures and the chart, into bench/out/."""
+    notes.append(chart(phases, OUT / "gateway.png"))
     lines = report(phases, args, notes, profile_lines)
     print("\n".join(lines), flush=True)
     (OUT / "gateway.json").write_text(json.dumps(

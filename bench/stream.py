@@ -478,9 +478,11 @@ def _redaction_kind() -> str:
 
 
 def start_ragward(procs: Any, workdir: Path, upstream_api: str, redis: Any,
-                  kafka: Any) -> tuple[str, str, Any, Any]:
+                  kafka: Any, *, config: Path | None = None,
+                  **gateway: object) -> tuple[str, str, Any, Any]:
     """Index the bundled handbook through the fake upstream's embeddings, then rag-core
-    (openai backend) and the gateway in front of it. Returns both URLs, both processes."""
+    (openai backend) and the gateway in front of it (``config``: its TOML file; ``gateway``:
+    more of its settings). Returns both URLs, both processes."""
     ports = {k: harness.free_port() for k in ("gateway", "rag_core")}
     rag_env = harness.child_env(
         OPENAI_BASE_URL=upstream_api,
@@ -500,15 +502,16 @@ def start_ragward(procs: Any, workdir: Path, upstream_api: str, redis: Any,
         rag_core_url=f"http://127.0.0.1:{ports['rag_core']}", port=ports["gateway"],
         data_dir=workdir / "gateway-data", redis_url=redis.address,
         kafka_bootstrap=kafka.address if kafka is not None else None,
-        internal_token=INTERNAL_TOKEN)
-    gateway = procs.spawn("gateway", [ragward_bin, "gateway", "--port", str(ports["gateway"])],
-                          gw_env)
-    harness.wait_ready("rag-core", rag_core, f"http://127.0.0.1:{ports['rag_core']}/ready", 90,
+        internal_token=INTERNAL_TOKEN, **gateway)
+    config_args = ["--config", str(config)] if config is not None else []
+    gateway_proc = procs.spawn("gateway", [ragward_bin, *config_args, "gateway", "--port",
+                                           str(ports["gateway"])], gw_env)
+    harness.wait_ready("rag-core", rag_core, f"http://127.0.0.1:{ports['rag_core']}/ready", 300,
                   workdir)
-    harness.wait_ready("gateway", gateway, f"http://127.0.0.1:{ports['gateway']}/health", 60,
-                  workdir)
+    harness.wait_ready("gateway", gateway_proc, f"http://127.0.0.1:{ports['gateway']}/health",
+                       180, workdir)
     return (f"http://127.0.0.1:{ports['gateway']}", f"http://127.0.0.1:{ports['rag_core']}",
-            gateway, rag_core)
+            gateway_proc, rag_core)
 
 
 def run(args: argparse.Namespace) -> int:
