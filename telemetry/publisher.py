@@ -18,8 +18,8 @@
     would never be empty at the instant the drain looks (new records arrive while
     each batch waits for its acks), so once a batch has reached the end of the
     spool the drain *closes the tail*: new publishes wait (at most ``ack_timeout_s``;
-    the first to time out reopens it) while it sends the last records, then go live. Spooling thus lasts about as
-    long as the outage, not as long as the load.
+    the first to time out reopens it) while it sends the last records, then go live.
+    Spooling thus lasts about as long as the outage, not as long as the load.
 
 **Ordering guarantee.** The drain sends in append order through one
 idempotent producer, and once spooling starts every later publish goes to the
