@@ -96,8 +96,8 @@ test-image: lock-check $(STAMP) ## build offline and run tests/image on a real D
 	RAGWARD_REQUIRE_SERVICES=1 $(PY) -m pytest tests/image $(PYTEST_ARGS)
 
 .PHONY: services
-services: lock-check $(STAMP) ## start local Kafka (KRaft) and Redis; prints the exports (SECURE=1: SASL_SSL + ACLs, Redis TLS)
-	@$(PY) -m ragward.devservices up $(if $(SECURE),--secure)
+services: lock-check $(STAMP) ## start local Kafka (KRaft) and Redis; prints the exports (SECURE=1: SASL_SSL + ACLs, Redis TLS; BROKERS=3: a three-broker cluster)
+	@$(PY) -m ragward.devservices up $(if $(SECURE),--secure) $(if $(filter 3,$(BROKERS)),--brokers 3)
 
 .PHONY: services-down
 services-down: ## stop what `make services` started
@@ -119,7 +119,9 @@ eval: lock-check $(STAMP) ## retrieval quality per configuration (hashed, BM25, 
 bench: lock-check $(STAMP) system-deps ## run every benchmark in bench/ and print its figures
 	$(SYNC) -q --all-extras
 	@rm -f $(STAMP)  # the bench extra is now installed too: the next target re-syncs its own set
-	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	@for script in bench/*.py; do name=$$(basename $$script .py); \
+	  case $$name in __init__|harness) continue;; esac; \
+	  echo "== python -m bench.$$name"; $(PY) -m bench.$$name || exit 1; done
 
 .PHONY: clean
 clean: services-down ## remove the venv and local data

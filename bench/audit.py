@@ -1,6 +1,6 @@
 """Audit store figures: ingest events/s with the hash chain, verify records/s, replay records/s.
 
-    .venv/bin/python bench/audit.py [--events 100000] [--replay-events 50000] [--no-replay]
+    .venv/bin/python -m bench.audit [--events 100000] [--replay-events 50000] [--no-replay]
 
 Ingest: synthetic AuditEvents as Kafka records (3 partitions), written in
 batches of 5000 through ``AuditBackend.append`` — decode, privacy policy,
@@ -27,17 +27,14 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from ragward.settings import load_settings  # noqa: E402
-from telemetry.audit_chain import canonical_json, chain_hash  # noqa: E402
-from telemetry.audit_record import build_record  # noqa: E402
-from telemetry.audit_store import SCHEMA, AuditBackend, open_backend  # noqa: E402
-from telemetry.bus import Record  # noqa: E402
-from telemetry.client_address import ClientAddressPolicy  # noqa: E402
-from telemetry.events import AuditEvent, now_rfc3339  # noqa: E402
-from telemetry.signing import EventSigner, EventVerifier, KeySet, PublicKey  # noqa: E402
+from ragward.settings import load_settings
+from telemetry.audit_chain import canonical_json, chain_hash
+from telemetry.audit_record import build_record
+from telemetry.audit_store import SCHEMA, AuditBackend, open_backend
+from telemetry.bus import Record
+from telemetry.client_address import ClientAddressPolicy
+from telemetry.events import AuditEvent, now_rfc3339
+from telemetry.signing import EventSigner, EventVerifier, KeySet, PublicKey
 
 BATCH = 5000  # the audit consumer's max_records per poll
 TENANTS = [f"tenant-{i}" for i in range(20)]

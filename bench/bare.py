@@ -7,7 +7,7 @@ question and forwards it to the upstream with one shared
 ceiling". The gateway's quota, cache, redaction of answers, audit events,
 metrics and logs are paid out of the gap between this and the goal.
 
-    RAGWARD_JWT_SECRET=... python bench/bare.py --port 9001 --upstream http://127.0.0.1:9000
+    RAGWARD_JWT_SECRET=... python -m bench.bare --port 9001 --upstream http://127.0.0.1:9000
 """
 
 from __future__ import annotations

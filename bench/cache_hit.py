@@ -13,7 +13,7 @@ request's arrival to the response's first byte, which includes the quota check,
 the cache read and the durable audit event. The client-observed time is printed
 beside it.
 
-    python bench/cache_hit.py [--questions 500]
+    python -m bench.cache_hit [--questions 500]
 """
 
 from __future__ import annotations
@@ -30,13 +30,11 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # a script named gateway.py sits next to this one
+import aiohttp
+import jwt
 
-import aiohttp  # noqa: E402
-import jwt  # noqa: E402
-
-from ragward import devservices  # noqa: E402
+from bench.harness import REPO, module_command
+from ragward import devservices
 
 WARM_UP = 1500  # requests sent before measuring
 SECRET = "bench-secret-0123456789-0123456789-abcdef"  # noqa: S105 (a throwaway test key)
@@ -50,7 +48,7 @@ def quantile(values: list[float], q: float) -> float:
 def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(argv, env={**os.environ, **env}, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
 
 
 async def wait_http(url: str, timeout: float = 30) -> None:
@@ -122,7 +120,7 @@ def main() -> int:
         services = [devservices.start_redis(), devservices.start_kafka()]
         redis, kafka = services
         upstream_port = devservices.free_port()
-        processes.append(spawn([sys.executable, str(REPO / "bench" / "upstream.py"),
+        processes.append(spawn([*module_command("upstream"),
                                 "--port", str(upstream_port), "--latency-ms", "20"],
                                {}, work / "upstream.log"))
         base_env = {"RAGWARD_JWT_SECRET": SECRET, "RAGWARD_REDIS_URL": redis.address,

@@ -1,8 +1,8 @@
 """Event pipeline benchmark: producer throughput, the latency durability adds, consumer
 throughput per process, event-to-metric lag.
 
-    .venv/bin/python bench/events.py            # starts a local Kafka unless
-    RAGWARD_KAFKA_BOOTSTRAP=host:port .venv/bin/python bench/events.py
+    .venv/bin/python -m bench.events            # starts a local Kafka unless
+    RAGWARD_KAFKA_BOOTSTRAP=host:port .venv/bin/python -m bench.events
 
 Figures (all in one run, same broker):
 
@@ -39,8 +39,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from bench.harness import module_command
 from ragward import devservices
 from ragward.logs import configure_logging
 from ragward.settings import Settings, load_settings
@@ -310,7 +309,7 @@ async def end_to_end_lag(settings: Settings, tag: str, rate: int,
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)
         producer = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--produce", settings.kafka_bootstrap or "", tag,
+            *module_command("events", "--produce"), settings.kafka_bootstrap or "", tag,
             str(settings.data_dir / "producer"), str(rate), str(seconds),
             stdout=asyncio.subprocess.PIPE,
         )

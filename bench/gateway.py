@@ -23,291 +23,75 @@ closed-loop, 64 connections). For each: throughput, p50/p99, added p50/p99
 over (a) at the same load, CPU ms per request of the proxy process tree (from
 /proc), the 1-min load average and the CPU used by processes that are not part
 of this benchmark (other engineers' tests: noise). Then ragward is profiled
-under load with py-spy, and the ratios and targets of docs/performance.md are
+under load with py-spy, and the ratios and targets of ../shared/DESIGN.md are
 printed. Raw results go to bench/out/ (gitignored).
 
-    .venv/bin/python bench/gateway.py                  # ~3 min
-    .venv/bin/python bench/gateway.py --latency-ms 20 --duration 10
+    .venv/bin/python -m bench.gateway                  # ~3 min
+    .venv/bin/python -m bench.gateway --latency-ms 20 --duration 10
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
-import contextlib
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-BENCH = REPO / "bench"
-# Run as a script, this file's folder comes first on sys.path and "gateway" would
-# name this very file: put the repository first so "gateway" is the package.
-sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != BENCH]
-OUT = BENCH / "out"
-PY = sys.executable
-LITELLM_VENV = BENCH / ".venv-litellm"
-LITELLM_PIN = "1.108.7"  # what pip resolves here (PyPI here); 1.82.7/1.82.8 were compromised
-LITELLM_BAD = {"1.82.7", "1.82.8"}
-# Without opentelemetry-sdk (in litellm's "proxy-runtime" extra, not in "proxy"), 1.108.7
-# retries a failing import of litellm.integrations.otel on every request
-# (user_api_key_auth._seed_request_destinations): ~20 % of its CPU. Installed so that
-# LiteLLM is measured at its best, not with that defect.
-LITELLM_EXTRAS = ["opentelemetry-sdk"]
-LITELLM_CONFIG = BENCH / "litellm_config.yaml"
-MASTER_KEY = "sk-bench-master"  # as in bench/litellm_config.yaml
-SECRET = "bench-jwt-secret-0123456789abcdef0123456789"  # noqa: S105 (bench only)
-CLK = os.sysconf("SC_CLK_TCK")
+from bench.harness import (
+    LITELLM_VENV,
+    MASTER_KEY,
+    OUT,
+    PY,
+    REPO,
+    SECRET,
+    Meter,
+    Processes,
+    Target,
+    child_env,
+    code_version,
+    default_setting,
+    ensure_litellm,
+    fmt,
+    free_port,
+    gateway_env,
+    http,
+    idle_cpu,
+    kafka_record_count,
+    load1,
+    module_command,
+    percentile,
+    ragward_env,
+    run_stoppable,
+    say,
+    spawn_litellm,
+    start_kafka,
+    stop_and_keep_logs,
+    unique_prefix,
+    wait_quiet,
+    wait_ready,
+)
+
 QUESTION = "how many days of annual leave do I get"
 RAG_BODY = '{"question":"%s-%d: ' + QUESTION + '?"}'
 CHAT_BODY = ('{"model":"bench-model","messages":[{"role":"user","content":"%s-%d: '
              + QUESTION + '?"}]}')
-T0 = time.monotonic()
-
-
-def say(text: str) -> None:
-    print(f"[{time.monotonic() - T0:6.1f}s] {text}", flush=True)
-
-
-# ------------------------------------------------------------------ /proc accounting
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2:].split()  # fields from "state" (3rd) on
-
-
-def process_tree(root: int) -> list[int]:
-    """root and all its descendants (scan of /proc: no psutil needed)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields:
-                children.setdefault(int(fields[1]), []).append(int(entry))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
-
-
-def cpu_ticks(roots: list[int]) -> int:
-    """utime + stime (clock ticks) of every process in the trees under ``roots``."""
-    total = 0
-    for root in roots:
-        for pid in process_tree(root):
-            fields = _stat_fields(pid)
-            if fields:
-                total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total
-
-
-def machine_busy_ticks() -> int:
-    parts = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(parts[:8]) - parts[3] - parts[4]  # minus idle and iowait
-
-
-def own_ticks() -> int:
-    """CPU of this script and of its waited-for children (wrk, the paced generator)."""
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
-        resource.RUSAGE_CHILDREN)
-    return round((me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime) * CLK)
-
-
-def load1() -> float:
-    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 # ------------------------------------------------------------------ processes
 
 
-class Processes:
-    """Everything started here; stopped (process groups) in ``close``."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self.services: list[Any] = []
-
-    def spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        with (self.logs / f"{name}.log").open("wb") as log:
-            proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, cwd=REPO)
-        self.procs.append((name, proc))
-        return proc
-
-    def close(self) -> None:
-        for _, proc in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 8
-        for name, proc in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                say(f"{name} did not stop on SIGTERM: SIGKILL")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        from ragward import devservices
-
-        for service in self.services:
-            devservices.stop(service)
-
-
-def stop_and_keep_logs(procs: Processes, workdir: Path, logs: Path) -> None:
-    """Stop every process, keep their logs in ``logs`` (replacing the last run's), and
-    remove the run's working directory."""
-    say("stopping everything")
-    procs.close()
-    shutil.rmtree(logs, ignore_errors=True)
-    logs.mkdir(parents=True)
-    for log in workdir.glob("*.log"):
-        shutil.copy(log, logs / log.name)
-    shutil.rmtree(workdir, ignore_errors=True)
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RAGWARD_", "LITELLM_", "OPENAI_"))}
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    env.update(extra)
-    return env
-
-
-def http(url: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-         timeout: float = 5.0) -> tuple[int, bytes]:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    request = urllib.request.Request(url, data=body, headers=headers or {})  # noqa: S310
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def wait_ready(name: str, proc: subprocess.Popen[bytes], url: str, timeout: float,
-               logs: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = (logs / f"{name}.log").read_text(errors="replace")[-1500:]
-            raise SystemExit(f"{name} exited with code {proc.returncode}:\n{tail}")
-        try:
-            if http(url, timeout=1.0)[0] < 500:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{name} not ready at {url} after {timeout:.0f}s (log: {logs}/{name}.log)")
-
-
-def free_port() -> int:
-    from ragward.devservices import free_port as pick
-
-    return pick()
-
-
-# ------------------------------------------------------------------ LiteLLM's venv
-
-
-def ensure_litellm() -> Path:
-    """bench/.venv-litellm with litellm[proxy]==LITELLM_PIN (installed once, from PyPI)."""
-    binary = LITELLM_VENV / "bin" / "litellm"
-    python = LITELLM_VENV / "bin" / "python"
-    uv = shutil.which("uv") or str(Path(PY).parent / "uv")
-
-    def install(*packages: str) -> None:
-        if Path(uv).exists():
-            subprocess.run([uv, "pip", "install", "-q", "--python", str(python), *packages],
-                           check=True)
-        else:
-            subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
-
-    if not binary.exists():
-        say(f"installing litellm[proxy]=={LITELLM_PIN} into {LITELLM_VENV} (once; ~1 min)")
-        if Path(uv).exists():
-            subprocess.run([uv, "venv", "-q", "--python", PY, str(LITELLM_VENV)], check=True)
-        else:
-            subprocess.run([PY, "-m", "venv", str(LITELLM_VENV)], check=True)
-        install(f"litellm[proxy]=={LITELLM_PIN}", *LITELLM_EXTRAS)
-    probe = ("import importlib.metadata as m, importlib.util as u; "
-             "print(m.version('litellm'), u.find_spec('opentelemetry.sdk') is not None)")
-    version, has_otel = subprocess.run([str(python), "-c", probe], capture_output=True,
-                                       text=True, check=True).stdout.split()
-    if version in LITELLM_BAD:
-        raise SystemExit(f"litellm {version} in {LITELLM_VENV} is a compromised release: "
-                         "delete the venv")
-    if has_otel != "True":
-        say(f"adding {' '.join(LITELLM_EXTRAS)} to {LITELLM_VENV}")
-        install(*LITELLM_EXTRAS)
-    return binary
-
-
-def spawn_litellm(procs: Processes, binary: Path, port: int,
-                  api_base: str) -> subprocess.Popen[bytes]:
-    """LiteLLM's proxy, one worker, bench/litellm_config.yaml in front of ``api_base``
-    (offline: no telemetry, the bundled cost map). Ready at /health/liveliness (~20 s)."""
-    return procs.spawn("litellm", [
-        str(binary), "--config", str(LITELLM_CONFIG), "--host", "127.0.0.1",
-        "--port", str(port), "--num_workers", "1",
-    ], child_env(LITELLM_TELEMETRY_DISABLED="true", LITELLM_LOCAL_MODEL_COST_MAP="True",
-                 BENCH_UPSTREAM_API_BASE=api_base))
-
-
-def start_kafka(procs: Processes, notes: list[str]) -> Any:
-    """A Kafka broker (ragward.devservices), stopped with ``procs``; None, with a note,
-    when it does not start twice."""
-    from ragward import devservices
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        future = pool.submit(devservices.start_kafka)
-        for attempt in (1, 2):  # a cluster id starting with "-" fails formatting
-            try:
-                kafka = future.result(timeout=120)
-                procs.services.append(kafka)
-                return kafka
-            except Exception as exc:
-                say(f"Kafka did not start (attempt {attempt}): {str(exc)[:200]}")
-                if attempt == 2:
-                    notes.append(f"Kafka did not start ({str(exc)[:200]}): ragward ran "
-                                 "on the in-process bus: audit durability NOT measured")
-                else:
-                    future = pool.submit(devservices.start_kafka)
-    return None
-
-
 # ------------------------------------------------------------------ load generators
-
-
-@dataclass
-class Target:
-    name: str
-    url: str
-    body: str  # printf format: (prefix, counter)
-    headers: dict[str, str]
-    pid: int  # the proxy (or upstream) process: its tree is what "CPU/request" counts
-    extra_pids: dict[str, int] = field(default_factory=dict)  # Redis, Kafka (reported apart)
 
 
 @dataclass
@@ -332,15 +116,6 @@ class Phase:
     added_p50_ms: float | None = None
     added_p99_ms: float | None = None
     note: str = ""
-
-
-_phase_counter = 0
-
-
-def _prefix() -> str:
-    global _phase_counter
-    _phase_counter += 1
-    return f"r{os.getpid()}p{_phase_counter}"
 
 
 WRK_LUA = r"""
@@ -371,7 +146,7 @@ def run_wrk(target: Target, connections: int, seconds: float, workdir: Path) -> 
     headers = "\n".join(f'headers["{k}"] = "{v}"' for k, v in
                         {"Content-Type": "application/json", **target.headers}.items())
     script = workdir / f"wrk-{target.name}.lua"
-    script.write_text(WRK_LUA % {"headers": headers, "body": target.body, "prefix": _prefix(),
+    script.write_text(WRK_LUA % {"headers": headers, "body": target.body, "prefix": unique_prefix(),
                                  "path": path})
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
@@ -387,21 +162,14 @@ def run_wrk(target: Target, connections: int, seconds: float, workdir: Path) -> 
 
 def run_paced(target: Target, rate: float, seconds: float) -> dict[str, Any]:
     spec = {"url": target.url, "headers": {"Content-Type": "application/json", **target.headers},
-            "body": target.body, "prefix": _prefix(), "rate": rate, "seconds": seconds,
+            "body": target.body, "prefix": unique_prefix(), "rate": rate, "seconds": seconds,
             "drain_s": 3.0, "max_outstanding": 256}
-    out = subprocess.run([PY, __file__, "--paced", json.dumps(spec)], capture_output=True,
-                         text=True, check=False, timeout=seconds + 60)
+    out = subprocess.run(module_command("gateway", "--paced", json.dumps(spec)), cwd=REPO,
+                         capture_output=True, text=True, check=False, timeout=seconds + 60)
     if out.returncode != 0:
         raise SystemExit(f"paced load generator failed:\n{out.stderr[-2000:]}")
     data: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return data
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(q * len(sorted_values)) - 1))
-    return sorted_values[index]
 
 
 async def _paced_main(spec: dict[str, Any]) -> dict[str, Any]:
@@ -474,8 +242,8 @@ async def _paced_main(spec: dict[str, Any]) -> dict[str, Any]:
             "ok": ok, "errors": sum(statuses.values()) - ok + skipped,
             "unfinished": len(unfinished) + skipped, "skipped": skipped,
             "statuses": {str(k): v for k, v in statuses.items()},
-            "p50_ms": _percentile(ordered, 0.50) * 1000,
-            "p99_ms": _percentile(ordered, 0.99) * 1000,
+            "p50_ms": percentile(ordered, 0.50) * 1000,
+            "p99_ms": percentile(ordered, 0.99) * 1000,
             "rps": ok / span, "seconds": span}
 
 
@@ -489,56 +257,6 @@ def paced_entry(raw: str) -> int:
 
 
 # ------------------------------------------------------------------ measuring
-
-
-class Meter:
-    """CPU of the target's tree, of Redis/Kafka, of the upstream and of everything else."""
-
-    def __init__(self, target: Target, upstream_pid: int, all_pids: list[int]) -> None:
-        self.target, self.upstream_pid, self.all_pids = target, upstream_pid, all_pids
-
-    def __enter__(self) -> Meter:
-        self.t = time.monotonic()
-        self.proxy = cpu_ticks([self.target.pid])
-        self.extra = {k: cpu_ticks([p]) for k, p in self.target.extra_pids.items()}
-        self.upstream = cpu_ticks([self.upstream_pid])
-        self.ours = cpu_ticks(self.all_pids) + own_ticks()
-        self.busy = machine_busy_ticks()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.monotonic() - self.t
-        self.d_proxy = cpu_ticks([self.target.pid]) - self.proxy
-        self.d_extra = {k: cpu_ticks([p]) - self.extra[k] for k, p in
-                        self.target.extra_pids.items()}
-        self.d_upstream = cpu_ticks([self.upstream_pid]) - self.upstream
-        d_ours = cpu_ticks(self.all_pids) + own_ticks() - self.ours
-        d_busy = machine_busy_ticks() - self.busy
-        self.other_cores = max(0, d_busy - d_ours) / CLK / self.seconds
-        self.load1 = load1()
-
-    def per_request(self, ticks: int, requests: int) -> float:
-        return ticks / CLK * 1000 / requests if requests else float("nan")
-
-
-def idle_cpu(targets: list[Target], services: list[Any], seconds: float = 3.0) -> str:
-    """CPU each process burns with no load at all (timers, background tasks, JVM)."""
-    pids = {t.name: t.pid for t in targets} | {s.name: s.pid for s in services}
-    before = {k: cpu_ticks([p]) for k, p in pids.items()}
-    time.sleep(seconds)
-    used = {k: (cpu_ticks([p]) - before[k]) / CLK / seconds * 100 for k, p in pids.items()}
-    return (f"idle CPU over {seconds:g} s (% of one core): "
-            + ", ".join(f"{k} {v:.1f}%" for k, v in used.items()))
-
-
-def wait_quiet(pid: int, limit_s: float = 10.0) -> None:
-    """Let a proxy finish a backlog before the next phase (< 10 % of a core for 0.5 s)."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        before = cpu_ticks([pid])
-        time.sleep(0.5)
-        if (cpu_ticks([pid]) - before) / CLK / 0.5 < 0.10:
-            return
 
 
 def measure(target: Target, load: str, seconds: float, upstream_pid: int,
@@ -595,12 +313,12 @@ COMPONENTS: list[tuple[str, tuple[str, ...]]] = [
     ("audit + usage events (recorder._publish, telemetry/, aiokafka tasks)",
      ("gateway/recorder.py:RecordingASGI._publish", "telemetry/", "aiokafka/")),
     ("redis client, all callers (incl. its own send tasks)", ("redis/",)),
-    ("quota (gateway/quota/, its Redis calls in-task)", ("gateway/quota/",)),
+    ("quota (gateway/quota.py, its Redis calls in-task)", ("gateway/quota.py",)),
     ("cache (gateway/cache.py, its Redis calls in-task)", ("gateway/cache.py",)),
     ("forward to upstream (gateway/forward.py + aiohttp)", ("gateway/forward.py",)),
     ("JWT authentication (gateway/auth.py)", ("gateway/auth.py",)),
     ("token estimate (gateway/tokens.py, tiktoken)", ("gateway/tokens.py",)),
-    ("PII redaction (gateway/pii/)", ("gateway/pii/",)),
+    ("PII redaction (gateway/redaction.py)", ("gateway/redaction.py",)),
     ("metrics (prometheus_client)", ("prometheus_client/",)),
     ("logging (structlog)", ("structlog/",)),
 ]
@@ -719,26 +437,6 @@ def profile(target: Target, seconds: float, workdir: Path, upstream_pid: int,
 # ------------------------------------------------------------------ Kafka check
 
 
-async def _kafka_records(bootstrap: str, topic: str) -> int:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        if not tps:
-            return 0
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-        return sum(ends[tp] - starts[tp] for tp in tps)
-    finally:
-        await consumer.stop()
-
-
 async def _probe(redis_url: str, kafka_bootstrap: str | None, linger_ms: int,
                  n: int = 300) -> list[str]:
     """Round trips the gateway pays per request, timed alone, under the current machine load."""
@@ -746,8 +444,8 @@ async def _probe(redis_url: str, kafka_bootstrap: str | None, linger_ms: int,
 
     def stats(samples: list[float]) -> str:
         ordered = sorted(samples)
-        return (f"p50 {_percentile(ordered, 0.5) * 1000:.2f} ms, "
-                f"p99 {_percentile(ordered, 0.99) * 1000:.2f} ms")
+        return (f"p50 {percentile(ordered, 0.5) * 1000:.2f} ms, "
+                f"p99 {percentile(ordered, 0.99) * 1000:.2f} ms")
 
     lines = []
     client = aioredis.from_url(redis_url)
@@ -794,21 +492,6 @@ def gateway_counters(port: int) -> dict[str, float]:
 # ------------------------------------------------------------------ report
 
 
-def _f(value: float | None, width: int = 7, digits: int = 2) -> str:
-    if value is None or value != value:  # None or NaN
-        return "-".rjust(width)
-    return f"{value:{width}.{digits}f}"
-
-
-def code_version() -> str:
-    """The commit measured, and whether the code under test had uncommitted edits."""
-    def git(*cmd: str) -> str:
-        return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True,
-                              check=False).stdout.strip()
-    dirty = git("status", "--porcelain", "--", "gateway", "telemetry", "ragward")
-    return git("rev-parse", "--short", "HEAD") + (" + uncommitted edits" if dirty else "")
-
-
 def report(phases: list[Phase], args: argparse.Namespace, notes: list[str],
            profile_lines: list[str]) -> list[str]:
     base = {p.load: p for p in phases if p.target == "upstream"}
@@ -829,9 +512,9 @@ def report(phases: list[Phase], args: argparse.Namespace, notes: list[str],
     for p in phases:
         extra = p.extra_cpu_ms_per_req
         out.append(
-            f"{p.target:9} {p.load:>9} {p.rps:8.1f} {_f(p.p50_ms)} {_f(p.p99_ms, 8)} "
-            f"{_f(p.added_p50_ms)} {_f(p.added_p99_ms, 8)} {_f(p.cpu_ms_per_req, 10, 3)} "
-            f"{_f(extra.get('redis'), 7, 3)} {_f(extra.get('kafka'), 7, 3)} {p.ok:6d} "
+            f"{p.target:9} {p.load:>9} {p.rps:8.1f} {fmt(p.p50_ms)} {fmt(p.p99_ms, 8)} "
+            f"{fmt(p.added_p50_ms)} {fmt(p.added_p99_ms, 8)} {fmt(p.cpu_ms_per_req, 10, 3)} "
+            f"{fmt(extra.get('redis'), 7, 3)} {fmt(extra.get('kafka'), 7, 3)} {p.ok:6d} "
             f"{p.errors:5d} {p.unfinished:5d} {p.load1:5.2f} {p.other_cores:6.2f}")
     out += ["",
             "req/s: answered 2xx per second (paced phases: achieved; c=64: closed-loop maximum).",
@@ -847,11 +530,11 @@ def report(phases: list[Phase], args: argparse.Namespace, notes: list[str],
 
     rw, ll, bare = get("ragward", "c=64"), get("litellm", "c=64"), get("bare", "c=64")
     rw200 = get("ragward", "200 rps")
-    out += ["", "Ratios and targets (docs/performance.md):"]
+    out += ["", "Ratios and targets (../shared/DESIGN.md):"]
 
     def check(label: str, value: float | None, goal: str, ok: bool | None) -> None:
         verdict = "n/a" if ok is None else ("MET" if ok else "MISSED")
-        out.append(f"  {label:58} {_f(value, 8, 2)}   target {goal:12} {verdict}")
+        out.append(f"  {label:58} {fmt(value, 8, 2)}   target {goal:12} {verdict}")
 
     if rw200:
         check("added p50 at 200 req/s (ms)", rw200.added_p50_ms, "<= 2",
@@ -872,6 +555,10 @@ def report(phases: list[Phase], args: argparse.Namespace, notes: list[str],
         with_services = rw.cpu_ms_per_req + sum(rw.extra_cpu_ms_per_req.values())
         check("  same, counting ragward's Redis + Kafka CPU too (c=64)",
               with_services / ll.cpu_ms_per_req, "(info)", None)
+    multi = get(f"ragward-x{args.workers}", "c=64") if args.workers > 1 else None
+    if rw and multi and rw.rps > 0:
+        check(f"throughput {args.workers} workers / 1 worker (c=64, same 2 cores)",
+              multi.rps / rw.rps, "(info)", None)
     if rw and bare and bare.rps > 0:
         ratio = rw.rps / bare.rps
         check("throughput ragward / bare handler (c=64)", ratio, ">= 0.5", ratio >= 0.5)
@@ -895,177 +582,223 @@ def report(phases: list[Phase], args: argparse.Namespace, notes: list[str],
     return out
 
 
-# ------------------------------------------------------------------ main
+# ------------------------------------------------------------------ start / measure / report
 
 
-def run(args: argparse.Namespace) -> int:
-    if shutil.which("wrk") is None:
-        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
-        return 1
-    OUT.mkdir(exist_ok=True)
-    wanted = {"upstream", *args.targets.split(","), *(v.split(":")[0] for v in args.variant)}
-    if "litellm" not in wanted:
-        args.no_litellm = True
-    litellm = None if args.no_litellm else ensure_litellm()
-    workdir = Path(tempfile.mkdtemp(prefix="ragward-bench-"))
-    procs = Processes(workdir)
-    notes: list[str] = []
-    phases: list[Phase] = []
-    profile_lines: list[str] = []
-    profile_data: dict[str, Any] = {}
+@dataclass
+class Stack:
+    """What :func:`start` brought up: the targets to measure and what to read afterwards."""
+
+    targets: list[Target]
+    upstream_pid: int
+    all_pids: list[int]  # every process of this benchmark (the rest of the machine is noise)
+    gateway_ports: list[int]  # ragward and its variants, for their /metrics afterwards
+    redis_address: str
+    kafka_address: str | None
+    litellm: bool
+
+
+def start(args: argparse.Namespace, procs: Processes, workdir: Path,
+          notes: list[str]) -> Stack:
+    """Start the upstream, Redis, Kafka, ragward (and its variants), the bare handler
+    and LiteLLM; wait until each answers; check one request each."""
     from ragward import devservices
     from telemetry.event_keys import new_key_env
 
-    args.code_version = code_version()  # what the processes started below will load
+    litellm = None if args.no_litellm else ensure_litellm()
+    ports = {k: free_port() for k in ("upstream", "gateway", "bare", "litellm")}
+    upstream_url = f"http://127.0.0.1:{ports['upstream']}"
+    upstream = procs.spawn("upstream", module_command(
+        "upstream", "--port", str(ports["upstream"]), "--latency-ms", str(args.latency_ms)),
+        child_env())
+    litellm_proc = None
+    if litellm is not None:
+        say("starting LiteLLM proxy (takes ~20 s), Kafka and Redis in parallel")
+        litellm_proc = spawn_litellm(procs, litellm, ports["litellm"], upstream_url + "/v1")
+    redis = devservices.start_redis()
+    procs.services.append(redis)
+    kafka = None
+    if not args.no_kafka:
+        kafka = start_kafka(procs, notes)
+    else:
+        notes.append("--no-kafka: ragward ran on the in-process bus (no Kafka acks)")
+    wait_ready("upstream", upstream, upstream_url + "/ready", 15, workdir)
+
+    gw_env = gateway_env(
+        rag_core_url=upstream_url, port=ports["gateway"], data_dir=workdir / "gateway-data",
+        redis_url=redis.address, kafka_bootstrap=kafka.address if kafka is not None else None,
+        **({"kafka_linger_ms": args.kafka_linger_ms} if args.kafka_linger_ms is not None
+           else {}))
+    gw_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = upstream_url  # read only by --tracing's variants
+    gw_env.update(new_key_env(workdir, "bench-gateway"))  # it signs every event
+    if args.kafka_linger_ms is not None:
+        notes.append(f"gateway ran with RAGWARD_KAFKA_LINGER_MS={args.kafka_linger_ms}")
+    ragward_bin = Path(PY).parent / "ragward"
+    gateway = procs.spawn("gateway", [str(ragward_bin), "gateway"], gw_env)
+    variants: list[tuple[str, int, subprocess.Popen[bytes]]] = []
+    for spec in args.variant:  # NAME:VAR=VALUE,VAR=VALUE — another gateway, same services
+        name, _, assignments = spec.partition(":")
+        port = free_port()
+        env = {**gw_env, **ragward_env(port=port, data_dir=workdir / f"{name}-data")}  # own spool
+        env.update(a.split("=", 1) for a in assignments.split(",") if "=" in a)
+        variants.append((name, port, procs.spawn(name, [str(ragward_bin), "gateway"], env)))
+        notes.append(f"variant {name}: ragward gateway with {assignments}")
+    if args.compare_signing:  # the same gateway, events not signed (bench only)
+        port = free_port()
+        env = {**gw_env, **ragward_env(port=port, data_dir=workdir / "unsigned-data")}
+        variants.append(("unsigned", port, procs.spawn(
+            "unsigned", module_command("unsigned_gateway"), env)))
+        notes.append("variant unsigned: ragward gateway with event signing off")
+    bare = procs.spawn("bare", module_command(
+        "bare", "--port", str(ports["bare"]), "--upstream", upstream_url),
+        child_env(**ragward_env(jwt_secret=SECRET)))
+    wait_ready("gateway", gateway, f"http://127.0.0.1:{ports['gateway']}/health", 60, workdir)
+    for name, port, proc in variants:
+        wait_ready(name, proc, f"http://127.0.0.1:{port}/health", 60, workdir)
+    wait_ready("bare", bare, f"http://127.0.0.1:{ports['bare']}/", 30, workdir)
+    if litellm_proc is not None:
+        wait_ready("litellm", litellm_proc,
+                   f"http://127.0.0.1:{ports['litellm']}/health/liveliness", 120, workdir)
+
+    from ragward.settings import load_settings
+    from ragward.tokens import mint
+
+    token = mint(load_settings(jwt_secret=SECRET, data_dir=workdir), "bench", "t1",
+                 ["reader"], ttl=3600)
+    auth = {"Authorization": f"Bearer {token}"}
+    rag = "/v1/query"
+    services = {"redis": redis.pid, **({"kafka": kafka.pid} if kafka else {})}
+    targets = [
+        Target("upstream", upstream_url + rag, RAG_BODY, {}, upstream.pid),
+        Target("ragward", f"http://127.0.0.1:{ports['gateway']}{rag}", RAG_BODY, auth,
+               gateway.pid, services),
+        *(Target(name, f"http://127.0.0.1:{port}{rag}", RAG_BODY, auth, proc.pid, services)
+          for name, port, proc in variants),
+        Target("bare", f"http://127.0.0.1:{ports['bare']}{rag}", RAG_BODY, auth, bare.pid),
+    ]
+    if litellm_proc is not None:
+        targets.append(Target(
+            "litellm", f"http://127.0.0.1:{ports['litellm']}/v1/chat/completions",
+            CHAT_BODY, {"Authorization": f"Bearer {MASTER_KEY}"}, litellm_proc.pid))
+    for t in targets:  # one request each: right answer, right shape
+        status, body = http(t.url, (t.body % ("smoke", 0)).encode(),
+                            {"Content-Type": "application/json", **t.headers}, timeout=30)
+        if status != 200:
+            raise SystemExit(f"{t.name} answered {status}: {body[:500]!r}")
+    notes.append("ragward smoke answer: " + http(
+        targets[1].url, (RAG_BODY % ("smoke", 1)).encode(),
+        {"Content-Type": "application/json", **auth})[1].decode()[:160] + "...")
+    return Stack(targets=targets, upstream_pid=upstream.pid,
+                 all_pids=[t.pid for t in targets] + [s.pid for s in procs.services],
+                 gateway_ports=[ports["gateway"], *(port for _, port, _ in variants)],
+                 redis_address=redis.address,
+                 kafka_address=kafka.address if kafka is not None else None,
+                 litellm=litellm_proc is not None)
+
+
+def measure_all(args: argparse.Namespace, stack: Stack, services: list[Any], workdir: Path,
+                notes: list[str]) -> tuple[list[Phase], list[str], dict[str, Any]]:
+    """The round-trip floors, idle CPU, warm-up, every load on every wanted target (load
+    by load) and the profile; returns the phases and the profile (lines, data)."""
+    linger = (args.kafka_linger_ms if args.kafka_linger_ms is not None
+              else default_setting("kafka_linger_ms"))
+    probe_lines = asyncio.run(_probe(stack.redis_address, stack.kafka_address, linger))
+    for line in probe_lines:
+        say(line)
+    notes.extend(f"idle gateway, bench process alone: {line}" for line in probe_lines)
+    say(f"all up; load average {load1():.2f}. Measuring")
+    loads = [x.strip() for x in args.loads.split(",") if x.strip()]
+    chosen = [t for t in stack.targets if t.name in args.wanted]
+    notes.append(idle_cpu(chosen, services))
+    say(notes[-1])
+    for t in chosen:  # warm-up: connection pools grown to c=64, JVM JIT, first-call paths
+        run_wrk(t, 64, args.warmup, workdir)
+    phases: list[Phase] = []
+    profile_lines: list[str] = []
+    profile_data: dict[str, Any] = {}
+    # Load by load, all targets back to back: the comparisons within one load are
+    # minutes closer in time than target by target, so less exposed to drifting noise.
+    for load in loads:  # default order: the overload-prone paced 200 rps last
+        for t in chosen:
+            if t.name == "bare" and load == "50 rps" and not args.all_loads:
+                continue  # the ceiling matters at c=64 (and 200 rps): saves 12 s
+            phases.append(measure(t, load, args.duration, stack.upstream_pid, stack.all_pids,
+                                  workdir))
+        gw = next((t for t in chosen if t.name == "ragward"), None)
+        if load.startswith("c=") and not args.no_profile and not profile_lines and gw:
+            wait_quiet(gw.pid)
+            profile_lines, profile_data = profile(gw, args.profile_seconds, workdir,
+                                                  stack.upstream_pid, stack.all_pids)
+    return phases, profile_lines, profile_data
+
+
+def afterwards(stack: Stack, workdir: Path) -> list[str]:
+    """Notes read once the loads are over: audit records on Kafka against the 2xx the
+    gateways counted, the gateway's warnings, LiteLLM's version, the load generators."""
+    notes = []
+    answered = spool = 0.0
+    for port in stack.gateway_ports:
+        counters = gateway_counters(port)
+        answered += sum(v for k, v in counters.items() if "requests_total" in k
+                        and 'status="200"' in k and "/v1/query" in k)
+        spool += next((v for k, v in counters.items() if "spool_bytes" in k), 0.0)
+    if stack.kafka_address is not None:
+        audited = asyncio.run(kafka_record_count(stack.kafka_address,
+                                                 default_setting("topic_audit")))
+        notes.append(f"Kafka audit topic holds {audited} records for {int(answered)} 2xx "
+                     f"query answers of the gateway(s) (+ one per non-2xx); spool bytes "
+                     f"{int(spool)}")
+    log_text = (workdir / "gateway.log").read_text(errors="replace")
+    events = Counter(re.findall(r'"event": ?"([^"]+)"', log_text))
+    if events:
+        notes.append("gateway log events (level >= warning): " + ", ".join(
+            f"{k} x{v}" for k, v in events.most_common(8)))
+    if stack.litellm:
+        version = subprocess.run(
+            [str(LITELLM_VENV / "bin" / "python"), "-c",
+             "import importlib.metadata as m; print(m.version('litellm'))"],
+            capture_output=True, text=True, check=False).stdout.strip()
+        notes.append(f"LiteLLM {version}, 1 worker, master key, no DB, default logging "
+                     "(uvicorn access log on)")
+    notes.append("load generators: paced = Python aiohttp on uvloop (open loop, own "
+                 "process); c=64 = wrk -t1 -c64 (closed loop); both on the same 2 cores")
+    return notes
+
+
+def chart(phases: list[Phase], path: Path) -> str:
+    """Throughput and latency against load, one line per target: each load's achieved
+    req/s on the x axis, its p50 (left) and p99 (right) on the y axes."""
     try:
-        say(f"measuring {args.code_version}; logs in {workdir}; load average now {load1():.2f}")
-        ports = {k: free_port() for k in ("upstream", "gateway", "bare", "litellm")}
-        upstream_url = f"http://127.0.0.1:{ports['upstream']}"
-        upstream = procs.spawn("upstream", [PY, str(BENCH / "upstream.py"), "--port",
-                                            str(ports["upstream"]), "--latency-ms",
-                                            str(args.latency_ms)], child_env())
-        litellm_proc = None
-        if litellm is not None:
-            say("starting LiteLLM proxy (takes ~20 s), Kafka and Redis in parallel")
-            litellm_proc = spawn_litellm(procs, litellm, ports["litellm"], upstream_url + "/v1")
-        redis = devservices.start_redis()
-        procs.services.append(redis)
-        kafka = None
-        if not args.no_kafka:
-            kafka = start_kafka(procs, notes)
-        else:
-            notes.append("--no-kafka: ragward ran on the in-process bus (no Kafka acks)")
-        wait_ready("upstream", upstream, upstream_url + "/ready", 15, workdir)
+        import matplotlib
 
-        gw_env = child_env(
-            RAGWARD_RAG_CORE_URL=upstream_url, RAGWARD_JWT_SECRET=SECRET,
-            RAGWARD_PORT=str(ports["gateway"]), RAGWARD_HOST="127.0.0.1",
-            RAGWARD_LOG_LEVEL="warning", RAGWARD_DATA_DIR=str(workdir / "gateway-data"),
-            RAGWARD_REDIS_URL=redis.address, RAGWARD_QUOTA_RPM="10000000",
-            RAGWARD_QUOTA_TOKENS_PER_DAY="1000000000000",
-            OTEL_EXPORTER_OTLP_ENDPOINT=upstream_url,  # read only by --tracing's variants
-        )
-        if kafka is not None:
-            gw_env["RAGWARD_KAFKA_BOOTSTRAP"] = kafka.address
-        gw_env.update(new_key_env(workdir, "bench-gateway"))  # it signs every event
-        if args.kafka_linger_ms is not None:
-            gw_env["RAGWARD_KAFKA_LINGER_MS"] = str(args.kafka_linger_ms)
-            notes.append(f"gateway ran with RAGWARD_KAFKA_LINGER_MS={args.kafka_linger_ms}")
-        ragward_bin = Path(PY).parent / "ragward"
-        gateway = procs.spawn("gateway", [str(ragward_bin), "gateway"], gw_env)
-        variants: list[tuple[str, int, subprocess.Popen[bytes]]] = []
-        for spec in args.variant:  # NAME:VAR=VALUE,VAR=VALUE — another gateway, same services
-            name, _, assignments = spec.partition(":")
-            port = free_port()
-            env = {**gw_env, "RAGWARD_PORT": str(port),
-                   "RAGWARD_DATA_DIR": str(workdir / f"{name}-data")}  # its own spool
-            env.update(a.split("=", 1) for a in assignments.split(",") if "=" in a)
-            variants.append((name, port, procs.spawn(name, [str(ragward_bin), "gateway"], env)))
-            notes.append(f"variant {name}: ragward gateway with {assignments}")
-        if args.compare_signing:  # the same gateway, events not signed (bench only)
-            port = free_port()
-            env = {**gw_env, "RAGWARD_PORT": str(port), "RAGWARD_DATA_DIR": str(workdir / "u")}
-            variants.append(("unsigned", port, procs.spawn(
-                "unsigned", [PY, str(BENCH / "unsigned_gateway.py")], env)))
-            notes.append("variant unsigned: ragward gateway with event signing off")
-        bare = procs.spawn("bare", [PY, str(BENCH / "bare.py"), "--port", str(ports["bare"]),
-                                    "--upstream", upstream_url],
-                           child_env(RAGWARD_JWT_SECRET=SECRET))
-        wait_ready("gateway", gateway, f"http://127.0.0.1:{ports['gateway']}/health", 60, workdir)
-        for name, port, proc in variants:
-            wait_ready(name, proc, f"http://127.0.0.1:{port}/health", 60, workdir)
-        wait_ready("bare", bare, f"http://127.0.0.1:{ports['bare']}/", 30, workdir)
-        if litellm_proc is not None:
-            wait_ready("litellm", litellm_proc,
-                       f"http://127.0.0.1:{ports['litellm']}/health/liveliness", 120, workdir)
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "chart skipped: matplotlib is not installed (the bench extra has it)"
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for target in dict.fromkeys(p.target for p in phases):
+        points = sorted((p.rps, p.p50_ms, p.p99_ms) for p in phases
+                        if p.target == target and p.rps > 0)
+        for ax, column in zip(axes, (1, 2), strict=True):
+            ax.plot([x[0] for x in points], [x[column] for x in points], marker="o",
+                    label=target)
+    for ax, name in zip(axes, ("p50", "p99"), strict=True):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("throughput (2xx/s): 50 rps, 200 rps paced; c=64 closed loop")
+        ax.set_ylabel(f"{name} latency (ms)")
+        ax.set_title(f"{name} against load")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"chart: {path.relative_to(REPO)}"
 
-        from ragward.settings import load_settings
-        from ragward.tokens import mint
 
-        token = mint(load_settings(jwt_secret=SECRET, data_dir=workdir), "bench", "t1",
-                     ["reader"], ttl=3600)
-        auth = {"Authorization": f"Bearer {token}"}
-        rag = "/v1/query"
-        targets = [
-            Target("upstream", upstream_url + rag, RAG_BODY, {}, upstream.pid),
-            Target("ragward", f"http://127.0.0.1:{ports['gateway']}{rag}", RAG_BODY, auth,
-                   gateway.pid, {"redis": redis.pid, **({"kafka": kafka.pid} if kafka else {})}),
-            *(Target(name, f"http://127.0.0.1:{port}{rag}", RAG_BODY, auth, proc.pid,
-                     {"redis": redis.pid, **({"kafka": kafka.pid} if kafka else {})})
-              for name, port, proc in variants),
-            Target("bare", f"http://127.0.0.1:{ports['bare']}{rag}", RAG_BODY, auth, bare.pid),
-        ]
-        if litellm_proc is not None:
-            targets.append(Target(
-                "litellm", f"http://127.0.0.1:{ports['litellm']}/v1/chat/completions",
-                CHAT_BODY, {"Authorization": f"Bearer {MASTER_KEY}"}, litellm_proc.pid))
-        for t in targets:  # one request each: right answer, right shape
-            status, body = http(t.url, (t.body % ("smoke", 0)).encode(),
-                                {"Content-Type": "application/json", **t.headers}, timeout=30)
-            if status != 200:
-                raise SystemExit(f"{t.name} answered {status}: {body[:500]!r}")
-        notes.append("ragward smoke answer: " + http(
-            targets[1].url, (RAG_BODY % ("smoke", 1)).encode(),
-            {"Content-Type": "application/json", **auth})[1].decode()[:160] + "...")
-
-        from ragward.settings import Settings
-
-        linger = (args.kafka_linger_ms if args.kafka_linger_ms is not None
-                  else Settings.model_fields["kafka_linger_ms"].default)
-        probe_lines = asyncio.run(_probe(redis.address, kafka.address if kafka else None, linger))
-        for line in probe_lines:
-            say(line)
-        notes.extend(f"idle gateway, bench process alone: {line}" for line in probe_lines)
-        all_pids = [t.pid for t in targets] + [s.pid for s in procs.services]
-        say(f"all up; load average {load1():.2f}. Measuring")
-        loads = [x.strip() for x in args.loads.split(",") if x.strip()]
-        chosen = [t for t in targets if t.name in wanted]
-        notes.append(idle_cpu(chosen, procs.services))
-        say(notes[-1])
-        for t in chosen:  # warm-up: connection pools grown to c=64, JVM JIT, first-call paths
-            run_wrk(t, 64, args.warmup, workdir)
-        # Load by load, all targets back to back: the comparisons within one load are
-        # minutes closer in time than target by target, so less exposed to drifting noise.
-        for load in loads:  # default order: the overload-prone paced 200 rps last
-            for t in chosen:
-                if t.name == "bare" and load == "50 rps" and not args.all_loads:
-                    continue  # the ceiling matters at c=64 (and 200 rps): saves 12 s
-                phases.append(measure(t, load, args.duration, upstream.pid, all_pids, workdir))
-            if load.startswith("c=") and not args.no_profile and not profile_lines:
-                gw = next((t for t in chosen if t.name == "ragward"), None)
-                if gw is not None:
-                    wait_quiet(gw.pid)
-                    profile_lines, profile_data = profile(gw, args.profile_seconds, workdir,
-                                                          upstream.pid, all_pids)
-
-        answered = spool = 0.0
-        for port in [ports["gateway"], *(port for _, port, _ in variants)]:
-            counters = gateway_counters(port)
-            answered += sum(v for k, v in counters.items() if "requests_total" in k
-                            and 'status="200"' in k and "/v1/query" in k)
-            spool += next((v for k, v in counters.items() if "spool_bytes" in k), 0.0)
-        if kafka is not None:
-            audited = asyncio.run(_kafka_records(kafka.address, "ragward.audit.v1"))
-            notes.append(f"Kafka audit topic holds {audited} records for {int(answered)} 2xx "
-                         f"query answers of the gateway(s) (+ one per non-2xx); spool bytes "
-                         f"{int(spool)}")
-        log_text = (workdir / "gateway.log").read_text(errors="replace")
-        events = Counter(re.findall(r'"event": ?"([^"]+)"', log_text))
-        if events:
-            notes.append("gateway log events (level >= warning): " + ", ".join(
-                f"{k} x{v}" for k, v in events.most_common(8)))
-        if litellm_proc is not None:
-            version = subprocess.run(
-                [str(LITELLM_VENV / "bin" / "python"), "-c",
-                 "import importlib.metadata as m; print(m.version('litellm'))"],
-                capture_output=True, text=True, check=False).stdout.strip()
-            notes.append(f"LiteLLM {version}, 1 worker, master key, no DB, default logging "
-                         "(uvicorn access log on)")
-        notes.append("load generators: paced = Python aiohttp on uvloop (open loop, own "
-                     "process); c=64 = wrk -t1 -c64 (closed loop); both on the same 2 cores")
-    finally:
-        stop_and_keep_logs(procs, workdir, OUT / "logs")
-
+def publish(phases: list[Phase], args: argparse.Namespace, notes: list[str],
+            profile_lines: list[str], profile_data: dict[str, Any]) -> None:
+    """Print the report and write it, with the raw figures and the chart, into bench/out/."""
+    notes.append(chart(phases, OUT / "gateway.png"))
     lines = report(phases, args, notes, profile_lines)
     print("\n".join(lines), flush=True)
     (OUT / "gateway.json").write_text(json.dumps(
@@ -1074,6 +807,34 @@ def run(args: argparse.Namespace) -> int:
         indent=2))
     (OUT / "gateway.txt").write_text("\n".join(lines) + "\n")
     say(f"done; results in {OUT.relative_to(REPO)}/gateway.txt and gateway.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 1
+    OUT.mkdir(exist_ok=True)
+    if args.workers > 1 and "ragward" in args.targets.split(","):
+        args.variant.append(f"ragward-x{args.workers}:RAGWARD_GATEWAY_WORKERS={args.workers}")
+    args.wanted = {"upstream", *args.targets.split(","),
+                   *(v.split(":")[0] for v in args.variant)}
+    if args.compare_signing:
+        args.wanted.add("unsigned")
+    if "litellm" not in args.wanted:
+        args.no_litellm = True
+    args.code_version = code_version()  # what the processes started below will load
+    workdir = Path(tempfile.mkdtemp(prefix="ragward-bench-"))
+    procs = Processes(workdir)
+    notes: list[str] = []
+    try:
+        say(f"measuring {args.code_version}; logs in {workdir}; load average now {load1():.2f}")
+        stack = start(args, procs, workdir, notes)
+        phases, profile_lines, profile_data = measure_all(args, stack, procs.services, workdir,
+                                                          notes)
+        notes.extend(afterwards(stack, workdir))
+    finally:
+        stop_and_keep_logs(procs, workdir, OUT / "logs")
+    publish(phases, args, notes, profile_lines, profile_data)
     return 0
 
 
@@ -1099,6 +860,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VAL,...",
                         help="also measure another gateway with these env overrides, e.g. "
                              "'linger0:RAGWARD_KAFKA_LINGER_MS=0' (repeatable)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="also measure `ragward gateway --workers N` as variant ragward-xN "
+                             "and print its throughput against one worker (default 2; 1: skip)")
     parser.add_argument("--tracing", action="store_true",
                         help="also measure the gateway with OpenTelemetry tracing on at 100 %% "
                              "and at 10 %% sampling (variants traced-100, traced-10; spans "
@@ -1117,17 +881,6 @@ def main(argv: list[str] | None = None) -> int:
         return paced_entry(args.paced)
 
     return run_stoppable(run, args)
-
-
-def run_stoppable(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """``run(args)`` with SIGTERM raising KeyboardInterrupt, so its ``finally`` stops every
-    process it started (a benchmark killed by a time-out leaves nothing behind)."""
-
-    def interrupted(signum: int, _: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupted)
-    return run(args)
 
 
 if __name__ == "__main__":

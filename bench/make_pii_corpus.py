@@ -14,7 +14,7 @@ checksum, and phone-like numbers that are not phones.
 
 Fixed seed: running it again writes the same file.
 
-    python bench/make_pii_corpus.py [--lines 1800] [--out bench/pii_corpus.jsonl]
+    .venv/bin/python -m bench.make_pii_corpus [--lines 1800] [--out bench/pii_corpus.jsonl]
 """
 
 # ruff: noqa: RUF001  (Chinese templates use full-width punctuation, and values are

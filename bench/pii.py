@@ -1,6 +1,6 @@
 """PII redactor benchmark: per-type recall / precision and throughput, beside Presidio.
 
-    python bench/pii.py [--corpus bench/pii_corpus.jsonl] [--no-presidio] [--min-seconds 1.0]
+    python -m bench.pii [--corpus bench/pii_corpus.jsonl] [--no-presidio] [--min-seconds 1.0]
 
 Matching is span level and the type must match. Two rules are printed:
 ``exact`` (same start and end) and ``overlap`` (intersection over union of the
@@ -37,8 +37,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.pii import EntityType, Redactor, python_scanner
 

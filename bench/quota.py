@@ -1,6 +1,6 @@
 """What the quota check adds to a request: latency and checks/s, Redis vs in-process.
 
-Usage: .venv/bin/python bench/quota.py [--seconds 4] [--concurrency 32] [--tenants 50]
+Usage: .venv/bin/python -m bench.quota [--seconds 4] [--concurrency 32] [--tenants 50]
        [--loop asyncio|uvloop]
 
 Uses RAGWARD_REDIS_URL when set, else starts a private redis-server through
@@ -26,10 +26,6 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-
-# bench/gateway.py would shadow the gateway package: the repo root goes first.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis.asyncio as aioredis
 

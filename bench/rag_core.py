@@ -10,7 +10,7 @@ Two ways, same run, same sample index (ingested into a temporary directory):
 Each phase runs for ``--seconds`` (default 4) after a short warm-up and prints
 p50 / p99 latency and queries per second. Bounded: well under 2 minutes.
 
-    .venv/bin/python bench/rag_core.py [--seconds 4]
+    .venv/bin/python -m bench.rag_core [--seconds 4]
 """
 
 from __future__ import annotations
@@ -31,16 +31,12 @@ from pathlib import Path
 
 import aiohttp
 
-# This file is bench/rag_core.py: drop bench/ from the path so `rag_core` is the package.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-from rag_core.evaluate import load_eval_set  # noqa: E402
-from rag_core.ingest import ingest  # noqa: E402
-from rag_core.schemas import QueryRequest  # noqa: E402
-from rag_core.service import build_service  # noqa: E402
-from ragward.logs import configure_logging  # noqa: E402
-from ragward.settings import load_settings  # noqa: E402
+from rag_core.evaluate import load_eval_set
+from rag_core.ingest import ingest
+from rag_core.schemas import QueryRequest
+from rag_core.service import build_service
+from ragward.logs import configure_logging
+from ragward.settings import load_settings
 
 Call = Callable[[int], Awaitable[None]]
 

@@ -1,6 +1,6 @@
 """Retrieval latency and ingest throughput per vector store, at 1,000 and 100,000 chunks.
 
-    .venv/bin/python bench/retrieval.py [--sizes 1000,100000] [--stores embedded,pgvector,qdrant]
+    .venv/bin/python -m bench.retrieval [--sizes 1000,100000] [--stores embedded,pgvector,qdrant]
                                         [--queries 200] [--max-seconds 2400]
 
 A generated corpus (seeded: English and Chinese sentences over a fixed
@@ -37,17 +37,13 @@ from typing import Any
 import numpy as np
 from llama_index.core.schema import TextNode
 
-# bench/ holds a rag_core.py: drop bench/ from the path so `rag_core` is the package.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-from rag_core.backends import build_local_backend  # noqa: E402
-from rag_core.fusion import reciprocal_rank_fusion  # noqa: E402
-from rag_core.ingest import publish  # noqa: E402
-from rag_core.store import load_snapshot  # noqa: E402
-from rag_core.stores import StoreConfig, close_clients  # noqa: E402
-from rag_core.usage import UsageTracker  # noqa: E402
-from ragward.settings import load_settings  # noqa: E402
+from rag_core.backends import build_local_backend
+from rag_core.fusion import reciprocal_rank_fusion
+from rag_core.ingest import publish
+from rag_core.store import load_snapshot
+from rag_core.stores import StoreConfig, close_clients
+from rag_core.usage import UsageTracker
+from ragward.settings import load_settings
 
 DIM = 512
 TOP_K = 10

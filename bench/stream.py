@@ -36,15 +36,14 @@ of issue 17 with MET / MISSED, and a chart in bench/out/ when matplotlib is
 installed. Bounded: every phase by its stream count or duration, every stream
 by 30 s, every client process by its phase plus 90 s.
 
-    .venv/bin/python bench/stream.py            # ~5 min on a busy 2-core machine
-    .venv/bin/python bench/stream.py --quick    # ~3 min, fewer and shorter phases
+    .venv/bin/python -m bench.stream            # ~5 min on a busy 2-core machine
+    .venv/bin/python -m bench.stream --quick    # ~3 min, fewer and shorter phases
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import signal
 import subprocess
@@ -53,31 +52,14 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import msgspec
 
-BENCH = Path(__file__).resolve().parent
+from bench import harness
 
-
-def _gateway_bench() -> ModuleType:
-    """bench/gateway.py, for its process, /proc, Kafka and LiteLLM helpers.
-
-    Loaded by path under another name: ``gateway`` is ragward's package (the file
-    itself puts the repository first on sys.path, which this script needs too).
-    """
-    spec = importlib.util.spec_from_file_location("bench_gateway", BENCH / "gateway.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-gb = _gateway_bench()
-say = gb.say
-REPO, OUT, PY = gb.REPO, gb.OUT, gb.PY
+say = harness.say
+REPO, OUT, PY = harness.REPO, harness.OUT, harness.PY
 
 QUESTION = "how many days of annual leave do I get?"
 # The upstream's answer: words, each one chunk; PII in the middle (never in the first
@@ -288,11 +270,12 @@ class StreamTarget:
 def run_client(t: StreamTarget, *, chunks: int, concurrency: int, max_streams: int,
                seconds: float) -> dict[str, Any]:
     spec = {"url": t.target.url, "body": chat_body(t.model, chunks, t.wire),
-            "wire": t.wire, "prefix": gb._prefix(),
+            "wire": t.wire, "prefix": harness.unique_prefix(),
             "headers": {"Content-Type": "application/json", **t.target.headers},
             "concurrency": concurrency, "max_streams": max_streams, "seconds": seconds,
             "stream_timeout_s": 30.0, "raw_pii": [EMAIL, PHONE]}
-    out = subprocess.run([PY, __file__, "--client", json.dumps(spec)], capture_output=True,
+    out = subprocess.run(harness.module_command("stream", "--client", json.dumps(spec)),
+                         cwd=REPO, capture_output=True,
                          text=True, check=False, timeout=seconds + 90)
     if out.returncode != 0:
         raise SystemExit(f"stream client failed:\n{out.stderr[-2000:]}")
@@ -303,9 +286,9 @@ def run_client(t: StreamTarget, *, chunks: int, concurrency: int, max_streams: i
 def measure(t: StreamTarget, load: str, *, concurrency: int, max_streams: int,
             seconds: float, chunks: int, upstream_pid: int, all_pids: list[int]) -> Phase:
     target = t.target
-    gb.wait_quiet(target.pid)
+    harness.wait_quiet(target.pid)
     say(f"  {target.name:8} {load:>12} ...")
-    with gb.Meter(target, upstream_pid, all_pids) as m:
+    with harness.Meter(target, upstream_pid, all_pids) as m:
         result = run_client(t, chunks=chunks, concurrency=concurrency,
                             max_streams=max_streams, seconds=seconds)
     streams = result["streams"]
@@ -317,7 +300,7 @@ def measure(t: StreamTarget, load: str, *, concurrency: int, max_streams: int,
             errors[key] = errors.get(key, 0) + 1
 
     def pct(key: str, q: float) -> float:
-        return float(gb._percentile(sorted(s[key] for s in good if s[key] is not None), q))
+        return float(harness.percentile(sorted(s[key] for s in good if s[key] is not None), q))
 
     own = m.d_proxy + sum(m.d_extra[k] for k in t.own_extra)
     phase = Phase(
@@ -360,7 +343,7 @@ def report(phases: list[Phase], args: argparse.Namespace, notes: list[str]) -> l
         if base and p.target != "upstream":
             p.added_ttft_p50_ms = p.ttft_p50_ms - base.ttft_p50_ms
             p.added_ttft_p99_ms = p.ttft_p99_ms - base.ttft_p99_ms
-    f = gb._f
+    f = harness.fmt
     out = [f"Streamed chat completions ({args.code_version}): {args.chunks} chunks "
            f"{args.chunk_interval_ms:g} ms apart per stream; throughput at "
            f"c={args.concurrency}{' (--quick)' if args.quick else ''}", ""]
@@ -495,15 +478,18 @@ def _redaction_kind() -> str:
 
 
 def start_ragward(procs: Any, workdir: Path, upstream_api: str, redis: Any,
-                  kafka: Any) -> tuple[str, str, Any, Any]:
+                  kafka: Any, *, config: Path | None = None,
+                  **gateway: object) -> tuple[str, str, Any, Any]:
     """Index the bundled handbook through the fake upstream's embeddings, then rag-core
-    (openai backend) and the gateway in front of it. Returns both URLs, both processes."""
-    ports = {k: gb.free_port() for k in ("gateway", "rag_core")}
-    rag_env = gb.child_env(
-        RAGWARD_LLM="openai", OPENAI_BASE_URL=upstream_api, RAGWARD_HOST="127.0.0.1",
-        RAGWARD_DATA_DIR=str(workdir / "rag-data"), RAGWARD_LOG_LEVEL="warning",
-        RAGWARD_INTERNAL_TOKEN=INTERNAL_TOKEN,  # as deployed: rag-core trusts the gateway only
-    )
+    (openai backend) and the gateway in front of it (``config``: its TOML file; ``gateway``:
+    more of its settings). Returns both URLs, both processes."""
+    ports = {k: harness.free_port() for k in ("gateway", "rag_core")}
+    rag_env = harness.child_env(
+        OPENAI_BASE_URL=upstream_api,
+        **harness.ragward_env(llm="openai", host="127.0.0.1", data_dir=workdir / "rag-data",
+                              log_level="warning",
+                              # as deployed: rag-core trusts the gateway only
+                              internal_token=INTERNAL_TOKEN))
     ragward_bin = str(Path(PY).parent / "ragward")
     say("indexing the sample handbook with the openai backend (the fake upstream embeds)")
     ingest = subprocess.run([ragward_bin, "ingest", "--sample"], env=rag_env, cwd=REPO,
@@ -512,59 +498,56 @@ def start_ragward(procs: Any, workdir: Path, upstream_api: str, redis: Any,
         raise SystemExit(f"ragward ingest failed:\n{(ingest.stdout + ingest.stderr)[-2000:]}")
     rag_core = procs.spawn("rag-core", [ragward_bin, "rag-core", "--port",
                                         str(ports["rag_core"])], rag_env)
-    gw_env = gb.child_env(
-        RAGWARD_RAG_CORE_URL=f"http://127.0.0.1:{ports['rag_core']}",
-        RAGWARD_JWT_SECRET=gb.SECRET, RAGWARD_HOST="127.0.0.1", RAGWARD_LOG_LEVEL="warning",
-        RAGWARD_DATA_DIR=str(workdir / "gateway-data"), RAGWARD_REDIS_URL=redis.address,
-        RAGWARD_QUOTA_RPM="10000000", RAGWARD_QUOTA_TOKENS_PER_DAY="1000000000000",
-        RAGWARD_INTERNAL_TOKEN=INTERNAL_TOKEN,
-    )
-    if kafka is not None:
-        gw_env["RAGWARD_KAFKA_BOOTSTRAP"] = kafka.address
-    gateway = procs.spawn("gateway", [ragward_bin, "gateway", "--port", str(ports["gateway"])],
-                          gw_env)
-    gb.wait_ready("rag-core", rag_core, f"http://127.0.0.1:{ports['rag_core']}/ready", 90,
+    gw_env = harness.gateway_env(
+        rag_core_url=f"http://127.0.0.1:{ports['rag_core']}", port=ports["gateway"],
+        data_dir=workdir / "gateway-data", redis_url=redis.address,
+        kafka_bootstrap=kafka.address if kafka is not None else None,
+        internal_token=INTERNAL_TOKEN, **gateway)
+    config_args = ["--config", str(config)] if config is not None else []
+    gateway_proc = procs.spawn("gateway", [ragward_bin, *config_args, "gateway", "--port",
+                                           str(ports["gateway"])], gw_env)
+    harness.wait_ready("rag-core", rag_core, f"http://127.0.0.1:{ports['rag_core']}/ready", 300,
                   workdir)
-    gb.wait_ready("gateway", gateway, f"http://127.0.0.1:{ports['gateway']}/health", 60,
-                  workdir)
+    harness.wait_ready("gateway", gateway_proc, f"http://127.0.0.1:{ports['gateway']}/health",
+                       180, workdir)
     return (f"http://127.0.0.1:{ports['gateway']}", f"http://127.0.0.1:{ports['rag_core']}",
-            gateway, rag_core)
+            gateway_proc, rag_core)
 
 
 def run(args: argparse.Namespace) -> int:
     OUT.mkdir(exist_ok=True)
     wanted = {"upstream", *args.targets.split(",")}
-    litellm = gb.ensure_litellm() if "litellm" in wanted else None
+    litellm = harness.ensure_litellm() if "litellm" in wanted else None
     workdir = Path(tempfile.mkdtemp(prefix="ragward-stream-bench-"))
-    procs = gb.Processes(workdir)
+    procs = harness.Processes(workdir)
     notes = [f"stream redaction in the gateway: {_redaction_kind()}"]
     phases: list[Phase] = []
     from ragward import devservices
 
-    args.code_version = gb.code_version()
+    args.code_version = harness.code_version()
     try:
         say(f"measuring {args.code_version}; logs in {workdir}; load average now "
-            f"{gb.load1():.2f}")
-        port = gb.free_port()
+            f"{harness.load1():.2f}")
+        port = harness.free_port()
         upstream_url = f"http://127.0.0.1:{port}"
         upstream_spec = {"port": port, "interval_ms": args.chunk_interval_ms,
                          "answer": answer_text(args.chunks * args.long_factor)}
-        upstream = procs.spawn("upstream", [PY, __file__, "--serve-upstream",
-                                            json.dumps(upstream_spec)], gb.child_env())
+        upstream = procs.spawn("upstream", harness.module_command(
+            "stream", "--serve-upstream", json.dumps(upstream_spec)), harness.child_env())
         litellm_proc = None
         if litellm is not None:
             say("starting LiteLLM's proxy (~20 s), Redis and Kafka meanwhile")
-            litellm_port = gb.free_port()
-            litellm_proc = gb.spawn_litellm(procs, litellm, litellm_port, upstream_url + "/v1")
+            litellm_port = harness.free_port()
+            litellm_proc = harness.spawn_litellm(procs, litellm, litellm_port, upstream_url + "/v1")
         redis = devservices.start_redis()
         procs.services.append(redis)
-        kafka = None if args.no_kafka else gb.start_kafka(procs, notes)
+        kafka = None if args.no_kafka else harness.start_kafka(procs, notes)
         if args.no_kafka:
             notes.append("--no-kafka: ragward ran on the in-process bus (no Kafka acks)")
         # 405 to a GET: the stub is up (it has no health route).
-        gb.wait_ready("upstream", upstream, upstream_url + "/v1/chat/completions", 15, workdir)
+        harness.wait_ready("upstream", upstream, upstream_url + "/v1/chat/completions", 15, workdir)
 
-        targets: list[StreamTarget] = [StreamTarget(gb.Target(
+        targets: list[StreamTarget] = [StreamTarget(harness.Target(
             "upstream", upstream_url + "/v1/chat/completions", "", {}, upstream.pid),
             "bench-model")]
         gateway = rag_core = None
@@ -573,7 +556,7 @@ def run(args: argparse.Namespace) -> int:
             base, rag_base, gateway, rag_core = start_ragward(
                 procs, workdir, upstream_url + "/v1", redis, kafka)
         if "rag-core" in wanted and rag_core is not None:  # RAG alone: no gateway controls
-            targets.append(StreamTarget(gb.Target(
+            targets.append(StreamTarget(harness.Target(
                 "rag-core", rag_base + "/v1/chat/stream", "",
                 {"X-Internal-Token": INTERNAL_TOKEN}, rag_core.pid), "default",
                 wire="ndjson"))
@@ -581,20 +564,20 @@ def run(args: argparse.Namespace) -> int:
             from ragward.settings import load_settings
             from ragward.tokens import mint
 
-            token = mint(load_settings(jwt_secret=gb.SECRET, data_dir=workdir), "bench", "t1",
+            token = mint(load_settings(jwt_secret=harness.SECRET, data_dir=workdir), "bench", "t1",
                          ["reader"], ttl=3600)
             services = {"redis": redis.pid, **({"kafka": kafka.pid} if kafka else {})}
-            targets.append(StreamTarget(gb.Target(
+            targets.append(StreamTarget(harness.Target(
                 "ragward", base + "/v1/chat/completions", "",
                 {"Authorization": f"Bearer {token}"}, gateway.pid,
                 {"rag-core": rag_core.pid, **services}), "default", own_extra=("rag-core",),
                 process="gateway"))
         if litellm_proc is not None:
-            gb.wait_ready("litellm", litellm_proc,
+            harness.wait_ready("litellm", litellm_proc,
                           f"http://127.0.0.1:{litellm_port}/health/liveliness", 120, workdir)
-            targets.append(StreamTarget(gb.Target(
+            targets.append(StreamTarget(harness.Target(
                 "litellm", f"http://127.0.0.1:{litellm_port}/v1/chat/completions",
-                "", {"Authorization": f"Bearer {gb.MASTER_KEY}"}, litellm_proc.pid),
+                "", {"Authorization": f"Bearer {harness.MASTER_KEY}"}, litellm_proc.pid),
                 "bench-model"))
         upstream_pid = upstream.pid
         all_pids = [t.target.pid for t in targets] + [s.pid for s in procs.services] + (
@@ -608,7 +591,7 @@ def run(args: argparse.Namespace) -> int:
             notes.append(f"{t.target.name} smoke stream: {first['pieces']} content chunks, "
                          f"TTFT {first['ttft_ms'] or float('nan'):.1f} ms, total {first['total_ms']:.1f} ms, "
                          f"raw PII reached the client: {first['raw_pii']}")
-        say(f"all up; load average {gb.load1():.2f}. Warming up")
+        say(f"all up; load average {harness.load1():.2f}. Warming up")
         for t in targets:  # pools grown, first-call paths, JIT of the broker
             run_client(t, chunks=args.chunks, concurrency=args.concurrency,
                        max_streams=100_000, seconds=args.warmup)
@@ -626,19 +609,20 @@ def run(args: argparse.Namespace) -> int:
                                       chunks=args.chunks * factor, upstream_pid=upstream_pid,
                                       all_pids=all_pids))
         if gateway is not None and kafka is not None:
-            audited = asyncio.run(gb._kafka_records(kafka.address, "ragward.audit.v1"))
+            audited = asyncio.run(harness.kafka_record_count(
+                kafka.address, harness.default_setting("topic_audit")))
             served = sum(p.ok + p.failed for p in phases if p.target == "ragward")
             notes.append(f"Kafka audit topic holds {audited} records after {served} measured "
                          "ragward streams (+ smoke and warm-up; two per stream: the opening "
                          "and the closing one)")
         notes.append(f"ragward = ragward gateway (1 worker) + ragward rag-core (1 worker, "
                      f"openai backend, OPENAI_BASE_URL={upstream_url}/v1); LiteLLM "
-                     f"{gb.LITELLM_PIN}, 1 worker, default logging; its CPU is one process's")
+                     f"{harness.LITELLM_PIN}, 1 worker, default logging; its CPU is one process's")
         notes.append("ragward does RAG on every question (an embedding call to the upstream "
                      "and a vector search before the LLM call); LiteLLM only proxies. Both "
                      "TTFT and CPU include that")
     finally:
-        gb.stop_and_keep_logs(procs, workdir, OUT / "logs-stream")
+        harness.stop_and_keep_logs(procs, workdir, OUT / "logs-stream")
 
     notes.append(chart(phases, OUT / "stream.png"))
     lines = report(phases, args, notes)
@@ -689,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) is None:  # what was given stays
             setattr(args, name, value)
 
-    return gb.run_stoppable(run, args)
+    return harness.run_stoppable(run, args)
 
 
 if __name__ == "__main__":

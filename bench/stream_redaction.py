@@ -1,6 +1,6 @@
 """Streamed redaction: characters held back, and CPU per chunk, beside fixed windows.
 
-    python bench/stream_redaction.py [--answers 300] [--seed 1]
+    python -m bench.stream_redaction [--answers 300] [--seed 1]
 
 Answers are streamed in the pieces an LLM sends (1-8 characters, about 4 on
 average, the size of a token), through ``RedactionSession.stream()`` on the native
@@ -31,11 +31,8 @@ import argparse
 import json
 import random
 import statistics
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from faker import Faker
 

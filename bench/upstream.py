@@ -14,7 +14,7 @@ proxy under test and the load generator. Keep-alive is supported; responses
 leave in request order. ``--latency-ms`` delays every answer by that much
 (``loop.call_later``: no coroutine per request).
 
-    python bench/upstream.py --port 9000 --latency-ms 20
+    python -m bench.upstream --port 9000 --latency-ms 20
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -226,6 +227,7 @@ async def open_components(
             circuit_state=lambda: float(resilient.breaker.state),
             quota_status=quota.status,
             spool=components.spool,
+            tasks=partial(_task_count, asyncio.get_running_loop()),
         )
         tasks = [asyncio.create_task(_publish_status(components), name="status-events")]
         if http_upstream is not None:
@@ -245,6 +247,11 @@ async def _refresh_versions(upstream: HttpUpstream) -> None:
         with contextlib.suppress(Exception):  # rag_core down: keep the last known versions
             await upstream.refresh_versions()
         await asyncio.sleep(VERSION_REFRESH_S)
+
+
+def _task_count(loop: asyncio.AbstractEventLoop) -> int:
+    """Tasks alive in ``loop`` (read at scrape time, on the loop's own thread)."""
+    return len(asyncio.all_tasks(loop))
 
 
 async def _publish_status(components: Components) -> None:

@@ -49,6 +49,11 @@ class GatewayMetrics:
         self._spool_capacity = Gauge(
             "ragward_gateway_spool_capacity_bytes", "Audit spool capacity.", registry=registry,
         )
+        self._tasks = Gauge(
+            "ragward_gateway_event_loop_tasks",
+            "asyncio tasks alive in the gateway's event loop (a leak shows as growth).",
+            registry=registry,
+        )
 
         self.ttft = Histogram(
             "ragward_gateway_time_to_first_token_seconds",
@@ -89,6 +94,7 @@ class GatewayMetrics:
         circuit_state: Callable[[], float],
         quota_status: Callable[[], dict[str, bool]],
         spool: Callable[[], tuple[int, int]],
+        tasks: Callable[[], int] = lambda: 0,
     ) -> None:
         """Gauges read live state when scraped, so they can never go stale."""
         self._circuit.set_function(circuit_state)
@@ -96,6 +102,7 @@ class GatewayMetrics:
             self._quota_degraded.labels(control).set_function(_degraded(quota_status, control))
         self._spool_bytes.set_function(lambda: float(spool()[0]))
         self._spool_capacity.set_function(lambda: float(spool()[1]))
+        self._tasks.set_function(lambda: float(tasks()))
 
 
 def _degraded(status: Callable[[], dict[str, bool]], control: str) -> Callable[[], float]:

@@ -29,6 +29,13 @@ def _add_serve_options(parser: argparse.ArgumentParser, default_port: str) -> No
     parser.add_argument("--port", type=int, help=f"port (default: {default_port})")
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _configure_serve(sub: Any) -> None:
     p = sub.add_parser("serve", help="all-in-one: gateway, rag_core and the three consumers")
     _add_serve_options(p, "RAGWARD_PORT or 8000")
@@ -36,6 +43,9 @@ def _configure_serve(sub: Any) -> None:
 
     p = sub.add_parser("gateway", help="the gateway alone, forwarding to RAGWARD_RAG_CORE_URL")
     _add_serve_options(p, "RAGWARD_PORT or 8000")
+    p.add_argument("--workers", type=_positive, help="processes on the port, each with its "
+                   "own spool (default: RAGWARD_GATEWAY_WORKERS or 1)")
+    p.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     p.set_defaults(handler="ragward.serve:gateway_main", kafka=True, redis=True)
 
     p = sub.add_parser("rag-core", help="the RAG service alone (internal)")

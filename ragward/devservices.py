@@ -8,7 +8,9 @@ their data in a temporary directory that is removed when they stop.
 ``make services`` / ``make services-down`` and the pytest fixtures use this
 module; ``python -m ragward.devservices up|down`` is the command line, and
 ``up --secure`` (``make services SECURE=1``) starts the secured variants of
-:mod:`ragward.devsecure` instead: Kafka on SASL_SSL with ACLs, Redis on TLS.
+:mod:`ragward.devsecure` instead: Kafka on SASL_SSL with ACLs, Redis on TLS;
+``up --brokers 3`` (``make services BROKERS=3``) a three-broker KRaft cluster
+(:mod:`ragward.devcluster`).
 """
 
 from __future__ import annotations
@@ -182,11 +184,19 @@ def start_kafka(timeout: float = 90.0) -> RunningService:
     return launch_kafka(libs, workdir, props, port, timeout)
 
 
-def format_storage(libs: Path, workdir: Path, props: Path, *extra: str) -> None:
-    """Format a fresh node's KRaft storage (``extra``: e.g. ``--add-scram`` users)."""
+def new_cluster_id() -> str:
+    """A KRaft cluster id (base64 of a UUID) that the storage tool cannot take for a flag."""
     cluster_id = "-"
     while cluster_id.startswith("-"):  # the storage tool would read a leading "-" as a flag
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    return cluster_id
+
+
+def format_storage(libs: Path, workdir: Path, props: Path, *extra: str,
+                   cluster_id: str | None = None) -> None:
+    """Format a fresh node's KRaft storage (``extra``: e.g. ``--add-scram`` users); the
+    nodes of one cluster share ``cluster_id``."""
+    cluster_id = cluster_id or new_cluster_id()
     fmt = subprocess.run(
         _java(libs, workdir, "kafka.tools.StorageTool", "format", "-t", cluster_id,
               "-c", str(props), *extra),
@@ -215,29 +225,47 @@ def launch_kafka(
     client: Mapping[str, Any] | None = None,
 ) -> RunningService:
     """Run the node; ready once a round trip with ``client``'s security keywords works."""
+    service = spawn_kafka(libs, workdir, props, port)
+    await_kafka([service], timeout, client)
+    return service
+
+
+def spawn_kafka(libs: Path, workdir: Path, props: Path, port: int) -> RunningService:
+    """Start a node's process without waiting for it (a cluster's nodes wait for each
+    other's votes: start them all, then :func:`await_kafka`)."""
     with (workdir / "kafka.log").open("ab") as log:
         proc = subprocess.Popen(
             _java(libs, workdir, "kafka.Kafka", str(props)),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-    service = RunningService("kafka", f"127.0.0.1:{port}", proc.pid, str(workdir), proc)
+    return RunningService("kafka", f"127.0.0.1:{port}", proc.pid, str(workdir), proc)
+
+
+def await_kafka(nodes: list[RunningService], timeout: float,
+                client: Mapping[str, Any] | None = None) -> None:
+    """Wait until every node listens and a round trip through all of them works; stop
+    them all and raise :class:`ServiceError` if one exits or the deadline passes."""
     deadline = time.monotonic() + timeout
+    bootstrap = ",".join(n.address for n in nodes)
     last_error: Exception | None = None
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = (workdir / "kafka.log").read_text(errors="replace")[-800:]
-            stop(service)
-            raise ServiceError(f"Kafka exited with code {proc.returncode}: {tail}")
-        if not _port_open(port):
+        for node in nodes:
+            if node.process is not None and node.process.poll() is not None:
+                tail = (Path(node.workdir) / "kafka.log").read_text(errors="replace")[-800:]
+                for other in nodes:
+                    stop(other)
+                raise ServiceError(f"Kafka exited with code {node.process.returncode}: {tail}")
+        if not all(_port_open(int(n.address.rsplit(":", 1)[1])) for n in nodes):
             time.sleep(0.2)
             continue
         try:
-            asyncio.run(_kafka_round_trip(service.address, client))
-            return service
+            asyncio.run(_kafka_round_trip(bootstrap, client))
+            return
         except Exception as exc:  # not up yet: keep polling until the deadline
             last_error = exc
             time.sleep(0.5)
-    stop(service)
+    for node in nodes:
+        stop(node)
     raise ServiceError(f"Kafka did not become ready in {timeout:.0f}s: {last_error!r}")
 
 
@@ -416,9 +444,9 @@ def running(name: str) -> Iterator[RunningService]:
         stop(service)
 
 
-def up(secure: bool = False) -> int:
-    """Start Kafka and Redis, or (``secure``) their secured variants (:mod:`ragward.devsecure`);
-    print the exports."""
+def up(secure: bool = False, brokers: int = 1) -> int:
+    """Start Kafka and Redis, or (``secure``) their secured variants (:mod:`ragward.devsecure`),
+    or (``brokers=3``) a three-broker cluster (:mod:`ragward.devcluster`); print the exports."""
     if STATE_FILE.exists():
         print("services already running; `make services-down` first", file=sys.stderr)
         return 1
@@ -426,6 +454,10 @@ def up(secure: bool = False) -> int:
         from ragward.devsecure import up_secure
 
         services, lines = up_secure()
+    elif brokers > 1:
+        from ragward.devcluster import up_cluster
+
+        services, lines = up_cluster()
     else:
         services = [start_kafka(), start_redis()]
         kafka, redis = services
@@ -459,10 +491,12 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     commands: dict[str, Callable[[], int]] = {
         "up": up, "down": down, "fetch": fetch, "up --secure": lambda: up(secure=True),
+        "up --brokers 3": lambda: up(brokers=3),
     }
     command = " ".join(args)
     if command not in commands:
-        print("usage: python -m ragward.devservices up [--secure]|down|fetch", file=sys.stderr)
+        print("usage: python -m ragward.devservices up [--secure|--brokers 3]|down|fetch",
+              file=sys.stderr)
         return 2
     try:
         return commands[command]()

@@ -120,4 +120,24 @@ def create_gateway_app(settings: Settings) -> Litestar:
 
 
 def gateway_main(settings: Settings, args: argparse.Namespace) -> int:
+    """``ragward gateway``: one process, or with ``--workers N`` a supervisor of N
+    (:mod:`ragward.workers`); ``--worker-slot`` is how the supervisor starts worker i."""
+    from ragward import workers
+
+    host, port = args.host or settings.host, args.port or settings.port
+    if args.worker_slot is not None:
+        app = create_gateway_app(workers.worker_settings(settings, args.worker_slot))
+        server = uvicorn.Server(uvicorn.Config(
+            app, log_config=None, access_log=False, loop="uvloop", http="httptools"))
+        server.run(sockets=[workers.reuse_port_socket(host, port)])
+        return 0
+    count = args.workers or settings.gateway_workers
+    if count > 1:
+        if settings.rag_core_url is None:  # fail here, once, not in every worker
+            raise ConfigError(f"{env_name('rag_core_url')} must name the rag_core to forward to")
+        prefix = workers.ragward_command() + [
+            flag for name, flag in (("config", "--config"), ("log_format", "--log-format"),
+                                    ("log_level", "--log-level"))
+            for flag in ([flag, str(getattr(args, name))] if getattr(args, name, None) else [])]
+        return workers.supervise(count, host, port, prefix)
     return _run(create_gateway_app(settings), settings, args)

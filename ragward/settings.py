@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".ragward"), description="Indexes, spool, audit store, state.")
     host: str = Field("127.0.0.1", description="Address the HTTP servers bind to.")
     port: int = Field(8000, ge=1, le=65535, description="Gateway / serve port.")
+    gateway_workers: int = Field(
+        1, ge=1, le=64, description="`ragward gateway` processes on the port, each its own spool."
+    )
     rag_core_port: int = Field(8001, ge=1, le=65535, description="`ragward rag-core` port.")
     consumer_port: int = Field(9100, ge=0, le=65535, description="Consumers' /metrics port.")
     log_format: Literal["json", "console"] = "json"

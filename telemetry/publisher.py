@@ -14,7 +14,12 @@
     the spool in append order, sends each batch and waits for all its acks,
     then advances the spool's cursor; on failure it retries the same batch
     with exponential backoff (0.1 s doubling to 5 s, with jitter). When the
-    spool is empty the publisher goes back to ``live``.
+    spool is empty the publisher goes back to ``live``. Under steady load the spool
+    would never be empty at the instant the drain looks (new records arrive while
+    each batch waits for its acks), so once a batch has reached the end of the
+    spool the drain *closes the tail*: new publishes wait (at most ``ack_timeout_s``;
+    the first to time out reopens it) while it sends the last records, then go live.
+    Spooling thus lasts about as long as the outage, not as long as the load.
 
 **Ordering guarantee.** The drain sends in append order through one
 idempotent producer, and once spooling starts every later publish goes to the
@@ -120,6 +125,7 @@ class DurablePublisher:
         self._stopping = False
         self._spooling = asyncio.Event()
         self._drained = asyncio.Event()
+        self._tail_closed: asyncio.Event | None = None  # set: publishes may go on
         self._drain_task: asyncio.Task[None] | None = None
         self._lingering: set[asyncio.Future[Any]] = set()
         self._failures = 0
@@ -170,6 +176,7 @@ class DurablePublisher:
             return
         self._started = False
         self._stopping = True
+        self._open_tail()
         if self._drain_task is not None:
             self._drain_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -203,6 +210,14 @@ class DurablePublisher:
         (fsynced) or ``"best_effort"`` (spool full, policy accept: not durable)."""
         if not self._started:
             raise DependencyUnavailable("event publisher is not running")
+        tail = self._tail_closed
+        if tail is not None:  # the drain sends the spool's last records: wait for them
+            try:
+                async with asyncio.timeout(self._ack_timeout):
+                    await tail.wait()
+            except TimeoutError:
+                if self._tail_closed is tail:  # slower than an ack: hold no one else
+                    self._open_tail()
         live = self._mode is Mode.LIVE and self._connected
         if live and await self._publish_live(topic, key, value):
             return "kafka"
@@ -333,6 +348,7 @@ class DurablePublisher:
                     await self._sender.stop()
                 self._connected = False
             if not self._connected and not await self._connect():
+                self._open_tail()
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, self._backoff_max)
                 continue
@@ -341,6 +357,7 @@ class DurablePublisher:
                 if self._spool.is_empty:
                     self._mode = Mode.LIVE
                     self._drained.set()
+                    self._open_tail()
                     log.info("publisher.spool_drained", drained=self.drained)
                 else:
                     await self._spool.wait_for_data(0.5)
@@ -350,12 +367,21 @@ class DurablePublisher:
                 self.drained += len(records)
                 backoff = self._backoff_initial
                 self._failures = 0
+                if len(records) < self._drain_batch and self._tail_closed is None:
+                    self._tail_closed = asyncio.Event()  # at the end: hold new publishes
             else:
+                self._open_tail()  # the broker is not back after all: spool meanwhile
                 self._failures += 1
                 if self._failures % 3 == 0:  # a stuck producer: start afresh
                     self._reset = True
                 await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, self._backoff_max)
+
+    def _open_tail(self) -> None:
+        """Let publishes held by a closed tail go on (live if drained, else spooled)."""
+        if self._tail_closed is not None:
+            self._tail_closed.set()
+            self._tail_closed = None
 
     async def _send_batch(self, records: list[SpooledRecord]) -> bool:
         """Send a batch and wait for every ack; False to retry the whole batch."""

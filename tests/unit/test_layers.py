@@ -24,7 +24,7 @@ BOTTOM = {
     "rag_core.schemas",
 }
 TOP = {"ragward.cli", "ragward.serve", "ragward.consumers", "ragward.devservices",
-       "ragward.devsecure", "ragward.devcerts"}
+       "ragward.devsecure", "ragward.devcerts", "ragward.devcluster", "ragward.workers"}
 LAYER = {"telemetry": 1, "rag_core": 2, "alerting": 2, "gateway": 3}
 
 

@@ -127,6 +127,63 @@ async def test_outage_spools_then_drains_in_publish_order(tmp_path: Path) -> Non
         await pub.stop()
 
 
+async def test_spooling_ends_with_the_outage_under_steady_load(tmp_path: Path) -> None:
+    """Publishers that never pause do not keep the publisher spooling after the broker is
+    back (each drain batch waits for its acks while new records arrive, so the spool is
+    never empty when the drain looks): the drain holds new publishes while it sends the
+    last records, goes live, and the order stays the publish order."""
+    sender = ScriptedSender()
+    pub = make(tmp_path, sender)
+    await pub.start()
+    done = asyncio.Event()
+    sent: list[bytes] = []
+    real_send = sender.send
+
+    async def slow_acks(topic: str, key: bytes, value: bytes) -> asyncio.Future[Any]:
+        """The scripted ack, 20 ms later: a broker round trip."""
+        fut = await real_send(topic, key, value)
+        loop = asyncio.get_running_loop()
+        acked: asyncio.Future[Any] = loop.create_future()
+
+        def transfer(f: asyncio.Future[Any]) -> None:
+            if acked.done():
+                return
+            if f.cancelled() or f.exception() is not None:
+                acked.set_exception(f.exception() or TimeoutError("cancelled"))
+            else:
+                acked.set_result(None)
+
+        fut.add_done_callback(lambda f: loop.call_later(0.02, transfer, f))
+        return acked
+
+    sender.send = slow_acks  # type: ignore[method-assign]
+
+    async def publisher_loop(w: int) -> None:
+        i = 0
+        while not done.is_set():
+            value = b"w%d-%d" % (w, i)
+            await pub.publish("audit", "acme", value)
+            if w == 0:
+                sent.append(value)
+            i += 1
+            await asyncio.sleep(0)
+
+    loops = [asyncio.create_task(publisher_loop(w)) for w in range(8)]
+    try:
+        sender.up = False
+        await asyncio.sleep(0.3)  # ack timeouts: spooling
+        assert pub.mode is Mode.SPOOLING
+        sender.up = True
+        assert await pub.wait_drained(2.0), "still spooling while the load goes on"
+        assert pub.mode is Mode.LIVE
+    finally:
+        done.set()
+        await asyncio.gather(*loops)
+        await pub.stop()
+    delivered = list(dict.fromkeys(v for _, _, v in sender.delivered if v.startswith(b"w0-")))
+    assert [v for v in delivered if v in set(sent)] == sent
+
+
 async def test_start_with_broker_down_spools_and_leftovers_drain_on_restart(
     tmp_path: Path,
 ) -> None:

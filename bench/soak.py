@@ -1,0 +1,463 @@
+"""Endurance: mixed requests through the whole stack, watching for anything that grows.
+
+Every part its own process on 127.0.0.1, started and stopped here: the fake OpenAI
+upstream (``bench.stream``'s), ``ragward rag-core`` (openai backend, the handbook
+indexed through the stub's embeddings), ``ragward gateway`` (every control on), Redis,
+Kafka and the three consumers (``ragward consumer metrics|alerts|audit``). A client
+(aiohttp on uvloop, in this process) sends a fixed mix — single queries (cache
+misses), cache hits, batch queries, OpenAI-style streamed chats through
+``/v1/chat/completions``, 4xx (no token, wrong role, a malformed body) and quota
+rejections (a tenant with a small ``rpm``) — at most ``--concurrency`` at a time,
+paced to last at least ``--min-seconds``, bounded by ``--requests`` and
+``--max-seconds``.
+
+Per window of ``--window`` requests: RSS and open descriptors of every process, the
+gateway's asyncio task count (``ragward_gateway_event_loop_tasks`` on its /metrics),
+Redis ``used_memory``, the consumer groups' lag, p50/p99 of the window. At the end:
+audit records in the store == requests sent, the metrics consumer's and the gateway's
+request counts == requests sent, no 5xx; and the targets (RSS growth after the first
+window ≤ 5 % per process, descriptors and tasks flat, p99 drift ≤ 20 %). Charts
+(RSS and latency over time) into bench/out/soak.png.
+
+    .venv/bin/python -m bench.soak            # 100,000 requests, >= 10 min
+    .venv/bin/python -m bench.soak --quick    # 5,000 requests, ~2 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import sqlite3
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import harness
+from bench.stream import answer_text, start_ragward
+
+say = harness.say
+HEAVY, QUOTA = "t1", "tq"  # the main tenant; a tenant whose small rpm makes 429s
+QUOTA_RPM = 30
+HITS = 40  # distinct questions asked again and again: cache hits after the first
+# (kind, weight): the mix of every 100 requests
+MIX = [("hit", 40), ("query", 20), ("batch", 5), ("chat", 10), ("unauth", 5),
+       ("forbidden", 5), ("malformed", 5), ("quota", 10)]
+CONSUMERS = ("metrics", "alerts", "audit")
+
+
+@dataclass
+class Window:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    rss_mb: dict[str, float]
+    fds: dict[str, int]
+    tasks: float
+    redis_mb: float
+    lag: dict[str, int]
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ process readings
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set of the process tree under ``pid`` (MB)."""
+    total = 0
+    for p in harness.process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def open_fds(pid: int) -> int:
+    total = 0
+    for p in harness.process_tree(pid):
+        try:
+            total += len(list(Path(f"/proc/{p}/fd").iterdir()))
+        except OSError:
+            continue
+    return total
+
+
+def metric_sum(url: str, name: str, where: str = "") -> float:
+    """Sum of the samples of ``name`` (with ``where`` in their labels) at ``url``."""
+    _, body = harness.http(url, timeout=10)
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name) and not line.startswith("#") and where in line:
+            head, _, value = line.rpartition(" ")
+            if head.split("{")[0] == name:
+                total += float(value)
+    return total
+
+
+async def redis_used_mb(address: str) -> float:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(address)
+    try:
+        info = await client.info("memory")
+        return float(info["used_memory"]) / 1e6
+    finally:
+        await client.aclose()
+
+
+async def consumer_lag(bootstrap: str, groups: dict[str, list[str]]) -> dict[str, int]:
+    """Records each group has yet to commit on its topics."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await probe.start()
+    try:
+        lag = {}
+        for group, topics in groups.items():
+            committed = await admin.list_consumer_group_offsets(group)
+            tps = [tp for tp in committed if tp.topic in topics]
+            ends = await probe.end_offsets(tps) if tps else {}
+            lag[group] = sum(ends[tp] - committed[tp].offset for tp in tps)
+        return lag
+    finally:
+        await probe.stop()
+        await admin.close()
+
+
+# ------------------------------------------------------------------ the load
+
+
+class Client:
+    """The mix, request by request; latency and status of each."""
+
+    def __init__(self, base: str, tokens: dict[str, str]) -> None:
+        self.base, self.tokens = base, tokens
+        self.kinds = itertools.cycle([k for k, w in MIX for _ in range(w)])
+        self.n = 0
+        self.latencies: list[float] = []
+        self.statuses: Counter[str] = Counter()
+        self.by_kind: Counter[str] = Counter()
+        self.errors: list[str] = []
+
+    def _request(self, kind: str, i: int) -> tuple[str, dict[str, Any], dict[str, str]]:
+        auth = {"Authorization": f"Bearer {self.tokens[HEAVY]}"}
+        question = f"soak {i}: how many days of annual leave do I get?"
+        if kind == "hit":
+            return "/v1/query", {"question": f"cached {i % HITS}: annual leave?"}, auth
+        if kind == "batch":
+            return "/v1/query/batch", {"questions": [f"{question} ({j})" for j in range(3)]}, auth
+        if kind == "chat":
+            return "/v1/chat/completions", {
+                "model": "default", "stream": True, "max_tokens": 20,
+                "messages": [{"role": "user", "content": question}]}, auth
+        if kind == "unauth":
+            return "/v1/query", {"question": question}, {}
+        if kind == "forbidden":
+            return "/v1/query", {"question": question}, {
+                "Authorization": f"Bearer {self.tokens['compliance']}"}
+        if kind == "malformed":
+            return "/v1/query", {"question": 7}, auth
+        if kind == "quota":
+            return "/v1/query", {"question": question}, {
+                "Authorization": f"Bearer {self.tokens[QUOTA]}"}
+        return "/v1/query", {"question": question}, auth
+
+    async def one(self, session: Any) -> None:
+        self.n += 1
+        i, kind = self.n, next(self.kinds)
+        path, body, headers = self._request(kind, i)
+        start = time.perf_counter()
+        try:
+            async with session.post(self.base + path, json=body, headers=headers) as response:
+                raw = await response.read()
+                status = response.status
+            if kind == "chat" and status == 200 and b"data: [DONE]" not in raw:
+                status = -2  # a stream that ended without [DONE]
+        except Exception as exc:
+            status = -1
+            if len(self.errors) < 5:
+                self.errors.append(f"{kind}: {exc!r}")
+        self.latencies.append(time.perf_counter() - start)
+        self.statuses[str(status)] += 1
+        self.by_kind[kind] += 1
+
+
+async def drive(client: Client, args: argparse.Namespace, on_window: Any) -> float:
+    """Send ``args.requests`` (or until ``max_seconds``), ``concurrency`` at a time, paced to
+    last ``min_seconds``; call ``on_window`` after each ``window`` requests."""
+    import aiohttp
+
+    rate = args.requests / args.min_seconds
+    started = time.monotonic()
+    deadline = started + args.max_seconds
+    connector = aiohttp.TCPConnector(limit=args.concurrency + 8)
+    async with aiohttp.ClientSession(connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
+        sent = 0
+        while sent < args.requests and time.monotonic() < deadline:
+            size = min(args.window, args.requests - sent)
+            queue = iter(range(size))
+
+            async def worker(queue: Any) -> None:
+                nonlocal sent
+                for _ in queue:
+                    due = started + sent / rate
+                    if (wait := due - time.monotonic()) > 0:
+                        await asyncio.sleep(wait)
+                    if time.monotonic() >= deadline:
+                        return
+                    sent += 1
+                    await client.one(session)
+
+            await asyncio.gather(*(worker(queue) for _ in range(args.concurrency)))
+            await on_window()
+    return time.monotonic() - started
+
+
+# ------------------------------------------------------------------ main
+
+
+def percentile_ms(values: list[float], q: float) -> float:
+    return harness.percentile(sorted(values), q) * 1000
+
+
+def run(args: argparse.Namespace) -> int:
+    harness.OUT.mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="ragward-soak-"))
+    procs = harness.Processes(workdir)
+    notes: list[str] = [f"load average at start {harness.load1():.2f}; "
+                        f"{harness.code_version()}"]
+    windows: list[Window] = []
+    try:
+        from ragward import devservices
+
+        say(f"starting the stack; logs in {workdir}")
+        port = harness.free_port()
+        upstream = procs.spawn("upstream", harness.module_command(
+            "stream", "--serve-upstream", json.dumps(
+                {"port": port, "interval_ms": 0, "answer": answer_text(20)})),
+            harness.child_env())
+        redis = devservices.start_redis()
+        procs.services.append(redis)
+        kafka = harness.start_kafka(procs, notes)
+        if kafka is None:
+            raise SystemExit("Kafka did not start")
+        upstream_url = f"http://127.0.0.1:{port}"
+        harness.wait_ready("upstream", upstream, upstream_url + "/v1/chat/completions", 15,
+                           workdir)
+        config = workdir / "ragward.toml"
+        config.write_text(f"[quotas.tenants.{QUOTA}]\nrpm = {QUOTA_RPM}\n")
+        base, _, gateway, rag_core = start_ragward(
+            procs, workdir, upstream_url + "/v1", redis, kafka, config=config)
+        consumers, consumer_ports = {}, {kind: harness.free_port() for kind in CONSUMERS}
+        for kind in CONSUMERS:
+            consumers[kind] = procs.spawn(kind, [
+                str(Path(harness.PY).parent / "ragward"), "consumer", kind],
+                harness.child_env(**harness.ragward_env(
+                    kafka_bootstrap=kafka.address, redis_url=redis.address,
+                    data_dir=workdir / f"{kind}-data", consumer_port=consumer_ports[kind],
+                    log_level="warning", host="127.0.0.1")))
+        from ragward.settings import load_settings
+        from ragward.tokens import mint
+
+        settings = load_settings(jwt_secret=harness.SECRET, data_dir=workdir)
+        tokens = {HEAVY: mint(settings, "soak", HEAVY, ["reader"], ttl=7200),
+                  QUOTA: mint(settings, "soak", QUOTA, ["reader"], ttl=7200),
+                  "compliance": mint(settings, "soak", HEAVY, ["compliance"], ttl=7200)}
+        pids = {"gateway": gateway.pid, "rag-core": rag_core.pid, "upstream": upstream.pid,
+                "redis": redis.pid, "kafka": kafka.pid,
+                **{f"{k} consumer": p.pid for k, p in consumers.items()}}
+        client = Client(base, tokens)
+        topics = [harness.default_setting("topic_audit"), harness.default_setting("topic_usage")]
+        groups = {f"ragward-{k}": topics for k in CONSUMERS}
+        last = [0, time.monotonic()]
+
+        async def on_window() -> None:
+            done = client.n
+            lat = client.latencies[last[0]:]
+            seconds = time.monotonic() - last[1]
+            last[:] = [len(client.latencies), time.monotonic()]
+            lag = await consumer_lag(kafka.address, groups)
+            window = Window(
+                requests=done, seconds=round(seconds, 1), p50_ms=percentile_ms(lat, 0.5),
+                p99_ms=percentile_ms(lat, 0.99),
+                rss_mb={k: round(rss_mb(p), 1) for k, p in pids.items()},
+                fds={k: open_fds(p) for k, p in pids.items()},
+                tasks=await asyncio.to_thread(
+                    metric_sum, base + "/metrics", "ragward_gateway_event_loop_tasks"),
+                redis_mb=round(await redis_used_mb(redis.address), 2), lag=lag,
+                statuses=dict(client.statuses))
+            windows.append(window)
+            say(f"{done:>7} requests  {len(lat) / max(seconds, 1e-9):6.1f} req/s  "
+                f"p50 {window.p50_ms:6.1f} ms  p99 {window.p99_ms:7.1f} ms  "
+                f"tasks {window.tasks:.0f}  redis {window.redis_mb} MB  lag {sum(lag.values())}"
+                f"  load {harness.load1():.1f}")
+
+        import uvloop
+
+        say(f"all up; {args.requests} requests, {args.concurrency} at a time, at least "
+            f"{args.min_seconds:g} s, at most {args.max_seconds:g} s")
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            elapsed = runner.run(drive(client, args, on_window))
+        from telemetry.audit_store.store import default_sqlite_path
+
+        totals = settle(client, base, f"http://127.0.0.1:{consumer_ports['metrics']}/metrics",
+                        default_sqlite_path(load_settings(data_dir=workdir / "audit-data")),
+                        kafka.address, groups)
+    finally:
+        harness.stop_and_keep_logs(procs, workdir, harness.OUT / "logs-soak")
+    lines = report(windows, client, elapsed, totals, notes, args)
+    print("\n".join(lines), flush=True)
+    lines.append(chart(windows, harness.OUT / "soak.png"))
+    (harness.OUT / "soak.txt").write_text("\n".join(lines) + "\n")
+    (harness.OUT / "soak.json").write_text(json.dumps(
+        {"windows": [asdict(w) for w in windows], "totals": totals, "notes": notes},
+        indent=2))
+    say(f"done; {lines[-1]}; results in bench/out/soak.txt")
+    return 0
+
+
+def settle(client: Client, base: str, metrics_url: str, audit_db: Path, bootstrap: str,
+           groups: dict[str, list[str]]) -> dict[str, Any]:
+    """Wait (bounded) until the audit store has a record per request, then count what
+    each part saw."""
+    sent = client.n
+    deadline = time.monotonic() + 180
+    records = 0
+    while time.monotonic() < deadline:
+        if audit_db.exists():
+            with sqlite3.connect(audit_db) as db:
+                # a batch or a chat may add per-question records: count requests
+                records = db.execute(
+                    "SELECT COUNT(DISTINCT request_id) FROM audit_records").fetchone()[0]
+        if records >= sent:
+            break
+        time.sleep(1)
+    time.sleep(3)  # the metrics consumer commits on its own beat
+    return {"sent": sent, "audit_records": records,
+            # the API's routes only: this script's own /metrics scrapes are counted too
+            "gateway_requests_total": metric_sum(base + "/metrics",
+                                                 "ragward_gateway_requests_total", "/v1/"),
+            "metrics_consumer_requests_total": metric_sum(metrics_url, "ragward_requests_total"),
+            "lag_after": asyncio.run(consumer_lag(bootstrap, groups))}
+
+
+def growth(first: float, last: float) -> float:
+    return (last - first) / first * 100 if first else float("nan")
+
+
+def report(windows: list[Window], client: Client, elapsed: float, totals: dict[str, Any],
+           notes: list[str], args: argparse.Namespace) -> list[str]:
+    f = harness.fmt
+    names = list(windows[0].rss_mb) if windows else []
+    out = ["", "=" * 110,
+           f"soak @ {notes[0]} — {totals['sent']} requests in {elapsed:.0f} s "
+           f"({totals['sent'] / max(elapsed, 1e-9):.1f} req/s), concurrency {args.concurrency}, "
+           f"2 cores shared with other engineers' work", "=" * 110,
+           "per window: requests so far, p50/p99 ms of the window, gateway asyncio tasks, "
+           "Redis MB, consumer lag (records), then RSS MB / open fds per process",
+           f"{'requests':>8} {'secs':>6} {'p50':>7} {'p99':>8} {'tasks':>5} {'redisMB':>7} "
+           f"{'lag':>6}  " + "  ".join(f"{n[:12]:>12}" for n in names)]
+    for w in windows:
+        out.append(f"{w.requests:8d} {w.seconds:6.0f} {f(w.p50_ms)} {f(w.p99_ms, 8)} "
+                   f"{w.tasks:5.0f} {w.redis_mb:7.2f} {sum(w.lag.values()):6d}  "
+                   + "  ".join(f"{w.rss_mb[n]:6.0f}/{w.fds[n]:<5d}" for n in names))
+    statuses = Counter(client.statuses)
+    five = sum(v for k, v in statuses.items() if k.startswith("5") or k.startswith("-"))
+    out += ["", f"statuses: {dict(sorted(statuses.items()))}; by kind: "
+            f"{dict(client.by_kind)}"]
+    if client.errors:
+        out.append(f"client errors (first): {client.errors}")
+    checks: list[tuple[str, str, bool]] = [
+        ("requests with an audit record == requests", f"{totals['audit_records']} / {totals['sent']}",
+         totals["audit_records"] == totals["sent"]),
+        ("gateway requests_total == requests",
+         f"{totals['gateway_requests_total']:.0f} / {totals['sent']}",
+         round(totals["gateway_requests_total"]) == totals["sent"]),
+        ("metrics consumer requests_total == requests",
+         f"{totals['metrics_consumer_requests_total']:.0f} / {totals['sent']}",
+         round(totals["metrics_consumer_requests_total"]) == totals["sent"]),
+        ("no 5xx (nor transport errors)", str(five), five == 0),
+    ]
+    if len(windows) >= 2:
+        first, last = windows[0], windows[-1]
+        for n in names:
+            g = growth(first.rss_mb[n], last.rss_mb[n])
+            checks.append((f"RSS growth after window 1: {n}", f"{g:+.1f} %", g <= 5.0))
+        for n in names:
+            d = last.fds[n] - first.fds[n]
+            checks.append((f"open fds change: {n}", f"{d:+d}", abs(d) <= 5))
+        checks.append(("gateway asyncio tasks change", f"{last.tasks - first.tasks:+.0f}",
+                       abs(last.tasks - first.tasks) <= 5))
+        g = growth(first.p99_ms, last.p99_ms)
+        checks.append(("p99 drift (last window vs first)", f"{g:+.1f} %", g <= 20.0))
+    out += ["", "Checks and targets:"]
+    out += [f"  {label:48} {value:>22}   {'MET' if ok else 'MISSED'}"
+            for label, value, ok in checks]
+    out += ["", "Notes:"] + [f"  - {n}" for n in notes]
+    return out
+
+
+def chart(windows: list[Window], path: Path) -> str:
+    """RSS of every process and p50/p99 over the run, window by window."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "chart skipped: matplotlib is not installed (the bench extra has it)"
+    if not windows:
+        return "chart skipped: no window"
+    xs = [w.requests for w in windows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name in windows[0].rss_mb:
+        left.plot(xs, [w.rss_mb[name] for w in windows], marker="o", label=name)
+    left.set_xlabel("requests")
+    left.set_ylabel("RSS (MB)")
+    left.set_yscale("log")
+    left.set_title("resident memory per process")
+    left.legend(fontsize=7)
+    right.plot(xs, [w.p50_ms for w in windows], marker="o", label="p50")
+    right.plot(xs, [w.p99_ms for w in windows], marker="o", label="p99")
+    right.set_xlabel("requests")
+    right.set_ylabel("ms (client-side, per window)")
+    right.set_title("latency over the soak")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"chart: {path.relative_to(harness.REPO)}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--window", type=int, default=10_000)
+    parser.add_argument("--min-seconds", type=float, default=600.0,
+                        help="pace the load to last at least this long (default 600)")
+    parser.add_argument("--max-seconds", type=float, default=1800.0,
+                        help="stop sending after this long even if not done (default 1800)")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--quick", action="store_true",
+                        help="5,000 requests in windows of 500, at least 60 s")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.requests, args.window, args.min_seconds = 5_000, 500, 60.0
+        args.max_seconds = min(args.max_seconds, 600.0)
+    return harness.run_stoppable(run, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
