@@ -23,7 +23,7 @@ closed-loop, 64 connections). For each: throughput, p50/p99, added p50/p99
 over (a) at the same load, CPU ms per request of the proxy process tree (from
 /proc), the 1-min load average and the CPU used by processes that are not part
 of this benchmark (other engineers' tests: noise). Then ragward is profiled
-under load with py-spy, and the ratios and targets of ../shared/DESIGN.md are
+under load with py-spy, and the ratios and targets of docs/performance.md are
 printed. Raw results go to bench/out/ (gitignored).
 
     .venv/bin/python -m bench.gateway                  # ~3 min
@@ -530,7 +530,7 @@ def report(phases: list[Phase], args: argparse.Namespace, notes: list[str],
 
     rw, ll, bare = get("ragward", "c=64"), get("litellm", "c=64"), get("bare", "c=64")
     rw200 = get("ragward", "200 rps")
-    out += ["", "Ratios and targets (../shared/DESIGN.md):"]
+    out += ["", "Ratios and targets (docs/performance.md):"]
 
     def check(label: str, value: float | None, goal: str, ok: bool | None) -> None:
         verdict = "n/a" if ok is None else ("MET" if ok else "MISSED")

@@ -31,7 +31,7 @@ BENCH = REPO / "bench"
 OUT = BENCH / "out"
 PY = sys.executable
 LITELLM_VENV = BENCH / ".venv-litellm"
-LITELLM_PIN = "1.108.7"  # what pip resolves here (PEERS.md); 1.82.7/1.82.8 were compromised
+LITELLM_PIN = "1.108.7"  # what pip resolves here (PyPI here); 1.82.7/1.82.8 were compromised
 LITELLM_BAD = {"1.82.7", "1.82.8"}
 # Without opentelemetry-sdk (in litellm's "proxy-runtime" extra, not in "proxy"), 1.108.7
 # retries a failing import of litellm.integrations.otel on every request
