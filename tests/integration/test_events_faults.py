@@ -38,6 +38,7 @@ from tests.integration.test_events_pipeline import (
     publish_load,
     wait_until,
 )
+from tests.signing_support import sign
 
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[2]
@@ -113,7 +114,8 @@ async def test_kafka_stopped_mid_load_spool_takes_over_and_every_ack_arrives_onc
         while not stop_load.is_set():
             event = audit_event(i)
             try:
-                await publisher.publish(topic, event.tenant, encode(event))
+                # signed as a gateway signs: the metrics consumer verifies every event
+                await publisher.publish(topic, event.tenant, sign(event))
                 acked.append(event.event_id)
             except DependencyUnavailable:
                 refused.append(event.event_id)

@@ -34,6 +34,7 @@ from telemetry.audit_store.store import default_sqlite_path
 from telemetry.events import AuditEvent, any_decoder
 from telemetry.factory import make_bus
 from telemetry.publisher import DurablePublisher, Mode
+from tests import audit_support
 from tests.audit_support import subscribe
 from tests.gateway_harness import bearer, gateway_settings, running_gateway
 from tests.integration.test_audit_kafka import _count_at_least, _until
@@ -169,7 +170,8 @@ async def test_cluster_loses_a_leader_then_a_quorum_and_every_2xx_has_one_audit_
     audit store."""
     settings = gateway_settings(
         tmp_path, upstream.url, kafka_bootstrap=cluster.bootstrap, kafka_replication_factor=3,
-        topic_audit=f"audit-{unique}", topic_usage=f"usage-{unique}")
+        topic_audit=f"audit-{unique}", topic_usage=f"usage-{unique}",
+        quota_rpm=10_000_000)  # durability under test, not quotas: no 429 on a fast machine
     topic = settings.topic_audit
     async with running_gateway(settings, bus=make_bus(settings)) as gw:
         url = str(gw.client.base_url).rstrip("/")
@@ -232,7 +234,7 @@ async def test_cluster_loses_a_leader_then_a_quorum_and_every_2xx_has_one_audit_
 
     store = open_store(settings)
     consumer = AuditConsumer(store, subscribe(settings, f"audit-{unique}"), topic=topic,
-                             poll_timeout_s=0.2)
+                             poll_timeout_s=0.2, **audit_support.verifying(settings))
     await consumer.start()
     try:
         await _until(lambda: _count_at_least(store, len(set(acknowledged))), within=90)
