@@ -33,16 +33,12 @@ from llama_index.core.indices.prompt_helper import PromptHelper
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import MetadataMode, NodeWithScore
 
+from rag_core.answer_stream import extractive_answer, llm_answer
 from rag_core.answerer import NO_ANSWER_EN, QA_PROMPT
 from rag_core.backends import Backend, build_backend
 from rag_core.chat import (
     Conversation,
-    chat_messages,
     conversation,
-    cut_at_stop,
-    cut_to_tokens,
-    pieces,
-    stream_completion,
 )
 from rag_core.ownership import Ownership
 from rag_core.pricing import Pricing
@@ -52,7 +48,6 @@ from rag_core.schemas import (
     BatchResponse,
     ChatEvent,
     ChatRequest,
-    DeltaEvent,
     EndEvent,
     ErrorEvent,
     IndexInfo,
@@ -66,7 +61,6 @@ from rag_core.schemas import (
 from rag_core.store import IndexSnapshot, current_stamp, list_index_names, load_snapshot
 from rag_core.stores import StoreConfig
 from rag_core.synthesizer import SinglePassSynthesizer
-from ragward import tracing
 from ragward.errors import NotFound, RagwardError, UpstreamTimeout
 from ragward.settings import Settings
 
@@ -433,9 +427,10 @@ class RagService:
                 yield SourcesEvent(sources=[_source(hit) for hit in hits])
                 chunks = [h.node.get_content(metadata_mode=MetadataMode.NONE) for h in hits]
                 if backend.name == "local":
-                    events = self._local_answer(conv.question, chunks, req)
+                    events = extractive_answer(self._synthesizer, backend.tracker.count,
+                                               self._timeout_s, conv.question, chunks, req)
                 else:
-                    events = self._llm_answer(conv, chunks, req)
+                    events = llm_answer(backend, conv, chunks, req)
                 async for event in events:
                     if isinstance(event, EndEvent):
                         event.usage.embedding_tokens = counted.embedding_tokens
@@ -460,70 +455,6 @@ class RagService:
                     log.error("chat_failed", exc_type=type(exc).__name__)
                     mapped = RagwardError()
                 yield ErrorEvent(code=mapped.code, status=mapped.status, message=mapped.message)
-
-    async def _local_answer(
-        self, question: str, chunks: list[str], req: ChatRequest
-    ) -> AsyncIterator[ChatEvent]:
-        """The extractive answer, in small pieces (memory cannot change an extract).
-
-        ``stop`` applies as with an LLM; ``temperature`` and ``top_p`` do not: an
-        extract involves no sampling."""
-        count = self._backend.tracker.count
-        async with asyncio.timeout(self._timeout_s):
-            full = cut_at_stop(str(await self._synthesizer.aget_response(question, chunks)),
-                               req.stop)
-        text = cut_to_tokens(full, req.max_tokens, count)
-        for piece in pieces(text):
-            yield DeltaEvent(text=piece)
-            await asyncio.sleep(0)  # a real yield point: a client that left cancels here
-        yield EndEvent(finish_reason="stop" if text == full else "length",
-                       usage=Usage(completion_tokens=count(text)))
-
-    async def _llm_answer(
-        self, conv: Conversation, chunks: list[str], req: ChatRequest
-    ) -> AsyncIterator[ChatEvent]:
-        options: dict[str, Any] = {"stream_options": {"include_usage": True}}
-        for name in ("max_tokens", "temperature", "top_p"):
-            value = getattr(req, name)
-            if value is not None:
-                options[name] = value
-        if req.stop:
-            options["stop"] = req.stop
-        messages = chat_messages(conv, "\n\n".join(chunks))
-        span = tracing.llm_stream(self._backend.name, self._backend.llm_model)
-        opened = time.perf_counter()
-        try:
-            stream = await self._backend.llm.astream_chat(messages, **options)
-            produced: list[str] = []
-            finish: str | None = None
-            usage: dict[str, int] | None = None
-            async for delta, finished, reported in stream_completion(stream):
-                if delta:
-                    if span is not None and not produced:
-                        span.set_attribute("gen_ai.response.time_to_first_chunk",
-                                           time.perf_counter() - opened)
-                    produced.append(delta)
-                    yield DeltaEvent(text=delta)
-                finish = finished or finish
-                usage = reported or usage
-            count = self._backend.tracker.count
-            if usage is None:  # the upstream ignored include_usage: count ourselves
-                usage = {"prompt_tokens": sum(count(m.content or "") for m in messages),
-                         "completion_tokens": count("".join(produced))}
-            if span is not None:
-                span.set_attributes({"gen_ai.usage.input_tokens": usage["prompt_tokens"],
-                                     "gen_ai.usage.output_tokens": usage["completion_tokens"],
-                                     "gen_ai.response.finish_reasons": [finish or "stop"]})
-        except Exception as exc:
-            if span is not None:
-                tracing.mark_failed(span, type(exc))
-            raise
-        finally:
-            if span is not None:
-                span.end()
-        yield EndEvent(finish_reason=finish or "stop",
-                       usage=Usage(prompt_tokens=usage["prompt_tokens"],
-                                   completion_tokens=usage["completion_tokens"]))
 
 
 def _source(hit: NodeWithScore) -> Source:

@@ -1,4 +1,5 @@
-"""A three-broker KRaft cluster as local processes: Kafka as users run it.
+"""Clusters as local processes, as users run them: a three-broker KRaft Kafka and a
+Redis Cluster.
 
 The same jars and helpers as :mod:`ragward.devservices`; each node is broker and
 controller (KRaft combined mode) with its own loopback ports and data directory,
@@ -12,19 +13,28 @@ leader election takes seconds; nothing else differs from a production cluster.
 
 ``make services BROKERS=3`` / ``python -m ragward.devservices up --brokers 3``
 start one for development; the fault tests start their own.
+
+The Redis Cluster (:func:`start_redis_cluster`): primaries of Debian's
+``redis-server --cluster-enabled yes`` joined by ``redis-cli --cluster create``,
+for the quota and cache tests on a cluster.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import tempfile
-from contextlib import suppress
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from ragward.devservices import (
     RunningService,
+    ServiceError,
     await_kafka,
     format_storage,
     free_port,
@@ -119,3 +129,71 @@ def up_cluster() -> tuple[list[RunningService], list[str]]:
         f"export RAGWARD_KAFKA_REPLICATION_FACTOR={len(cluster.nodes)}",
         f"export RAGWARD_REDIS_URL={redis.address}",
     ]
+
+
+@dataclass
+class RedisClusterService:
+    """Primaries of a local Redis Cluster; ``url`` is what ``RAGWARD_REDIS_URL`` takes."""
+
+    nodes: list[RunningService]
+
+    @property
+    def ports(self) -> list[int]:
+        return [int(node.address.rsplit(":", 1)[1].split("/")[0]) for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+
+def start_redis_cluster(primaries: int = 3, timeout: float = 30.0) -> RedisClusterService:
+    """A Redis Cluster of ``primaries`` nodes on loopback (no replicas), joined with
+    ``redis-cli --cluster create``; returns once every node reports ``cluster_state:ok``.
+
+    Each node gets its own free port for the cluster bus (``--cluster-port``) rather
+    than Redis' default of port + 10000, which may be taken or out of range."""
+    cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+    if not Path(cli).exists():
+        raise ServiceError("redis-cli is not installed (apt-get install redis-tools)")
+    nodes: list[RunningService] = []
+    try:
+        for _ in range(primaries):
+            nodes.append(start_redis(timeout, extra=[
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "5000", "--cluster-port", str(free_port()),
+            ]))
+        cluster = RedisClusterService(nodes)
+        created = subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in cluster.ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+        if created.returncode != 0:
+            raise ServiceError("redis-cli --cluster create failed: "
+                               + (created.stdout + created.stderr).strip()[-300:])
+        deadline = time.monotonic() + timeout
+        while not all(_cluster_ok(cli, port) for port in cluster.ports):
+            if time.monotonic() > deadline:
+                raise ServiceError(f"the Redis Cluster did not report ok in {timeout:.0f}s")
+            time.sleep(0.1)
+        return cluster
+    except BaseException:
+        for node in nodes:
+            stop(node)
+        raise
+
+
+def _cluster_ok(cli: str, port: int) -> bool:
+    info = subprocess.run([cli, "-p", str(port), "cluster", "info"], capture_output=True,
+                          text=True, timeout=5, check=False)
+    return "cluster_state:ok" in info.stdout
+
+
+@contextmanager
+def running_redis_cluster(primaries: int = 3) -> Iterator[RedisClusterService]:
+    cluster = start_redis_cluster(primaries)
+    try:
+        yield cluster
+    finally:
+        for node in cluster.nodes:
+            stop(node)

@@ -192,6 +192,10 @@ class Settings(BaseSettings):
     topic_dead_letter: str = "ragward.deadletter.v1"
     spool_max_bytes: int = Field(256 * 1024 * 1024, ge=4096)
     spool_full_policy: Literal["reject", "accept"] = "reject"
+    spool_drain_on_stop_s: float = Field(
+        20.0, ge=0, description="On shutdown, wait this long for the spool to drain to Kafka "
+        "(keep it under the SIGTERM grace period; what is left drains at the next start).",
+    )
     kafka_partitions: int = Field(3, ge=1, description="Partitions of topics ragward creates.")
     kafka_replication_factor: int = Field(1, ge=1, description="Replicas of topics it creates.")
     kafka_ack_timeout_s: float = Field(

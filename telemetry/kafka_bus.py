@@ -288,6 +288,7 @@ class KafkaBus:
                 Spool(self.spool_dir, s.spool_max_bytes),
                 ack_timeout_s=s.kafka_ack_timeout_s,
                 full_policy=s.spool_full_policy,
+                drain_on_stop_s=s.spool_drain_on_stop_s,
             )
         return self._publisher
 

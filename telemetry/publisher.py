@@ -110,8 +110,10 @@ class DurablePublisher:
         drain_batch: int = 2000,
         backoff_initial_s: float = 0.1,
         backoff_max_s: float = 5.0,
+        drain_on_stop_s: float = 0.0,
     ) -> None:
         self._sender = sender
+        self._drain_on_stop = drain_on_stop_s
         self._spool = spool
         self._ack_timeout = ack_timeout_s
         self._full_policy = full_policy
@@ -171,9 +173,17 @@ class DurablePublisher:
         self._started = True
 
     async def stop(self) -> None:
-        """Stop draining, fail nothing that was acknowledged, close the producer and spool."""
+        """Stop draining, fail nothing that was acknowledged, close the producer and spool.
+
+        With ``drain_on_stop_s``, first give the drain that long to empty the spool (a
+        container's SIGTERM grace period): records it could not send stay in the spool,
+        durable, and the next start drains them."""
         if not self._started:
             return
+        if self._drain_on_stop > 0 and not self._spool.is_empty:
+            drained = await self.wait_drained(self._drain_on_stop)
+            log.info("publisher.stop_drain", drained=drained,
+                     spool_bytes_left=self._spool.bytes_used)
         self._started = False
         self._stopping = True
         self._open_tail()

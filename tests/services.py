@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ragward import devservices
+from ragward import devcluster, devservices
 
 KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
 REDIS_IMAGE = "redis:7.4"
@@ -164,5 +164,5 @@ def redis_cluster_service(say: Say = _stderr) -> Iterator[str]:
         yield url
         return
     say("ragward tests: Redis Cluster from local processes (ragward.devservices)")
-    with devservices.running_redis_cluster() as cluster:
+    with devcluster.running_redis_cluster() as cluster:
         yield cluster.url

@@ -3,6 +3,12 @@
 A dialect (:mod:`.sqlite`, :mod:`.postgres`) supplies the connection, its
 parameter marker, its integrity error and the few transaction statements that
 differ; everything else is written once here.
+
+Why one module over 500 lines: it is one class, the SQL both dialects share. Its
+write side (append under the chain, prune) and read side (query, verify, export)
+use the same per-thread connection, snapshot transactions and row layout; the
+pieces that stand alone already live beside it (:mod:`.schema`, :mod:`.query`,
+:mod:`.signatures`, :mod:`telemetry.audit_chain`).
 """
 
 from __future__ import annotations

@@ -323,17 +323,33 @@ def test_k8s_env_names_are_real_settings() -> None:
     for path, doc in raw_manifests():
         if doc["kind"] == "ConfigMap":
             assert set(doc["data"]) <= known, (path, set(doc["data"]) - known)
-        if doc["kind"] == "Secret":
+        if doc["kind"] == "Secret" and doc["metadata"]["name"] == "ragward-secrets":
             keys = set(doc["stringData"])
             keys |= set(re.findall(r"^\s*#\s*([A-Z][A-Z0-9_]+):", path.read_text(), re.M))
-            assert {"RAGWARD_JWT_SECRET", "RAGWARD_INTERNAL_TOKEN"} <= keys
+            assert {"RAGWARD_JWT_SECRET", "RAGWARD_INTERNAL_TOKEN", "RAGWARD_EVENT_KEYS"} <= keys
             assert keys <= known, (path, keys - known)
+        elif doc["kind"] == "Secret":  # the gateways' signing key, mounted as files
+            assert doc["metadata"]["name"] == "ragward-event-signing"
+            assert set(doc["stringData"]) == {"kid", "private.pem"}
     for name, spec in pod_specs(rendered("base")):
         for container in spec["containers"]:
             for entry in container.get("env", []):
                 assert entry["name"] in known, (name, entry["name"])
             refs = [next(iter(src.values()))["name"] for src in container.get("envFrom", [])]
             assert refs == ["ragward-config", "ragward-secrets"], name
+
+
+def test_k8s_only_the_gateway_holds_the_event_signing_key() -> None:
+    """The private key that signs audit and usage events reaches the gateway pods only, as a
+    read-only file; no consumer or rag-core gets it (docs/security.md)."""
+    for name, spec in pod_specs(rendered("base")):
+        mounts_key = any(v.get("secret", {}).get("secretName") == "ragward-event-signing"
+                         for v in spec.get("volumes", []))
+        env = {e["name"] for c in spec["containers"] for e in c.get("env", [])}
+        if name == "ragward-gateway":
+            assert mounts_key and "RAGWARD_EVENT_SIGNING_KEY_FILE" in env, name
+        else:
+            assert not mounts_key and not any(e.startswith("RAGWARD_EVENT_SIGNING") for e in env)
 
 
 def test_k8s_probes_ports_and_security() -> None:

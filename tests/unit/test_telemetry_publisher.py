@@ -207,6 +207,48 @@ async def test_start_with_broker_down_spools_and_leftovers_drain_on_restart(
         await pub2.stop()
 
 
+async def test_stop_drains_the_spool_first_when_kafka_is_back(tmp_path: Path) -> None:
+    """SIGTERM right after an outage (``docker stop``): with ``drain_on_stop_s`` the
+    spool reaches Kafka before the publisher closes, in order; without it, stop cancels
+    the drain and the records wait in the spool for the next start."""
+    for grace, expect_all in ((5.0, True), (0.0, False)):
+        sender = ScriptedSender()
+        pub = make(tmp_path / f"grace-{grace}", sender, drain_on_stop_s=grace)
+        await pub.start()
+        sender.up = False
+        for i in range(20):
+            await pub.publish("audit", "t", b"r%d" % i)
+        sender.up = True
+        await pub.stop()  # at once: the drain is still in its back-off
+        delivered = list(dict.fromkeys(v for _, _, v in sender.delivered))
+        spooled = [b"r%d" % i for i in range(20)]
+        if expect_all:
+            assert delivered[-20:] == spooled and pub.spool_bytes == 0
+        else:
+            assert delivered != spooled and pub.spool_bytes > 0
+
+
+async def test_stop_keeps_what_it_cannot_drain_within_the_grace(tmp_path: Path) -> None:
+    """Kafka still down at SIGTERM: stop gives up after ``drain_on_stop_s`` and the
+    records stay in the spool, durable, for the next start to deliver."""
+    sender = ScriptedSender()
+    sender.up = False
+    pub = make(tmp_path, sender, drain_on_stop_s=0.3)
+    await pub.start()
+    await asyncio.gather(*(pub.publish("audit", "t", b"r%d" % i) for i in range(10)))
+    started = asyncio.get_running_loop().time()
+    await pub.stop()
+    assert asyncio.get_running_loop().time() - started < 5
+    later = ScriptedSender()
+    pub2 = make(tmp_path, later)
+    await pub2.start()
+    try:
+        assert await pub2.wait_drained(5.0)
+        assert [v for _, _, v in later.delivered] == [b"r%d" % i for i in range(10)]
+    finally:
+        await pub2.stop()
+
+
 async def test_full_spool_rejects_by_default(tmp_path: Path) -> None:
     """Broker down and spool full: publish raises DependencyUnavailable (-> 503)."""
     sender = ScriptedSender()
