@@ -16,7 +16,7 @@ from ragward.devservices import ServiceError
 from ragward.settings import Settings, load_settings
 from tests.postgres import postgres_dsn  # noqa: F401  (registers the session fixture)
 from tests.secure_services import secure_kafka, secure_redis  # noqa: F401  (the same)
-from tests.services import kafka_service, redis_cluster_service, redis_service
+from tests.services import fail_or_skip, kafka_service, redis_cluster_service, redis_service
 from tests.signing_support import key_env
 from tests.upstream_server import UpstreamServer
 
@@ -31,18 +31,11 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("RAGWARD_LOCAL_EMBEDDING", "hashed")
 
 
-def _fail_or_skip(what: str, exc: Exception) -> None:
-    # In CI a missing broker is a failure, never a silent skip.
-    if os.environ.get("CI") == "true" or os.environ.get("RAGWARD_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{what} could not start: {exc}", pytrace=False)
-    pytest.skip(f"{what} unavailable: {exc}")
-
-
 def _session_service(what: str, service: AbstractContextManager[str]) -> Iterator[str]:
     try:
         address = service.__enter__()
     except ServiceError as exc:
-        _fail_or_skip(what, exc)
+        fail_or_skip(what, exc)
         raise
     try:
         yield address

@@ -138,13 +138,12 @@ def postgres_dsn() -> Iterator[str]:
     if dsn := os.environ.get("RAGWARD_TEST_POSTGRES"):
         yield dsn
         return
-    from tests.conftest import _fail_or_skip
+    from tests.services import fail_or_skip
 
     try:
         dsn, workdir, prefix, bindir = start_postgres()
     except (PostgresUnavailable, OSError, subprocess.CalledProcessError) as exc:
-        _fail_or_skip("PostgreSQL", exc)
-        raise
+        fail_or_skip("PostgreSQL", exc)
     try:
         yield dsn
     finally:

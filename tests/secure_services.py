@@ -5,7 +5,6 @@ failure, like the plain services."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -13,12 +12,7 @@ import pytest
 from ragward import devservices
 from ragward.devsecure import SecureKafka, SecureRedis, start_secure_kafka, start_secure_redis
 from ragward.devservices import ServiceError
-
-
-def _unavailable(what: str, exc: Exception) -> None:
-    if os.environ.get("CI") == "true" or os.environ.get("RAGWARD_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{what} could not start: {exc}", pytrace=False)
-    pytest.skip(f"{what} unavailable: {exc}")
+from tests.services import fail_or_skip
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +22,7 @@ def secure_kafka() -> Iterator[SecureKafka]:
     try:
         kafka = start_secure_kafka()
     except ServiceError as exc:
-        _unavailable("secured Kafka", exc)
+        fail_or_skip("secured Kafka", exc)
         raise
     try:
         yield kafka
@@ -44,7 +38,7 @@ def secure_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureRed
     try:
         redis = start_secure_redis(make_pki(tmp_path_factory.mktemp("redis-pki")))
     except ServiceError as exc:
-        _unavailable("TLS Redis", exc)
+        fail_or_skip("TLS Redis", exc)
         raise
     try:
         yield redis

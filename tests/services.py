@@ -25,7 +25,9 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
+
+import pytest
 
 from ragward import devcluster, devservices
 
@@ -166,3 +168,11 @@ def redis_cluster_service(say: Say = _stderr) -> Iterator[str]:
     say("ragward tests: Redis Cluster from local processes (ragward.devservices)")
     with devcluster.running_redis_cluster() as cluster:
         yield cluster.url
+
+
+def fail_or_skip(what: str, exc: Exception) -> NoReturn:
+    """A service the tests need did not start: in CI (or with RAGWARD_REQUIRE_SERVICES=1)
+    that is a failure, never a silent skip; on a developer's machine, a skip."""
+    if os.environ.get("CI") == "true" or os.environ.get("RAGWARD_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{what} could not start: {exc}", pytrace=False)
+    pytest.skip(f"{what} unavailable: {exc}")

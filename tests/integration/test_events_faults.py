@@ -38,6 +38,7 @@ from tests.integration.test_events_pipeline import (
     publish_load,
     wait_until,
 )
+from tests.services import fail_or_skip
 from tests.signing_support import sign
 
 pytestmark = pytest.mark.kafka
@@ -83,9 +84,7 @@ async def private_kafka() -> AsyncIterator[Broker]:
     try:
         service = await asyncio.to_thread(devservices.start_kafka)
     except devservices.ServiceError as exc:
-        if os.environ.get("CI") == "true" or os.environ.get("RAGWARD_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"private Kafka could not start: {exc}")
-        pytest.skip(f"private Kafka unavailable: {exc}")
+        fail_or_skip("private Kafka", exc)
     broker = Broker(service)
     try:
         yield broker

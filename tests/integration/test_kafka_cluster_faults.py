@@ -12,7 +12,6 @@ exactly one record in the audit store (the audit consumer deduplicates).
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import time
 from collections import Counter
@@ -38,6 +37,7 @@ from tests import audit_support
 from tests.audit_support import subscribe
 from tests.gateway_harness import bearer, gateway_settings, running_gateway
 from tests.integration.test_audit_kafka import _count_at_least, _until
+from tests.services import fail_or_skip
 from tests.upstream_server import UpstreamServer
 
 pytestmark = pytest.mark.kafka
@@ -49,9 +49,7 @@ async def cluster() -> AsyncIterator[KafkaCluster]:
     try:
         started = await asyncio.to_thread(start_kafka_cluster)
     except devservices.ServiceError as exc:
-        if os.environ.get("CI") == "true" or os.environ.get("RAGWARD_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"the three-broker cluster could not start: {exc}")
-        pytest.skip(f"three-broker cluster unavailable: {exc}")
+        fail_or_skip("the three-broker cluster", exc)
     try:
         yield started
     finally:

@@ -8,7 +8,6 @@ quota recovers without a restart of its own.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from gateway.quota import Admission, RedisQuota
 from ragward import devservices
 from ragward.errors import DependencyUnavailable, QuotaExceeded
 from ragward.settings import load_settings
+from tests.services import fail_or_skip
 
 pytestmark = pytest.mark.redis
 
@@ -50,9 +50,7 @@ def private_redis() -> Iterator[PrivateRedis]:
     try:
         server = PrivateRedis()
     except devservices.ServiceError as exc:
-        if os.environ.get("CI") == "true" or os.environ.get("RAGWARD_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"private redis-server could not start: {exc}")
-        pytest.skip(f"cannot start a private redis-server: {exc}")
+        fail_or_skip("private redis-server", exc)
     try:
         yield server
     finally:
