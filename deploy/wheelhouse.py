@@ -132,9 +132,12 @@ def locked(out: Path) -> Path:
     exported = folder / "uv-export.txt"
     exported.write_text(lock_text)
     # --require-hashes: every download is checked against uv.lock; --no-deps: the export
-    # is already the whole closure, so pip resolves nothing.
+    # is already the whole closure, so pip resolves nothing; --use-pep517: a locked sdist
+    # without pyproject.toml (jieba) is built in an isolated environment, not by the
+    # legacy `setup.py bdist_wheel` that Debian's venv (no `wheel` package) cannot run.
     run(sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-deps",
-        "--require-hashes", "--requirement", str(exported), "--wheel-dir", str(folder))
+        "--use-pep517", "--require-hashes", "--requirement", str(exported),
+        "--wheel-dir", str(folder))
     (folder / "requirements.txt").write_text(pin_wheels(lock_text, sorted(folder.glob("*.whl"))))
     stamp.write_text(made_from)
     return folder
