@@ -11,6 +11,7 @@ listen port, and RAGWARD_AUDIT_DSN on the gateway and the audit consumer (the ga
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import subprocess
@@ -23,8 +24,10 @@ from typing import Any
 
 import docker
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ragward.devservices import free_port
+from telemetry.event_keys import write_pair
 from tests.conftest import TEST_SECRET, _say_past_capture
 from tests.image.compose import Service, services, wait_healthy
 from tests.image.engine import docker_engine
@@ -86,12 +89,20 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(image: BuiltImage, docker_client: docker.DockerClient, kafka_bootstrap: str,
-          redis_url: str, postgres_dsn: str, pytestconfig: pytest.Config) -> Iterator[Stack]:
+          redis_url: str, postgres_dsn: str, pytestconfig: pytest.Config,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """ingest, rag-core, gateway-1 and the three consumers, started in compose's order."""
     run_id = uuid.uuid4().hex[:8]
+    # The event keys as env.example makes them: the gateway's PEM, the one-line key set.
+    keys = tmp_path_factory.mktemp("event-keys")
+    private = write_pair(keys, Ed25519PrivateKey.generate(), "gateway-1", keys / "set.json")
     variables = {"IMAGE_TAG": IMAGE_TAG, "RAGWARD_JWT_SECRET": TEST_SECRET,
                  "RAGWARD_INTERNAL_TOKEN": secrets.token_urlsafe(32),
-                 "RAGWARD_AUDIT_HASH_KEY": secrets.token_urlsafe(32)}
+                 "RAGWARD_AUDIT_HASH_KEY": secrets.token_urlsafe(32),
+                 "RAGWARD_EVENT_SIGNING_KEY": private.read_text(),
+                 "RAGWARD_EVENT_KEYS": json.dumps(json.loads((keys / "set.json").read_text()),
+                                                  separators=(",", ":")),
+                 "RAGWARD_EVENT_SIGNING_KEY_ID": "gateway-1"}
     spec = services(variables)
     wanted = ("ingest", "rag-core", "gateway-1", *CONSUMERS)
     volumes = {v.split(":")[0] for name in wanted for v in spec[name].get("volumes", [])}
