@@ -104,12 +104,15 @@ def one(spans: list[ReceivedSpan], service: str, name: str,
 
 
 def complete(trace_id: str) -> Any:
-    """Whether the trace's last spans arrived: the audit consumer's, and the gateway's
-    server span (a stream's ends after its closing audit event was published)."""
+    """Whether the trace's last spans arrived: the audit consumer's, and the server span
+    of the gateway and of rag_core (each process exports in batches, and a server span
+    ends after its children, so it may come in a later batch; a stream's gateway span
+    ends after its closing audit event was published)."""
     def done(spans: list[ReceivedSpan]) -> bool:
         ours = [s for s in spans if s.trace_id == trace_id]
+        servers = {s.service for s in ours if s.kind == "server"}
         return (any(s.kind == "consumer" for s in ours)
-                and any(s.kind == "server" and s.service == "ragward-gateway" for s in ours))
+                and {"ragward-gateway", "ragward-rag-core"} <= servers)
     return done
 
 
