@@ -29,10 +29,9 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
-from gateway.quota import LocalQuota, QuotaLimiter, RedisQuota
+from gateway.quota import LocalQuota, QuotaConfig, QuotaLimiter, RedisQuota
 from ragward import devservices
 from ragward.errors import QuotaExceeded
-from ragward.settings import load_settings
 
 
 def pct(sorted_ns: list[int], q: float) -> float:
@@ -96,13 +95,12 @@ def row(label: str, samples: list[int], rate: float, cpu_us: float | None = None
 
 
 async def run(url: str, args: argparse.Namespace) -> None:
-    settings = load_settings(quota_rpm=10**9, quota_tokens_per_day=10**15,
-                             redis_timeout_s=1.0)
+    config = QuotaConfig(rpm=10**9, tokens_per_day=10**15, redis_timeout_s=1.0)
     client = aioredis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0,
                                max_connections=args.concurrency + 8)
     prefix = f"bench:{os.getpid()}:{int(time.time())}:"
-    redis_quota = RedisQuota(client, settings, key_prefix=prefix)
-    local_quota = LocalQuota(settings)
+    redis_quota = RedisQuota(client, config, key_prefix=prefix)
+    local_quota = LocalQuota(config)
     refused = [0]
     lines: list[str] = []
     try:

@@ -38,7 +38,7 @@ import structlog
 from jwt import PyJWK, PyJWKSet
 from jwt.types import Options
 
-from ragward.errors import ConfigError, Forbidden, Unauthenticated
+from ragward.errors import Forbidden, Unauthenticated
 from ragward.identity import (
     MAX_ROLE_CHARS,
     MAX_ROLES,
@@ -46,7 +46,7 @@ from ragward.identity import (
     MAX_TENANT_CHARS,
     is_identity,
 )
-from ragward.settings import PLATFORM_PERMISSIONS, IndexAllow, Settings, env_name
+from ragward.settings import PLATFORM_PERMISSIONS, IndexAllow
 
 log = structlog.get_logger(__name__)
 
@@ -162,16 +162,41 @@ class _VerifiedTokens:
             self._entries.popitem(last=False)
 
 
+@dataclass(frozen=True, slots=True)
+class TokenConfig:
+    """What a token is checked against: the HMAC secret and/or a JWKS endpoint (at
+    least one), the expected issuer and audience, and where identity sits in the claims."""
+
+    secret: str | None = field(repr=False)
+    jwks_url: str | None
+    jwks_cache_ttl_s: float
+    jwks_min_refresh_interval_s: float
+    issuer: str | None
+    audience: str | None
+    leeway_s: float
+    tenant_claim: str
+    roles_claim: str
+    max_token_bytes: int
+
+
+def jwks_cache(config: TokenConfig, session: aiohttp.ClientSession) -> JwksCache | None:
+    """The JWKS keys ``config`` names, fetched over ``session``; None without a JWKS URL."""
+    if not config.jwks_url:
+        return None
+    return JwksCache(config.jwks_url, session, config.jwks_cache_ttl_s,
+                     config.jwks_min_refresh_interval_s)
+
+
 class Authenticator:
-    def __init__(self, settings: Settings, jwks: JwksCache | None = None) -> None:
-        self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    def __init__(self, config: TokenConfig, jwks: JwksCache | None = None) -> None:
+        self._secret = config.secret
         self._jwks = jwks
-        self._issuer = settings.jwt_issuer
-        self._audience = settings.jwt_audience
-        self._leeway = settings.jwt_leeway_s
-        self._tenant_claim = settings.jwt_tenant_claim
-        self._roles_claim = settings.jwt_roles_claim
-        self._max_bytes = settings.jwt_max_token_bytes
+        self._issuer = config.issuer
+        self._audience = config.audience
+        self._leeway = config.leeway_s
+        self._tenant_claim = config.tenant_claim
+        self._roles_claim = config.roles_claim
+        self._max_bytes = config.max_token_bytes
         self._options: Options = {
             "require": ["exp", "sub"],
             "verify_aud": self._audience is not None,
@@ -370,32 +395,25 @@ class MetricsAccess:
 
 
 def metrics_access_lifespan(
-    settings: Settings,
+    tokens: TokenConfig | None, policy: AccessPolicy,
 ) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
     """A lifespan putting a :class:`MetricsAccess` into ``app.state`` for a consumer's
-    HTTP app (the gateway builds its own from its components). Nothing without
-    ``RAGWARD_METRICS_AUTH=token``; with it, a token verifier must be configured."""
+    HTTP app (the gateway builds its own from its components). Nothing when ``tokens``
+    is None (``RAGWARD_METRICS_AUTH=none``)."""
     from telemetry.consumer_http import METRICS_ACCESS
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        if settings.metrics_auth != "token":
+        if tokens is None:
             yield
             return
-        if settings.jwt_secret is None and settings.jwks_url is None:
-            raise ConfigError(
-                f"{env_name('metrics_auth')}=token needs {env_name('jwt_secret')} or "
-                f"{env_name('jwks_url')} to verify the scraper's token"
-            )
         async with contextlib.AsyncExitStack() as stack:
             jwks = None
-            if settings.jwks_url:
+            if tokens.jwks_url:
                 session = aiohttp.ClientSession()
                 stack.push_async_callback(session.close)
-                jwks = JwksCache(settings.jwks_url, session, settings.jwks_cache_ttl_s,
-                                 settings.jwks_min_refresh_interval_s)
-            policy = AccessPolicy(settings.roles, settings.index_allow)
-            app.state[METRICS_ACCESS] = MetricsAccess(Authenticator(settings, jwks), policy)
+                jwks = jwks_cache(tokens, session)
+            app.state[METRICS_ACCESS] = MetricsAccess(Authenticator(tokens, jwks), policy)
             yield
 
     return lifespan

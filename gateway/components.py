@@ -22,10 +22,17 @@ from typing import Any
 import aiohttp
 import structlog
 
-from gateway.auth import AccessPolicy, Authenticator, JwksCache, Principal
+from gateway.auth import AccessPolicy, Authenticator, Principal, jwks_cache
 from gateway.autopipeline import AutoPipeline
 from gateway.cache import AnswerCache, LocalCache, RedisCache
 from gateway.chat import ChatPipeline
+from gateway.configuration import (
+    http_upstream_config,
+    quota_config,
+    redis_config,
+    resilience_config,
+    token_config,
+)
 from gateway.fingerprint import QuestionHasher
 from gateway.forward import HttpUpstream, ResilientUpstream, Upstream
 from gateway.metrics import GatewayMetrics
@@ -122,10 +129,7 @@ async def open_components(
     pii_scanner: Scanner | None = None,
     signer: EventSigner | None = None,
 ) -> AsyncIterator[Components]:
-    if settings.jwt_secret is None and settings.jwks_url is None:
-        raise ConfigError(
-            f"set {env_name('jwt_secret')} or {env_name('jwks_url')}: the gateway verifies tokens"
-        )
+    tokens = token_config(settings)
     if signer is None:
         from telemetry.event_keys import signer_from_settings
 
@@ -149,7 +153,7 @@ async def open_components(
             # No socket_timeout: every call is bounded by asyncio.timeout(redis_timeout_s)
             # instead, which on 3.11 costs less than redis-py wrapping each send in a task.
             redis_client = await stack.enter_async_context(redis_connection(
-                settings, max_connections=512,
+                redis_config(settings), max_connections=512,
                 socket_connect_timeout=settings.redis_timeout_s, health_check_interval=5,
             ))
             await check_redis_access(redis_client)  # a refusal stops start-up; down does not
@@ -167,13 +171,11 @@ async def open_components(
 
         http_upstream: HttpUpstream | None = None
         if upstream is None:
-            if not settings.rag_core_url:
-                raise ConfigError(f"{env_name('rag_core_url')} is not set")
-            http_upstream = HttpUpstream(settings, session)
+            http_upstream = HttpUpstream(http_upstream_config(settings), session)
             upstream = http_upstream
-        resilient = ResilientUpstream(upstream, settings)
+        resilient = ResilientUpstream(upstream, resilience_config(settings))
 
-        quota = make_quota(settings, redis_client, pipeline=redis_pipeline)
+        quota = make_quota(quota_config(settings), redis_client, pipeline=redis_pipeline)
         stack.push_async_callback(quota.close)
         if load_scripts := getattr(quota, "load_scripts", None):
             try:  # warm the pool and the Lua cache; a Redis that is down is not fatal here
@@ -188,11 +190,6 @@ async def open_components(
                 if redis_client is not None
                 else LocalCache(settings.cache_ttl_s, settings.cache_max_entries)
             )
-        jwks = (
-            JwksCache(settings.jwks_url, session, settings.jwks_cache_ttl_s,
-                      settings.jwks_min_refresh_interval_s)
-            if settings.jwks_url else None
-        )
         try:
             redactor = Redactor(settings.pii_actions, scanner=pii_scanner)
         except ValueError as exc:
@@ -210,7 +207,7 @@ async def open_components(
         )
         components = Components(
             settings=settings,
-            authenticator=Authenticator(settings, jwks),
+            authenticator=Authenticator(tokens, jwks_cache(tokens, session)),
             policy=AccessPolicy(settings.roles, settings.index_allow),
             pipeline=pipeline,
             chat=ChatPipeline(pipeline, default_max_tokens=settings.chat_max_tokens,

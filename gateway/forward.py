@@ -25,7 +25,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -58,7 +58,6 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from rag_core.service import RagService
-    from ragward.settings import Settings
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -121,20 +120,28 @@ def _transport_errors() -> Iterator[None]:
         raise UpstreamError(f"rag_core failed ({type(exc).__name__})") from None
 
 
+@dataclass(frozen=True, slots=True)
+class HttpUpstreamConfig:
+    """Where rag_core listens and how long to wait for it."""
+
+    url: str
+    timeout_s: float  # a whole answer; on a stream, each read
+    connect_timeout_s: float
+    internal_token: str | None = field(default=None, repr=False)  # X-Internal-Token
+
+
 class HttpUpstream:
     """rag_core (or any service speaking its API) over HTTP."""
 
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
-        assert settings.rag_core_url
-        self._base = settings.rag_core_url.rstrip("/")
+    def __init__(self, config: HttpUpstreamConfig, session: aiohttp.ClientSession) -> None:
+        self._base = config.url.rstrip("/")
         self._session = session
         self._timeout = aiohttp.ClientTimeout(
-            total=settings.upstream_timeout_s, sock_connect=settings.upstream_connect_timeout_s
+            total=config.timeout_s, sock_connect=config.connect_timeout_s
         )
-        token = settings.internal_token.get_secret_value() if settings.internal_token else None
         self._static_headers = {"Content-Type": "application/json"}
-        if token:
-            self._static_headers["X-Internal-Token"] = token
+        if config.internal_token:
+            self._static_headers["X-Internal-Token"] = config.internal_token
         self._versions: dict[str, str] = {}
         self._response = msgspec.json.Decoder(QueryResponse)
         self._batch_response = msgspec.json.Decoder(BatchResponse)
@@ -143,8 +150,7 @@ class HttpUpstream:
         self._encoder = msgspec.json.Encoder()
         # A stream may run long: bound the wait for each read, not the whole answer.
         self._stream_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=settings.upstream_connect_timeout_s,
-            sock_read=settings.upstream_timeout_s,
+            total=None, sock_connect=config.connect_timeout_s, sock_read=config.timeout_s,
         )
 
     def index_version(self, index: str) -> str | None:
@@ -391,17 +397,26 @@ class ConcurrencyLimit:
         self._semaphore.release()
 
 
+@dataclass(frozen=True, slots=True)
+class ResilienceConfig:
+    """How hard the gateway leans on rag_core: concurrency, queueing, retries, breaker."""
+
+    max_concurrent: int
+    queue: int  # requests waiting for a slot, then Overloaded
+    queue_timeout_s: float
+    retries: int  # of requests that are safe to repeat
+    failure_threshold: int  # consecutive failures that open the breaker
+    reset_s: float  # an open breaker lets one request try after this long
+
+
 class ResilientUpstream:
     """Any Upstream behind a concurrency bound, safe retries and a circuit breaker."""
 
-    def __init__(self, inner: Upstream, settings: Settings) -> None:
+    def __init__(self, inner: Upstream, config: ResilienceConfig) -> None:
         self.inner = inner
-        self.breaker = CircuitBreaker(settings.circuit_failure_threshold, settings.circuit_reset_s)
-        self.limit = ConcurrencyLimit(
-            settings.max_concurrent_upstream, settings.upstream_queue,
-            settings.upstream_queue_timeout_s,
-        )
-        self._retries = settings.upstream_retries
+        self.breaker = CircuitBreaker(config.failure_threshold, config.reset_s)
+        self.limit = ConcurrencyLimit(config.max_concurrent, config.queue, config.queue_timeout_s)
+        self._retries = config.retries
 
     def index_version(self, index: str) -> str | None:
         return self.inner.index_version(index)

@@ -1,5 +1,5 @@
 """The gateway's Redis connection: one server or a cluster, TLS and an ACL user from
-settings, refusals made loud.
+its :class:`RedisConfig`, refusals made loud.
 
 ``RAGWARD_REDIS_URL`` names one server (``redis://host:port/db``, ``rediss://`` for
 TLS) or a Redis Cluster: ``redis+cluster://host:port[,host:port...]`` (or
@@ -28,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -42,10 +44,10 @@ from redis.exceptions import (
 )
 
 from ragward.errors import ConfigError
-from ragward.settings import Settings, env_name
+from ragward.settings import env_name
 
-__all__ = ["REDIS_FAILURES", "RedisClient", "check_redis_access", "check_redis_settings",
-           "is_cluster_url", "redis_connection", "redis_pool"]
+__all__ = ["REDIS_FAILURES", "RedisClient", "RedisConfig", "check_redis_access",
+           "check_redis_config", "is_cluster_url", "redis_connection", "redis_pool"]
 
 #: what the gateway talks to: one server, or a cluster through redis-py's cluster client
 RedisClient = aioredis.Redis | RedisCluster
@@ -66,15 +68,20 @@ def is_cluster_url(url: str) -> bool:
     return url.partition("://")[0].lower() in _CLUSTER_SCHEMES
 
 
-def _url(settings: Settings) -> str:
-    if not settings.redis_url:
-        raise ConfigError(f"{env_name('redis_url')}: not set")
-    return settings.redis_url
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    """Which Redis, and as whom: the URL (see the module docstring), the CA bundle for
+    ``rediss``, and an ACL user and password that win over the URL's."""
+
+    url: str
+    ssl_ca_file: Path | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
-def _transport_options(settings: Settings, tls: bool) -> dict[str, Any]:
+def _transport_options(config: RedisConfig, tls: bool) -> dict[str, Any]:
     """TLS options for a ``rediss`` URL; a CA file without TLS is a mistake."""
-    ca_file = settings.redis_ssl_ca_file
+    ca_file = config.ssl_ca_file
     if not tls:
         if ca_file is not None:
             raise ConfigError(f"{env_name('redis_ssl_ca_file')} is set but "
@@ -88,32 +95,31 @@ def _transport_options(settings: Settings, tls: bool) -> dict[str, Any]:
     return options
 
 
-def _credentials(settings: Settings) -> dict[str, Any]:
-    """The settings' user and password; they win over the URL's ``user:password@``."""
+def _credentials(config: RedisConfig) -> dict[str, Any]:
+    """The configured user and password; they win over the URL's ``user:password@``."""
     given: dict[str, Any] = {}
-    if settings.redis_username is not None:
-        given["username"] = settings.redis_username
-    if settings.redis_password is not None:
-        given["password"] = settings.redis_password.get_secret_value()
+    if config.username is not None:
+        given["username"] = config.username
+    if config.password is not None:
+        given["password"] = config.password
     return given
 
 
-def redis_pool(settings: Settings, **options: Any) -> aioredis.ConnectionPool:
-    """A connection pool for a one-server ``RAGWARD_REDIS_URL`` with its TLS and user
-    settings."""
-    url = _url(settings)
+def redis_pool(config: RedisConfig, **options: Any) -> aioredis.ConnectionPool:
+    """A connection pool for a one-server URL with its TLS and user settings."""
+    url = config.url
     if is_cluster_url(url):
         raise ConfigError(f"{env_name('redis_url')}: a cluster URL has no single pool")
-    options |= _transport_options(settings, url.startswith("rediss://"))
+    options |= _transport_options(config, url.startswith("rediss://"))
     pool = aioredis.ConnectionPool.from_url(url, **options)
-    # from_url lets the URL win; the settings must
-    pool.connection_kwargs.update(_credentials(settings))
+    # from_url lets the URL win; the configured user must
+    pool.connection_kwargs.update(_credentials(config))
     return pool
 
 
-def _cluster_client(settings: Settings, **options: Any) -> RedisCluster:
+def _cluster_client(config: RedisConfig, **options: Any) -> RedisCluster:
     """A cluster client seeded with every ``host:port`` of the URL."""
-    url = _url(settings)
+    url = config.url
     scheme, _, rest = url.partition("://")
     plain = _CLUSTER_SCHEMES[scheme.lower()]
     seeds, slash, tail = rest.partition("/")
@@ -136,22 +142,22 @@ def _cluster_client(settings: Settings, **options: Any) -> RedisCluster:
     for name in ("host", "port", "connection_class", "path"):
         kwargs.pop(name, None)
     tls = plain == "rediss"
-    kwargs |= options | _transport_options(settings, tls) | _credentials(settings)
+    kwargs |= options | _transport_options(config, tls) | _credentials(config)
     return RedisCluster(startup_nodes=nodes, ssl=tls, **kwargs)
 
 
 @contextlib.asynccontextmanager
-async def redis_connection(settings: Settings, **options: Any) -> AsyncIterator[RedisClient]:
-    """The client ``RAGWARD_REDIS_URL`` names, closed on the way out; ``options`` go to
-    its connections (timeouts, ``max_connections`` — per node on a cluster)."""
-    if is_cluster_url(_url(settings)):
-        cluster = _cluster_client(settings, **options)
+async def redis_connection(config: RedisConfig, **options: Any) -> AsyncIterator[RedisClient]:
+    """The client ``config`` names, closed on the way out; ``options`` go to its
+    connections (timeouts, ``max_connections`` — per node on a cluster)."""
+    if is_cluster_url(config.url):
+        cluster = _cluster_client(config, **options)
         try:
             yield cluster
         finally:
             await cluster.aclose()
         return
-    pool = redis_pool(settings, **options)
+    pool = redis_pool(config, **options)
     client = aioredis.Redis(connection_pool=pool)
     try:
         yield client
@@ -193,8 +199,8 @@ async def check_redis_access(client: RedisClient) -> None:
         # down or unreachable: not a configuration error; the quota modes apply
 
 
-async def check_redis_settings(settings: Settings) -> None:
+async def check_redis_config(config: RedisConfig, timeout_s: float) -> None:
     """:func:`check_redis_access` on a connection of its own (the CLI's start-up check)."""
-    timeout = max(settings.redis_timeout_s, 2.0)
-    async with redis_connection(settings, socket_connect_timeout=timeout) as client:
+    timeout = max(timeout_s, 2.0)
+    async with redis_connection(config, socket_connect_timeout=timeout) as client:
         await check_redis_access(client)

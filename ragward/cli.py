@@ -204,9 +204,10 @@ def _check_access(settings: Settings, args: argparse.Namespace) -> None:
 
             await check_access(settings)
         if redis:
-            from gateway.redis_client import check_redis_settings
+            from gateway.configuration import redis_config
+            from gateway.redis_client import check_redis_config
 
-            await check_redis_settings(settings)
+            await check_redis_config(redis_config(settings), settings.redis_timeout_s)
 
     asyncio.run(check())
 

@@ -413,17 +413,6 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     # -- derived ---------------------------------------------------------------
-    def quota_for(self, tenant: str) -> tuple[int, int]:
-        """(requests per minute, tokens per day) for a tenant, overrides applied."""
-        override = self.quotas.tenants.get(tenant)
-        rpm = override.rpm if override and override.rpm else self.quota_rpm
-        tokens = (
-            override.tokens_per_day
-            if override and override.tokens_per_day
-            else self.quota_tokens_per_day
-        )
-        return rpm, tokens
-
     @property
     def indexes_dir(self) -> Path:
         return self.data_dir / "indexes"

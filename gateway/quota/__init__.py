@@ -29,10 +29,10 @@ Implementations:
   fallback :class:`RedisQuota` uses when Redis is down and a control is
   ``fail_open``.
 
-Redis down or slower than ``settings.redis_timeout_s``: when either control is
+Redis down or slower than ``QuotaConfig.redis_timeout_s``: when either control is
 ``fail_closed`` the request gets :class:`~ragward.errors.DependencyUnavailable`
 (503); when both are ``fail_open`` a :class:`LocalQuota` at limit ÷
-``settings.quota_expected_replicas`` takes over, starting each tenant from the
+``QuotaConfig.expected_replicas`` takes over, starting each tenant from the
 counts Redis last reported (so a replica admits its share of what was left).
 Either way ``status()`` reports the controls degraded, one warning is logged
 per transition, settlements that could not reach Redis — and the real usage of
@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.quota.admission import DEFAULT_WINDOW_S, Admission, QuotaLimiter, Seed
+from gateway.quota.admission import DEFAULT_WINDOW_S, Admission, QuotaConfig, QuotaLimiter, Seed
 from gateway.quota.local import LocalQuota
 from gateway.quota.redis_quota import DEFAULT_KEY_PREFIX, RedisQuota
 from gateway.quota.scripts import LUA_CIVIL_FROM_DAYS
@@ -65,14 +65,13 @@ from gateway.quota.scripts import LUA_CIVIL_FROM_DAYS
 if TYPE_CHECKING:
     from gateway.autopipeline import AutoPipeline
     from gateway.redis_client import RedisClient
-    from ragward.settings import Settings
 
-__all__ = ["DEFAULT_KEY_PREFIX", "LUA_CIVIL_FROM_DAYS", "Admission", "LocalQuota", "QuotaLimiter",
-           "RedisQuota", "Seed", "make_quota"]
+__all__ = ["DEFAULT_KEY_PREFIX", "LUA_CIVIL_FROM_DAYS", "Admission", "LocalQuota", "QuotaConfig",
+           "QuotaLimiter", "RedisQuota", "Seed", "make_quota"]
 
 
 def make_quota(
-    settings: Settings,
+    config: QuotaConfig,
     redis_client: RedisClient | None,
     *,
     key_prefix: str = DEFAULT_KEY_PREFIX,
@@ -81,6 +80,6 @@ def make_quota(
 ) -> QuotaLimiter:
     """RedisQuota when a Redis client is given (shared mode), else LocalQuota (embedded)."""
     if redis_client is None:
-        return LocalQuota(settings, window_s=window_s)
-    return RedisQuota(redis_client, settings, key_prefix=key_prefix, window_s=window_s,
+        return LocalQuota(config, window_s=window_s)
+    return RedisQuota(redis_client, config, key_prefix=key_prefix, window_s=window_s,
                       pipeline=pipeline)

@@ -10,19 +10,47 @@ control the client must wait for. :func:`usage_view` is ``GET /v1/usage``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from ragward.errors import QuotaExceeded
+from ragward.settings import QuotaMode, TenantQuota
 
-__all__ = ["DAY_S", "DEFAULT_WINDOW_S", "Admission", "Backend", "Check", "QuotaLimiter", "Seed",
-           "check_estimate", "day_of", "day_start", "usage_view", "verdict"]
+__all__ = ["DAY_S", "DEFAULT_WINDOW_S", "Admission", "Backend", "Check", "QuotaConfig",
+           "QuotaLimiter", "Seed", "check_estimate", "day_of", "day_start", "usage_view",
+           "verdict"]
 
 DAY_S = 86_400
 DEFAULT_WINDOW_S = 60.0
 
 Backend = Literal["redis", "local"]
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaConfig:
+    """The limits every limiter enforces, and what it does while Redis is unreachable."""
+
+    rpm: int  # requests per window (a minute in production) per tenant
+    tokens_per_day: int
+    rpm_mode: QuotaMode = "fail_open"
+    tokens_mode: QuotaMode = "fail_open"
+    expected_replicas: int = 1  # a fail-open fallback enforces limit / this
+    redis_timeout_s: float = 0.25  # per Redis call, then the control's mode decides
+    tenants: Mapping[str, TenantQuota] = field(default_factory=dict)  # per-tenant overrides
+
+    def limits(self, tenant: str) -> tuple[int, int]:
+        """(requests per window, tokens per day) for a tenant, its overrides applied."""
+        override = self.tenants.get(tenant)
+        rpm = override.rpm if override and override.rpm else self.rpm
+        tokens = (override.tokens_per_day if override and override.tokens_per_day
+                  else self.tokens_per_day)
+        return rpm, tokens
+
+    def modes(self) -> dict[str, QuotaMode]:
+        """Each control's mode, by the names :meth:`QuotaLimiter.status` reports."""
+        return {"rpm": self.rpm_mode, "tokens": self.tokens_mode}
 
 
 @dataclass

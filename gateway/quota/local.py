@@ -7,22 +7,20 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway.quota.admission import (
     DEFAULT_WINDOW_S,
     Admission,
     Backend,
     Check,
+    QuotaConfig,
     Seed,
     check_estimate,
     day_of,
     usage_view,
     verdict,
 )
-
-if TYPE_CHECKING:
-    from ragward.settings import Settings
 
 __all__ = ["LocalQuota"]
 
@@ -41,7 +39,7 @@ class LocalQuota:
 
     def __init__(
         self,
-        settings: Settings,
+        config: QuotaConfig,
         *,
         window_s: float = DEFAULT_WINDOW_S,
         divisor: int = 1,
@@ -52,7 +50,7 @@ class LocalQuota:
     ) -> None:
         if window_s <= 0 or divisor < 1:
             raise ValueError("window_s must be > 0 and divisor >= 1")
-        self._settings = settings
+        self._config = config
         self._window = window_s
         self._divisor = divisor
         self._clock = clock
@@ -66,7 +64,7 @@ class LocalQuota:
 
     def limits(self, tenant: str) -> tuple[int, int]:
         """(requests per window, tokens per day) this instance enforces for a tenant."""
-        rpm, tokens = self._settings.quota_for(tenant)
+        rpm, tokens = self._config.limits(tenant)
         return max(1, rpm // self._divisor), max(1, tokens // self._divisor)
 
     def _window_of(self, tenant: str, now: float) -> deque[float]:

@@ -15,7 +15,7 @@ import os
 import time
 from collections import deque
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
@@ -26,6 +26,7 @@ from gateway.quota.admission import (
     DEFAULT_WINDOW_S,
     Admission,
     Check,
+    QuotaConfig,
     Seed,
     check_estimate,
     day_start,
@@ -36,9 +37,6 @@ from gateway.quota.local import LocalQuota
 from gateway.quota.scripts import LUA_ADMIT, LUA_SETTLE, LUA_USAGE
 from gateway.redis_client import REDIS_FAILURES, RedisClient
 from ragward.errors import DependencyUnavailable
-
-if TYPE_CHECKING:
-    from ragward.settings import Settings
 
 __all__ = ["DEFAULT_KEY_PREFIX", "RedisQuota"]
 
@@ -72,7 +70,7 @@ class RedisQuota:
     def __init__(
         self,
         redis: RedisClient,
-        settings: Settings,
+        config: QuotaConfig,
         *,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         window_s: float = DEFAULT_WINDOW_S,
@@ -84,11 +82,11 @@ class RedisQuota:
         self._redis = redis
         # Checks and settlements of concurrent requests share round trips.
         self._pipeline = pipeline or AutoPipeline(redis)
-        self._settings = settings
+        self._config = config
         self._prefix = check_prefix(key_prefix)
         self._window_s = window_s
         self._window_us = round(window_s * 1_000_000)
-        self._timeout = settings.redis_timeout_s
+        self._timeout = config.redis_timeout_s
         self._probe_interval = probe_interval_s
         self._admit_script = redis.register_script(LUA_ADMIT)
         self._settle_script = redis.register_script(LUA_SETTLE)
@@ -105,8 +103,8 @@ class RedisQuota:
         self._closed = False
 
     def _new_fallback(self) -> LocalQuota:
-        return LocalQuota(self._settings, window_s=self._window_s,
-                          divisor=self._settings.quota_expected_replicas, degraded=True,
+        return LocalQuota(self._config, window_s=self._window_s,
+                          divisor=self._config.expected_replicas, degraded=True,
                           seed=self._seen.get)
 
     async def load_scripts(self) -> None:
@@ -146,15 +144,12 @@ class RedisQuota:
     def status(self) -> dict[str, bool]:
         return {"rpm": self._degraded, "tokens": self._degraded}
 
-    def _modes(self) -> dict[str, str]:
-        return {"rpm": self._settings.quota_rpm_mode, "tokens": self._settings.quota_tokens_mode}
-
     def _enter_degraded(self, exc: BaseException, during: str) -> None:
         if not self._degraded:
             self._degraded = True
             self._degraded_since = time.monotonic()
             self._fallback = self._new_fallback()  # starts from what Redis said last
-            modes = self._modes()
+            modes = self._config.modes()
             _log().warning(
                 "quota_store_unavailable",
                 key_prefix=self._prefix,
@@ -163,7 +158,7 @@ class RedisQuota:
                 detail=str(exc)[:200],
                 rpm_mode=modes["rpm"],
                 tokens_mode=modes["tokens"],
-                fallback_divisor=self._settings.quota_expected_replicas,
+                fallback_divisor=self._config.expected_replicas,
                 effect=("rejecting with 503" if "fail_closed" in modes.values()
                         else "local limits at limit / expected replicas"),
             )
@@ -206,14 +201,14 @@ class RedisQuota:
 
     def _unavailable(self, what: str) -> DependencyUnavailable:
         names = {"rpm": "requests per minute", "tokens": "tokens per day"}
-        closed = [names[c] for c, mode in self._modes().items() if mode == "fail_closed"]
+        closed = [names[c] for c, mode in self._config.modes().items() if mode == "fail_closed"]
         return DependencyUnavailable(
             f"quota store (Redis) unavailable and the {' and '.join(closed)} "
             f"quota {'is' if len(closed) == 1 else 'are'} fail_closed: {what}"
         )
 
     def _fallback_admit(self, tenant: str, estimated_tokens: int) -> Admission:
-        if "fail_closed" in self._modes().values():
+        if "fail_closed" in self._config.modes().values():
             raise self._unavailable("request refused")
         return self._fallback.admit_now(tenant, estimated_tokens)
 
@@ -222,7 +217,7 @@ class RedisQuota:
         check_estimate(estimated_tokens)
         if self._degraded:
             return self._fallback_admit(tenant, estimated_tokens)
-        rpm_limit, token_limit = self._settings.quota_for(tenant)
+        rpm_limit, token_limit = self._config.limits(tenant)
         window_key, token_base = self._keys(tenant)
         member = f"{self._member_base}:{next(self._sequence)}"
         try:
@@ -295,13 +290,13 @@ class RedisQuota:
             except REDIS_FAILURES as exc:
                 self._enter_degraded(exc, "usage")
             else:
-                rpm_limit, token_limit = self._settings.quota_for(tenant)
+                rpm_limit, token_limit = self._config.limits(tenant)
                 return usage_view(
                     tenant, rpm_limit, self._window_s, int(raw[0]), int(raw[2]) / 1e6,
                     token_limit, int(raw[3]), int(raw[4]), _text(raw[5]), int(raw[6]),
                     degraded=False,
                 )
-        if "fail_closed" in self._modes().values():
+        if "fail_closed" in self._config.modes().values():
             raise self._unavailable("usage is unknown")
         return self._fallback.usage_now(tenant)
 

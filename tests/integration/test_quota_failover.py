@@ -10,17 +10,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
-from gateway.quota import Admission, RedisQuota
+from gateway.quota import Admission, QuotaConfig, RedisQuota
 from ragward import devservices
 from ragward.errors import DependencyUnavailable, QuotaExceeded
-from ragward.settings import load_settings
 from tests.services import fail_or_skip
 
 pytestmark = pytest.mark.redis
@@ -73,16 +71,15 @@ MakeQuota = Callable[..., RedisQuota]
 
 @pytest.fixture
 async def make(
-    client: aioredis.Redis, tmp_path: Path, unique: str
+    client: aioredis.Redis, unique: str
 ) -> AsyncIterator[MakeQuota]:
     """Builds RedisQuotas on the private Redis and closes them all, even if the test fails."""
     made: list[RedisQuota] = []
 
     def build(**overrides: Any) -> RedisQuota:
-        settings = load_settings(data_dir=tmp_path, redis_timeout_s=TIMEOUT_S, quota_rpm=10,
-                                 quota_tokens_per_day=10_000, quota_expected_replicas=2,
-                                 **overrides)
-        made.append(RedisQuota(client, settings, key_prefix=f"q:{unique}:"))
+        config = QuotaConfig(rpm=10, tokens_per_day=10_000, expected_replicas=2,
+                             redis_timeout_s=TIMEOUT_S, **overrides)
+        made.append(RedisQuota(client, config, key_prefix=f"q:{unique}:"))
         return made[-1]
 
     try:
@@ -167,7 +164,7 @@ async def test_fail_closed_refuses_with_503_and_recovers(
 ) -> None:
     """A fail_closed control makes every request a DependencyUnavailable (503) while Redis
     is down, /v1/usage too, and status() says degraded; Redis back: normal admissions."""
-    quota = make(quota_tokens_mode="fail_closed")
+    quota = make(tokens_mode="fail_closed")
     await quota.admit("acme", 10)
     await private_redis.stop()
     for _ in range(3):

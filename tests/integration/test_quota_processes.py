@@ -18,18 +18,17 @@ REPO = Path(__file__).resolve().parents[2]
 WORKER = """
 import asyncio, json, sys, time
 import redis.asyncio as aioredis
-from gateway.quota import RedisQuota
+from gateway.quota import QuotaConfig, RedisQuota
 from ragward.errors import QuotaExceeded
-from ragward.settings import load_settings
+from ragward.settings import TenantQuota
 
 url, prefix = sys.argv[1], sys.argv[2]
 
 async def main():
-    settings = load_settings(
-        quota_rpm=20, quota_tokens_per_day=10**9,
-        quotas={"tenants": {"tok": {"rpm": 10_000, "tokens_per_day": 1200}}})
+    config = QuotaConfig(rpm=20, tokens_per_day=10**9,
+                         tenants={"tok": TenantQuota(rpm=10_000, tokens_per_day=1200)})
     client = aioredis.from_url(url, socket_timeout=2, max_connections=64)
-    quota = RedisQuota(client, settings, key_prefix=prefix)
+    quota = RedisQuota(client, config, key_prefix=prefix)
     await quota.load_scripts()
     print("ready", flush=True)
     assert sys.stdin.readline().strip() == "go"

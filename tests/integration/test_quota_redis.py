@@ -21,9 +21,10 @@ import pytest
 
 from gateway.autopipeline import AutoPipeline
 from gateway.cache import RedisCache, cache_key
+from gateway.configuration import quota_config
 from gateway.pipeline import admit_and_look_up
-from gateway.quota import LUA_CIVIL_FROM_DAYS, Admission, RedisQuota, make_quota
-from gateway.redis_client import RedisClient, redis_connection
+from gateway.quota import LUA_CIVIL_FROM_DAYS, Admission, QuotaConfig, RedisQuota, make_quota
+from gateway.redis_client import RedisClient, RedisConfig, redis_connection
 from ragward.errors import QuotaExceeded
 from ragward.settings import load_settings
 
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.redis
 async def client(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[RedisClient]:
     """The gateway's Redis client for one server, then for a Redis Cluster."""
     url = redis_url if request.param == "server" else request.getfixturevalue("redis_cluster_url")
-    async with redis_connection(load_settings(redis_url=url), socket_timeout=1.0,
+    async with redis_connection(RedisConfig(url=url), socket_timeout=1.0,
                                 socket_connect_timeout=1.0) as redis:
         yield redis
 
@@ -44,14 +45,16 @@ QuotaFor = Callable[..., RedisQuota]
 
 @pytest.fixture
 async def quota_for(
-    client: RedisClient, tmp_path: Path, unique: str
+    client: RedisClient, unique: str
 ) -> AsyncIterator[QuotaFor]:
     """Builds RedisQuotas under the test's own key prefix; closes them even if the test fails."""
     made: list[RedisQuota] = []
 
-    def build(*, window_s: float = 60.0, **limits: Any) -> RedisQuota:
-        settings = load_settings(data_dir=tmp_path, **limits)
-        made.append(RedisQuota(client, settings, key_prefix=f"test:{unique}:",
+    def build(*, window_s: float = 60.0, rpm: int = 600, tokens_per_day: int = 2_000_000,
+              redis_timeout_s: float = 0.25) -> RedisQuota:
+        config = QuotaConfig(rpm=rpm, tokens_per_day=tokens_per_day,
+                             redis_timeout_s=redis_timeout_s)
+        made.append(RedisQuota(client, config, key_prefix=f"test:{unique}:",
                                window_s=window_s))
         return made[-1]
 
@@ -67,7 +70,7 @@ async def test_eleventh_request_in_a_10_per_minute_window_gets_429_headers(
 ) -> None:
     """Ten requests pass with falling X-RateLimit-Remaining; the 11th raises QuotaExceeded
     whose headers carry Retry-After, the limit, 0 remaining and the reset epoch."""
-    quota = quota_for(quota_rpm=10)
+    quota = quota_for(rpm=10)
     admitted = [await quota.admit("acme", 0) for _ in range(10)]
     assert [a.rpm_remaining for a in admitted] == list(range(9, -1, -1))
     assert all(a.backend == "redis" and not a.degraded for a in admitted)
@@ -107,7 +110,7 @@ async def test_window_boundary_lets_no_burst_through(
 ) -> None:
     """A burst that fills a 2 s window is followed by refusals until the burst itself
     leaves the window; a fixed window would have reset and admitted a second burst."""
-    quota = quota_for(window_s=2.0, quota_rpm=5)
+    quota = quota_for(window_s=2.0, rpm=5)
     burst = [await quota.admit("acme", 0) for _ in range(5)]
     await asyncio.sleep(1.2)  # past any 1 s fixed-window boundary, inside the sliding window
     with pytest.raises(QuotaExceeded) as caught:
@@ -126,7 +129,7 @@ async def test_spread_requests_never_exceed_the_limit_in_any_window_span(
 ) -> None:
     """Requests every 25 ms across four 1 s windows: no window-length span (measured on the
     server's clock) holds more than 4 admissions, and the limiter is not stricter than that."""
-    quota = quota_for(window_s=1.0, quota_rpm=4)
+    quota = quota_for(window_s=1.0, rpm=4)
     admitted: list[float] = []
     refused = 0
     deadline = time.monotonic() + 4.0
@@ -151,8 +154,7 @@ async def test_100_concurrent_admits_against_a_budget_for_10_admit_exactly_10(
     against a 6,120-token budget let exactly 10 through; settling frees the unused part.
     (A generous timeout: a loaded machine opening 100 connections must not turn this into
     a fail-open test.)"""
-    quota = quota_for(quota_rpm=1000, quota_tokens_per_day=6120,
-                      redis_timeout_s=5.0)
+    quota = quota_for(rpm=1000, tokens_per_day=6120, redis_timeout_s=5.0)
 
     async def one() -> Admission | QuotaExceeded:
         try:
@@ -181,7 +183,7 @@ async def test_settle_release_and_overrun(
 ) -> None:
     """release() returns a failed request's reservation; settle() records real usage even
     above the estimate, after which nothing more is admitted until the next UTC day."""
-    quota = quota_for(quota_rpm=1000, quota_tokens_per_day=1000)
+    quota = quota_for(rpm=1000, tokens_per_day=1000)
     a = await quota.admit("acme", 600)
     with pytest.raises(QuotaExceeded) as caught:
         await quota.admit("acme", 600)
@@ -210,8 +212,8 @@ async def test_per_tenant_overrides_apply_in_redis(
     """A [quotas.tenants.X] override limits that tenant; other tenants keep the default."""
     config = tmp_path / "ragward.toml"
     config.write_text("[quotas.tenants.small]\nrpm = 2\n")
-    settings = load_settings(config, data_dir=tmp_path, quota_rpm=50)
-    quota = make_quota(settings, client, key_prefix=f"test:{unique}:")
+    limits = quota_config(load_settings(config, data_dir=tmp_path, quota_rpm=50))
+    quota = make_quota(limits, client, key_prefix=f"test:{unique}:")
     try:
         assert isinstance(quota, RedisQuota)
         for _ in range(2):
@@ -252,14 +254,14 @@ class CountingPipeline(AutoPipeline):
 
 
 async def test_quota_check_and_cache_read_share_one_round_trip(
-    client: RedisClient, tmp_path: Path, unique: str
+    client: RedisClient, unique: str
 ) -> None:
     """The quota check and the cache read of a request (a hit and a miss) leave in one
     batch — one round trip, to one node on a cluster — though neither knows of the
     other; a refused request raises its 429 and hands out nothing."""
     pipeline = CountingPipeline(client)
-    settings = load_settings(data_dir=tmp_path, quota_rpm=1)
-    quota = RedisQuota(client, settings, key_prefix=f"test:{unique}:", pipeline=pipeline)
+    quota = RedisQuota(client, QuotaConfig(rpm=1, tokens_per_day=2_000_000),
+                       key_prefix=f"test:{unique}:", pipeline=pipeline)
     cache = RedisCache(client, 60, 1.0, prefix=f"cache:{unique}:", pipeline=pipeline)
     hit, miss = (cache_key("acme", "default", "v1", 3, q) for q in ("cached?", "not yet?"))
     await cache.set(hit, b"cached answer")

@@ -19,8 +19,7 @@ from redis.exceptions import ResponseError
 
 from gateway.cache import KEY_PREFIX, cache_key
 from gateway.quota import DEFAULT_KEY_PREFIX
-from gateway.redis_client import redis_connection
-from ragward.settings import load_settings
+from gateway.redis_client import RedisConfig, redis_connection
 from tests.gateway_harness import bearer, gateway_settings, running_gateway
 from tests.integration import test_chat_streaming as streaming
 from tests.integration import test_gateway_requests as requests
@@ -71,7 +70,7 @@ async def test_a_multi_key_read_of_the_old_layout_is_refused_by_the_cluster(
 ) -> None:
     """What the cluster does to a request whose keys span slots (the old untagged cache
     entries read beside the quota keys): CROSSSLOT. The new layout reads fine."""
-    async with redis_connection(load_settings(redis_url=redis_cluster_url)) as client:
+    async with redis_connection(RedisConfig(url=redis_cluster_url)) as client:
         assert isinstance(client, RedisCluster)
         await client.initialize()
         node = client.get_node_from_key(f"{unique}:a")

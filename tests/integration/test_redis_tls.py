@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from redis.exceptions import AuthenticationError, NoPermissionError
 
 from gateway.components import open_components
+from gateway.configuration import redis_config
 from gateway.metrics import GatewayMetrics
 from gateway.redis_client import redis_pool
 from ragward.devcerts import make_pki
@@ -48,7 +49,7 @@ async def test_quotas_and_cache_work_over_tls_with_an_acl_user(
         third = await gw.client.post("/v1/query", json={"question": "other"}, headers=headers)
         over = await gw.client.post("/v1/query", json={"question": "more"}, headers=headers)
         assert third.status_code == 200 and over.status_code == 429
-    pool = redis_pool(settings)
+    pool = redis_pool(redis_config(settings))
     client = aioredis.Redis(connection_pool=pool)
     try:
         keys = [k async for k in client.scan_iter(match="ragward:*")]
@@ -104,7 +105,7 @@ async def test_the_acl_user_cannot_touch_keys_outside_ragward(
     tmp_path: Path, secure_redis: SecureRedis
 ) -> None:
     """The gateway's Redis user is limited to ragward's keys: another key is refused."""
-    pool = redis_pool(_settings(secure_redis, tmp_path))
+    pool = redis_pool(redis_config(_settings(secure_redis, tmp_path)))
     client = aioredis.Redis(connection_pool=pool)
     try:
         await client.set("ragward:probe", b"1")

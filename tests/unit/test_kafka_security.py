@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.redis_client import redis_pool
+from gateway.configuration import redis_config
+from gateway.redis_client import RedisConfig, redis_pool
 from ragward.devcerts import make_pki
 from ragward.errors import ConfigError
 from ragward.settings import load_settings
@@ -170,9 +171,9 @@ def test_acl_commands_are_kafka_acls_sh_lines() -> None:
 def test_redis_tls_settings_reach_the_pool(ca_file: Path) -> None:
     """rediss:// with a CA file: the pool verifies the certificate and host name, with the
     ACL user from settings (over the URL's)."""
-    pool = redis_pool(load_settings(redis_url="rediss://u:p@127.0.0.1:1/0",
-                                    redis_ssl_ca_file=ca_file, redis_username="ragward-gateway",
-                                    redis_password="pw"))
+    pool = redis_pool(redis_config(load_settings(
+        redis_url="rediss://u:p@127.0.0.1:1/0", redis_ssl_ca_file=ca_file,
+        redis_username="ragward-gateway", redis_password="pw")))
     kwargs = pool.connection_kwargs
     assert kwargs["ssl_ca_certs"] == str(ca_file) and kwargs["ssl_check_hostname"] is True
     assert kwargs["ssl_cert_reqs"] == "required"
@@ -182,11 +183,9 @@ def test_redis_tls_settings_reach_the_pool(ca_file: Path) -> None:
 def test_redis_ca_file_without_tls_or_missing_names_the_variable(tmp_path: Path) -> None:
     """A Redis CA file with a plain redis:// URL, or one that does not exist, is an error."""
     with pytest.raises(ConfigError, match=r"^RAGWARD_REDIS_SSL_CA_FILE is set but"):
-        redis_pool(load_settings(redis_url="redis://127.0.0.1:1/0",
-                                 redis_ssl_ca_file=tmp_path / "ca.pem"))
+        redis_pool(RedisConfig(url="redis://127.0.0.1:1/0", ssl_ca_file=tmp_path / "ca.pem"))
     with pytest.raises(ConfigError, match=r"^RAGWARD_REDIS_SSL_CA_FILE: .* does not exist"):
-        redis_pool(load_settings(redis_url="rediss://127.0.0.1:1/0",
-                                 redis_ssl_ca_file=tmp_path / "ca.pem"))
+        redis_pool(RedisConfig(url="rediss://127.0.0.1:1/0", ssl_ca_file=tmp_path / "ca.pem"))
 
 
 def test_acl_command_line_prints_the_plan_and_refuses_unknown_components(

@@ -10,13 +10,13 @@ import asyncio
 import math
 import random
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from gateway.quota import Admission, LocalQuota, QuotaLimiter, Seed, make_quota
+from gateway.configuration import quota_config
+from gateway.quota import Admission, LocalQuota, QuotaConfig, QuotaLimiter, Seed, make_quota
 from ragward.errors import QuotaExceeded
-from ragward.settings import Settings, load_settings
+from ragward.settings import load_settings
 
 DAY = 86_400
 T0 = 1_750_000_000.0  # 2025-06-15T15:06:40Z, mid-day
@@ -30,15 +30,16 @@ class FakeClock:
         return self.now
 
 
-def make(tmp_path: Path, clock: FakeClock, *, divisor: int = 1, **quota: Any) -> LocalQuota:
-    settings = load_settings(data_dir=tmp_path, **quota)
-    return LocalQuota(settings, clock=clock, divisor=divisor)
+def make(clock: FakeClock, *, divisor: int = 1, rpm: int = 600,
+         tokens_per_day: int = 2_000_000) -> LocalQuota:
+    return LocalQuota(QuotaConfig(rpm=rpm, tokens_per_day=tokens_per_day), clock=clock,
+                      divisor=divisor)
 
 
-async def test_eleventh_request_in_a_10_per_minute_window_is_refused(tmp_path: Path) -> None:
+async def test_eleventh_request_in_a_10_per_minute_window_is_refused() -> None:
     """Ten requests pass; the 11th raises QuotaExceeded whose headers say when to come back."""
     clock = FakeClock()
-    quota = make(tmp_path, clock, quota_rpm=10)
+    quota = make(clock, rpm=10)
     seen: list[Admission] = []
     for i in range(10):
         clock.now = T0 + i * 2  # requests at 0, 2, ..., 18 s
@@ -62,11 +63,11 @@ async def test_eleventh_request_in_a_10_per_minute_window_is_refused(tmp_path: P
         await quota.admit("acme", 0)
 
 
-async def test_a_window_boundary_lets_no_burst_through(tmp_path: Path) -> None:
+async def test_a_window_boundary_lets_no_burst_through() -> None:
     """Ten at 0:59 and more at 1:01 (a fixed window's reset) are refused until 1:59."""
     burst = T0 - T0 % 60 + 59  # second 59 of a wall-clock minute
     clock = FakeClock(burst)
-    quota = make(tmp_path, clock, quota_rpm=10)
+    quota = make(clock, rpm=10)
     for _ in range(10):
         await quota.admit("acme", 0)
     for offset in (2, 30, 59.9):
@@ -78,12 +79,12 @@ async def test_a_window_boundary_lets_no_burst_through(tmp_path: Path) -> None:
         await quota.admit("acme", 0)
 
 
-async def test_no_60_s_span_ever_holds_more_than_the_limit(tmp_path: Path) -> None:
+async def test_no_60_s_span_ever_holds_more_than_the_limit() -> None:
     """Random arrivals over 10 minutes: every 60 s span holds <= limit admissions,
     and a refusal only happens when the preceding 60 s really hold the limit."""
     rng = random.Random(6)
     clock = FakeClock()
-    quota = make(tmp_path, clock, quota_rpm=25)
+    quota = make(clock, rpm=25)
     admitted: list[float] = []
     refused = 0
     while clock.now < T0 + 600:
@@ -100,9 +101,9 @@ async def test_no_60_s_span_ever_holds_more_than_the_limit(tmp_path: Path) -> No
     assert refused > 0 and len(admitted) >= 25 * 9
 
 
-async def test_concurrent_requests_never_overspend_the_token_budget(tmp_path: Path) -> None:
+async def test_concurrent_requests_never_overspend_the_token_budget() -> None:
     """100 concurrent admits against a budget that fits exactly 10 estimates: 10 pass."""
-    quota = make(tmp_path, FakeClock(), quota_rpm=1000, quota_tokens_per_day=10 * 612)
+    quota = make(FakeClock(), rpm=1000, tokens_per_day=10 * 612)
 
     async def one() -> Admission | None:
         await asyncio.sleep(0)
@@ -123,9 +124,9 @@ async def test_concurrent_requests_never_overspend_the_token_budget(tmp_path: Pa
     }
 
 
-async def test_settle_and_release_return_what_was_not_used(tmp_path: Path) -> None:
+async def test_settle_and_release_return_what_was_not_used() -> None:
     """Settling below the estimate and releasing a failed request free budget again."""
-    quota = make(tmp_path, FakeClock(), quota_rpm=1000, quota_tokens_per_day=1000)
+    quota = make(FakeClock(), rpm=1000, tokens_per_day=1000)
     a = await quota.admit("acme", 400)
     b = await quota.admit("acme", 400)
     with pytest.raises(QuotaExceeded) as caught:
@@ -144,11 +145,11 @@ async def test_settle_and_release_return_what_was_not_used(tmp_path: Path) -> No
     assert (view["used"], view["reserved"]) == (150, 800)
 
 
-async def test_the_day_ends_over_budget_only_by_real_usage(tmp_path: Path) -> None:
+async def test_the_day_ends_over_budget_only_by_real_usage() -> None:
     """An answer longer than estimated is recorded in full; then nothing more is admitted
     and Retry-After points at the next UTC midnight."""
     clock = FakeClock()
-    quota = make(tmp_path, clock, quota_rpm=1000, quota_tokens_per_day=1000)
+    quota = make(clock, rpm=1000, tokens_per_day=1000)
     admission = await quota.admit("acme", 900)
     await quota.settle(admission, 1300)
     with pytest.raises(QuotaExceeded) as caught:
@@ -163,10 +164,10 @@ async def test_the_day_ends_over_budget_only_by_real_usage(tmp_path: Path) -> No
     assert fresh.day == "2025-06-16" and fresh.tokens_remaining == 100
 
 
-async def test_a_settlement_after_midnight_lands_on_its_own_day(tmp_path: Path) -> None:
+async def test_a_settlement_after_midnight_lands_on_its_own_day() -> None:
     """A request admitted before midnight and settled after it does not touch the new day."""
     clock = FakeClock(math.floor(T0 / DAY) * DAY + DAY - 1)
-    quota = make(tmp_path, clock, quota_rpm=1000, quota_tokens_per_day=1000)
+    quota = make(clock, rpm=1000, tokens_per_day=1000)
     late = await quota.admit("acme", 500)
     clock.now += 2
     await quota.settle(late, 700)
@@ -174,9 +175,9 @@ async def test_a_settlement_after_midnight_lands_on_its_own_day(tmp_path: Path) 
     assert (view["day"], view["used"], view["reserved"]) == ("2025-06-16", 0, 0)
 
 
-async def test_both_controls_exhausted_reports_the_longer_wait(tmp_path: Path) -> None:
+async def test_both_controls_exhausted_reports_the_longer_wait() -> None:
     """With the window full and the day's budget spent, the 429 speaks of tokens per day."""
-    quota = make(tmp_path, FakeClock(), quota_rpm=1, quota_tokens_per_day=100)
+    quota = make(FakeClock(), rpm=1, tokens_per_day=100)
     admission = await quota.admit("acme", 100)
     await quota.settle(admission, 100)
     with pytest.raises(QuotaExceeded) as caught:
@@ -189,12 +190,12 @@ async def test_per_tenant_overrides_and_the_replica_divisor(tmp_path: Path) -> N
     """[quotas.tenants.X] overrides apply per tenant; a fallback divides limits by replicas."""
     config = tmp_path / "ragward.toml"
     config.write_text("[quotas.tenants.acme]\nrpm = 3\ntokens_per_day = 5000\n")
-    settings: Settings = load_settings(config, data_dir=tmp_path, quota_rpm=7)
+    limits = quota_config(load_settings(config, data_dir=tmp_path, quota_rpm=7))
     clock = FakeClock()
-    quota = LocalQuota(settings, clock=clock)
+    quota = LocalQuota(limits, clock=clock)
     assert quota.limits("acme") == (3, 5000)
     assert quota.limits("other") == (7, 2_000_000)
-    halved = LocalQuota(settings, clock=clock, divisor=2)
+    halved = LocalQuota(limits, clock=clock, divisor=2)
     assert halved.limits("acme") == (1, 2500) and halved.limits("other") == (3, 1_000_000)
     for _ in range(3):
         await quota.admit("acme", 0)
@@ -204,8 +205,8 @@ async def test_per_tenant_overrides_and_the_replica_divisor(tmp_path: Path) -> N
 
 
 async def test_make_quota_without_redis_is_local_and_never_degraded(tmp_path: Path) -> None:
-    """Embedded mode: make_quota(settings, None) is a LocalQuota that reports healthy."""
-    quota = make_quota(load_settings(data_dir=tmp_path), None)
+    """Embedded mode: make_quota(config, None) is a LocalQuota that reports healthy."""
+    quota = make_quota(quota_config(load_settings(data_dir=tmp_path)), None)
     assert isinstance(quota, LocalQuota) and isinstance(quota, QuotaLimiter)
     assert quota.status() == {"rpm": False, "tokens": False}
     admission = await quota.admit("acme", 10)
@@ -216,9 +217,9 @@ async def test_make_quota_without_redis_is_local_and_never_degraded(tmp_path: Pa
     await quota.close()
 
 
-async def test_negative_token_counts_are_programming_errors(tmp_path: Path) -> None:
+async def test_negative_token_counts_are_programming_errors() -> None:
     """A negative estimate or actual count is rejected loudly, not silently credited."""
-    quota = make(tmp_path, FakeClock())
+    quota = make(FakeClock())
     with pytest.raises(ValueError):
         await quota.admit("acme", -1)
     admission = await quota.admit("acme", 1)
@@ -226,17 +227,15 @@ async def test_negative_token_counts_are_programming_errors(tmp_path: Path) -> N
         await quota.settle(admission, -5)
 
 
-async def test_a_seeded_fallback_admits_only_its_share_of_what_was_left(
-    tmp_path: Path,
-) -> None:
+async def test_a_seeded_fallback_admits_only_its_share_of_what_was_left() -> None:
     """The fail-open fallback starts from what Redis last reported: with 2 replicas, 7 of 10
     requests and 8,000 of 10,000 tokens already spent, a replica admits (10-7)//2 = 1 request
     and (10,000-8,000)//2 = 1,000 tokens, not a fresh half of each limit."""
     clock = FakeClock()
-    settings = load_settings(data_dir=tmp_path, quota_rpm=10, quota_tokens_per_day=10_000)
+    limits = QuotaConfig(rpm=10, tokens_per_day=10_000)
     seed = Seed(day="2025-06-15", committed_tokens=8000, window_count=7, seen_at=T0 - 5,
                 rpm_limit=10, token_limit=10_000)
-    fallback = LocalQuota(settings, clock=clock, divisor=2, degraded=True,
+    fallback = LocalQuota(limits, clock=clock, divisor=2, degraded=True,
                           seed=lambda tenant: seed if tenant == "acme" else None)
     first = await fallback.admit("acme", 1000)
     assert first.degraded and first.rpm_limit == 5 and first.rpm_remaining == 0

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from gateway.redis_client import is_cluster_url, redis_connection, redis_pool
+from gateway.redis_client import RedisConfig, is_cluster_url, redis_connection, redis_pool
 from ragward.errors import ConfigError
-from ragward.settings import load_settings
 
 
 def test_the_scheme_decides_whether_a_url_is_a_cluster() -> None:
@@ -20,14 +19,13 @@ def test_the_scheme_decides_whether_a_url_is_a_cluster() -> None:
 
 
 async def test_every_seed_node_user_and_tls_reach_the_cluster_client(tmp_path: Path) -> None:
-    """Each comma-separated host:port is a seed node; the settings' ACL user wins over
+    """Each comma-separated host:port is a seed node; the configured ACL user wins over
     the URL's; ``rediss+cluster`` verifies the certificate against the CA file."""
     ca_file = tmp_path / "ca.pem"
     ca_file.write_text("not read until a connection is made")
-    settings = load_settings(redis_url="rediss+cluster://u:p@10.0.0.1:7000,[::1]:7001",
-                             redis_username="ragward-gateway", redis_password="pw",
-                             redis_ssl_ca_file=ca_file)
-    async with redis_connection(settings, socket_connect_timeout=0.5) as client:
+    config = RedisConfig(url="rediss+cluster://u:p@10.0.0.1:7000,[::1]:7001",
+                         username="ragward-gateway", password="pw", ssl_ca_file=ca_file)
+    async with redis_connection(config, socket_connect_timeout=0.5) as client:
         assert isinstance(client, RedisCluster)
         seeds = client.nodes_manager.startup_nodes
         assert set(seeds) == {"10.0.0.1:7000", "::1:7001"}
@@ -46,11 +44,11 @@ async def test_a_malformed_cluster_url_names_the_variable(url: str, says: str) -
     """A database other than 0, a seed without a port or with a bad one: a ConfigError
     naming RAGWARD_REDIS_URL, before any connection."""
     with pytest.raises(ConfigError, match=rf"^RAGWARD_REDIS_URL: .*{says}"):
-        async with redis_connection(load_settings(redis_url=url)):
+        async with redis_connection(RedisConfig(url=url)):
             pass
 
 
 def test_a_cluster_url_has_no_single_pool() -> None:
     """The one-server pool refuses a cluster URL instead of connecting to one seed."""
     with pytest.raises(ConfigError, match=r"^RAGWARD_REDIS_URL: a cluster URL"):
-        redis_pool(load_settings(redis_url="redis+cluster://h:7000"))
+        redis_pool(RedisConfig(url="redis+cluster://h:7000"))
