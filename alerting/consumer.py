@@ -30,11 +30,12 @@ from litestar import Litestar, Response, get
 from prometheus_client import CollectorRegistry
 
 from alerting.clock import Clock, SystemClock
-from alerting.service import AlertService
+from alerting.service import AlertConfig, AlertService
 from ragward.errors import ConfigError
 from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
 from telemetry.bus import EventBus
+from telemetry.consumer import ConsumerConfig
 from telemetry.consumer_http import Lifespan, consumer_routes, metrics_guards
 from telemetry.metrics_consumer import MetricsConsumer
 
@@ -49,7 +50,8 @@ class AlertConsumer:
 
     def __init__(
         self,
-        settings: Settings,
+        consumer: ConsumerConfig,
+        alerts: AlertConfig,
         bus: EventBus,
         *,
         group_id: str = DEFAULT_GROUP,
@@ -58,17 +60,19 @@ class AlertConsumer:
         from_beginning: bool = False,
         **service_options: Any,
     ) -> None:
-        """``service_options`` go to :class:`AlertService` (rules, retry, notifiers, ...)."""
-        self.settings = settings
+        """``consumer`` says what the metrics view reads (audit and usage events),
+        ``alerts`` configures the :class:`AlertService`; ``service_options`` go to it too
+        (rules, retry, notifiers, ...)."""
+        self.config = consumer
         self.registry = registry if registry is not None else CollectorRegistry()
         self.clock = clock or SystemClock()
-        self.rolling = MetricsConsumer(settings, bus, group_id=group_id, registry=self.registry,
+        self.rolling = MetricsConsumer(consumer, bus, group_id=group_id, registry=self.registry,
                                        clock=self.clock.now, from_beginning=from_beginning,
                                        export_rolling=False)
         self.view = self.rolling.view
         self.loop = self.rolling.loop
         self.publisher = bus.publisher()
-        self.service = AlertService(settings, self.view, self.publisher, clock=self.clock,
+        self.service = AlertService(alerts, self.view, self.publisher, clock=self.clock,
                                     registry=self.registry, **service_options)
 
     @property
@@ -111,7 +115,7 @@ def create_alerts_app(
 ) -> Litestar:
     """The consumer's HTTP app; its lifespan starts and stops the consumer. ``lifespans``
     run first (the metrics access: ``/metrics`` and ``/api/alerts`` name tenants)."""
-    protect = consumer.settings.metrics_auth == "token"
+    protect = consumer.config.protect_metrics
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -141,6 +145,8 @@ def main(settings: Settings, args: argparse.Namespace, *, access: Lifespan | Non
     (the composition hands in the gateway's token check: ``ragward/consumers.py``)."""
     import uvicorn
 
+    from alerting.configuration import alert_config
+    from telemetry.configuration import kafka_config, metrics_consumer_config
     from telemetry.kafka_bus import KafkaBus
 
     if not settings.kafka_bootstrap:
@@ -149,8 +155,9 @@ def main(settings: Settings, args: argparse.Namespace, *, access: Lifespan | Non
             "(without Kafka, `ragward serve` runs alerting in-process)"
         )
     # Its own spool directory: the gateway on this host owns DATA_DIR/spool.
-    bus = KafkaBus(settings, spool_dir=settings.data_dir / "spool-alerts")
-    consumer = AlertConsumer(settings, bus, group_id=getattr(args, "group", None) or DEFAULT_GROUP)
+    bus = KafkaBus(kafka_config(settings, spool_dir=settings.data_dir / "spool-alerts"))
+    consumer = AlertConsumer(metrics_consumer_config(settings), alert_config(settings), bus,
+                             group_id=getattr(args, "group", None) or DEFAULT_GROUP)
     app = create_alerts_app(consumer, lifespans=[access] if access else [])
     port = getattr(args, "port", None) or settings.consumer_port
     log.info("alert_consumer_serving", host=settings.host, port=port)

@@ -2,16 +2,16 @@
 
 The one object both ``ragward consumer alerts`` and ``ragward serve`` run::
 
-    service = AlertService(settings, view, publisher, registry=registry)
+    service = AlertService(config, view, publisher, registry=registry)
     await service.start()          # restores state, starts the evaluation loop
     ...
     await service.stop()           # stops the loop, awaits (then cancels) deliveries
 
-Every ``settings.alert_eval_interval_s`` a :meth:`tick` evaluates the rules
+Every ``config.eval_interval_s`` a :meth:`tick` evaluates the rules
 against the :class:`~alerting.view.MetricsView`, saves state changes to the
 state store, queues an :class:`~telemetry.events.AlertEvent` per transition for
-``settings.topic_alerts``, regroups alerts and starts the notifications that are
-due. With ``RAGWARD_ALERTMANAGER_URL`` set, every tick also posts to Alertmanager
+``config.topic``, regroups alerts and starts the notifications that are
+due. With an Alertmanager URL configured, every tick also posts to Alertmanager
 the alerts it must hear about (:mod:`alerting.notifiers.alertmanager`: each alert
 on its own, outside ragward's grouping, which Alertmanager does itself).
 Deliveries and publishing run in background tasks (bounded concurrency),
@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,9 @@ from alerting.notifiers.email import EmailNotifier, SmtpConfig
 from alerting.notifiers.format import rfc3339
 from alerting.notifiers.slack import SlackNotifier
 from alerting.notifiers.webhook import WebhookNotifier
-from alerting.rules import RuleSet, load_rules
-from alerting.state_store import StateStore, db_path
+from alerting.rules import RuleSet
+from alerting.state_store import StateStore
 from alerting.view import MetricsView
-from ragward.settings import Settings
 from telemetry.bus import Publisher
 from telemetry.events import AlertEvent, encode, new_event_id
 
@@ -95,46 +95,60 @@ class AlertMetrics:
         )
 
 
-def smtp_config(settings: Settings) -> SmtpConfig | None:
-    """The SMTP receiver's settings, or None; ConfigError (naming the variable) when malformed."""
-    if settings.smtp_url is None:
-        return None
-    return SmtpConfig.from_url(
-        settings.smtp_url.get_secret_value(), starttls=settings.smtp_starttls,
-        sender=settings.alert_email_from, recipients=settings.alert_email_to,
-    )
+@dataclass(frozen=True, slots=True)
+class Receivers:
+    """Where notifications go: each receiver whose URL (or SMTP server) is set."""
+
+    slack_webhook_url: str | None = field(default=None, repr=False)
+    webhook_url: str | None = field(default=None, repr=False)
+    smtp: SmtpConfig | None = None
+    alertmanager_url: str | None = field(default=None, repr=False)  # may carry a password
+    alertmanager_resend_s: float = 60.0  # firing alerts re-posted this often
 
 
-def build_notifiers(settings: Settings, client: httpx.AsyncClient, *, external_url: str = "",
+@dataclass(frozen=True, slots=True)
+class AlertConfig:
+    """The rules, where their state is kept, the topic state changes are published on,
+    how often they are evaluated, where operators reach this service, and the receivers."""
+
+    rules: RuleSet
+    state_path: Path
+    topic: str
+    eval_interval_s: float
+    external_url: str = ""
+    receivers: Receivers = field(default_factory=Receivers)
+
+
+def build_notifiers(receivers: Receivers, client: httpx.AsyncClient, *, external_url: str = "",
                     tls_context: ssl.SSLContext | None = None) -> list[Notifier]:
-    """One notifier per receiver configured in settings (URL or SMTP set)."""
+    """One notifier per receiver configured (URL or SMTP set)."""
     notifiers: list[Notifier] = []
-    if settings.slack_webhook_url is not None:
-        notifiers.append(SlackNotifier(client, settings.slack_webhook_url.get_secret_value(),
+    if receivers.slack_webhook_url is not None:
+        notifiers.append(SlackNotifier(client, receivers.slack_webhook_url,
                                        external_url=external_url))
-    config = smtp_config(settings)
-    if config is not None:
-        notifiers.append(EmailNotifier(config, external_url=external_url, tls_context=tls_context))
-    if settings.alert_webhook_url is not None:
-        notifiers.append(WebhookNotifier(client, settings.alert_webhook_url.get_secret_value(),
+    if receivers.smtp is not None:
+        notifiers.append(EmailNotifier(receivers.smtp, external_url=external_url,
+                                       tls_context=tls_context))
+    if receivers.webhook_url is not None:
+        notifiers.append(WebhookNotifier(client, receivers.webhook_url,
                                          external_url=external_url))
     return notifiers
 
 
-def alertmanager_notifier(settings: Settings, client: httpx.AsyncClient, clock: Clock, *,
+def alertmanager_notifier(receivers: Receivers, client: httpx.AsyncClient, clock: Clock, *,
                           external_url: str = "") -> AlertmanagerNotifier | None:
-    """The Alertmanager receiver when ``RAGWARD_ALERTMANAGER_URL`` is set, else None."""
-    if settings.alertmanager_url is None:
+    """The Alertmanager receiver when its URL is configured, else None."""
+    if receivers.alertmanager_url is None:
         return None
-    return AlertmanagerNotifier(client, settings.alertmanager_url.get_secret_value(),
-                                resend_s=settings.alertmanager_resend_s,
+    return AlertmanagerNotifier(client, receivers.alertmanager_url,
+                                resend_s=receivers.alertmanager_resend_s,
                                 external_url=external_url, clock=clock.now)
 
 
 class AlertService:
     def __init__(
         self,
-        settings: Settings,
+        config: AlertConfig,
         view: MetricsView,
         publisher: Publisher | None = None,
         *,
@@ -152,25 +166,23 @@ class AlertService:
     ) -> None:
         """Build the service; nothing runs and nothing is opened until :meth:`start`.
 
-        ``rules`` defaults to ``load_rules(settings.alert_rules)`` and ``notifiers`` to the
-        receivers configured in ``settings``; bad rules or receiver settings raise ConfigError
-        here. ``http_client``, when given, is used and not closed (otherwise one pooled
-        client is made in :meth:`start` and closed in :meth:`stop`).
+        ``rules``, ``store_path`` and ``external_url`` default to ``config``'s, ``notifiers``
+        to the receivers it configures. ``http_client``, when given, is used and not closed
+        (otherwise one pooled client is made in :meth:`start` and closed in :meth:`stop`).
         """
-        self.settings = settings
-        smtp_config(settings)  # a malformed RAGWARD_SMTP_URL fails here, before start-up
+        self.config = config
         self.view = view
         self.publisher = publisher
-        self.rules = rules if rules is not None else load_rules(settings.alert_rules)
+        self.rules = rules if rules is not None else config.rules
         self.clock: Clock = clock or SystemClock()
         self.metrics = AlertMetrics(registry if registry is not None else CollectorRegistry())
         self.retry = retry or RetryPolicy()
-        self.store = StateStore(store_path or db_path(settings.data_dir))
+        self.store = StateStore(store_path or config.state_path)
         self.engine = Engine(self.rules, view)
         self._given_notifiers = list(notifiers) if notifiers is not None else None
         self._client = http_client
         self._own_client = http_client is None
-        self._external_url = external_url or settings.alert_external_url
+        self._external_url = external_url or config.external_url
         self._email_tls_context = email_tls_context
         self._notifiers: dict[str, Notifier] = {}
         self._alertmanager: AlertmanagerNotifier | None = None
@@ -211,7 +223,7 @@ class AlertService:
             restored = self.store.load_alerts()
             self._record(self.engine.restore(restored, now))
             notifiers = self._given_notifiers
-            wants_http = notifiers is None or self.settings.alertmanager_url is not None
+            wants_http = notifiers is None or self.config.receivers.alertmanager_url is not None
             if self._client is None and wants_http:
                 self._client = httpx.AsyncClient(
                     timeout=httpx.Timeout(10.0, connect=5.0),
@@ -220,12 +232,13 @@ class AlertService:
                 )
             if self._client is not None:
                 self._alertmanager = alertmanager_notifier(
-                    self.settings, self._client, self.clock, external_url=self._external_url)
+                    self.config.receivers, self._client, self.clock,
+                    external_url=self._external_url)
                 if self._alertmanager is not None:
                     self._forwarding = Forwarding(self._alertmanager.resend_s)
             if notifiers is None:
                 assert self._client is not None
-                notifiers = build_notifiers(self.settings, self._client,
+                notifiers = build_notifiers(self.config.receivers, self._client,
                                             external_url=self._external_url,
                                             tls_context=self._email_tls_context)
             by_name = {n.name: n for n in notifiers}
@@ -320,7 +333,7 @@ class AlertService:
     # -- evaluation ------------------------------------------------------------
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        interval = self.settings.alert_eval_interval_s
+        interval = self.config.eval_interval_s
         next_at = loop.time()
         while True:
             try:
@@ -444,7 +457,7 @@ class AlertService:
             try:
                 if self.publisher is not None:
                     await self.publisher.publish(
-                        self.settings.topic_alerts, event.labels.get("tenant", "-"), encode(event)
+                        self.config.topic, event.labels.get("tenant", "-"), encode(event)
                     )
             except Exception:
                 self.metrics.events_dropped.inc()

@@ -43,6 +43,7 @@ from bench.harness import module_command
 from ragward import devservices
 from ragward.logs import configure_logging
 from ragward.settings import Settings, load_settings
+from telemetry.configuration import kafka_config, metrics_consumer_config
 from telemetry.consumer import Delivery
 from telemetry.event_keys import new_key_env, signer_from_settings
 from telemetry.events import (
@@ -140,7 +141,7 @@ def settings_for(bootstrap: str, tag: str, data_dir: Path, **extra: object) -> S
 
 
 async def producer_throughput(settings: Settings, n: int) -> tuple[float, float]:
-    publisher = KafkaBus(settings, spool_dir=settings.data_dir / "spool-p").publisher()
+    publisher = KafkaBus(kafka_config(settings, spool_dir=settings.data_dir / "spool-p")).publisher()
     await publisher.start()
     payloads = [event(i) for i in range(n)]
     try:
@@ -175,7 +176,7 @@ async def publish_latency(settings: Settings, seconds: float, rate: int,
     if unreachable:
         settings = settings.model_copy(update={"kafka_bootstrap":
                                                f"127.0.0.1:{devservices.free_port()}"})
-    bus = KafkaBus(settings, spool_dir=settings.data_dir / ("spool-u" if unreachable else "spool-l"))
+    bus = KafkaBus(kafka_config(settings, spool_dir=settings.data_dir / ("spool-u" if unreachable else "spool-l")))
     publisher = bus.publisher()
     await publisher.start()
     out: dict[str, list[float]] = {"durable": [], "fire": []}
@@ -213,8 +214,8 @@ async def consumer_throughput_memory(settings: Settings, n: int, *, verify: bool
     for i in range(n):
         key, value = event(i, signed=verify)
         await publisher.publish(topic_for(settings, value), key, value)
-    consumer = MetricsConsumer(settings, bus, group_id="bench-mem",
-                               verifier=None if verify else TrustEverything())
+    config = metrics_consumer_config(settings, None if verify else TrustEverything())
+    consumer = MetricsConsumer(config, bus, group_id="bench-mem")
     started = time.perf_counter()
     await consumer.start()
     while consumer.loop.handled < n:
@@ -225,7 +226,7 @@ async def consumer_throughput_memory(settings: Settings, n: int, *, verify: bool
 
 
 async def consumer_throughput_kafka(settings: Settings, n: int) -> float:
-    publisher = KafkaBus(settings, spool_dir=settings.data_dir / "spool-c").publisher()
+    publisher = KafkaBus(kafka_config(settings, spool_dir=settings.data_dir / "spool-c")).publisher()
     await publisher.start()
     try:
         for i in range(n):
@@ -237,7 +238,8 @@ async def consumer_throughput_kafka(settings: Settings, n: int) -> float:
             await asyncio.sleep(0.05)
     finally:
         await publisher.stop()
-    consumer = MetricsConsumer(settings, KafkaBus(settings, spool_dir=settings.data_dir / "s2"),
+    consumer = MetricsConsumer(metrics_consumer_config(settings),
+                               KafkaBus(kafka_config(settings, spool_dir=settings.data_dir / "s2")),
                                group_id=f"bench-{new_event_id()[:6]}")
     await consumer.start()
     first = None
@@ -255,7 +257,7 @@ async def consumer_throughput_kafka(settings: Settings, n: int) -> float:
 
 async def paced_publish(settings: Settings, rate: int, seconds: float) -> tuple[int, float]:
     """Durable publishes at ``rate``/s for ``seconds`` (the gateway's part); (sent, rate)."""
-    publisher = KafkaBus(settings, spool_dir=settings.data_dir / "spool-e").publisher()
+    publisher = KafkaBus(kafka_config(settings, spool_dir=settings.data_dir / "spool-e")).publisher()
     await publisher.start()
     tasks: set[asyncio.Task[None]] = set()
     try:
@@ -293,7 +295,8 @@ def producer_process() -> int:
 async def end_to_end_lag(settings: Settings, tag: str, rate: int,
                          seconds: float) -> list[float]:
     lags: list[float] = []
-    consumer = MetricsConsumer(settings, KafkaBus(settings, spool_dir=settings.data_dir / "s3"),
+    consumer = MetricsConsumer(metrics_consumer_config(settings),
+                               KafkaBus(kafka_config(settings, spool_dir=settings.data_dir / "s3")),
                                group_id=f"bench-lag-{new_event_id()[:6]}", from_beginning=False)
     ingest = consumer._handle
 

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import aiohttp
 
+from rag_core.configuration import build_service, ingest_config
 from rag_core.evaluate import load_eval_set
 from rag_core.ingest import ingest
 from rag_core.schemas import QueryRequest
-from rag_core.service import build_service
 from ragward.logs import configure_logging
 from ragward.settings import load_settings
 
@@ -174,7 +174,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ragward-bench-") as tmp:
         data_dir = Path(tmp)
         started = time.perf_counter()
-        result = ingest(load_settings(data_dir=data_dir), [], None, sample=True,
+        result = ingest(ingest_config(load_settings(data_dir=data_dir)), [], None, sample=True,
                         show_progress=False)
         print(f"sample index: {result.documents} documents, {result.chunks} chunks, "
               f"ingested in {time.perf_counter() - started:.2f}s "

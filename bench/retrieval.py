@@ -38,10 +38,11 @@ import numpy as np
 from llama_index.core.schema import TextNode
 
 from rag_core.backends import build_local_backend
+from rag_core.configuration import ingest_config, store_config
 from rag_core.fusion import reciprocal_rank_fusion
 from rag_core.ingest import publish
 from rag_core.store import load_snapshot
-from rag_core.stores import StoreConfig, close_clients
+from rag_core.stores import close_clients
 from rag_core.usage import UsageTracker
 from ragward.settings import load_settings
 
@@ -141,13 +142,13 @@ def run_case(
     ]
     name = f"bench-{size}"
     started = time.perf_counter()
-    publish(settings, name, nodes, backend, {"embedding": backend.embedding_id,
+    publish(ingest_config(settings), name, nodes, backend, {"embedding": backend.embedding_id,
                                              "documents": size // 20})
     ingest_s = time.perf_counter() - started
     started = time.perf_counter()
     snapshot = load_snapshot(settings.indexes_dir, name, backend.embed_model,
                              backend.tracker.callback_manager,
-                             stores=StoreConfig.from_settings(settings))
+                             stores=store_config(settings))
     load_s = time.perf_counter() - started
     it = iter(range(10**9))
 

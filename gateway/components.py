@@ -162,7 +162,7 @@ async def open_components(
             stack.push_async_callback(redis_pipeline.aclose)
 
         if publisher is None:
-            from telemetry.factory import make_bus
+            from telemetry.configuration import make_bus
 
             bus = make_bus(settings)
             publisher = bus.publisher()

@@ -9,18 +9,12 @@ gateway that reads ``Settings`` for a component; the composition (``open_compone
 
 from __future__ import annotations
 
-from pydantic import SecretStr
-
 from gateway.auth import TokenConfig
 from gateway.forward import HttpUpstreamConfig, ResilienceConfig
 from gateway.quota import QuotaConfig
 from gateway.redis_client import RedisConfig
 from ragward.errors import ConfigError
-from ragward.settings import Settings, env_name
-
-
-def _secret(value: SecretStr | None) -> str | None:
-    return None if value is None else value.get_secret_value()
+from ragward.settings import Settings, env_name, secret_value
 
 
 def token_config(settings: Settings) -> TokenConfig:
@@ -30,7 +24,7 @@ def token_config(settings: Settings) -> TokenConfig:
             f"set {env_name('jwt_secret')} or {env_name('jwks_url')}: the gateway verifies tokens"
         )
     return TokenConfig(
-        secret=_secret(settings.jwt_secret),
+        secret=secret_value(settings.jwt_secret),
         jwks_url=settings.jwks_url,
         jwks_cache_ttl_s=settings.jwks_cache_ttl_s,
         jwks_min_refresh_interval_s=settings.jwks_min_refresh_interval_s,
@@ -63,7 +57,7 @@ def http_upstream_config(settings: Settings) -> HttpUpstreamConfig:
         url=settings.rag_core_url,
         timeout_s=settings.upstream_timeout_s,
         connect_timeout_s=settings.upstream_connect_timeout_s,
-        internal_token=_secret(settings.internal_token),
+        internal_token=secret_value(settings.internal_token),
     )
 
 
@@ -98,5 +92,5 @@ def redis_config(settings: Settings) -> RedisConfig:
         url=settings.redis_url,
         ssl_ca_file=settings.redis_ssl_ca_file,
         username=settings.redis_username,
-        password=_secret(settings.redis_password),
+        password=secret_value(settings.redis_password),
     )

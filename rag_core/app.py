@@ -40,6 +40,7 @@ from litestar.params import JSONBody
 from litestar.response import Stream
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from rag_core.configuration import build_service
 from rag_core.schemas import (
     BatchRequest,
     BatchResponse,
@@ -49,7 +50,7 @@ from rag_core.schemas import (
     QueryRequest,
     QueryResponse,
 )
-from rag_core.service import RagService, build_service
+from rag_core.service import RagService
 from ragward import request_ids
 from ragward.errors import ConfigError, Unauthenticated
 from ragward.http_body import BoundedJsonRequest

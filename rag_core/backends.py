@@ -41,7 +41,6 @@ from ragward.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from ragward.settings import Settings
 
 LOCAL_DIM = 8192
 UNKNOWN_MODEL_CONTEXT = 8192
@@ -196,46 +195,67 @@ def build_local_backend(
     )
 
 
-def build_openai_backend(settings: Settings, tracker: UsageTracker | None = None) -> Backend:
+@dataclass(frozen=True, slots=True)
+class OpenAIConfig:
+    """An OpenAI (or OpenAI-compatible) server: key, URL, models, and how long to wait."""
+
+    api_key: str | None = field(repr=False)  # None: only with base_url (a local server)
+    base_url: str | None
+    model: str
+    embedding_model: str
+    timeout_s: float
+    max_retries: int  # the SDK's own retries (llama-index's layer is off)
+
+
+@dataclass(frozen=True, slots=True)
+class BackendConfig:
+    """Which backend answers: ``local`` (offline, with ``local_embedding``) or ``openai``."""
+
+    llm: Literal["local", "openai"]
+    local_embedding: Literal["use-m3", "hashed"]
+    openai: OpenAIConfig
+
+
+def build_openai_backend(config: OpenAIConfig, tracker: UsageTracker | None = None) -> Backend:
     tracker = tracker or UsageTracker()
-    if settings.openai_api_key is not None:
-        api_key = settings.openai_api_key.get_secret_value()
-    elif settings.openai_base_url:
+    if config.api_key is not None:
+        api_key = config.api_key
+    elif config.base_url:
         api_key = "not-needed"  # many OpenAI-compatible servers take no key
     else:
         raise ConfigError("OPENAI_API_KEY: required when RAGWARD_LLM=openai")
-    timeout = httpx.Timeout(settings.llm_timeout_s, connect=min(5.0, settings.llm_timeout_s))
+    timeout = httpx.Timeout(config.timeout_s, connect=min(5.0, config.timeout_s))
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
     sync_client = httpx.Client(timeout=timeout, limits=limits)
     async_client = httpx.AsyncClient(timeout=timeout, limits=limits)
     common: dict[str, Any] = {
         "api_key": api_key,
-        "api_base": settings.openai_base_url,
-        "timeout": settings.llm_timeout_s,
+        "api_base": config.base_url,
+        "timeout": config.timeout_s,
         "max_retries": 0,  # disables llama-index's tenacity layer
-        "sdk_max_retries": settings.llm_max_retries,
+        "sdk_max_retries": config.max_retries,
         "callback_manager": tracker.callback_manager,
         "http_client": sync_client,
         "async_http_client": async_client,
     }
-    llm = RetryingOpenAI(model=settings.openai_model, temperature=0.0, **common)
+    llm = RetryingOpenAI(model=config.model, temperature=0.0, **common)
     embed = ReportingOpenAIEmbedding(
-        model_name=settings.openai_embedding_model, embed_batch_size=64, **common
+        model_name=config.embedding_model, embed_batch_size=64, **common
     )
     return Backend(
         name="openai",
         embed_model=embed,
         llm=llm,
-        llm_model=settings.openai_model,
-        embedding_model=settings.openai_embedding_model,
+        llm_model=config.model,
+        embedding_model=config.embedding_model,
         tracker=tracker,
-        timeout_s=settings.llm_timeout_s,
+        timeout_s=config.timeout_s,
         _sync_clients=[sync_client],
         _async_clients=[async_client],
     )
 
 
-def build_backend(settings: Settings, tracker: UsageTracker | None = None) -> Backend:
-    if settings.llm == "openai":
-        return build_openai_backend(settings, tracker)
-    return build_local_backend(tracker, embedding=settings.local_embedding)
+def build_backend(config: BackendConfig, tracker: UsageTracker | None = None) -> Backend:
+    if config.llm == "openai":
+        return build_openai_backend(config.openai, tracker)
+    return build_local_backend(tracker, embedding=config.local_embedding)

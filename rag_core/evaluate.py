@@ -30,9 +30,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from rag_core.configuration import build_service, ingest_config
 from rag_core.ingest import ingest
 from rag_core.schemas import QueryRequest
-from rag_core.service import build_service
 from rag_core.stores import close_clients
 from ragward.logs import configure_logging
 from ragward.settings import Settings, load_settings
@@ -140,7 +140,7 @@ def run(
             local_embedding=config.embedding, retrieval=config.retrieval,
         )
         if config.embedding not in ingested:
-            ingest(settings, [], "eval", sample=True, show_progress=False)
+            ingest(ingest_config(settings), [], "eval", sample=True, show_progress=False)
             ingested.add(config.embedding)
         for name, items in sets.items():
             results[config.label, name] = asyncio.run(evaluate(items, settings))

@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragward.settings import Settings, env_name
+from ragward.settings import env_name
 
 SUPPORTED_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx"})
 # Office Open XML, EPUB and OpenDocument are zip containers; whichever of them a
@@ -67,16 +67,6 @@ class IngestLimits:
     max_archive_bytes: int
     max_archive_members: int
     max_compression_ratio: float
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> IngestLimits:
-        return cls(
-            max_file_bytes=settings.ingest_max_file_bytes,
-            max_document_chars=settings.ingest_max_document_chars,
-            max_archive_bytes=settings.ingest_max_archive_bytes,
-            max_archive_members=settings.ingest_max_archive_members,
-            max_compression_ratio=settings.ingest_max_compression_ratio,
-        )
 
 
 def over_limit(what: str, value: float, limit: float, setting: str) -> FileRefused:

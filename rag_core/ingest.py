@@ -1,9 +1,7 @@
-"""``ragward ingest PATH... [--index NAME] (--tenant T | --shared) [--sample]``: build
-and publish an index.
+"""Build and publish an index (``ragward ingest``: :mod:`rag_core.ingest_cli`).
 
-The index belongs to tenant ``T``, or is shared by every tenant
-(:mod:`rag_core.ownership`); the command asks for one of the two, except that
-``--sample`` alone (the bundled public handbook) is shared.
+The index belongs to a tenant, or is shared by every tenant
+(:mod:`rag_core.ownership`).
 
 Read documents (:mod:`rag_core.readers`), split them with the bilingual
 splitter, embed the chunks in batches, build a ``VectorStoreIndex`` and publish
@@ -12,14 +10,12 @@ stderr; one summary line goes to stdout.
 
 Files are untrusted input (:mod:`rag_core.guard`): one that leads outside its
 root, is over a size limit or that its reader cannot parse is skipped with a
-one-line reason and the rest is ingested; the command then exits 3 and lists
-what it skipped. ``--fail-fast`` stops at the first such file, publishing nothing.
+one-line reason and the rest is ingested (:class:`IngestResult` lists what was
+skipped); ``fail_fast`` stops at the first such file, publishing nothing.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +28,7 @@ from llama_index.core.node_parser import MarkdownNodeParser
 from llama_index.core.schema import BaseNode, Document, MetadataMode
 from tqdm import tqdm
 
-from rag_core.backends import Backend, build_backend
+from rag_core.backends import Backend, BackendConfig, build_backend
 from rag_core.guard import IngestLimits, Skipped, collect_files
 from rag_core.lexical import LexicalIndex
 from rag_core.ownership import Ownership, check_reingest
@@ -46,14 +42,10 @@ from rag_core.stores import (
     new_vector_store,
 )
 from rag_core.text import make_splitter
-from ragward.errors import NotFound, RagwardError
-from ragward.identity import MAX_TENANT_CHARS, is_identity
-from ragward.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 CHUNK_TOKENS = 256
-SKIPPED_EXIT = 3
 INDEX_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
@@ -158,8 +150,21 @@ def _read(
     return documents, file_entries, skipped
 
 
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    """Where indexes go and what a file may be: the index directory, the default name,
+    the limits on untrusted files, the vector stores, and the embedding backend made
+    when none is passed in."""
+
+    indexes_dir: Path
+    default_index: str
+    limits: IngestLimits
+    stores: StoreConfig
+    backend: BackendConfig
+
+
 def ingest(
-    settings: Settings,
+    config: IngestConfig,
     paths: list[Path],
     index: str | None = None,
     *,
@@ -172,7 +177,7 @@ def ingest(
 ) -> IngestResult:
     """Build ``index`` from ``paths`` (and the sample corpus) and publish it as a new version,
     owned by tenant ``owner`` (None: shared by every tenant), its vectors in ``store``
-    (None: ``RAGWARD_VECTOR_STORE``).
+    (None: ``config.stores.kind``, ``RAGWARD_VECTOR_STORE``).
 
     Files that cannot be read are skipped and listed in ``IngestResult.skipped``.
     Raises ValueError for bad input (missing paths, nothing to ingest, bad name),
@@ -180,9 +185,9 @@ def ingest(
     skipped, and the backend's domain errors when the embedding provider fails.
     """
     started = time.perf_counter()
-    name = _valid_index_name(index or settings.default_index)
+    name = _valid_index_name(index or config.default_index)
     ownership = Ownership(owner)
-    check_reingest(settings.indexes_dir, name, ownership)
+    check_reingest(config.indexes_dir, name, ownership)
     roots = list(paths) + ([sample_corpus_dir()] if sample else [])
     if not roots:
         raise ValueError("nothing to ingest: give PATH... or --sample")
@@ -192,11 +197,11 @@ def ingest(
     if not files and not skipped:
         raise ValueError("no supported documents found (.txt .md .html .pdf .docx)")
     own_backend = backend is None
-    backend = backend or build_backend(settings)
+    backend = backend or build_backend(config.backend)
     try:
         with backend.tracker.track() as usage:
             documents, file_entries, unreadable = _read(
-                files, IngestLimits.from_settings(settings),
+                files, config.limits,
                 fail_fast=fail_fast, show_progress=show_progress,
             )
             skipped += unreadable
@@ -213,7 +218,7 @@ def ingest(
                     raise mapped from exc
                 raise
             version = publish(
-                settings, name, nodes, backend,
+                config, name, nodes, backend,
                 {
                     "embedding": backend.embedding_id,
                     "documents": len(file_entries),
@@ -249,7 +254,7 @@ def ingest(
 
 
 def publish(
-    settings: Settings,
+    config: IngestConfig,
     name: str,
     nodes: list[BaseNode],
     backend: Backend,
@@ -259,12 +264,12 @@ def publish(
 ) -> str:
     """Publish embedded ``nodes`` as a new version of index ``name``: vectors into their
     store, the docstore and BM25 beside the manifest, then the atomic switch."""
-    config = StoreConfig.from_settings(settings)
-    kind: StoreKind = store or config.kind
+    stores = config.stores
+    kind: StoreKind = store or stores.kind
     version = new_version_id()
     dim = len(nodes[0].embedding or []) if nodes else 0
     collection = collection_name(name, version) if kind != "embedded" else None
-    vector_store = new_vector_store(config, kind, collection or "", dim)
+    vector_store = new_vector_store(stores, kind, collection or "", dim)
     full_manifest = {**manifest, "store": kind, "collection": collection, "dim": dim,
                      "chunks": len(nodes)}
     try:
@@ -281,87 +286,20 @@ def publish(
             ids, [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
         )
         return persist_version(
-            settings.indexes_dir, name, vector_index, full_manifest, lexical,
-            version=version, stores=config, rows=ids if kind != "embedded" else None,
+            config.indexes_dir, name, vector_index, full_manifest, lexical,
+            version=version, stores=stores, rows=ids if kind != "embedded" else None,
         )
     except BaseException:
-        drop_vectors(full_manifest, config)  # never leave a table no version points at
+        drop_vectors(full_manifest, stores)  # never leave a table no version points at
         raise
 
 
-def delete(settings: Settings, name: str, *, owner: str | None) -> list[str]:
+def delete(config: IngestConfig, name: str, *, owner: str | None) -> list[str]:
     """Delete index ``name`` of tenant ``owner`` (None: a shared index), vectors included,
     wherever they are stored. Another owner's index is refused like a re-ingest would be
     (ValueError); a missing one is :class:`~ragward.errors.NotFound`. Returns the
     versions removed; a running service stops answering from it at its next look."""
-    check_reingest(settings.indexes_dir, name, Ownership(owner))
-    removed = delete_index(settings.indexes_dir, name, stores=StoreConfig.from_settings(settings))
+    check_reingest(config.indexes_dir, name, Ownership(owner))
+    removed = delete_index(config.indexes_dir, name, stores=config.stores)
     log.info("index_deleted", index=name, versions=len(removed))
     return removed
-
-
-def main(settings: Settings, args: argparse.Namespace) -> int:
-    """CLI entry: exit 0 on success, 2 on bad input, 1 when the embedding provider
-    fails, 3 when files were skipped (the rest is published unless ``--fail-fast``)."""
-    tenant, shared = getattr(args, "tenant", None), bool(getattr(args, "shared", False))
-    sample = bool(getattr(args, "sample", False))
-    try:
-        if tenant is not None and not is_identity(tenant, MAX_TENANT_CHARS):
-            raise ValueError(f"--tenant must be 1-{MAX_TENANT_CHARS} printable characters, "
-                             "like a token's tenant")
-        if getattr(args, "delete", False):
-            return _delete_main(settings, args.index, tenant, shared)
-        if tenant is None and not shared and args.paths:
-            collect_files(list(args.paths))  # a wrong path is the first thing to hear about
-            raise ValueError("say whose documents these are: --tenant T (only tenant T may "
-                             "query the index) or --shared (every tenant may)")
-        result = ingest(
-            settings,
-            list(args.paths or []),
-            args.index,
-            sample=sample,
-            owner=tenant,
-            show_progress=True,
-            fail_fast=bool(getattr(args, "fail_fast", False)),
-            store=getattr(args, "store", None),
-        )
-    except ValueError as exc:
-        print(f"ragward ingest: {exc}", file=sys.stderr)
-        return 2
-    except RagwardError as exc:
-        print(f"ragward ingest: {exc.message}", file=sys.stderr)
-        return 1
-    except FilesSkipped as exc:
-        _print_skipped(exc.skipped)
-        print(f"ragward ingest: {exc.why}; nothing published", file=sys.stderr)
-        return SKIPPED_EXIT
-    print(
-        f"ingested {result.documents} documents ({result.chunks} chunks) into index "
-        f"'{result.index}' ({Ownership(tenant).describe()}) version {result.version} "
-        f"in {result.seconds:.2f}s"
-        + (f"; skipped {len(result.skipped)} files" if result.skipped else "")
-    )
-    if result.skipped:
-        _print_skipped(list(result.skipped))
-        return SKIPPED_EXIT
-    return 0
-
-
-def _delete_main(settings: Settings, index: str | None, tenant: str | None,
-                 shared: bool) -> int:
-    """``ragward ingest --delete --index NAME (--tenant T | --shared)``."""
-    if not index or (tenant is None and not shared):
-        raise ValueError("--delete needs --index NAME and whose it is: --tenant T or --shared")
-    try:
-        removed = delete(settings, index, owner=tenant)
-    except NotFound as exc:
-        print(f"ragward ingest: {exc.message}", file=sys.stderr)
-        return 2
-    print(f"deleted index '{index}' and its vectors ({len(removed)} version(s))")
-    return 0
-
-
-def _print_skipped(skipped: list[Skipped]) -> None:
-    """One line per skipped file: its path and why, never a traceback."""
-    for entry in skipped:
-        print(f"ragward ingest: skipped {entry.path}: {entry.reason}", file=sys.stderr)

@@ -29,17 +29,9 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 from rag_core.fusion import reciprocal_rank_fusion
 from rag_core.store import IndexSnapshot
 from ragward import tracing
-from ragward.settings import Settings
 
 Mode = Literal["hybrid", "dense", "bm25"]
 CANDIDATES = 20
-
-
-def retrieval_mode(settings: Settings) -> Mode:
-    """The configured mode, ``auto`` resolved for the configured backend."""
-    if settings.retrieval == "auto":
-        return "hybrid" if settings.llm == "local" else "dense"
-    return settings.retrieval
 
 
 class SnapshotRetriever(BaseRetriever):

@@ -1,9 +1,10 @@
 """The RAG service: persisted indexes in memory, answered through a LlamaIndex query engine.
 
-:func:`build_service` wires a :class:`RagService` from settings — the
-backend's embedding and LLM, the per-request token counting of
-:class:`~rag_core.usage.UsageTracker`, and the :class:`~rag_core.pricing.Pricing`
-table — and passes them in; LlamaIndex's global ``Settings`` is never used.
+:func:`rag_core.configuration.build_service` wires a :class:`RagService` from
+settings — its :class:`ServiceConfig`, the backend's embedding and LLM, the
+per-request token counting of :class:`~rag_core.usage.UsageTracker`, and the
+:class:`~rag_core.pricing.Pricing` table — and passes them in; LlamaIndex's global
+``Settings`` is never used.
 
 Every query builds a light ``RetrieverQueryEngine`` over the *current*
 :class:`~rag_core.store.IndexSnapshot` of its index, so the snapshot it started
@@ -17,7 +18,8 @@ tenant; an index that tenant may not use is answered exactly like a missing one.
 
 Errors: unknown index → :class:`~ragward.errors.NotFound`; provider failures →
 ``UpstreamError`` (502) / ``UpstreamUnavailable`` (503) / ``UpstreamTimeout``
-(504); a whole query is bounded by ``RAGWARD_LLM_TIMEOUT_S``.
+(504); a whole query is bounded by ``ServiceConfig.query_timeout_s``
+(``RAGWARD_LLM_TIMEOUT_S``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -35,14 +39,14 @@ from llama_index.core.schema import MetadataMode, NodeWithScore
 
 from rag_core.answer_stream import extractive_answer, llm_answer
 from rag_core.answerer import NO_ANSWER_EN, QA_PROMPT
-from rag_core.backends import Backend, build_backend
+from rag_core.backends import Backend
 from rag_core.chat import (
     Conversation,
     conversation,
 )
 from rag_core.ownership import Ownership
 from rag_core.pricing import Pricing
-from rag_core.retriever import SnapshotRetriever, retrieval_mode
+from rag_core.retriever import Mode, SnapshotRetriever
 from rag_core.schemas import (
     BatchRequest,
     BatchResponse,
@@ -62,11 +66,24 @@ from rag_core.store import IndexSnapshot, current_stamp, list_index_names, load_
 from rag_core.stores import StoreConfig
 from rag_core.synthesizer import SinglePassSynthesizer
 from ragward.errors import NotFound, RagwardError, UpstreamTimeout
-from ragward.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 SOURCE_METADATA_KEYS = ("file_name", "title", "header_path", "page_label")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """Where the indexes are, how they are searched, and the bounds of one request."""
+
+    indexes_dir: Path
+    default_index: str
+    retrieval: Mode
+    stores: StoreConfig  # how to reach vectors kept outside the index directory
+    query_timeout_s: float  # a whole query, retrieval and answer
+    chat_memory_tokens: int  # earlier turns kept as a conversation's memory
+    max_question_chars: int
+    max_batch: int
 
 
 class RagService:
@@ -77,24 +94,24 @@ class RagService:
 
     def __init__(
         self,
-        settings: Settings,
+        config: ServiceConfig,
         backend: Backend,
         pricing: Pricing,
         *,
         watch_interval_s: float = 1.0,
         query_timeout_s: float | None = None,
     ) -> None:
-        self._root = settings.indexes_dir
-        self._default_index = settings.default_index
-        self._retrieval = retrieval_mode(settings)
-        self._stores = StoreConfig.from_settings(settings)
+        self._root = config.indexes_dir
+        self._default_index = config.default_index
+        self._retrieval = config.retrieval
+        self._stores = config.stores
         self._backend = backend
         self._pricing = pricing
         self._watch_interval_s = watch_interval_s
-        self._timeout_s = query_timeout_s or settings.llm_timeout_s
-        self._memory_tokens = settings.chat_memory_tokens
-        self._limits = {"max_question_chars": settings.max_question_chars,
-                        "max_batch": settings.max_batch}
+        self._timeout_s = query_timeout_s or config.query_timeout_s
+        self._memory_tokens = config.chat_memory_tokens
+        self._limits = {"max_question_chars": config.max_question_chars,
+                        "max_batch": config.max_batch}
         cm = backend.tracker.callback_manager
         self._synthesizer = SinglePassSynthesizer(
             llm=backend.llm,
@@ -466,18 +483,3 @@ def _source(hit: NodeWithScore) -> Source:
         metadata={k: node.metadata[k] for k in SOURCE_METADATA_KEYS if k in node.metadata},
     )
 
-
-def build_service(
-    settings: Settings,
-    *,
-    backend: Backend | None = None,
-    pricing: Pricing | None = None,
-    watch_interval_s: float = 1.0,
-) -> RagService:
-    """The factory: every collaborator made from settings unless passed in."""
-    return RagService(
-        settings,
-        backend or build_backend(settings),
-        pricing or Pricing.from_file(settings.pricing_file),
-        watch_interval_s=watch_interval_s,
-    )

@@ -30,7 +30,7 @@ import functools
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -39,7 +39,6 @@ from llama_index.core.vector_stores.types import BasePydanticVectorStore, Vector
 
 from rag_core.vector_store import NumpyVectorStore, top_k
 from ragward.errors import ConfigError
-from ragward.settings import Settings
 
 StoreKind = Literal["embedded", "pgvector", "qdrant"]
 ROWS_FILE = "rows.json"
@@ -63,22 +62,10 @@ class StoreConfig:
     """How to reach the external stores (the embedded one needs nothing)."""
 
     kind: StoreKind = "embedded"
-    pgvector_dsn: str | None = None
+    pgvector_dsn: str | None = field(default=None, repr=False)  # may carry a password
     qdrant_url: str | None = None
-    qdrant_api_key: str | None = None
+    qdrant_api_key: str | None = field(default=None, repr=False)
     qdrant_path: Path | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> StoreConfig:
-        return cls(
-            kind=settings.vector_store,
-            pgvector_dsn=settings.pgvector_dsn.get_secret_value() if settings.pgvector_dsn
-            else None,
-            qdrant_url=settings.qdrant_url,
-            qdrant_api_key=settings.qdrant_api_key.get_secret_value()
-            if settings.qdrant_api_key else None,
-            qdrant_path=settings.data_dir / "qdrant",
-        )
 
 
 def collection_name(index: str, version: str) -> str:

@@ -84,7 +84,7 @@ def _configure_data(sub: Any) -> None:
                    help="where the new version's vectors go (default: RAGWARD_VECTOR_STORE)")
     p.add_argument("--delete", action="store_true",
                    help="delete --index (of --tenant, or --shared) and its vectors instead")
-    p.set_defaults(handler="rag_core.ingest:main")
+    p.set_defaults(handler="rag_core.ingest_cli:main")
 
     p = sub.add_parser("token", help="mint a development HS256 token with the configured secret")
     p.add_argument("--sub", required=True, help="subject (the caller)")

@@ -19,6 +19,7 @@ import uvicorn
 from litestar import Litestar
 from prometheus_client import CollectorRegistry
 
+from alerting.configuration import alert_config
 from alerting.service import AlertService
 from gateway.app import create_app
 from gateway.forward import LocalUpstream, Upstream
@@ -27,8 +28,8 @@ from ragward.errors import ConfigError
 from ragward.settings import Settings, env_name
 from telemetry.audit_consumer import AuditConsumer
 from telemetry.audit_store import open_store, store_reader
+from telemetry.configuration import audit_consumer_config, make_bus, metrics_consumer_config
 from telemetry.event_keys import signer_from_settings, verifier_from_settings
-from telemetry.factory import make_bus
 from telemetry.metrics_consumer import MetricsConsumer, metrics_router
 
 
@@ -44,16 +45,18 @@ def create_serve_app(settings: Settings) -> Litestar:
     if signer.key_id not in verifier.keys:  # it would refuse every event it makes itself
         raise ConfigError(f"the signing key {signer.key_id!r} is not in the key set "
                           f"{env_name('event_keys')} names: add it, or set both or neither")
-    metrics_consumer = MetricsConsumer(settings, bus, registry=registry, verifier=verifier)
+    metrics_consumer = MetricsConsumer(metrics_consumer_config(settings, verifier), bus,
+                                       registry=registry)
     store = open_store(settings)
-    audit_consumer = AuditConsumer.from_bus(settings, bus, store, registry=registry,
-                                            verifier=verifier)
-    alerts = AlertService(settings, metrics_consumer.view, publisher, registry=registry)
+    audit_consumer = AuditConsumer.from_bus(audit_consumer_config(settings, verifier), bus,
+                                            store, registry=registry)
+    alerts = AlertService(alert_config(settings), metrics_consumer.view, publisher,
+                          registry=registry)
 
     service = None
     upstream: Upstream | None = None
     if not settings.rag_core_url:
-        from rag_core.service import build_service
+        from rag_core.configuration import build_service
 
         service = build_service(settings)
         upstream = LocalUpstream(service)

@@ -418,6 +418,11 @@ class Settings(BaseSettings):
         return self.data_dir / "indexes"
 
 
+def secret_value(secret: SecretStr | None) -> str | None:
+    """A secret field's value, for the one place that hands it to a component."""
+    return None if secret is None else secret.get_secret_value()
+
+
 def env_name(field: str) -> str:
     """The environment variable that sets a field."""
     info = Settings.model_fields.get(field)

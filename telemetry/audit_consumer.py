@@ -46,10 +46,9 @@ from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
 from telemetry.audit_store import AppendResult, AuditStore, open_store
 from telemetry.bus import EventBus, Publisher, Record, Subscription
-from telemetry.consumer import ConsumerMetrics, start_with_retry
+from telemetry.consumer import ConsumerConfig, ConsumerMetrics, start_with_retry
 from telemetry.consumer_http import Lifespan, consumer_routes
 from telemetry.dead_letter import envelope, park
-from telemetry.event_keys import verifier_from_settings
 from telemetry.events import trace_fields
 from telemetry.signing import EventVerifier, Rejection
 
@@ -131,20 +130,19 @@ class AuditConsumer:
     @classmethod
     def from_bus(
         cls,
-        settings: Settings,
+        config: ConsumerConfig,
         bus: EventBus,
         store: AuditStore,
         *,
         group: str = DEFAULT_GROUP,
-        verifier: EventVerifier | None = None,
         **kwargs: Any,
     ) -> AuditConsumer:
-        """``verifier`` defaults to the key set in settings
-        (:func:`telemetry.event_keys.verifier_from_settings`)."""
-        subscription = bus.subscribe([settings.topic_audit], group, from_beginning=True)
-        return cls(store, subscription, topic=settings.topic_audit, group=group,
-                   verifier=verifier if verifier is not None else verifier_from_settings(settings),
-                   dead_letters=bus.publisher(), dead_letter_topic=settings.topic_dead_letter,
+        """Subscribed to the one topic ``config`` names (the audit topic), its refused
+        events parked on the bus's dead-letter topic."""
+        (topic,) = config.topics
+        subscription = bus.subscribe([topic], group, from_beginning=True)
+        return cls(store, subscription, topic=topic, group=group, verifier=config.verifier,
+                   dead_letters=bus.publisher(), dead_letter_topic=config.dead_letter_topic,
                    **kwargs)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -417,11 +415,11 @@ def main(settings: Settings, args: argparse.Namespace, *, access: Lifespan | Non
 def _serve_http(settings: Settings, port: int, group: str, access: Lifespan | None) -> int:
     import uvicorn
 
-    from telemetry.factory import make_bus
+    from telemetry.configuration import audit_consumer_config, make_bus
 
     store = open_store(settings)
     bus = make_bus(settings)
-    consumer = AuditConsumer.from_bus(settings, bus, store, group=group)
+    consumer = AuditConsumer.from_bus(audit_consumer_config(settings), bus, store, group=group)
     server: uvicorn.Server | None = None
     died: list[Exception] = []
 
@@ -448,11 +446,11 @@ def _serve_http(settings: Settings, port: int, group: str, access: Lifespan | No
 
 async def _serve(settings: Settings, group: str) -> int:
     """Port 0: the consumer alone, until a signal or until its loop dies (raised)."""
-    from telemetry.factory import make_bus
+    from telemetry.configuration import audit_consumer_config, make_bus
 
     store = open_store(settings)
     bus = make_bus(settings)
-    consumer = AuditConsumer.from_bus(settings, bus, store, group=group)
+    consumer = AuditConsumer.from_bus(audit_consumer_config(settings), bus, store, group=group)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import msgspec
@@ -47,6 +48,19 @@ from telemetry.bus import EventBus, Publisher, Record, Subscription
 from telemetry.dead_letter import envelope, park
 from telemetry.events import Event, any_decoder
 from telemetry.signing import EventVerifier, Rejection
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig:
+    """What one of ragward's consumers reads and how it treats what it reads: its topics,
+    where events that fail their signature check go, how many event ids it remembers
+    to drop redeliveries, and whether its ``/metrics`` and dashboard need a token."""
+
+    topics: tuple[str, ...]
+    dead_letter_topic: str
+    verifier: EventVerifier
+    dedupe_window: int
+    protect_metrics: bool = False  # RAGWARD_METRICS_AUTH=token
 
 log = structlog.get_logger(__name__)
 

@@ -30,8 +30,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -54,7 +55,6 @@ from aiokafka.errors import (
 )
 
 from ragward.errors import ConfigError
-from ragward.settings import Settings
 from telemetry.bus import Record
 from telemetry.kafka_security import KafkaSecurity, start_client
 from telemetry.publisher import DurablePublisher
@@ -124,49 +124,63 @@ async def ensure_topics(
         await admin.close()
 
 
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    """One Kafka cluster as a bus: where it is, how its clients talk to it, the topics
+    ragward creates there, and the spool that holds records while it is unreachable."""
+
+    bootstrap: str
+    security: KafkaSecurity
+    client_id: str
+    compression: str  # gzip, lz4, zstd, snappy or none (checked by the bus)
+    linger_ms: int
+    ack_timeout_s: float  # then the record goes to the spool
+    topics: tuple[str, ...]  # created when missing, as below
+    partitions: int
+    replication_factor: int
+    spool_dir: Path
+    spool_max_bytes: int
+    spool_full_policy: Literal["reject", "accept"]
+    spool_drain_on_stop_s: float
+
+
 class KafkaSender:
     """An idempotent aiokafka producer, restartable after a failed start."""
 
-    def __init__(
-        self, settings: Settings, *, bootstrap: str, topics: Sequence[str] = (),
-        security: KafkaSecurity | None = None,
-    ) -> None:
-        self._settings = settings
-        self._security = security or KafkaSecurity.from_settings(settings)
-        self._bootstrap = bootstrap
-        self._topics = list(topics)
-        self._compression = compression_type(settings.kafka_compression)
+    def __init__(self, config: KafkaConfig) -> None:
+        self._config = config
+        self._compression = compression_type(config.compression)
         self._producer: AIOKafkaProducer | None = None
         self._topics_ready = False
 
     async def start(self) -> None:
         if self._producer is not None:
             return
-        s = self._settings
+        c = self._config
         producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
-            client_id=s.kafka_client_id,
+            bootstrap_servers=c.bootstrap,
+            client_id=c.client_id,
             acks="all",
             enable_idempotence=True,
             compression_type=self._compression,
-            linger_ms=s.kafka_linger_ms,
+            linger_ms=c.linger_ms,
             max_batch_size=256 * 1024,
-            request_timeout_ms=max(5_000, int(s.kafka_ack_timeout_s * 4000)),
+            request_timeout_ms=max(5_000, int(c.ack_timeout_s * 4000)),
             retry_backoff_ms=100,
-            **self._security.client_kwargs(),
+            **c.security.client_kwargs(),
         )
         try:
-            await start_client(producer, self._security, self._bootstrap)
+            await start_client(producer, c.security, c.bootstrap)
         except BaseException:
             await producer.stop()
             raise
         self._producer = producer
-        if not self._topics_ready and self._topics:
+        if not self._topics_ready and c.topics:
             try:
                 await ensure_topics(
-                    self._bootstrap, self._topics, partitions=s.kafka_partitions,
-                    replication_factor=s.kafka_replication_factor, client_id=s.kafka_client_id,
-                    security=self._security,
+                    c.bootstrap, c.topics, partitions=c.partitions,
+                    replication_factor=c.replication_factor, client_id=c.client_id,
+                    security=c.security,
                 )
                 self._topics_ready = True
             except Exception as exc:  # auto-creation may still work; sends will tell
@@ -248,27 +262,13 @@ class _Lease:
 class KafkaBus:
     """An :class:`~telemetry.bus.EventBus` on Kafka."""
 
-    def __init__(
-        self, settings: Settings, *, bootstrap: str | None = None, spool_dir: Path | None = None,
-        session_timeout_ms: int = 10_000,
-    ) -> None:
-        address = bootstrap or settings.kafka_bootstrap
-        if not address:
-            raise ConfigError("RAGWARD_KAFKA_BOOTSTRAP: not set")
-        compression_type(settings.kafka_compression)  # fail at start-up, not at first send
-        self.security = KafkaSecurity.from_settings(settings)
-        self.settings = settings
-        self.bootstrap = address
-        self.spool_dir = spool_dir or settings.data_dir / "spool"
+    def __init__(self, config: KafkaConfig, *, session_timeout_ms: int = 10_000) -> None:
+        compression_type(config.compression)  # fail at start-up, not at first send
+        self.config = config
         self.session_timeout_ms = session_timeout_ms
         self._publisher: DurablePublisher | None = None
         self._users = 0
         self._lock = asyncio.Lock()
-
-    @property
-    def topics(self) -> list[str]:
-        s = self.settings
-        return [s.topic_audit, s.topic_usage, s.topic_alerts, s.topic_dead_letter]
 
     def publisher(self) -> _Lease:
         return _Lease(self)
@@ -281,14 +281,13 @@ class KafkaBus:
 
     def _durable(self) -> DurablePublisher:
         if self._publisher is None:
-            s = self.settings
+            c = self.config
             self._publisher = DurablePublisher(
-                KafkaSender(s, bootstrap=self.bootstrap, topics=self.topics,
-                            security=self.security),
-                Spool(self.spool_dir, s.spool_max_bytes),
-                ack_timeout_s=s.kafka_ack_timeout_s,
-                full_policy=s.spool_full_policy,
-                drain_on_stop_s=s.spool_drain_on_stop_s,
+                KafkaSender(c),
+                Spool(c.spool_dir, c.spool_max_bytes),
+                ack_timeout_s=c.ack_timeout_s,
+                full_policy=c.spool_full_policy,
+                drain_on_stop_s=c.spool_drain_on_stop_s,
             )
         return self._publisher
 
@@ -345,14 +344,14 @@ class KafkaSubscription:
     async def start(self) -> None:
         if self._consumer is not None:
             return
-        s = self._bus.settings
-        security = self._bus.security
-        await ensure_topics(self._bus.bootstrap, self.topics, partitions=s.kafka_partitions,
-                            replication_factor=s.kafka_replication_factor,
-                            client_id=s.kafka_client_id, security=security)
+        c = self._bus.config
+        security = c.security
+        await ensure_topics(c.bootstrap, self.topics, partitions=c.partitions,
+                            replication_factor=c.replication_factor,
+                            client_id=c.client_id, security=security)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bus.bootstrap,
-            client_id=s.kafka_client_id,
+            bootstrap_servers=c.bootstrap,
+            client_id=c.client_id,
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if self._from_beginning else "latest",
@@ -364,7 +363,7 @@ class KafkaSubscription:
         )
         consumer.subscribe(self.topics, listener=_CommitOnRevoke(self))
         try:
-            await start_client(consumer, security, self._bus.bootstrap)
+            await start_client(consumer, security, c.bootstrap)
         except BaseException:
             await consumer.stop()
             raise

@@ -5,7 +5,7 @@ group ``ragward-metrics`` by default; scale by running more, each owns some
 partitions — merge their state with :meth:`RollingMetrics.merge` for exact
 totals). ``ragward serve`` embeds it::
 
-    consumer = MetricsConsumer(settings, bus, registry=registry)   # registry: serve's /metrics
+    consumer = MetricsConsumer(config, bus, registry=registry)   # registry: serve's /metrics
     await consumer.start()            # in serve's lifespan
     ...
     await consumer.stop()             # in its finally
@@ -38,12 +38,10 @@ from prometheus_client import CollectorRegistry
 from ragward.http_errors import EXCEPTION_HANDLERS
 from ragward.settings import Settings
 from telemetry.bus import EventBus
-from telemetry.consumer import Delivery, EventConsumer, start_with_retry
+from telemetry.consumer import ConsumerConfig, Delivery, EventConsumer, start_with_retry
 from telemetry.consumer_http import Lifespan, consumer_routes, metrics_guards
-from telemetry.event_keys import verifier_from_settings
 from telemetry.exposition import RollingCollector
 from telemetry.rolling import RollingMetrics, metrics_decoder
-from telemetry.signing import EventVerifier
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +53,7 @@ class MetricsConsumer:
 
     def __init__(
         self,
-        settings: Settings,
+        config: ConsumerConfig,
         bus: EventBus,
         *,
         group_id: str = DEFAULT_GROUP,
@@ -64,28 +62,27 @@ class MetricsConsumer:
         from_beginning: bool = True,
         max_records: int = 5000,
         export_rolling: bool = True,
-        verifier: EventVerifier | None = None,
     ) -> None:
-        """``export_rolling=False`` keeps the rolling figures out of ``registry``: a process
-        that only reads the view (the alert consumer) must not export a second copy of the
-        metrics consumer's counters, or every ``sum()`` over them in Prometheus doubles.
-        ``verifier`` checks every event's signature (default: from settings,
-        :func:`telemetry.event_keys.verifier_from_settings`)."""
-        self.settings = settings
+        """``config`` names the audit and usage topics and the verifier that checks every
+        event's signature. ``export_rolling=False`` keeps the rolling figures out of
+        ``registry``: a process that only reads the view (the alert consumer) must not
+        export a second copy of the metrics consumer's counters, or every ``sum()`` over
+        them in Prometheus doubles."""
+        self.config = config
         self.registry = registry if registry is not None else CollectorRegistry()
         self.view = RollingMetrics(clock, lag_source=lambda: self.loop.lag)
         self.loop = EventConsumer(
             bus,
-            [settings.topic_audit, settings.topic_usage],
+            list(config.topics),
             group_id,
             self._handle,
-            dead_letter_topic=settings.topic_dead_letter,
-            dedupe_window=settings.dedupe_window,
+            dead_letter_topic=config.dead_letter_topic,
+            dedupe_window=config.dedupe_window,
             registry=self.registry,
             from_beginning=from_beginning,
             max_records=max_records,
             decoder=metrics_decoder,
-            verifier=verifier if verifier is not None else verifier_from_settings(settings),
+            verifier=config.verifier,
             rejected=self.view.note_rejected,
         )
         if export_rolling:
@@ -175,7 +172,7 @@ def metrics_router(consumer: MetricsConsumer, path: str = "/") -> Router:
         return Response(consumer.snapshot(), headers={"Cache-Control": "no-store"})
 
     return Router(path=prefix or "/", route_handlers=[dashboard, snapshot],
-                  guards=metrics_guards(consumer.settings.metrics_auth == "token"))
+                  guards=metrics_guards(consumer.config.protect_metrics))
 
 
 def create_metrics_app(
@@ -203,7 +200,7 @@ def create_metrics_app(
 
     routes = consumer_routes(consumer.registry, group=consumer.group_id,
                              not_ready=consumer.not_ready_reason,
-                             protect_metrics=consumer.settings.metrics_auth == "token")
+                             protect_metrics=consumer.config.protect_metrics)
     return Litestar(
         route_handlers=[*routes, metrics_router(consumer)],
         lifespan=[*lifespans, lifespan],
@@ -220,12 +217,12 @@ def main(settings: Settings, args: argparse.Namespace, *, access: Lifespan | Non
 
     from ragward.errors import ConfigError
     from ragward.settings import env_name
-    from telemetry.factory import make_bus
+    from telemetry.configuration import make_bus, metrics_consumer_config
 
     if not settings.kafka_bootstrap:  # alone, an in-process bus would never see an event
         raise ConfigError(f"{env_name('kafka_bootstrap')} must be set for "
                           "`ragward consumer metrics` (`ragward serve` embeds it otherwise)")
-    consumer = MetricsConsumer(settings, make_bus(settings),
+    consumer = MetricsConsumer(metrics_consumer_config(settings), make_bus(settings),
                                group_id=getattr(args, "group", None) or DEFAULT_GROUP)
     app = create_metrics_app(consumer, lifespans=[access] if access else [])
     port = getattr(args, "port", None) or settings.consumer_port

@@ -14,8 +14,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from ragward.settings import Settings, load_settings
 from telemetry.audit_store import AuditBackend, open_backend
 from telemetry.bus import EventBus, Record, Subscription
+from telemetry.configuration import make_bus
 from telemetry.events import AuditEvent, now_rfc3339
-from telemetry.factory import make_bus
 from tests.conftest import TEST_SECRET
 from tests.postgres import fresh_database
 from tests.signing_support import sign

@@ -10,12 +10,14 @@ import pytest
 from pydantic import SecretStr
 
 from alerting import silences_cli
+from alerting.configuration import alert_config
 from alerting.consumer import main as consumer_main
 from alerting.engine import Alert
 from alerting.state_store import StateStore, db_path
 from ragward.cli import main as ragward_main
 from ragward.errors import ConfigError
 from ragward.settings import Settings
+from telemetry.configuration import metrics_consumer_config
 
 
 def _args(**values: object) -> argparse.Namespace:
@@ -92,7 +94,8 @@ async def test_consumer_app_serves_metrics_alerts_and_readiness(settings: Settin
     from telemetry.memory_bus import MemoryBus
 
     fast = settings.model_copy(update={"alert_eval_interval_s": 0.05})
-    consumer = AlertConsumer(fast, MemoryBus(), group_id="alerts-app")
+    consumer = AlertConsumer(metrics_consumer_config(fast), alert_config(fast), MemoryBus(),
+                             group_id="alerts-app")
     async with AsyncTestClient(app=create_alerts_app(consumer)) as client:
         for _ in range(100):
             if (await client.get("/ready")).status_code == 200:
@@ -117,5 +120,5 @@ def test_bad_smtp_url_is_refused_before_start(settings: Settings) -> None:
     bad = settings.model_copy(update={"smtp_url": SecretStr("mail.example.com:25:hunter2"),
                                       "alert_email_to": ["a@example.com"]})
     with pytest.raises(ConfigError, match="RAGWARD_SMTP_URL") as info:
-        AlertService(bad, ScriptedView(), None)
+        AlertService(alert_config(bad), ScriptedView(), None)
     assert "hunter2" not in str(info.value)

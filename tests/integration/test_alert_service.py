@@ -16,6 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from alerting.clock import ManualClock
+from alerting.configuration import alert_config
 from alerting.consumer import AlertConsumer
 from alerting.notifiers import RetryPolicy
 from alerting.notifiers.format import rfc3339
@@ -24,6 +25,7 @@ from alerting.silences import Matcher, Silence
 from alerting.state_store import StateStore, db_path
 from alerting.view import Sample
 from ragward.settings import Settings, load_settings
+from telemetry.configuration import kafka_config, metrics_consumer_config
 from telemetry.events import AuditEvent, alert_decoder, new_event_id
 from telemetry.memory_bus import MemoryBus, MemoryPublisher
 from tests import receivers
@@ -80,7 +82,8 @@ class Incident:
         self.consumer: AlertConsumer | None = None
 
     async def open(self, **options: Any) -> AlertConsumer:
-        self.consumer = AlertConsumer(self.settings, self.bus, group_id="alerts-e2e",
+        self.consumer = AlertConsumer(metrics_consumer_config(self.settings),
+                                      alert_config(self.settings), self.bus, group_id="alerts-e2e",
                                       clock=self.clock, rules=RULES, retry=FAST,
                                       registry=CollectorRegistry(), **options)
         await self.consumer.start(run_loop=False)
@@ -218,8 +221,8 @@ async def test_resolve_just_before_a_stop_is_sent_after_the_restart(
     view, clock = ScriptedView(), ManualClock()
 
     def service() -> AlertService:
-        return AlertService(settings, view, None, rules=RULES, clock=clock, retry=FAST,
-                            registry=CollectorRegistry())
+        return AlertService(alert_config(settings), view, None, rules=RULES, clock=clock,
+                            retry=FAST, registry=CollectorRegistry())
 
     first = service()
     await first.start(run_loop=False)
@@ -259,7 +262,8 @@ async def test_dead_receiver_is_counted_and_never_delays_evaluation(
     view, clock = ScriptedView(), ManualClock()
     registry = CollectorRegistry()
     slow_retry = RetryPolicy(attempts=3, base_delay_s=0.4, max_delay_s=1.0, deadline_s=5)
-    service = AlertService(settings, view, None, rules=RULES, clock=clock, registry=registry,
+    service = AlertService(alert_config(settings), view, None, rules=RULES, clock=clock,
+                           registry=registry,
                            retry=slow_retry)
     await service.start(run_loop=False)
     loop = asyncio.get_running_loop()
@@ -310,7 +314,8 @@ async def test_stop_cancels_a_hanging_delivery(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path / "data", jwt_secret=TEST_SECRET,
                              alert_webhook_url=f"http://127.0.0.1:{port}/hook")
     view, clock, registry = ScriptedView(), ManualClock(), CollectorRegistry()
-    service = AlertService(settings, view, None, rules=RULES, clock=clock, registry=registry,
+    service = AlertService(alert_config(settings), view, None, rules=RULES, clock=clock,
+                           registry=registry,
                            stop_grace_s=0.2)
     await service.start(run_loop=False)
     try:
@@ -339,7 +344,8 @@ rules:
   - {name: HighErrorRate, metric: error_rate, threshold: 0.05, group_by: [tenant]}
 routing: {group_wait: 0s, receivers: [webhook]}
 """)
-    service = AlertService(settings, view, None, rules=rules, registry=CollectorRegistry())
+    service = AlertService(alert_config(settings), view, None, rules=rules,
+                           registry=CollectorRegistry())
     await service.start()
     try:
         [request] = await http_receiver.wait_for("/hook", 1)
@@ -364,9 +370,10 @@ rules:
      group_by: [tenant], for: 10s}
 routing: {group_wait: 5s, receivers: [webhook]}
 """)
-    bus = KafkaBus(settings, spool_dir=tmp_path / "spool")
+    bus = KafkaBus(kafka_config(settings, spool_dir=tmp_path / "spool"))
     clock = ManualClock(datetime.now(UTC).timestamp())
-    consumer = AlertConsumer(settings, bus, group_id=f"alerts-{unique}", clock=clock,
+    consumer = AlertConsumer(metrics_consumer_config(settings), alert_config(settings), bus,
+                             group_id=f"alerts-{unique}", clock=clock,
                              rules=rules, retry=FAST, from_beginning=True)
     publisher = bus.publisher()
     await publisher.start()

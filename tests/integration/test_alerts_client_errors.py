@@ -23,9 +23,10 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from alerting.clock import ManualClock
+from alerting.configuration import alert_config
 from alerting.consumer import AlertConsumer
 from alerting.rules import load_rules
-from telemetry.factory import make_bus
+from telemetry.configuration import make_bus, metrics_consumer_config
 from tests import receivers
 from tests.conftest import TEST_SECRET
 from tests.gateway_harness import RunningGateway, bearer, gateway_settings, running_gateway
@@ -114,7 +115,8 @@ async def test_client_errors_page_no_one_but_upstream_502s_fire_high_error_rate(
         slack_webhook_url=http_receiver.url("/slack"))
     bus = make_bus(settings)
     async with running_gateway(settings, bus=bus, clock=clock.now) as gw:
-        consumer = AlertConsumer(settings, bus, group_id=f"alerts-{unique}", clock=clock,
+        consumer = AlertConsumer(metrics_consumer_config(settings), alert_config(settings), bus,
+                                 group_id=f"alerts-{unique}", clock=clock,
                                  rules=load_rules(None), registry=CollectorRegistry(),
                                  from_beginning=True)
         await consumer.start(run_loop=False)

@@ -23,6 +23,7 @@ from ragward.settings import Settings, load_settings
 from telemetry.audit_consumer import AuditConsumer, create_audit_app
 from telemetry.audit_store import AppendResult, AuditStore, open_backend
 from telemetry.bus import Record
+from telemetry.configuration import audit_consumer_config, kafka_config
 from telemetry.events import AuditEvent, now_rfc3339
 from telemetry.kafka_bus import KafkaBus
 from telemetry.memory_bus import MemoryBus
@@ -92,7 +93,8 @@ def parts(
     settings = load_settings(data_dir=tmp_path)
     bus = ClosableBus()
     store = Store(settings)
-    consumer = AuditConsumer.from_bus(settings, bus, store, group=GROUP, poll_timeout_s=0.05,
+    consumer = AuditConsumer.from_bus(audit_consumer_config(settings), bus, store, group=GROUP,
+                                      poll_timeout_s=0.05,
                                       clock=clock)
     return settings, bus, store, consumer
 
@@ -132,7 +134,9 @@ async def test_not_ready_while_the_broker_is_unreachable(tmp_path: Path) -> None
     background) /ready is 503 and says why, while /health and /metrics answer."""
     settings = load_settings(data_dir=tmp_path, kafka_bootstrap="127.0.0.1:1")
     store = Store(settings)
-    consumer = AuditConsumer.from_bus(settings, KafkaBus(settings), store, group=GROUP)
+    consumer = AuditConsumer.from_bus(audit_consumer_config(settings),
+                                      KafkaBus(kafka_config(settings)), store,
+                                      group=GROUP)
     async with AsyncTestClient(app=create_audit_app(consumer)) as client:
         first = await client.get("/ready")
         assert first.status_code == 503

@@ -34,6 +34,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
 from gateway.pii import Redactor, Scanner
+from rag_core.configuration import ingest_config
 from rag_core.ingest import ingest
 from tests.gateway_harness import RunningGateway, gateway_settings, running_gateway
 from tests.integration.test_chat_streaming import rag_core_url as rag_core_url
@@ -66,7 +67,7 @@ def data_dir(stub: OpenAIStub, tmp_path_factory: pytest.TempPathFactory) -> Path
     docs = data / "docs"
     docs.mkdir()
     (docs / "expenses.md").write_text(HANDBOOK, encoding="utf-8")
-    ingest(rag_settings(data, stub), [docs], None, show_progress=False)
+    ingest(ingest_config(rag_settings(data, stub)), [docs], None, show_progress=False)
     return data
 
 

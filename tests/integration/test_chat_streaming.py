@@ -24,9 +24,11 @@ import pytest
 
 from gateway.tokens import count_tokens
 from rag_core.app import create_app as create_rag_app
+from rag_core.configuration import ingest_config
 from rag_core.ingest import ingest
 from ragward.errors import DependencyUnavailable
 from ragward.settings import Settings, load_settings
+from telemetry.configuration import kafka_config
 from telemetry.consumer import Delivery, EventConsumer
 from telemetry.events import AuditEvent, encode
 from telemetry.kafka_bus import KafkaBus
@@ -53,7 +55,7 @@ def rag_settings(data_dir: Path, stub: OpenAIStub) -> Settings:
 @pytest.fixture(scope="module")
 def data_dir(stub: OpenAIStub, tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("chat-stream")
-    ingest(rag_settings(data, stub), [], None, sample=True, show_progress=False)
+    ingest(ingest_config(rag_settings(data, stub)), [], None, sample=True, show_progress=False)
     return data
 
 
@@ -301,7 +303,7 @@ async def test_kafka_frozen_mid_stream_no_done_without_a_durable_closing_record(
             started.set()
             return [line async for line in response.aiter_lines() if line]
 
-    async with running_gateway(settings, bus=KafkaBus(settings)) as gw:
+    async with running_gateway(settings, bus=KafkaBus(kafka_config(settings))) as gw:
         gw.client.timeout = httpx.Timeout(60)
         publisher = gw.app.state.components.publisher
         late, early = uuid.uuid4().hex, uuid.uuid4().hex
@@ -350,7 +352,8 @@ async def closing_request_ids(settings: Settings, group: str, expect: set[str]) 
             if isinstance(event, AuditEvent) and event.chat and event.chat.phase == "end":
                 found.add(event.request_id)
 
-    consumer = EventConsumer(KafkaBus(settings, spool_dir=settings.data_dir / f"spool-{group}"),
+    bus = KafkaBus(kafka_config(settings, spool_dir=settings.data_dir / f"spool-{group}"))
+    consumer = EventConsumer(bus,
                              [settings.topic_audit], group, handler,
                              dead_letter_topic=settings.topic_dead_letter)
     await consumer.start()

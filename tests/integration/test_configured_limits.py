@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from rag_core.app import create_app as create_rag_core
+from rag_core.configuration import ingest_config
 from rag_core.ingest import ingest
 from ragward.settings import load_settings
 from tests.conftest import TEST_SECRET
@@ -52,7 +53,7 @@ async def test_rag_core_follows_the_configured_limits(tmp_path: Path) -> None:
     for chars, expected in ((10_000, 200), (8_000, 422)):
         settings = load_settings(data_dir=tmp_path / str(chars), jwt_secret=TEST_SECRET,
                                  max_question_chars=chars)
-        ingest(settings, [], sample=True, show_progress=False)
+        ingest(ingest_config(settings), [], sample=True, show_progress=False)
         async with serving(create_rag_core(settings)) as url, httpx.AsyncClient(
                 base_url=url, timeout=30) as client:
             answer = await client.post("/v1/query", json={"question": LONG})

@@ -22,6 +22,7 @@ import pytest
 
 from ragward import devservices
 from ragward.settings import Settings
+from telemetry.configuration import kafka_config, metrics_consumer_config
 from telemetry.events import StatusEvent, new_event_id
 from telemetry.kafka_bus import KafkaBus
 from tests.integration.test_events_pipeline import (
@@ -64,8 +65,8 @@ async def metrics_service(kafka_bootstrap: str) -> AsyncIterator[Service]:
     unique = new_event_id()[:10]
     settings = kafka_settings(tmp, kafka_bootstrap, unique)
     load = make_load(3000, seed=4, spread_s=3500)
-    await publish_load(KafkaBus(settings), settings, load)
-    publisher = KafkaBus(settings, spool_dir=tmp / "status-spool").publisher()
+    await publish_load(KafkaBus(kafka_config(settings)), settings, load)
+    publisher = KafkaBus(kafka_config(settings, spool_dir=tmp / "status-spool")).publisher()
     await publisher.start()
     try:
         status = StatusEvent(event_id=new_event_id(), ts=iso(time.time()), instance="gw-1",
@@ -217,7 +218,7 @@ async def test_dashboard_router_mounts_under_a_prefix_in_another_app(tmp_path: P
     bus = MemoryBus()
     load = make_load(200, seed=2)
     await publish_load(bus, settings, load)
-    consumer = MetricsConsumer(settings, bus)
+    consumer = MetricsConsumer(metrics_consumer_config(settings), bus)
     await consumer.start()
     try:
         app = Litestar(route_handlers=[metrics_router(consumer, "/ops")])

@@ -26,6 +26,7 @@ from ragward import devservices
 from ragward.errors import DependencyUnavailable
 from ragward.logs import configure_logging
 from ragward.settings import Settings, load_settings
+from telemetry.configuration import kafka_config, metrics_consumer_config
 from telemetry.consumer import Delivery, EventConsumer
 from telemetry.events import AuditEvent, encode, new_event_id
 from telemetry.kafka_bus import KafkaBus
@@ -59,7 +60,8 @@ async def collect_ids(settings: Settings, topics: list[str], group: str, expect:
     async def handler(batch: list[Delivery]) -> None:
         handled.extend(d.event.event_id for d in batch)
 
-    consumer = EventConsumer(KafkaBus(settings, spool_dir=settings.data_dir / f"spool-{group}"),
+    bus = KafkaBus(kafka_config(settings, spool_dir=settings.data_dir / f"spool-{group}"))
+    consumer = EventConsumer(bus,
                              topics, group, handler, dead_letter_topic=settings.topic_dead_letter)
     await consumer.start()
     try:
@@ -101,7 +103,7 @@ async def test_kafka_stopped_mid_load_spool_takes_over_and_every_ack_arrives_onc
     settings = kafka_settings(tmp_path, private_kafka.service.address, unique,
                               kafka_ack_timeout_s=0.5)
     topic = settings.topic_audit
-    bus = KafkaBus(settings)
+    bus = KafkaBus(kafka_config(settings))
     publisher = bus.publisher()
     await publisher.start()
     acked: list[str] = []
@@ -142,7 +144,8 @@ async def test_kafka_stopped_mid_load_spool_takes_over_and_every_ack_arrives_onc
         await publisher.stop()
     assert refused == []
 
-    metrics = MetricsConsumer(settings, KafkaBus(settings, spool_dir=tmp_path / "m"),
+    metrics = MetricsConsumer(metrics_consumer_config(settings),
+                              KafkaBus(kafka_config(settings, spool_dir=tmp_path / "m")),
                               group_id=f"metrics-{unique}")
     handled: list[str] = []
     ingest = metrics.loop.handler
@@ -176,7 +179,7 @@ def publisher_child() -> None:
                              topic_audit=topic, kafka_ack_timeout_s=0.3, log_level="error")
 
     async def run() -> None:
-        publisher = KafkaBus(settings).publisher()
+        publisher = KafkaBus(kafka_config(settings)).publisher()
         await publisher.start()
 
         async def worker(w: int) -> None:
@@ -223,7 +226,7 @@ async def test_publisher_sigkilled_mid_load_restarts_on_its_spool(
     acked += [line for line in rest.decode().split("\n")[:-1] if line]  # whole lines only
     assert len(acked) >= 1000 and child.returncode == -signal.SIGKILL
 
-    bus = KafkaBus(settings)  # same data_dir, same spool, Kafka reachable now
+    bus = KafkaBus(kafka_config(settings))  # same data_dir, same spool, Kafka reachable now
     publisher = bus.publisher()
     await publisher.start()
     try:
@@ -261,7 +264,7 @@ def consumer_child() -> None:
                     os.kill(os.getpid(), signal.SIGKILL)
                 sink.write(delivery.event.event_id + "\n")
 
-        bus = KafkaBus(settings, session_timeout_ms=6000)
+        bus = KafkaBus(kafka_config(settings), session_timeout_ms=6000)
         consumer = EventConsumer(bus, [audit, usage], group, handler,
                                  dead_letter_topic=settings.topic_dead_letter, max_records=200)
         await consumer.start()
@@ -278,7 +281,7 @@ async def test_consumer_sigkilled_mid_batch_redelivers_and_counts_each_once(
     rest (the half-handled batch too) and together they count every event exactly once."""
     settings = kafka_settings(tmp_path, kafka_bootstrap, unique)
     load = make_load(1500, seed=21)
-    await publish_load(KafkaBus(settings), settings, load)
+    await publish_load(KafkaBus(kafka_config(settings)), settings, load)
     total = len(load.audits) + len(load.usages)
     group = f"metrics-{unique}"
     out = tmp_path / "handled.txt"
@@ -304,7 +307,8 @@ async def test_consumer_sigkilled_mid_batch_redelivers_and_counts_each_once(
     half_done = batches[3]
     assert committed and half_done
 
-    survivor = MetricsConsumer(settings, KafkaBus(settings), group_id=group)
+    survivor = MetricsConsumer(metrics_consumer_config(settings), KafkaBus(kafka_config(settings)),
+                               group_id=group)
     await survivor.start()
     try:
         await wait_until(lambda: survivor.loop.handled >= total - len(committed), 30,

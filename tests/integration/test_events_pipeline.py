@@ -20,6 +20,7 @@ import pytest
 
 from ragward.settings import Settings, load_settings
 from telemetry.bus import EventBus
+from telemetry.configuration import kafka_config, metrics_consumer_config
 from telemetry.consumer import Delivery, EventConsumer
 from telemetry.events import AuditEvent, UsageEvent, new_event_id
 from telemetry.kafka_bus import KafkaBus
@@ -138,8 +139,8 @@ class Transport:
     def new_bus(self) -> EventBus:
         """Another client of the same broker (Kafka) / the same bus (in-process)."""
         if isinstance(self.bus, KafkaBus):
-            return KafkaBus(self.settings, spool_dir=self.settings.data_dir / f"spool-{id(self)}-"
-                            f"{new_event_id()[:6]}")
+            spool = self.settings.data_dir / f"spool-{id(self)}-{new_event_id()[:6]}"
+            return KafkaBus(kafka_config(self.settings, spool_dir=spool))
         return self.bus
 
 
@@ -151,7 +152,7 @@ def transport(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> It
         return
     bootstrap = request.getfixturevalue("kafka_bootstrap")
     settings = kafka_settings(tmp_path, bootstrap, unique)
-    yield Transport("kafka", settings, KafkaBus(settings))
+    yield Transport("kafka", settings, KafkaBus(kafka_config(settings)))
 
 
 # ------------------------------------------------------------------ tests
@@ -176,7 +177,8 @@ async def test_consumer_counts_each_event_once_with_quantiles_within_sketch_erro
     finally:
         await publisher.stop()
 
-    consumer = MetricsConsumer(settings, transport.new_bus(), group_id=f"metrics-{unique}")
+    consumer = MetricsConsumer(metrics_consumer_config(settings), transport.new_bus(),
+                               group_id=f"metrics-{unique}")
     await consumer.start()
     try:
         total = len(load.audits) + len(load.usages)
@@ -229,8 +231,8 @@ async def test_two_consumers_in_one_group_split_partitions_and_merge_exactly(
     every event once, and their merged state equals one view that saw everything."""
     settings = transport.settings
     group = f"metrics-{unique}"
-    first = MetricsConsumer(settings, transport.new_bus(), group_id=group)
-    second = MetricsConsumer(settings, transport.new_bus(), group_id=group)
+    first = MetricsConsumer(metrics_consumer_config(settings), transport.new_bus(), group_id=group)
+    second = MetricsConsumer(metrics_consumer_config(settings), transport.new_bus(), group_id=group)
     await first.start()
     await second.start()
     try:
@@ -294,7 +296,8 @@ async def test_consumer_dying_mid_batch_gets_redelivery_and_counts_each_once(
     await dying.stop()
     assert batches == 3 and 0 < len(committed_ids) < total
 
-    survivor = MetricsConsumer(settings, transport.new_bus(), group_id=group)
+    survivor = MetricsConsumer(metrics_consumer_config(settings), transport.new_bus(),
+                               group_id=group)
     await survivor.start()
     try:
         await wait_until(lambda: survivor.loop.handled >= total - len(committed_ids), 30,

@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from alerting.configuration import alert_config
 from alerting.consumer import AlertConsumer
 from ragward.settings import Settings
 from telemetry.audit_consumer import AuditConsumer
 from telemetry.audit_store import AuditQuery, VerifyReport, open_backend, open_store, store_reader
+from telemetry.configuration import audit_consumer_config, kafka_config, metrics_consumer_config
 from telemetry.dead_letter import original_value
 from telemetry.event_keys import key_set_from_settings
 from telemetry.events import AuditEvent, encode, new_event_id, now_rfc3339
@@ -92,13 +94,16 @@ async def test_forged_events_are_dead_lettered_alerted_and_never_stored(
                                 alert_eval_interval_s=0.2, kafka_ack_timeout_s=20, **topics)
 
     def bus(name: str) -> KafkaBus:  # one spool directory per bus, as per process
-        return KafkaBus(settings, spool_dir=tmp_path / f"spool-{name}")
+        return KafkaBus(kafka_config(settings, spool_dir=tmp_path / f"spool-{name}"))
 
     store = open_store(settings)
-    audit = AuditConsumer.from_bus(settings, bus("audit"), store, group=f"audit-{unique}",
+    audit = AuditConsumer.from_bus(audit_consumer_config(settings), bus("audit"), store,
+                                   group=f"audit-{unique}",
                                    poll_timeout_s=0.2)
-    metrics = MetricsConsumer(settings, bus("metrics"), group_id=f"metrics-{unique}")
-    alerts = AlertConsumer(settings, bus("alerts"), group_id=f"alerts-{unique}",
+    metrics = MetricsConsumer(metrics_consumer_config(settings), bus("metrics"),
+                              group_id=f"metrics-{unique}")
+    alerts = AlertConsumer(metrics_consumer_config(settings), alert_config(settings), bus("alerts"),
+                           group_id=f"alerts-{unique}",
                            from_beginning=True)
     for part in (audit, metrics, alerts):
         await part.start()

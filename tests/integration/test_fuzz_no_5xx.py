@@ -37,6 +37,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 
 from rag_core.app import create_app as create_rag_app
+from rag_core.configuration import ingest_config
 from rag_core.ingest import ingest
 from ragward.settings import load_settings
 from telemetry.audit_store import encode_cursor, open_store, store_reader
@@ -359,7 +360,7 @@ def test_fuzzed_authenticated_requests_never_get_a_5xx(
 @pytest.fixture(scope="module")
 def rag_core_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient[Litestar]]:
     data = tmp_path_factory.mktemp("fuzz-rag")
-    ingest(load_settings(data_dir=data), [], None, sample=True, show_progress=False)
+    ingest(ingest_config(load_settings(data_dir=data)), [], None, sample=True, show_progress=False)
     app = create_rag_app(load_settings(data_dir=data, internal_token=INTERNAL_TOKEN))
     with TestClient(app=app) as client:
         yield client

@@ -12,10 +12,12 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from alerting.clock import ManualClock
+from alerting.configuration import alert_config
 from alerting.consumer import AlertConsumer
 from alerting.notifiers import RetryPolicy
 from alerting.silences import Matcher, Silence
 from alerting.state_store import StateStore, db_path
+from telemetry.configuration import metrics_consumer_config
 from telemetry.memory_bus import MemoryBus
 from tests import receivers
 from tests.alert_helpers import ERROR_RATE_RULES, rules_from_yaml
@@ -74,7 +76,8 @@ async def test_error_burst_through_the_gateway_notifies_once_and_resolves_once(
     fast = RetryPolicy(attempts=2, base_delay_s=0.05, max_delay_s=0.1, deadline_s=3)
 
     def alert_consumer() -> AlertConsumer:
-        return AlertConsumer(settings, bus, group_id="alerts", clock=clock, rules=RULES,
+        return AlertConsumer(metrics_consumer_config(settings), alert_config(settings), bus,
+                             group_id="alerts", clock=clock, rules=RULES,
                              retry=fast, registry=CollectorRegistry())
 
     async with running_gateway(settings, bus=bus, clock=clock.now) as gw:
@@ -131,7 +134,8 @@ async def test_silence_suppresses_an_incident_through_the_gateway(
     store.close()
     bus = MemoryBus()
     async with running_gateway(settings, bus=bus, clock=clock.now) as gw:
-        consumer = AlertConsumer(settings, bus, group_id="alerts", clock=clock, rules=RULES,
+        consumer = AlertConsumer(metrics_consumer_config(settings), alert_config(settings), bus,
+                                 group_id="alerts", clock=clock, rules=RULES,
                                  registry=CollectorRegistry())
         await consumer.start(run_loop=False)
         try:

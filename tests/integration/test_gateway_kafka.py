@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaConsumer
 
 from ragward import devservices
 from ragward.devservices import RunningService, free_port
+from telemetry.configuration import make_bus
 from telemetry.events import AuditEvent, UsageEvent, any_decoder
-from telemetry.factory import make_bus
 from tests.conftest import TEST_SECRET
 from tests.gateway_harness import bearer, gateway_settings, running_gateway
 from tests.integration.test_gateway_processes import gateway_process, wait_healthy

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from rag_core.app import create_app as create_rag_core
+from rag_core.configuration import ingest_config
 from rag_core.ingest import ingest
 from ragward.settings import load_settings
 from tests.conftest import TEST_SECRET
@@ -22,7 +23,8 @@ async def test_split_deployment_answers_and_a_reingest_retires_cached_answers(
     next identical question is answered fresh instead of from the old cache entry."""
     core_settings = load_settings(data_dir=tmp_path / "core", jwt_secret=TEST_SECRET,
                                   internal_token=INTERNAL)
-    await asyncio.to_thread(ingest, core_settings, [], sample=True, show_progress=False)
+    await asyncio.to_thread(ingest, ingest_config(core_settings), [], sample=True,
+                            show_progress=False)
     async with serving(create_rag_core(core_settings)) as core_url:
         settings = gateway_settings(tmp_path, core_url, internal_token=INTERNAL)
         question = {"question": "How do I submit an expense claim?"}
@@ -31,7 +33,7 @@ async def test_split_deployment_answers_and_a_reingest_retires_cached_answers(
             again = (await gw.client.post("/v1/query", json=question, headers=bearer())).json()
             assert first["sources"][0]["metadata"]["file_name"] == "en-expense-reimbursement.md"
             assert (first["cached"], again["cached"]) == (False, True)
-            await asyncio.to_thread(ingest, core_settings, [], sample=True,
+            await asyncio.to_thread(ingest, ingest_config(core_settings), [], sample=True,
                                     show_progress=False)
             async with asyncio.timeout(15):  # rag_core notices, the gateway learns the version
                 while True:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rag_core.ingest import main as ingest_main
+from rag_core.ingest_cli import main as ingest_main
 from rag_core.store import read_current, read_manifest, version_dir
 from ragward import devservices
 from ragward.cli import build_parser

@@ -30,8 +30,8 @@ from ragward.devcluster import KafkaCluster, start_kafka_cluster
 from telemetry.audit_consumer import AuditConsumer
 from telemetry.audit_store import open_store
 from telemetry.audit_store.store import default_sqlite_path
+from telemetry.configuration import make_bus
 from telemetry.events import AuditEvent, any_decoder
-from telemetry.factory import make_bus
 from telemetry.publisher import DurablePublisher, Mode
 from tests import audit_support
 from tests.audit_support import subscribe

@@ -19,15 +19,21 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
+from alerting.configuration import alert_config
 from alerting.consumer import AlertConsumer
 from ragward.devcerts import make_pki
 from ragward.devsecure import COMPONENT_USERS, SecureKafka
 from ragward.settings import Settings
 from telemetry.audit_consumer import AuditConsumer
 from telemetry.audit_store import AuditQuery, open_store
+from telemetry.configuration import (
+    audit_consumer_config,
+    kafka_config,
+    make_bus,
+    metrics_consumer_config,
+)
 from telemetry.consumer import start_with_retry
 from telemetry.events import AuditEvent, encode, new_event_id, now_rfc3339
-from telemetry.factory import make_bus
 from telemetry.kafka_bus import KafkaBus
 from telemetry.kafka_security import KafkaAccessRefused, KafkaSecurity, check_access
 from telemetry.metrics_consumer import MetricsConsumer
@@ -81,11 +87,14 @@ async def test_gateway_to_consumers_pipeline_runs_over_sasl_ssl_with_per_compone
                                   jwt_secret=TEST_SECRET)
     metrics = secure_kafka.settings(METRICS, **topics, data_dir=tmp_path / "metrics")
     store = open_store(audit)
-    audit_consumer = AuditConsumer.from_bus(audit, make_bus(audit), store, group=groups["audit"],
+    audit_consumer = AuditConsumer.from_bus(audit_consumer_config(audit), make_bus(audit), store,
+                                            group=groups["audit"],
                                             poll_timeout_s=0.2)
-    metrics_consumer = MetricsConsumer(metrics, make_bus(metrics), group_id=groups["metrics"])
+    metrics_consumer = MetricsConsumer(metrics_consumer_config(metrics), make_bus(metrics),
+                                       group_id=groups["metrics"])
     alerts = secure_kafka.settings(ALERTS, **topics, data_dir=tmp_path / "alerts")
-    alert_consumer = AlertConsumer(alerts, make_bus(alerts), group_id=groups["alerts"],
+    alert_consumer = AlertConsumer(metrics_consumer_config(alerts), alert_config(alerts),
+                                   make_bus(alerts), group_id=groups["alerts"],
                                    from_beginning=True)
     await audit_consumer.start()
     await metrics_consumer.start()
@@ -170,7 +179,7 @@ async def test_plaintext_client_cannot_use_the_tls_listener(
         await producer.start()
     await producer.stop()
     settings = _settings(tmp_path, kafka_bootstrap=secure_kafka.bootstrap)
-    bus = KafkaBus(settings)
+    bus = KafkaBus(kafka_config(settings))
     publisher = bus.publisher()
     with pytest.raises(KafkaAccessRefused, match="RAGWARD_KAFKA_SECURITY_PROTOCOL=PLAINTEXT"):
         await publisher.start()
@@ -191,14 +200,14 @@ async def test_wrong_password_stops_the_publisher_and_consumers_naming_the_setti
     wrong = "not-the-password-" + unique
     settings = _settings(tmp_path, **secure_kafka.overrides(GATEWAY, password=wrong),
                          **_topics(unique))
-    publisher = KafkaBus(settings).publisher()
+    publisher = KafkaBus(kafka_config(settings)).publisher()
     with pytest.raises(KafkaAccessRefused) as refused:
         await publisher.start()
     message = str(refused.value)
     assert "RAGWARD_KAFKA_SASL_PASSWORD" in message and wrong not in message
     assert "\n" not in message
 
-    bus = KafkaBus(settings)
+    bus = KafkaBus(kafka_config(settings))
     subscription = bus.subscribe([settings.topic_audit], f"g-{unique}")
     failures: list[Exception] = []
     async with asyncio.timeout(30):  # not retried: the first refusal ends it
@@ -257,7 +266,7 @@ async def test_untrusted_ca_stops_the_publisher_naming_the_ca_setting(
                                       "kafka_ssl_cafile": other_ca})
     assert KafkaSecurity.from_settings(settings).ssl_context is not None
     with pytest.raises(KafkaAccessRefused, match=r"^RAGWARD_KAFKA_SSL_CAFILE: .*not trusted"):
-        await KafkaBus(settings).publisher().start()
+        await KafkaBus(kafka_config(settings)).publisher().start()
 
 
 async def test_a_consumer_without_its_acls_stops_at_start_naming_the_user(
@@ -268,7 +277,7 @@ async def test_a_consumer_without_its_acls_stops_at_start_naming_the_user(
     setting and what was denied (group, topic) instead of polling errors forever."""
     await _prepared(secure_kafka, unique, tmp_path)
     settings = secure_kafka.settings(AUDIT, **_topics(unique), data_dir=tmp_path / "a")
-    bus = KafkaBus(settings)
+    bus = KafkaBus(kafka_config(settings))
     for topic, group, denied in ((settings.topic_audit, f"other-{unique}", "group"),
                                  (settings.topic_usage, f"audit-{unique}", "topic")):
         subscription = bus.subscribe([topic], group)

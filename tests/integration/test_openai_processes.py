@@ -12,6 +12,7 @@ from typing import Any
 import openai
 import pytest
 
+from rag_core.configuration import ingest_config
 from rag_core.ingest import ingest
 from ragward.devservices import free_port
 from ragward.settings import load_settings
@@ -29,7 +30,8 @@ async def gateway_url(
 ) -> AsyncIterator[str]:
     root = tmp_path_factory.mktemp("openai-processes")
     unique = uuid.uuid4().hex[:10]
-    ingest(load_settings(data_dir=root / "rag"), [], sample=True, show_progress=False)
+    ingest(ingest_config(load_settings(data_dir=root / "rag")), [], sample=True,
+           show_progress=False)
     rag_port, gw_port = free_port(), free_port()
     common = {"RAGWARD_INTERNAL_TOKEN": "internal-" + unique, "RAGWARD_LOG_LEVEL": "warning"}
     rag_env = {**common, "RAGWARD_DATA_DIR": str(root / "rag")}

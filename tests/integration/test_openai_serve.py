@@ -17,6 +17,7 @@ import httpx
 import openai
 import pytest
 
+from rag_core.configuration import ingest_config
 from rag_core.ingest import ingest
 from ragward.serve import create_serve_app
 from ragward.settings import Settings, load_settings
@@ -39,7 +40,7 @@ def serve_settings(
         topic_alerts=f"oa.alerts.{unique}", topic_dead_letter=f"oa.dlq.{unique}",
         quotas={"tenants": {f"poor-{unique}": {"tokens_per_day": 50}}},
     )
-    ingest(settings, [], sample=True, show_progress=False)
+    ingest(ingest_config(settings), [], sample=True, show_progress=False)
     return settings
 
 
@@ -338,7 +339,7 @@ async def test_another_tenants_index_is_no_model_of_mine(
     doc.write_text("# Payroll\n\nSalaries are paid on the 25th of each month.\n")
     owner, other = f"owner-{uuid.uuid4().hex[:6]}", f"other-{uuid.uuid4().hex[:6]}"
     index = f"payroll-{uuid.uuid4().hex[:6]}"
-    ingest(serve_settings, [doc], index, owner=owner, show_progress=False)
+    ingest(ingest_config(serve_settings), [doc], index, owner=owner, show_progress=False)
 
     answer = await sdk(url, tenant=owner).chat.completions.create(  # loads the new index
         model=index, messages=[{"role": "user", "content": "When are salaries paid?"}])

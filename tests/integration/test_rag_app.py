@@ -12,8 +12,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from rag_core.app import create_app
+from rag_core.configuration import build_service, ingest_config
 from rag_core.ingest import ingest
-from rag_core.service import build_service
 from ragward.settings import load_settings
 
 TOKEN = "internal-token-0123456789abcdef"
@@ -22,7 +22,7 @@ TOKEN = "internal-token-0123456789abcdef"
 @pytest.fixture(scope="module")
 def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("rag-app")
-    ingest(load_settings(data_dir=data), [], None, sample=True, show_progress=False)
+    ingest(ingest_config(load_settings(data_dir=data)), [], None, sample=True, show_progress=False)
     return data
 
 
@@ -127,7 +127,8 @@ async def test_ready_is_503_until_the_index_is_ingested(tmp_path: Path) -> None:
         not_ready = await client.get("/ready")
         assert not_ready.status_code == 503
         assert "ragward ingest" in not_ready.json()["reason"]
-        await asyncio.to_thread(ingest, settings, [], None, sample=True, show_progress=False)
+        await asyncio.to_thread(ingest, ingest_config(settings), [], None, sample=True,
+                                show_progress=False)
         deadline = time.monotonic() + 10
         while (await client.get("/ready")).status_code != 200:
             assert time.monotonic() < deadline

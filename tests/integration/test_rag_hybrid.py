@@ -5,11 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from rag_core.configuration import build_service, ingest_config, retrieval_mode
 from rag_core.ingest import ingest
 from rag_core.lexical import DIR_NAME
-from rag_core.retriever import retrieval_mode
 from rag_core.schemas import QueryRequest
-from rag_core.service import build_service
 from rag_core.store import read_current, version_dir
 from ragward.settings import Settings, load_settings
 
@@ -45,14 +44,14 @@ async def test_each_version_carries_its_own_bm25(tmp_path: Path) -> None:
     (which embeds nothing) only once that version is current, and each version directory
     holds its own bm25/ index."""
     settings = _settings(tmp_path, "bm25")
-    ingest(settings, [], None, sample=True, show_progress=False)
+    ingest(ingest_config(settings), [], None, sample=True, show_progress=False)
     first = read_current(settings.indexes_dir, "default")
     texts, embedding_tokens = await _ask(settings, "Zorblax Lumenfeld")
     assert texts == [] and embedding_tokens == 0
     extra = tmp_path / "extra"
     extra.mkdir()
     (extra / "aquarium.md").write_text(f"# Aquarium\n\n{NEW_FACT}\n", encoding="utf-8")
-    ingest(settings, [extra], None, sample=True, show_progress=False)
+    ingest(ingest_config(settings), [extra], None, sample=True, show_progress=False)
     second = read_current(settings.indexes_dir, "default")
     assert first and second and first != second
     for version in (first, second):
@@ -64,7 +63,7 @@ async def test_each_version_carries_its_own_bm25(tmp_path: Path) -> None:
 async def test_hybrid_returns_what_either_ranking_finds(tmp_path: Path) -> None:
     """Hybrid fuses both rankings: its top sources include BM25's best and dense's best
     for the same question, and it answers in both languages."""
-    ingest(_settings(tmp_path, "hybrid"), [], None, sample=True, show_progress=False)
+    ingest(ingest_config(_settings(tmp_path, "hybrid")), [], None, sample=True, show_progress=False)
     question = "How do I submit an expense claim in Expensify?"
     dense, _ = await _ask(_settings(tmp_path, "dense"), question, top_k=1)
     lexical, _ = await _ask(_settings(tmp_path, "bm25"), question, top_k=1)
@@ -79,7 +78,7 @@ async def test_a_version_without_bm25_still_answers_hybrid(tmp_path: Path) -> No
     """An index published before BM25 existed (no bm25/ directory) loads with BM25 rebuilt
     from its nodes, so upgrading needs no re-ingest."""
     settings = _settings(tmp_path, "bm25")
-    ingest(settings, [], None, sample=True, show_progress=False)
+    ingest(ingest_config(settings), [], None, sample=True, show_progress=False)
     version = read_current(settings.indexes_dir, "default")
     assert version
     shutil.rmtree(version_dir(settings.indexes_dir, "default", version) / DIR_NAME)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rag_core.ingest import ingest, main
+from rag_core.configuration import ingest_config
+from rag_core.ingest import ingest
+from rag_core.ingest_cli import main
 from rag_core.store import CURRENT, VERSIONS, list_index_names, load_snapshot, read_manifest
 from rag_core.usage import UsageTracker
 from ragward.settings import Settings, load_settings
@@ -88,7 +90,7 @@ def corpus(tmp_path: Path) -> Path:
 
 def test_every_supported_format_is_read(corpus: Path, settings: Settings) -> None:
     """.txt, .md, .html (visible text only), .docx and .pdf all reach the index."""
-    result = ingest(settings, [corpus], "formats", show_progress=False)
+    result = ingest(ingest_config(settings), [corpus], "formats", show_progress=False)
     assert result.documents == 5
     snap = load_snapshot(settings.indexes_dir, "formats", _embed(), UsageTracker().callback_manager)
     text = {n.metadata["file_name"]: "" for n in snap.nodes}
@@ -117,7 +119,8 @@ def test_each_ingest_is_a_new_atomic_version_and_two_are_kept(
     corpus: Path, settings: Settings
 ) -> None:
     """Every ingest publishes a new version id via CURRENT; older ones beyond two go."""
-    versions = [ingest(settings, [corpus], None, show_progress=False).version for _ in range(3)]
+    config = ingest_config(settings)
+    versions = [ingest(config, [corpus], None, show_progress=False).version for _ in range(3)]
     assert len(set(versions)) == 3 and versions == sorted(versions)
     base = settings.indexes_dir / "default"
     assert (base / CURRENT).read_text().strip() == versions[-1]

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from rag_core.configuration import ingest_config
 from rag_core.embedding import HashedEmbedding
-from rag_core.ingest import FilesSkipped, ingest, main
+from rag_core.ingest import FilesSkipped, ingest
+from rag_core.ingest_cli import main
 from rag_core.store import list_index_names, load_snapshot
 from rag_core.usage import UsageTracker
 from ragward.settings import Settings, load_settings
@@ -71,7 +73,7 @@ def test_symlinks_out_of_the_root_are_skipped_and_reported(
 ) -> None:
     """A file symlink to a file outside the tree, one to /etc/passwd and a directory
     symlink out of the tree are never read; each is reported; links inside are fine."""
-    result = ingest(settings, [tree], "guarded", show_progress=False)
+    result = ingest(ingest_config(settings), [tree], "guarded", show_progress=False)
     text = _indexed_text(settings, "guarded")
     assert set(text) == {"good.md"}
     everything = " ".join(text.values())
@@ -88,7 +90,7 @@ def test_files_named_one_by_one_cannot_lead_out_either(
     """`ragward ingest corpus/*` names each entry explicitly: a link among them that
     points outside its directory (here to /etc/passwd) is still skipped, not read."""
     named = sorted(p for p in tree.iterdir() if p.suffix)  # passwd.txt, alias.md
-    result = ingest(settings, named, "guarded", show_progress=False)
+    result = ingest(ingest_config(settings), named, "guarded", show_progress=False)
     assert [entry.path.name for entry in result.skipped] == ["passwd.txt"]
     assert set(_indexed_text(settings, "guarded")) == {"good.md"}
 
@@ -102,7 +104,7 @@ def test_a_symlink_loop_is_skipped_not_a_crash(tmp_path: Path, settings: Setting
     (root / "a.md").symlink_to("b.md")
     (root / "b.md").symlink_to("a.md")
     (root / "sub" / "up").symlink_to("..", target_is_directory=True)
-    result = ingest(settings, [root], "guarded", show_progress=False)
+    result = ingest(ingest_config(settings), [root], "guarded", show_progress=False)
     assert {(e.path.name, e.reason) for e in result.skipped} == {
         ("a.md", "symlink loop"), ("b.md", "symlink loop")}
     assert result.documents == 1
@@ -139,7 +141,7 @@ def test_a_docx_zip_bomb_is_refused_from_its_directory_quickly_and_in_little_mem
     tracemalloc.start()
     started = time.perf_counter()
     try:
-        result = ingest(settings, [root], "guarded", show_progress=False)
+        result = ingest(ingest_config(settings), [root], "guarded", show_progress=False)
         elapsed = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -170,7 +172,7 @@ def test_each_size_limit_is_configurable_and_named_in_the_reason(
     docx = tmp_path / "policy.docx"
     write_docx(docx, ["Bicycle storage", "Bikes go in the Wexford basement rack " * 20])
     with pytest.raises(FilesSkipped) as caught:
-        ingest(settings, [docx], "guarded", show_progress=False)
+        ingest(ingest_config(settings), [docx], "guarded", show_progress=False)
     [skipped] = caught.value.skipped
     assert skipped.path == docx.resolve() and variable in skipped.reason
 

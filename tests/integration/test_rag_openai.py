@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from rag_core import ingest as ingest_module
+from rag_core import ingest_cli
 from rag_core.app import create_app
+from rag_core.configuration import build_service, ingest_config
 from rag_core.ingest import ingest
 from rag_core.pricing import Pricing
 from rag_core.schemas import QueryRequest
-from rag_core.service import RagService, build_service
+from rag_core.service import RagService
 from ragward.errors import NotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from ragward.settings import Settings, load_settings
 from tests.openai_server import OpenAIStub
@@ -57,7 +58,7 @@ def openai_settings(data_dir: Path, base_url: str, **overrides: Any) -> Settings
 def data_dir(stub: OpenAIStub, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample handbook embedded through the server (two batched embedding calls)."""
     data = tmp_path_factory.mktemp("rag-openai")
-    result = ingest(openai_settings(data, stub.base_url), [], None, sample=True,
+    result = ingest(ingest_config(openai_settings(data, stub.base_url)), [], None, sample=True,
                     show_progress=False)
     batches = stub.seen("embeddings")
     assert result.embedding_tokens == sum(r.usage["total_tokens"] for r in batches)
@@ -243,7 +244,7 @@ def test_ingest_against_a_stopped_server_exits_1(
     """`ragward ingest` with the provider down: exit 1 with a one-line reason, no index."""
     settings = openai_settings(tmp_path, dead_url(), llm_max_retries=0, llm_timeout_s=2.0)
     args = argparse.Namespace(paths=[], index=None, sample=True)
-    assert ingest_module.main(settings, args) == 1
+    assert ingest_cli.main(settings, args) == 1
     assert "unreachable" in capfd.readouterr().err
     assert not (settings.indexes_dir / "default").exists()
 
@@ -267,7 +268,8 @@ async def test_index_built_with_another_embedding_is_refused(
 ) -> None:
     """A local-backend index is not queried with OpenAI embeddings (different space):
     the service says why it is not ready, and a query names the fix."""
-    ingest(load_settings(data_dir=tmp_path), [], None, sample=True, show_progress=False)
+    ingest(ingest_config(load_settings(data_dir=tmp_path)), [], None, sample=True,
+           show_progress=False)
     svc = await started(openai_settings(tmp_path, fresh.base_url))
     try:
         assert not svc.ready

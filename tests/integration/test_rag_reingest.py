@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from rag_core.configuration import build_service, ingest_config
 from rag_core.ingest import ingest
-from rag_core.ingest import main as ingest_main
+from rag_core.ingest_cli import main as ingest_main
 from rag_core.schemas import QueryRequest
-from rag_core.service import build_service
 from rag_core.store import VERSIONS, read_current
 from ragward.settings import Settings, load_settings
 
@@ -25,7 +25,7 @@ async def test_reingest_while_querying_fails_nothing_and_serves_the_new_version(
     """Queries run non-stop while two re-ingests publish new versions: none fails, each
     answer comes from a complete version, and afterwards the newest version is served."""
     settings = load_settings(data_dir=tmp_path)
-    first = ingest(settings, [], None, sample=True, show_progress=False)
+    first = ingest(ingest_config(settings), [], None, sample=True, show_progress=False)
     extra = tmp_path / "extra"
     extra.mkdir()
     (extra / "aquarium.md").write_text(f"# Aquarium\n\n{NEW_FACT}\n", encoding="utf-8")
@@ -56,10 +56,10 @@ async def test_reingest_while_querying_fails_nothing_and_serves_the_new_version(
     workers = [asyncio.create_task(worker(n)) for n in range(4)]
     try:
         second = await asyncio.to_thread(
-            ingest, settings, [], None, sample=True, show_progress=False
+            ingest, ingest_config(settings), [], None, sample=True, show_progress=False
         )
         third = await asyncio.to_thread(
-            ingest, settings, [extra], None, sample=True, show_progress=False
+            ingest, ingest_config(settings), [extra], None, sample=True, show_progress=False
         )
         deadline = time.monotonic() + 10
         while service.index_version("default") != third.version:
@@ -91,14 +91,15 @@ async def test_reingest_while_querying_fails_nothing_and_serves_the_new_version(
 async def test_a_new_named_index_is_discovered(tmp_path: Path) -> None:
     """An index ingested after start-up is found by name without a restart."""
     settings = load_settings(data_dir=tmp_path)
-    ingest(settings, [], None, sample=True, show_progress=False)
+    ingest(ingest_config(settings), [], None, sample=True, show_progress=False)
     service = build_service(settings, watch_interval_s=30)  # the watcher won't help here
     await service.start()
     try:
         docs = tmp_path / "docs"
         docs.mkdir()
         (docs / "faq.txt").write_text(NEW_FACT, encoding="utf-8")
-        result = await asyncio.to_thread(ingest, settings, [docs], "faq", show_progress=False)
+        result = await asyncio.to_thread(ingest, ingest_config(settings), [docs], "faq",
+                                         show_progress=False)
         answer = await service.query(
             QueryRequest(question="aquarium cleaning", index="faq"), tenant="t", subject="s",
             request_id="r",

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag_core.configuration import build_service, ingest_config
 from rag_core.ingest import ingest
 from rag_core.schemas import QueryRequest
 from rag_core.sentence_encoder import encode
-from rag_core.service import build_service
 from ragward.errors import NotFound
 from ragward.settings import Settings, load_settings
 
@@ -55,7 +55,7 @@ async def test_default_configuration_answers_paraphrases(tmp_path: Path) -> None
     for name, text in DOCS.items():
         (corpus / name).write_text(text, encoding="utf-8")
     settings = _settings(tmp_path, local_embedding="use-m3", retrieval="auto")
-    ingest(settings, [corpus], "hr", owner="acme", show_progress=False)
+    ingest(ingest_config(settings), [corpus], "hr", owner="acme", show_progress=False)
     service = build_service(settings)
     await service.start()
     try:

@@ -11,10 +11,11 @@ import pytest
 from llama_index.core import Settings as LlamaSettings
 from llama_index.core.utils import get_tokenizer
 
+from rag_core.configuration import build_service, ingest_config
 from rag_core.evaluate import load_eval_set
 from rag_core.ingest import ingest
 from rag_core.schemas import BatchRequest, QueryRequest
-from rag_core.service import RagService, build_service
+from rag_core.service import RagService
 from ragward.errors import NotFound
 from ragward.settings import load_settings
 
@@ -24,7 +25,7 @@ CALLER = {"tenant": "acme", "subject": "alice", "request_id": "req-1"}
 @pytest.fixture(scope="module")
 def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("rag-service")
-    ingest(load_settings(data_dir=data), [], None, sample=True, show_progress=False)
+    ingest(ingest_config(load_settings(data_dir=data)), [], None, sample=True, show_progress=False)
     return data
 
 

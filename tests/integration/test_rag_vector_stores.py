@@ -18,11 +18,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from rag_core.configuration import build_service, ingest_config, store_config
 from rag_core.ingest import delete, ingest
 from rag_core.schemas import QueryRequest
-from rag_core.service import build_service
 from rag_core.store import read_current, read_manifest, version_dir
-from rag_core.stores import StoreConfig, _qdrant_client, close_clients
+from rag_core.stores import _qdrant_client, close_clients
 from ragward.errors import NotFound
 from ragward.settings import Settings, load_settings
 
@@ -74,7 +74,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 
 def collections(settings: Settings) -> set[str]:
     """The vector tables / collections that exist in the settings' store right now."""
-    config = StoreConfig.from_settings(settings)
+    config = store_config(settings)
     if config.kind == "pgvector":
         assert config.pgvector_dsn
         with psycopg.connect(config.pgvector_dsn) as conn:
@@ -112,7 +112,8 @@ async def ask(settings: Settings, question: str, index: str, tenant: str) -> lis
 async def test_ingest_then_query_answers_from_the_store(settings: Settings) -> None:
     """The sample corpus ingested into the store answers a question with its own document,
     and its vectors are in a table / collection of their own (none left elsewhere)."""
-    result = ingest(settings, [], "handbook", sample=True, owner="acme", show_progress=False)
+    result = ingest(ingest_config(settings), [], "handbook", sample=True, owner="acme",
+                    show_progress=False)
     files = await ask(settings, "How do I submit an expense claim?", "handbook", "acme")
     assert files[0] == "en-expense-reimbursement.md"
     files = await ask(settings, "出差住宿标准是多少?", "handbook", "acme")
@@ -129,7 +130,7 @@ async def test_reingest_switches_versions_and_drops_pruned_vectors(settings: Set
     """A running service moves to a re-ingested version at once (a fact only the new version
     has is found); after a third ingest the first version's vectors are gone from the store
     and only the two kept versions' remain."""
-    ingest(settings, [], "handbook", sample=True, owner="acme", show_progress=False)
+    ingest(ingest_config(settings), [], "handbook", sample=True, owner="acme", show_progress=False)
     first = collection_of(settings, "handbook")
     service = build_service(settings, watch_interval_s=3600)
     await service.start()
@@ -141,7 +142,8 @@ async def test_reingest_switches_versions_and_drops_pruned_vectors(settings: Set
         before, v1 = await service.query_with_version(question, tenant="acme", subject="s",
                                                        request_id="r")
         assert all("Zorblax" not in s.text for s in before.sources)
-        ingest(settings, [extra], "handbook", sample=True, owner="acme", show_progress=False)
+        ingest(ingest_config(settings), [extra], "handbook", sample=True, owner="acme",
+               show_progress=False)
         second = collection_of(settings, "handbook")
         await service.refresh()
         after, v2 = await service.query_with_version(question, tenant="acme", subject="s",
@@ -150,7 +152,8 @@ async def test_reingest_switches_versions_and_drops_pruned_vectors(settings: Set
         assert "Zorblax" in after.sources[0].text
     finally:
         await service.stop()
-    ingest(settings, [extra], "handbook", sample=True, owner="acme", show_progress=False)
+    ingest(ingest_config(settings), [extra], "handbook", sample=True, owner="acme",
+           show_progress=False)
     third = collection_of(settings, "handbook")
     if settings.vector_store != "embedded":
         assert len({first, second, third}) == 3
@@ -165,8 +168,8 @@ async def test_tenant_indexes_stay_apart(settings: Settings) -> None:
     b_dir.mkdir()
     (a_dir / "a.md").write_text("# Alpha\n\nThe alpha vault code is kept by Quintessa Marlowe.\n")
     (b_dir / "b.md").write_text("# Beta\n\nThe beta vault code is kept by Bartholomew Okonjo.\n")
-    ingest(settings, [a_dir], "vault-a", owner="tenant-a", show_progress=False)
-    ingest(settings, [b_dir], "vault-b", owner="tenant-b", show_progress=False)
+    ingest(ingest_config(settings), [a_dir], "vault-a", owner="tenant-a", show_progress=False)
+    ingest(ingest_config(settings), [b_dir], "vault-b", owner="tenant-b", show_progress=False)
     assert await ask(settings, "Who keeps the vault code?", "vault-a", "tenant-a") == ["a.md"]
     assert await ask(settings, "Who keeps the vault code?", "vault-b", "tenant-b") == ["b.md"]
     with pytest.raises(NotFound) as foreign:
@@ -181,15 +184,15 @@ async def test_tenant_indexes_stay_apart(settings: Settings) -> None:
 async def test_delete_removes_the_index_and_its_vectors(settings: Settings) -> None:
     """Deleting an index drops every version's vectors from the store and a running
     service stops answering from it; another tenant cannot delete it."""
-    ingest(settings, [], "handbook", sample=True, owner="acme", show_progress=False)
-    ingest(settings, [], "handbook", sample=True, owner="acme", show_progress=False)
+    ingest(ingest_config(settings), [], "handbook", sample=True, owner="acme", show_progress=False)
+    ingest(ingest_config(settings), [], "handbook", sample=True, owner="acme", show_progress=False)
     service = build_service(settings, watch_interval_s=3600)
     await service.start()
     try:
         with pytest.raises(ValueError, match="owned by tenant 'acme'"):
-            delete(settings, "handbook", owner="intruder")
+            delete(ingest_config(settings), "handbook", owner="intruder")
         assert [i.name for i in service.indexes("acme")] == ["handbook"]
-        removed = delete(settings, "handbook", owner="acme")
+        removed = delete(ingest_config(settings), "handbook", owner="acme")
         assert len(removed) == 2
         assert not (settings.indexes_dir / "handbook").exists()
         assert collections(settings) == set()
@@ -201,7 +204,7 @@ async def test_delete_removes_the_index_and_its_vectors(settings: Settings) -> N
     finally:
         await service.stop()
     with pytest.raises(NotFound):
-        delete(settings, "handbook", owner="acme")
+        delete(ingest_config(settings), "handbook", owner="acme")
 
 
 def test_cli_delete_names_the_owner_and_removes_the_index(
@@ -212,11 +215,11 @@ def test_cli_delete_names_the_owner_and_removes_the_index(
     from ragward.cli import build_parser
 
     settings = load_settings(data_dir=tmp_path)
-    ingest(settings, [], "handbook", sample=True, owner="acme", show_progress=False)
+    ingest(ingest_config(settings), [], "handbook", sample=True, owner="acme", show_progress=False)
     parser = build_parser()
 
     def run(*argv: str) -> int:
-        from rag_core.ingest import main
+        from rag_core.ingest_cli import main
 
         return main(settings, parser.parse_args(["ingest", *argv]))
 

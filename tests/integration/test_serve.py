@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from rag_core.configuration import ingest_config
 from rag_core.ingest import ingest
 from ragward.serve import create_serve_app
 from ragward.settings import Settings, load_settings
@@ -19,7 +20,7 @@ from tests.gateway_harness import bearer, serving
 def serve_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     data = tmp_path_factory.mktemp("serve") / "data"
     settings = load_settings(data_dir=data, jwt_secret=TEST_SECRET)
-    ingest(settings, [], sample=True, show_progress=False)
+    ingest(ingest_config(settings), [], sample=True, show_progress=False)
     return settings
 
 

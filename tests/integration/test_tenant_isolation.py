@@ -25,6 +25,7 @@ from gateway.auth import Principal
 from gateway.components import Components
 from gateway.fingerprint import normalise_question
 from rag_core.app import create_app as create_rag_core
+from rag_core.configuration import ingest_config
 from rag_core.ingest import ingest
 from ragward.serve import create_serve_app
 from ragward.settings import DEFAULT_ROLES, Settings, load_settings
@@ -46,13 +47,13 @@ def _corpus(root: Path, name: str, title: str, text: str) -> Path:
 
 def _ingest_tenants(settings: Settings, root: Path) -> None:
     """The shared handbook, acme's documents (PII in file name and title), globex's."""
-    ingest(settings, [], sample=True, show_progress=False)
+    ingest(ingest_config(settings), [], sample=True, show_progress=False)
     acme = _corpus(root / "acme", f"{EMAIL}.md", f"Escalations: {EMAIL} {PHONE}",
                    "Acme escalations go to the on-call duty manager within one hour.")
-    ingest(settings, [acme], "acme-docs", owner="acme", show_progress=False)
+    ingest(ingest_config(settings), [acme], "acme-docs", owner="acme", show_progress=False)
     globex = _corpus(root / "globex", "payroll.md", "Globex payroll",
                      "Globex salaries are paid on the 25th; the payroll secret is PAYROLL-77.")
-    ingest(settings, [globex], "globex-payroll", owner="globex", show_progress=False)
+    ingest(ingest_config(settings), [globex], "globex-payroll", owner="globex", show_progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -318,7 +319,7 @@ async def test_split_mode_carries_a_non_ascii_tenant_intact(tmp_path: Path, redi
                                   internal_token=INTERNAL)
     docs = _corpus(tmp_path / "docs", "rules.md", "House rules",
                    "The house rule number is RULE-4242 for every visitor.")
-    await asyncio.to_thread(ingest, core_settings, [docs], "house", owner=tenant,
+    await asyncio.to_thread(ingest, ingest_config(core_settings), [docs], "house", owner=tenant,
                             show_progress=False)
     async with serving(create_rag_core(core_settings)) as core_url:
         settings = gateway_settings(tmp_path, core_url, internal_token=INTERNAL,

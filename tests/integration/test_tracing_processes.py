@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from rag_core.configuration import ingest_config
 from rag_core.ingest import ingest
 from ragward.devservices import free_port
 from ragward.settings import load_settings
@@ -56,9 +57,10 @@ async def stack(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, 
     openai_env = {"RAGWARD_LLM": "openai", "OPENAI_BASE_URL": stub.base_url,
                   "OPENAI_API_KEY": "sk-test-not-a-real-key", "RAGWARD_OPENAI_MODEL": MODEL,
                   "RAGWARD_OPENAI_EMBEDDING_MODEL": EMBEDDING}
-    ingest(load_settings(data_dir=root / "rag", llm="openai", openai_base_url=stub.base_url,
-                         openai_api_key="sk-test-not-a-real-key", openai_model=MODEL,
-                         openai_embedding_model=EMBEDDING), [], sample=True, show_progress=False)
+    rag = load_settings(data_dir=root / "rag", llm="openai", openai_base_url=stub.base_url,
+                        openai_api_key="sk-test-not-a-real-key", openai_model=MODEL,
+                        openai_embedding_model=EMBEDDING)
+    ingest(ingest_config(rag), [], sample=True, show_progress=False)
     receiver = await HttpReceiver().start()
     rag_port, gw_port, audit_port = free_port(), free_port(), free_port()
     common = {

@@ -10,6 +10,7 @@ from ragward.settings import load_settings
 from telemetry.audit_consumer import AuditConsumer
 from telemetry.audit_store import AppendResult, AuditStore, open_backend
 from telemetry.bus import Record
+from telemetry.configuration import audit_consumer_config
 from telemetry.events import AuditEvent, now_rfc3339
 from tests.audit_support import verifying
 from tests.signing_support import sign
@@ -133,7 +134,8 @@ async def test_embedded_on_the_in_process_bus(tmp_path: Path) -> None:
     publisher = bus.publisher()
     await publisher.start()
     store = AuditStore(open_backend(settings))
-    consumer = AuditConsumer.from_bus(settings, bus, store, poll_timeout_s=0.05)
+    consumer = AuditConsumer.from_bus(audit_consumer_config(settings), bus, store,
+                                      poll_timeout_s=0.05)
     try:
         for i in range(30):
             event = AuditEvent(
