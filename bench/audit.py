@@ -33,6 +33,7 @@ from telemetry.audit_record import build_record
 from telemetry.audit_store import SCHEMA, AuditBackend, open_backend
 from telemetry.bus import Record
 from telemetry.client_address import ClientAddressPolicy
+from telemetry.configuration import audit_store_config
 from telemetry.events import AuditEvent, now_rfc3339
 from telemetry.signing import EventSigner, EventVerifier, KeySet, PublicKey
 
@@ -233,7 +234,7 @@ def bench_replay(values: list[bytes], workdir: Path) -> float:
         settings = load_settings(
             data_dir=workdir / "replay", kafka_bootstrap=bootstrap, topic_audit=topic
         )
-        backend = open_backend(settings, str(workdir / "replay" / "audit.db"))
+        backend = open_backend(audit_store_config(settings, str(workdir / "replay" / "audit.db")))
         try:
             verifier = EventVerifier(KeySet([PublicKey("bench", SIGNER.public_key)]))
             result = asyncio.run(replay_topic(bootstrap, topic, backend, verifier=verifier))
@@ -274,20 +275,20 @@ def main() -> int:
         f"{bench_plain_sqlite(workdir / 'plain.db', records):,.0f} events/s"
     )
     settings = load_settings(data_dir=workdir)
-    backend = open_backend(settings, str(workdir / "audit.db"))
+    backend = open_backend(audit_store_config(settings, str(workdir / "audit.db")))
     try:
         rate = bench_ingest(backend, records, "sqlite")
         print(f"  target >= 20,000 events/s: {'MET' if rate >= 20_000 else 'NOT MET'}")
         bench_verify(backend, "sqlite")
     finally:
         backend.close()
-    small = open_backend(settings, str(workdir / "audit-1000.db"))
+    small = open_backend(audit_store_config(settings, str(workdir / "audit-1000.db")))
     try:
         bench_ingest(small, records, "sqlite, batches of 1000", batch=1000)
     finally:
         small.close()
     if dsn := os.environ.get("RAGWARD_AUDIT_DSN"):
-        pg = open_backend(settings, dsn)
+        pg = open_backend(audit_store_config(settings, dsn))
         try:
             if pg.is_empty():
                 bench_ingest(pg, records, "postgresql")

@@ -310,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
             f"{args.min_seconds:g} s, at most {args.max_seconds:g} s")
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             elapsed = runner.run(drive(client, args, on_window))
-        from telemetry.audit_store.store import default_sqlite_path
+        from telemetry.configuration import default_sqlite_path
 
         totals = settle(client, base, f"http://127.0.0.1:{consumer_ports['metrics']}/metrics",
                         default_sqlite_path(load_settings(data_dir=workdir / "audit-data")),

@@ -28,7 +28,12 @@ from ragward.errors import ConfigError
 from ragward.settings import Settings, env_name
 from telemetry.audit_consumer import AuditConsumer
 from telemetry.audit_store import open_store, store_reader
-from telemetry.configuration import audit_consumer_config, make_bus, metrics_consumer_config
+from telemetry.configuration import (
+    audit_consumer_config,
+    audit_store_config,
+    make_bus,
+    metrics_consumer_config,
+)
 from telemetry.event_keys import signer_from_settings, verifier_from_settings
 from telemetry.metrics_consumer import MetricsConsumer, metrics_router
 
@@ -47,7 +52,7 @@ def create_serve_app(settings: Settings) -> Litestar:
                           f"{env_name('event_keys')} names: add it, or set both or neither")
     metrics_consumer = MetricsConsumer(metrics_consumer_config(settings, verifier), bus,
                                        registry=registry)
-    store = open_store(settings)
+    store = open_store(audit_store_config(settings))
     audit_consumer = AuditConsumer.from_bus(audit_consumer_config(settings, verifier), bus,
                                             store, registry=registry)
     alerts = AlertService(alert_config(settings), metrics_consumer.view, publisher,
@@ -109,7 +114,7 @@ def create_gateway_app(settings: Settings) -> Litestar:
     signer = signer_from_settings(settings)  # before serving: a missing key stops start-up
     if not settings.audit_dsn:
         return create_app(settings, signer=signer)
-    store = open_store(settings)
+    store = open_store(audit_store_config(settings))
 
     @asynccontextmanager
     async def close_store(_: Litestar) -> AsyncIterator[None]:

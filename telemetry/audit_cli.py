@@ -21,6 +21,7 @@ from ragward.errors import ConfigError, RagwardError
 from ragward.settings import Settings
 from telemetry.audit_record import parse_ts_us
 from telemetry.audit_store import AuditQuery, ChainHead, open_backend
+from telemetry.configuration import audit_store_config
 from telemetry.event_keys import key_set_from_settings
 
 
@@ -41,7 +42,7 @@ def verify(settings: Settings, args: argparse.Namespace) -> int:
     """Recompute every chain and check every signature; exit 1 naming the first broken
     record of each partition and each record whose signature fails."""
     keys = None if getattr(args, "no_signatures", False) else key_set_from_settings(settings)
-    backend = open_backend(settings)
+    backend = open_backend(audit_store_config(settings))
     try:
         with tqdm(desc="verify", unit="rec", file=sys.stderr, disable=None) as bar:
             report = backend.verify(progress=bar.update, keys=keys)
@@ -110,7 +111,7 @@ def query(settings: Settings, args: argparse.Namespace) -> int:
         until=args.until,
         limit=args.limit,
     )
-    backend = open_backend(settings)
+    backend = open_backend(audit_store_config(settings))
     try:
         page = backend.query(filters)
     except RagwardError as exc:
@@ -139,7 +140,7 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
     then one line per record with the chain fields and its signature (docs/audit.md has
     an outside verifier)."""
     keys = key_set_from_settings(settings)
-    backend = open_backend(settings)
+    backend = open_backend(audit_store_config(settings))
     out: TextIO = sys.stdout
     lines = 0
     try:
@@ -175,7 +176,7 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
         from_time_ms = ts_us // 1000
     if args.from_offset is not None and args.from_offset < 0:
         return _fail("--from-offset must be >= 0")
-    backend = open_backend(settings, args.store)
+    backend = open_backend(audit_store_config(settings, args.store))
     try:
         result = asyncio.run(
             replay_topic(

@@ -415,9 +415,9 @@ def main(settings: Settings, args: argparse.Namespace, *, access: Lifespan | Non
 def _serve_http(settings: Settings, port: int, group: str, access: Lifespan | None) -> int:
     import uvicorn
 
-    from telemetry.configuration import audit_consumer_config, make_bus
+    from telemetry.configuration import audit_consumer_config, audit_store_config, make_bus
 
-    store = open_store(settings)
+    store = open_store(audit_store_config(settings))
     bus = make_bus(settings)
     consumer = AuditConsumer.from_bus(audit_consumer_config(settings), bus, store, group=group)
     server: uvicorn.Server | None = None
@@ -446,9 +446,9 @@ def _serve_http(settings: Settings, port: int, group: str, access: Lifespan | No
 
 async def _serve(settings: Settings, group: str) -> int:
     """Port 0: the consumer alone, until a signal or until its loop dies (raised)."""
-    from telemetry.configuration import audit_consumer_config, make_bus
+    from telemetry.configuration import audit_consumer_config, audit_store_config, make_bus
 
-    store = open_store(settings)
+    store = open_store(audit_store_config(settings))
     bus = make_bus(settings)
     consumer = AuditConsumer.from_bus(audit_consumer_config(settings), bus, store, group=group)
     stop = asyncio.Event()

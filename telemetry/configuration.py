@@ -17,7 +17,8 @@ from telemetry.bus import EventBus
 from telemetry.consumer import ConsumerConfig
 from telemetry.signing import EventVerifier
 
-if TYPE_CHECKING:  # aiokafka loads only where Kafka is used
+if TYPE_CHECKING:  # aiokafka and the SQL store load only where they are used
+    from telemetry.audit_store import AuditStoreConfig
     from telemetry.kafka_bus import KafkaConfig
 
 
@@ -94,3 +95,22 @@ def audit_consumer_config(settings: Settings,
                           verifier: EventVerifier | None = None) -> ConsumerConfig:
     """The audit consumer's: the audit topic alone."""
     return _consumer_config(settings, (settings.topic_audit,), verifier)
+
+
+def default_sqlite_path(settings: Settings) -> Path:
+    return settings.data_dir / "audit" / "audit.db"
+
+
+def audit_store_config(settings: Settings, target: str | None = None) -> AuditStoreConfig:
+    """The configured audit store (``RAGWARD_AUDIT_DSN``, else SQLite in the data dir), or
+    ``target`` (a SQLite path or a PostgreSQL DSN) with the same policies."""
+    from telemetry.audit_store import AuditStoreConfig
+    from telemetry.client_address import ClientAddressPolicy
+
+    location = target if target is not None else settings.audit_dsn
+    return AuditStoreConfig(
+        location=location or str(default_sqlite_path(settings)),
+        client_address=ClientAddressPolicy.from_settings(settings),
+        checkpoint_every=settings.audit_checkpoint_every,
+        retention_days=settings.audit_retention_days,
+    )

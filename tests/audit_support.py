@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from ragward.settings import Settings, load_settings
 from telemetry.audit_store import AuditBackend, open_backend
 from telemetry.bus import EventBus, Record, Subscription
-from telemetry.configuration import make_bus
+from telemetry.configuration import audit_store_config, make_bus
 from telemetry.events import AuditEvent, now_rfc3339
 from tests.conftest import TEST_SECRET
 from tests.postgres import fresh_database
@@ -118,7 +118,7 @@ def audit_settings(tmp_path: Path, audit_target: str | None) -> Settings:
 
 @pytest.fixture
 def backend(audit_settings: Settings) -> Iterator[AuditBackend]:
-    b = open_backend(audit_settings)
+    b = open_backend(audit_store_config(audit_settings))
     try:
         yield b
     finally:

@@ -43,7 +43,7 @@ from telemetry.audit_store.query import (
 )
 from telemetry.audit_store.reader import store_reader
 from telemetry.audit_store.schema import SCHEMA
-from telemetry.audit_store.store import AuditStore, default_sqlite_path, open_backend, open_store
+from telemetry.audit_store.store import AuditStore, AuditStoreConfig, open_backend, open_store
 
 __all__ = [
     "MAX_LIMIT",
@@ -53,12 +53,12 @@ __all__ = [
     "AuditPage",
     "AuditQuery",
     "AuditStore",
+    "AuditStoreConfig",
     "ChainHead",
     "Checkpoint",
     "PartitionReport",
     "VerifyReport",
     "decode_cursor",
-    "default_sqlite_path",
     "encode_cursor",
     "open_backend",
     "open_store",

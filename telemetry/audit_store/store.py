@@ -1,15 +1,15 @@
-"""The asynchronous face of the audit store, and how one is opened from settings."""
+"""The asynchronous face of the audit store, and how one is opened from its configuration."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ragward.settings import Settings
 from telemetry.audit_store.backend import AuditBackend
 from telemetry.audit_store.model import AppendResult, ChainHead, VerifyReport
 from telemetry.audit_store.query import AuditPage, AuditQuery, validate_query
@@ -68,25 +68,29 @@ class AuditStore:
             self._reader.shutdown(wait=True)
 
 
-def default_sqlite_path(settings: Settings) -> Path:
-    return settings.data_dir / "audit" / "audit.db"
+@dataclass(frozen=True, slots=True)
+class AuditStoreConfig:
+    """Where the audit log lives (a SQLite path or a PostgreSQL DSN), how client
+    addresses are kept, how often a checkpoint is written and how long records stay."""
+
+    location: str = field(repr=False)  # a DSN may carry a password
+    client_address: ClientAddressPolicy
+    checkpoint_every: int
+    retention_days: int
 
 
-def open_backend(settings: Settings, target: str | None = None) -> AuditBackend:
-    """The configured backend, or ``target`` (a SQLite path or a postgresql:// DSN)."""
-    policy = ClientAddressPolicy.from_settings(settings)
-    args = (policy, settings.audit_checkpoint_every, settings.audit_retention_days)
-    location = target if target is not None else settings.audit_dsn
-    if location and location.startswith(("postgresql://", "postgres://", "host=", "dbname=")):
+def open_backend(config: AuditStoreConfig) -> AuditBackend:
+    """The backend ``config.location`` names."""
+    args = (config.client_address, config.checkpoint_every, config.retention_days)
+    if config.location.startswith(("postgresql://", "postgres://", "host=", "dbname=")):
         from telemetry.audit_store.postgres import PostgresAuditBackend
 
-        return PostgresAuditBackend(location, *args)
+        return PostgresAuditBackend(config.location, *args)
     from telemetry.audit_store.sqlite import SqliteAuditBackend
 
-    path = Path(location) if location else default_sqlite_path(settings)
-    return SqliteAuditBackend(path, *args)
+    return SqliteAuditBackend(Path(config.location), *args)
 
 
-def open_store(settings: Settings, target: str | None = None) -> AuditStore:
+def open_store(config: AuditStoreConfig) -> AuditStore:
     """An :class:`AuditStore` for the app or consumer; close it with ``await store.close()``."""
-    return AuditStore(open_backend(settings, target))
+    return AuditStore(open_backend(config))

@@ -23,7 +23,7 @@ from ragward.settings import Settings, load_settings
 from telemetry.audit_consumer import AuditConsumer, create_audit_app
 from telemetry.audit_store import AppendResult, AuditStore, open_backend
 from telemetry.bus import Record
-from telemetry.configuration import audit_consumer_config, kafka_config
+from telemetry.configuration import audit_consumer_config, audit_store_config, kafka_config
 from telemetry.events import AuditEvent, now_rfc3339
 from telemetry.kafka_bus import KafkaBus
 from telemetry.memory_bus import MemoryBus
@@ -38,7 +38,7 @@ class Store(AuditStore):
     """The real SQLite store; ``fail`` makes writes raise it, ``closed`` records close()."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(open_backend(settings))
+        super().__init__(open_backend(audit_store_config(settings)))
         self.fail: Exception | None = None
         self.closed = False
 

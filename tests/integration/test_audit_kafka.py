@@ -26,6 +26,7 @@ from ragward.settings import Settings
 from telemetry import audit_cli
 from telemetry.audit_consumer import AuditConsumer
 from telemetry.audit_store import AuditStore, open_backend, open_store
+from telemetry.configuration import audit_store_config
 from telemetry.events import encode, json_schemas
 from tests import audit_support
 from tests.audit_support import (
@@ -143,7 +144,7 @@ async def test_events_become_records_verify_then_tamper(
         ksettings.kafka_bootstrap or "", ksettings.topic_audit, [make_event(i) for i in range(n)]
     )
     registry = CollectorRegistry()
-    store = open_store(ksettings)
+    store = open_store(audit_store_config(ksettings))
     try:
         consumer = await _consume(ksettings, store, f"audit-{unique}", n, registry)
         heads = await store.heads()
@@ -164,7 +165,7 @@ async def test_events_become_records_verify_then_tamper(
     assert await asyncio.to_thread(_replay, ksettings, fresh_target) == 0
     out = capsys.readouterr().out
     assert "2 refused: signature" in out and "refused 1 records: bad_signature" in out
-    replayed = open_backend(ksettings, fresh_target)
+    replayed = open_backend(audit_store_config(ksettings, fresh_target))
     try:
         assert replayed.heads() == heads
     finally:
@@ -172,7 +173,7 @@ async def test_events_become_records_verify_then_tamper(
 
     # change one record, then delete another: verify names each
     p, o = positions[17]
-    backend = open_backend(ksettings)
+    backend = open_backend(audit_store_config(ksettings))
     try:
         raw_execute(
             backend,
@@ -203,7 +204,7 @@ async def test_redelivery_after_restart_before_commit_adds_nothing(
     await create_topic(bootstrap, ksettings.topic_audit)
     await produce(bootstrap, ksettings.topic_audit, [make_event(i) for i in range(n)])
     group = f"audit-{unique}"
-    store = open_store(ksettings)
+    store = open_store(audit_store_config(ksettings))
     try:
         first = subscribe(ksettings, group)
         await first.start()
@@ -262,7 +263,7 @@ def test_replay_from_a_time_gives_exactly_the_later_records(
     assert _replay(ksettings, fresh_target, from_time=split) == 0
     out = capsys.readouterr().out
     assert "replayed 25 records (25 written" in out
-    target = open_backend(ksettings, fresh_target)
+    target = open_backend(audit_store_config(ksettings, fresh_target))
     try:
         ids = {line["record"]["event_id"] for line in target.export()}
         assert ids == {e.event_id for e in late}
@@ -370,7 +371,7 @@ async def test_consumer_command_runs_until_sigterm(ksettings: Settings, unique: 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    backend = open_backend(ksettings)
+    backend = open_backend(audit_store_config(ksettings))
     try:
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline and proc.returncode is None:

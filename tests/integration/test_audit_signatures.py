@@ -19,6 +19,7 @@ from telemetry import audit_cli
 from telemetry.audit_chain import GENESIS_HASH, canonical_json, chain_hash
 from telemetry.audit_store import AuditBackend, open_backend
 from telemetry.bus import Record
+from telemetry.configuration import audit_store_config
 from telemetry.event_keys import load_key_set, write_pair
 from telemetry.events import encode
 from telemetry.signing import EventSigner
@@ -144,13 +145,13 @@ def test_an_older_store_gains_the_signature_columns_and_its_records_stay_valid(
     """A store made before signing (no signature columns, unsigned rows) opens: the columns
     are added, its rows count as unsigned and verify; signed rows follow; an unsigned row
     slipped in after them fails."""
-    old = open_backend(audit_settings)
+    old = open_backend(audit_store_config(audit_settings))
     try:
         old.append(_records([encode(make_event(i)) for i in range(3)]))  # before signing
         for column in ("key_id", "signature", "signed_event"):  # as the old schema was
             old.conn().execute(f"ALTER TABLE audit_records DROP COLUMN {column}")
         old.close()
-        legacy = open_backend(audit_settings)  # the migration runs on connect
+        legacy = open_backend(audit_store_config(audit_settings))  # the migration runs on connect
         assert legacy.count() == 3
         legacy.append(_records([sign(make_event(i)) for i in range(3, 5)],
                                start=3))

@@ -26,6 +26,7 @@ from telemetry.audit_store import (
     open_backend,
 )
 from telemetry.bus import Record
+from telemetry.configuration import audit_store_config
 from telemetry.event_keys import key_set_from_settings
 from telemetry.events import encode
 from tests import audit_support
@@ -164,7 +165,7 @@ def test_inserted_record_is_named(backend: AuditBackend) -> None:
 
 def test_checkpoints_and_retention_keep_the_rest_verifiable(audit_settings: Settings) -> None:
     """Checkpoints every N; prune drops whole old segments; verify starts at the kept checkpoint."""
-    b = open_backend(audit_settings)
+    b = open_backend(audit_store_config(audit_settings))
     try:
         old = [make_event(i, ts="2020-01-01T00:00:00Z") for i in range(45)]
         new = [make_event(i) for i in range(45, 60)]
@@ -191,7 +192,7 @@ def test_checkpoints_and_retention_keep_the_rest_verifiable(audit_settings: Sett
 
 def test_pruning_the_whole_anchor_is_detected(audit_settings: Settings) -> None:
     """Dropping the oldest segment and its checkpoint fails verify at the first record left."""
-    b = open_backend(audit_settings)
+    b = open_backend(audit_store_config(audit_settings))
     try:
         b.append(as_records([make_event(i) for i in range(30)], partitions=1))
         raw_execute(b, "DELETE FROM audit_records WHERE kafka_offset <= 9")
@@ -253,7 +254,7 @@ def test_bad_query_input_is_a_validation_error(backend: AuditBackend) -> None:
 
 async def test_async_store_queries_while_writing(audit_settings: Settings) -> None:
     """The async face runs on its own threads: queries answer while batches are written."""
-    store = AuditStore(open_backend(audit_settings))
+    store = AuditStore(open_backend(audit_store_config(audit_settings)))
     try:
         batches = [
             as_records([make_event(i) for i in range(k * 50, k * 50 + 50)], start_offset=k * 50)
@@ -317,9 +318,8 @@ def test_postgres_connection_killed_mid_life_is_replaced(postgres_dsn: str, tmp_
     from tests.audit_support import settings_for
     from tests.postgres import fresh_database
 
-    b = open_backend(
-        settings_for(tmp_path, fresh_database(postgres_dsn), audit_checkpoint_every=10)
-    )
+    b = open_backend(audit_store_config(
+        settings_for(tmp_path, fresh_database(postgres_dsn), audit_checkpoint_every=10)))
     try:
         b.append(as_records([make_event(i) for i in range(6)]))
         pid = b.conn().info.backend_pid

@@ -22,7 +22,12 @@ from alerting.consumer import AlertConsumer
 from ragward.settings import Settings
 from telemetry.audit_consumer import AuditConsumer
 from telemetry.audit_store import AuditQuery, VerifyReport, open_backend, open_store, store_reader
-from telemetry.configuration import audit_consumer_config, kafka_config, metrics_consumer_config
+from telemetry.configuration import (
+    audit_consumer_config,
+    audit_store_config,
+    kafka_config,
+    metrics_consumer_config,
+)
 from telemetry.dead_letter import original_value
 from telemetry.event_keys import key_set_from_settings
 from telemetry.events import AuditEvent, encode, new_event_id, now_rfc3339
@@ -96,7 +101,7 @@ async def test_forged_events_are_dead_lettered_alerted_and_never_stored(
     def bus(name: str) -> KafkaBus:  # one spool directory per bus, as per process
         return KafkaBus(kafka_config(settings, spool_dir=tmp_path / f"spool-{name}"))
 
-    store = open_store(settings)
+    store = open_store(audit_store_config(settings))
     audit = AuditConsumer.from_bus(audit_consumer_config(settings), bus("audit"), store,
                                    group=f"audit-{unique}",
                                    poll_timeout_s=0.2)
@@ -157,7 +162,7 @@ async def test_forged_events_are_dead_lettered_alerted_and_never_stored(
 
 
 def _verify_with_keys(settings: Settings) -> VerifyReport:
-    backend = open_backend(settings)
+    backend = open_backend(audit_store_config(settings))
     try:
         return backend.verify(keys=key_set_from_settings(settings))
     finally:

@@ -41,6 +41,7 @@ from rag_core.configuration import ingest_config
 from rag_core.ingest import ingest
 from ragward.settings import load_settings
 from telemetry.audit_store import encode_cursor, open_store, store_reader
+from telemetry.configuration import audit_store_config
 from tests.conftest import TEST_SECRET
 from tests.gateway_harness import gateway_settings, running_gateway
 from tests.upstream_server import UpstreamServer
@@ -307,7 +308,7 @@ def fuzzed_gateway(tmp_path_factory: pytest.TempPathFactory, redis_url: str,
         stack.push_async_callback(upstream.stop)
         config = gateway_settings(tmp, upstream.url, redis_url=redis_url,
                                   quota_rpm=1_000_000_000, quota_tokens_per_day=10**12)
-        store = open_store(config)
+        store = open_store(audit_store_config(config))
         stack.push_async_callback(store.close)
         gw = await stack.enter_async_context(
             running_gateway(config, audit_reader=store_reader(store)))

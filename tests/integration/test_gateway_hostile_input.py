@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from telemetry.audit_store import encode_cursor, open_store, store_reader
+from telemetry.configuration import audit_store_config
 from tests.conftest import TEST_SECRET
 from tests.gateway_harness import bearer, gateway_settings, running_gateway
 from tests.integration.test_gateway_auth import JwksServer, jwks  # noqa: F401  (fixture)
@@ -288,7 +289,7 @@ async def test_garbage_audit_cursors_and_filters_are_4xx_in_the_contract_shape(
     base64, wrong types, an inverted time range, out-of-range limits, control characters
     in filters: every one is 400 (cursor) or 422 (the field), never a 5xx."""
     settings = gateway_settings(tmp_path, upstream.url, quota_rpm=1_000_000)
-    store = open_store(settings)
+    store = open_store(audit_store_config(settings))
     try:
         async with running_gateway(settings, audit_reader=store_reader(store)) as gw:
             headers = bearer(roles=["compliance"])

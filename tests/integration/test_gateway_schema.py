@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from telemetry.audit_store import open_store, store_reader
+from telemetry.configuration import audit_store_config
 from tests.gateway_harness import gateway_settings, make_token, running_gateway
 from tests.upstream_server import UpstreamServer
 
@@ -25,7 +26,7 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     """Generated requests against every operation: no 5xx, responses match the schema."""
     settings = gateway_settings(tmp_path, upstream.url, quota_rpm=1_000_000)
     token = make_token(roles=["admin"], exp=2_000_000_000)
-    store = open_store(settings)
+    store = open_store(audit_store_config(settings))
     async with running_gateway(settings, audit_reader=store_reader(store)) as gw:
         base = str(gw.client.base_url).rstrip("/")
         process = await asyncio.create_subprocess_exec(

@@ -29,8 +29,7 @@ from ragward import devservices
 from ragward.devcluster import KafkaCluster, start_kafka_cluster
 from telemetry.audit_consumer import AuditConsumer
 from telemetry.audit_store import open_store
-from telemetry.audit_store.store import default_sqlite_path
-from telemetry.configuration import make_bus
+from telemetry.configuration import audit_store_config, default_sqlite_path, make_bus
 from telemetry.events import AuditEvent, any_decoder
 from telemetry.publisher import DurablePublisher, Mode
 from tests import audit_support
@@ -230,7 +229,7 @@ async def test_cluster_loses_a_leader_then_a_quorum_and_every_2xx_has_one_audit_
     assert set(load.statuses) == {200}, load.statuses  # one broker down: never refused
     assert set(sequential.statuses) <= {200, 503}, sequential.statuses
 
-    store = open_store(settings)
+    store = open_store(audit_store_config(settings))
     consumer = AuditConsumer(store, subscribe(settings, f"audit-{unique}"), topic=topic,
                              poll_timeout_s=0.2, **audit_support.verifying(settings))
     await consumer.start()

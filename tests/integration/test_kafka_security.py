@@ -28,6 +28,7 @@ from telemetry.audit_consumer import AuditConsumer
 from telemetry.audit_store import AuditQuery, open_store
 from telemetry.configuration import (
     audit_consumer_config,
+    audit_store_config,
     kafka_config,
     make_bus,
     metrics_consumer_config,
@@ -86,7 +87,7 @@ async def test_gateway_to_consumers_pipeline_runs_over_sasl_ssl_with_per_compone
     audit = secure_kafka.settings(AUDIT, **topics, data_dir=tmp_path / "audit",
                                   jwt_secret=TEST_SECRET)
     metrics = secure_kafka.settings(METRICS, **topics, data_dir=tmp_path / "metrics")
-    store = open_store(audit)
+    store = open_store(audit_store_config(audit))
     audit_consumer = AuditConsumer.from_bus(audit_consumer_config(audit), make_bus(audit), store,
                                             group=groups["audit"],
                                             poll_timeout_s=0.2)

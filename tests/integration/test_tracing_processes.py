@@ -21,6 +21,7 @@ from ragward.devservices import free_port
 from ragward.settings import load_settings
 from telemetry.audit_store import open_store
 from telemetry.audit_store.query import AuditQuery
+from telemetry.configuration import audit_store_config
 from tests.conftest import TEST_SECRET
 from tests.gateway_harness import make_token
 from tests.integration.test_gateway_processes import ragward_process as process
@@ -119,7 +120,7 @@ def complete(trace_id: str) -> Any:
 
 
 async def audit_record(audit_dir: Path, request_id: str) -> dict[str, Any]:
-    store = open_store(load_settings(data_dir=audit_dir))
+    store = open_store(audit_store_config(load_settings(data_dir=audit_dir)))
     try:
         records = (await store.query(AuditQuery(request_id=request_id))).records
     finally:

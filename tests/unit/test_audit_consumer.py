@@ -10,7 +10,7 @@ from ragward.settings import load_settings
 from telemetry.audit_consumer import AuditConsumer
 from telemetry.audit_store import AppendResult, AuditStore, open_backend
 from telemetry.bus import Record
-from telemetry.configuration import audit_consumer_config
+from telemetry.configuration import audit_consumer_config, audit_store_config
 from telemetry.events import AuditEvent, now_rfc3339
 from tests.audit_support import verifying
 from tests.signing_support import sign
@@ -83,7 +83,7 @@ async def test_batch_is_committed_only_after_the_store_holds_it(tmp_path: Path) 
     """Store failures are retried on the same batch; commit comes after 'stored', never before."""
     settings = load_settings(data_dir=tmp_path)
     calls: list[str] = []
-    inner = AuditStore(open_backend(settings))
+    inner = AuditStore(open_backend(audit_store_config(settings)))
     store = FlakyStore(inner, failures=2, calls=calls)
     sub = ListSubscription([_records(5, settings.topic_audit)], calls)
     consumer = AuditConsumer(
@@ -104,7 +104,7 @@ async def test_start_prunes_and_stop_stops_the_subscription(tmp_path: Path) -> N
     """Retention runs when the loop starts; stop ends the loop and the subscription, once."""
     settings = load_settings(data_dir=tmp_path)
     calls: list[str] = []
-    inner = AuditStore(open_backend(settings))
+    inner = AuditStore(open_backend(audit_store_config(settings)))
     store = FlakyStore(inner, failures=0, calls=calls)
     sub = ListSubscription([_records(3, settings.topic_audit)], calls)
     consumer = AuditConsumer(
@@ -133,7 +133,7 @@ async def test_embedded_on_the_in_process_bus(tmp_path: Path) -> None:
     bus = MemoryBus(partitions=3)
     publisher = bus.publisher()
     await publisher.start()
-    store = AuditStore(open_backend(settings))
+    store = AuditStore(open_backend(audit_store_config(settings)))
     consumer = AuditConsumer.from_bus(audit_consumer_config(settings), bus, store,
                                       poll_timeout_s=0.05)
     try:
