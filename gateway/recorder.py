@@ -95,14 +95,30 @@ def _decision(status: int) -> Literal["allow", "deny", "rate_limited", "invalid"
     return "error"
 
 
-def _user_agent(raw: bytes, redactor: Redactor) -> str:
+class _UserAgents:
     """The header as the audit log keeps it: redacted like every other text, then cut
     to ``USER_AGENT_CHARS`` (redacting first, so no entity is cut into a fragment the
-    redactor no longer recognises)."""
-    if not raw:
-        return ""
-    text = raw.decode("latin-1")
-    return redactor.redact(text).text[:USER_AGENT_CHARS]
+    redactor no longer recognises). Clients send the same few headers again and again,
+    so each is redacted once (redaction is deterministic); the memo is bounded."""
+
+    MAX = 1024
+
+    def __init__(self) -> None:
+        self._redactor: Redactor | None = None
+        self._seen: dict[bytes, str] = {}
+
+    def __call__(self, raw: bytes, redactor: Redactor) -> str:
+        if not raw:
+            return ""
+        if redactor is not self._redactor:  # a new lifespan's components
+            self._redactor, self._seen = redactor, {}
+        kept = self._seen.get(raw)
+        if kept is None:
+            if len(self._seen) >= self.MAX:
+                self._seen.clear()
+            kept = self._seen[raw] = redactor.redact(raw.decode("latin-1")).text[
+                :USER_AGENT_CHARS]
+        return kept
 
 
 def _action(scope: HTTPScope) -> str:
@@ -144,6 +160,7 @@ class RecordingASGI:
         self._model = model
         self._question_hash = question_hash
         self._client_address = client_address
+        self._user_agent = _UserAgents()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -235,7 +252,7 @@ class RecordingASGI:
         principal: Principal | None = scope["state"].get(PRINCIPAL)
         tenant, subject = (principal.tenant, principal.subject) if principal else ("-", "-")
         publisher = components.publisher
-        headers = dict(scope["headers"])
+        user_agent = next((v for k, v in scope["headers"] if k == b"user-agent"), b"")
         client = scope.get("client")
         ts = rfc3339(self._clock())
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -246,7 +263,7 @@ class RecordingASGI:
             tenant=tenant, subject=subject, roles=list(principal.roles) if principal else [],
             method=scope["method"], route=route, action=_action(scope), index=outcome.index,
             client_addr=self._client_address.apply(client[0] if client else ""),
-            user_agent=_user_agent(headers.get(b"user-agent", b""), components.redactor),
+            user_agent=self._user_agent(user_agent, components.redactor),
             status=status, decision=_decision(status),
             reason=_reason(scope, outcome, status, client_left),
             latency_ms=latency_ms, cached=outcome.cached,
@@ -256,7 +273,8 @@ class RecordingASGI:
             chat=outcome.chat, trace_id=trace_id, span_id=span_id,
         )
         sign = components.signer.sign
-        publishes = [publisher.publish(self._audit_topic, tenant, sign(audit))]
+        signed_audit = sign(audit)
+        usage_sent: asyncio.Future[str | None] | None = None
         if outcome.usage is not None and status < 400:
             u = outcome.usage
             usage = UsageEvent(
@@ -268,21 +286,29 @@ class RecordingASGI:
                 total_tokens=u.total_tokens, cost_usd=u.cost_usd,
                 trace_id=trace_id, span_id=span_id,
             )
-            publishes.append(
-                publisher.publish(self._usage_topic, tenant, sign(usage))
-            )
-        results = await asyncio.gather(*publishes, return_exceptions=True)
-        topics = (self._audit_topic, self._usage_topic)
-        for topic, result in zip(topics, results, strict=False):
-            if isinstance(result, str):  # how it became durable: kafka | spool | memory ...
-                self._metrics.events.labels(topic, result).inc()
-        audit_result = results[0]
-        if isinstance(audit_result, BaseException):
-            log.error("audit_event_not_durable", error=type(audit_result).__name__)
-            raise DependencyUnavailable("the audit log is unavailable")
-        for result in results[1:]:
-            if isinstance(result, BaseException):
-                log.warning("usage_event_lost", error=type(result).__name__)
+            # Made durable alongside the audit event: one task (gather would make two).
+            usage_sent = asyncio.ensure_future(
+                publisher.publish(self._usage_topic, tenant, sign(usage)))
+        try:
+            self._published(self._audit_topic,
+                            await publisher.publish(self._audit_topic, tenant, signed_audit))
+        except Exception as exc:
+            log.error("audit_event_not_durable", error=type(exc).__name__)
+            raise DependencyUnavailable("the audit log is unavailable") from None
+        finally:
+            if usage_sent is not None:
+                await self._usage_settled(usage_sent)
+
+    async def _usage_settled(self, sent: asyncio.Future[str | None]) -> None:
+        """The usage event counts what was answered; losing it is logged, not refused."""
+        try:
+            self._published(self._usage_topic, await sent)
+        except Exception as exc:
+            log.warning("usage_event_lost", error=type(exc).__name__)
+
+    def _published(self, topic: str, how: str | None) -> None:
+        if how is not None:  # how it became durable: kafka | spool | memory ...
+            self._metrics.published(topic, how)
 
     async def _send_unavailable(self, scope: HTTPScope, send: Send, request_id: str) -> None:
         status, error = error_body(
