@@ -21,11 +21,22 @@ from litestar.types import ControllerRouterHandler
 from prometheus_client import CollectorRegistry
 
 from gateway.auth import MetricsAccess
-from gateway.components import Components, open_components
-from gateway.handlers import authenticated, authorise, caller_of, components_of, use_cache
+from gateway.components import Components, model_name, open_components
+from gateway.fingerprint import QuestionHasher
+from gateway.handlers import (
+    authenticated,
+    authorise,
+    caller_of,
+    components_of,
+    concluded,
+    rate_headers,
+    refuse,
+    use_cache,
+)
 from gateway.metrics import GatewayMetrics
 from gateway.openai.routes import OPENAI_ROUTES
-from gateway.recorder import RecordingASGI, record_of
+from gateway.outcome import Outcome
+from gateway.recorder import AUDIT_ACTION, RecordingASGI, outcome_of
 from rag_core.schemas import BatchRequest, BatchResponse, QueryRequest, QueryResponse
 from ragward.errors import Forbidden, NotFound, ValidationFailed
 from ragward.http_body import BoundedJsonRequest
@@ -66,36 +77,36 @@ _QUERY_ERRORS = _errors(400, 401, 403, 413, 422, 429, 502, 503, 504)
 
 
 @post("/v1/query", status_code=200, summary="Answer one question", responses=_QUERY_ERRORS,
-      guards=[authenticated])
-async def query(request: Request[Any, Any, Any], data: JSONBody[QueryRequest]) -> QueryResponse:
-    record_of(request.scope).action = "query"
+      guards=[authenticated], opt={AUDIT_ACTION: "query"})
+async def query(
+    request: Request[Any, Any, Any], data: JSONBody[QueryRequest]
+) -> Response[QueryResponse]:
     principal = authorise(request, "query", data.index)
     pipeline = components_of(request.app.state).pipeline
-    return await pipeline.query(
-        data, caller_of(request, principal), record_of(request.scope),
-        use_cache=use_cache(request, principal),
-    )
+    outcome = concluded(request, await pipeline.query(
+        data, caller_of(request, principal), use_cache=use_cache(request, principal),
+    ))
+    return Response(outcome.answers[0], headers=rate_headers(outcome))
 
 
 @post("/v1/query/batch", status_code=200, responses=_QUERY_ERRORS, guards=[authenticated],
-      summary="Answer a batch (up to RAGWARD_MAX_BATCH) concurrently")
+      summary="Answer a batch (up to RAGWARD_MAX_BATCH) concurrently",
+      opt={AUDIT_ACTION: "query.batch"})
 async def query_batch(
     request: Request[Any, Any, Any], data: JSONBody[BatchRequest]
-) -> BatchResponse:
-    record_of(request.scope).action = "query.batch"
+) -> Response[BatchResponse]:
     principal = authorise(request, "query", data.index)
     gw = components_of(request.app.state)
     gw.policy.require(principal, "batch")
-    return await gw.pipeline.query_batch(
-        data, caller_of(request, principal), record_of(request.scope),
-        use_cache=use_cache(request, principal),
-    )
+    outcome = concluded(request, await gw.pipeline.query_batch(
+        data, caller_of(request, principal), use_cache=use_cache(request, principal),
+    ))
+    return Response(BatchResponse(results=list(outcome.answers)), headers=rate_headers(outcome))
 
 
 @get("/v1/usage", summary="The caller's tenant: limits, used, remaining, reset times",
-     responses=_errors(401, 503), guards=[authenticated])
+     responses=_errors(401, 503), guards=[authenticated], opt={AUDIT_ACTION: "usage.read"})
 async def usage(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    record_of(request.scope).action = "usage.read"
     principal = authorise(request, None)
     usage_now: dict[str, Any] = await components_of(request.app.state).quota.usage(
         principal.tenant
@@ -104,7 +115,8 @@ async def usage(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 @get("/v1/audit", summary="The caller's tenant's audit records, newest first (audit:read)",
-     responses=_errors(400, 401, 403, 404, 422, 503), guards=[authenticated])
+     responses=_errors(400, 401, 403, 404, 422, 503), guards=[authenticated],
+     opt={AUDIT_ACTION: "audit.read"})
 async def audit(
     request: Request[Any, Any, Any],
     tenant: FromQuery[str | None] = None,
@@ -117,15 +129,12 @@ async def audit(
 ) -> dict[str, Any]:
     """Scoped to the caller's tenant (docs/api.md, "Tenancy"): no ``tenant`` filter means its own;
     another tenant needs ``audit:read:all`` and is refused (403, audited) otherwise."""
-    record = record_of(request.scope)
-    record.action = "audit.read"
     principal = authorise(request, "audit:read")
     gw = components_of(request.app.state)
     try:
         scoped_tenant = gw.policy.audit_tenant(principal, tenant)
-    except Forbidden:
-        record.reason = "audit_other_tenant"
-        raise
+    except Forbidden as exc:
+        refuse(request, Outcome(reason="audit_other_tenant", error=exc))
     if not 1 <= limit <= 1000:
         raise ValidationFailed("limit: must be between 1 and 1000", field="limit")
     if gw.audit_reader is None:
@@ -177,9 +186,11 @@ def _redacting(
             if isinstance(error, dict) and isinstance(error.get("message"), str):
                 built = components()
                 error["message"] = (
-                    built.pipeline.redactor.redact(error["message"]).text if built is not None
+                    built.redactor.redact(error["message"]).text if built is not None
                     else "the gateway is not ready"
                 )
+            # Refused after admission (rag_core failed, say): the quota still counted it.
+            response.headers.update(rate_headers(outcome_of(request.scope)))
             return response
 
         return redacted
@@ -245,7 +256,10 @@ def create_app(
         app.asgi_handler,
         components=lambda: app.state.get("components"),
         metrics=shared_metrics,
-        settings=settings,
+        audit_topic=settings.topic_audit,
+        usage_topic=settings.topic_usage,
+        model=model_name(settings),
+        question_hash=QuestionHasher.from_settings(settings),
         client_address=ClientAddressPolicy.from_settings(settings),
         clock=clock,
     ), "gateway")  # outermost: the audit publish and the request's log line are inside it

@@ -34,15 +34,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 
 import msgspec
 
 from gateway.cache import AnswerCache, cache_key
 from gateway.forward import Caller
+from gateway.outcome import Outcome
 from gateway.pii import RedactionSession
-from gateway.pipeline import QueryPipeline, RequestRecord, admit_and_look_up, describe_redaction
+from gateway.pipeline import QueryPipeline, admit_and_look_up, describe_redaction
 from gateway.quota import Admission
 from gateway.tokens import count_tokens
 from rag_core.schemas import (
@@ -81,6 +82,16 @@ class Finished:
 
 
 Piece = Text | Finished
+
+
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """What one conversation asks of rag_core, the quota and the cache."""
+
+    forwarded: ChatRequest  # redacted, with its completion cap
+    prompt_tokens: int  # the question and the history rag_core will keep
+    estimate: int  # the reservation: prompt, context allowance and completion cap
+    key: str  # the answer cache's
 
 
 class CachedChat(msgspec.Struct):
@@ -209,64 +220,85 @@ class ChatPipeline:
         self._memory_tokens = memory_tokens
 
     async def open(
-        self, request: ChatRequest, caller: Caller, record: RequestRecord, *, use_cache: bool
-    ) -> ChatAnswer:
+        self, request: ChatRequest, caller: Caller, *, use_cache: bool
+    ) -> tuple[Outcome, ChatAnswer | None]:
+        """The opening outcome and the answer; no answer when the outcome is a refusal."""
         p = self._pipeline
-        question = request.messages[-1].content
-        if len(question) > p.max_question_chars:
-            raise ValidationFailed(
-                f"messages: the question is longer than {p.max_question_chars} characters",
-                field="messages",
-            )
-        record.index, record.questions = request.index, 1
-        session = p.redactor.session()
-        with tracing.span("redact") as span:
-            turns = [ChatTurn(role=t.role, content=session.redact(t.content).text)
-                     for t in request.messages]  # may raise PiiBlocked
-            if span is not None:
-                describe_redaction(span, session.counts, [turns[-1].content])
-        record.questions_redacted = [turns[-1].content]
-        record.question_hmac = [p.question_hash(turns[-1].content)]
-        record.redactions = dict(session.counts)
+        redacted: tuple[str, ...] = ()
+        counts: Mapping[str, int] = {}
+        admission: Admission | None = None
+        try:
+            question = request.messages[-1].content
+            if len(question) > p.max_question_chars:
+                raise ValidationFailed(
+                    f"messages: the question is longer than {p.max_question_chars} characters",
+                    field="messages",
+                )
+            session = p.redactor.session()
+            with tracing.span("redact") as span:
+                turns = [ChatTurn(role=t.role, content=session.redact(t.content).text)
+                         for t in request.messages]  # may raise PiiBlocked
+                if span is not None:
+                    describe_redaction(span, session.counts, [turns[-1].content])
+            redacted, counts = (turns[-1].content,), dict(session.counts)
+            ask = self._ask(request, turns, caller)
+            cache = p.cache if use_cache else None
+            # The cache read travels with the quota check (one Redis round trip), so the
+            # quota span covers both; the cache span says what the read found.
+            with tracing.span("quota",
+                              attributes={"ragward.quota.estimate_tokens": ask.estimate}):
+                admission, hits = await admit_and_look_up(p.quota, caller.tenant, ask.estimate,
+                                                          cache, [ask.key])
+            answer = await self._answer(ask, admission, hits[0], cache is not None, caller,
+                                        session)
+        except Exception as exc:  # refused or failed: the outcome says how far it got
+            return Outcome(index=request.index, questions=1, questions_redacted=redacted,
+                           redactions=counts, admission=admission, error=exc), None
+        return Outcome(index=request.index, questions=1, questions_redacted=redacted,
+                       redactions=counts, admission=admission, cached=answer.cached), answer
 
+    def _ask(self, request: ChatRequest, turns: list[ChatTurn], caller: Caller) -> _Ask:
         max_tokens = request.max_tokens or self._default_max_tokens
-        forwarded = msgspec.structs.replace(request, messages=turns, max_tokens=max_tokens)
         # rag_core keeps at most RAGWARD_CHAT_MEMORY_TOKENS of the history: a long one
         # must not reserve (and be refused for) tokens that will never be sent.
         history = sum(count_tokens(t.content) for t in turns[:-1])
         prompt_tokens = count_tokens(turns[-1].content) + min(history, self._memory_tokens)
-        estimate = prompt_tokens + p.answer_allowance_tokens + max_tokens
-        version = p.upstream.index_version(request.index) or "unversioned"
+        version = self._pipeline.upstream.index_version(request.index) or "unversioned"
         # Everything that shapes the answer is in the key: a hit must be the answer this
         # request would have got (another stop sequence or sampling is another answer).
         conversation = "\x1e".join(f"{t.role}:{t.content}" for t in turns)
         shaping = _encoder.encode([max_tokens, request.stop, request.temperature,
                                    request.top_p]).decode()
-        key = cache_key(caller.tenant, request.index, version, request.top_k,
-                        f"{conversation}\x1e{shaping}")
-        cache = p.cache if use_cache else None
-        # The cache read travels with the quota check (one Redis round trip), so the
-        # quota span covers both; the cache span says what the read found.
-        with tracing.span("quota", attributes={"ragward.quota.estimate_tokens": estimate}):
-            admission, hits = await admit_and_look_up(p.quota, caller.tenant, estimate, cache,
-                                                      [key])
-        record.rate_headers = admission.headers()
+        return _Ask(
+            forwarded=msgspec.structs.replace(request, messages=turns, max_tokens=max_tokens),
+            prompt_tokens=prompt_tokens,
+            estimate=prompt_tokens + self._pipeline.answer_allowance_tokens + max_tokens,
+            key=cache_key(caller.tenant, request.index, version, request.top_k,
+                          f"{conversation}\x1e{shaping}"),
+        )
+
+    async def _answer(
+        self, ask: _Ask, admission: Admission, cached: bytes | None, looked_up: bool,
+        caller: Caller, session: RedactionSession,
+    ) -> ChatAnswer:
+        """The answer from the cache, or rag_core's stream once it has sent its sources;
+        the reservation is released when neither comes."""
+        p = self._pipeline
         settlement = _Settlement(p, admission)
         try:
             with tracing.span("cache") as span:
-                hit = _cached(hits[0])
+                hit = _cached(cached)
                 if span is not None:
-                    span.set_attributes({"ragward.cache.lookups": int(cache is not None),
+                    span.set_attributes({"ragward.cache.lookups": int(looked_up),
                                          "ragward.cache.hits": int(hit is not None)})
             if hit is not None:
                 await p.quota.settle(admission, 0)
-                record.cached = True
                 answer = ChatAnswer(sources=hit.sources, cached=True,
-                                    prompt_tokens=prompt_tokens, settle=settlement,
+                                    prompt_tokens=ask.prompt_tokens, settle=settlement,
                                     session=session)
                 answer._start(_replay(hit))
                 return answer
-            opened = await p.upstream.open_chat(forwarded, caller)
+            opened = await p.upstream.open_chat(ask.forwarded, caller)
             events = opened.events
             try:
                 first = await anext(events)
@@ -286,10 +318,9 @@ class ChatPipeline:
             raise
         sources = [Source(id=s.id, text=session.redact(s.text, enforce_block=False).text,
                           score=s.score, metadata=s.metadata) for s in first.sources]
-        answer = ChatAnswer(sources=sources, cached=False, prompt_tokens=prompt_tokens,
+        answer = ChatAnswer(sources=sources, cached=False, prompt_tokens=ask.prompt_tokens,
                             settle=settlement, session=session)
-        fill = p.cache if p.cache is not None else None
-        answer._start(self._redacted(events, session, answer, fill, key))
+        answer._start(self._redacted(events, session, answer, p.cache, ask.key))
         return answer
 
     async def _redacted(

@@ -33,7 +33,6 @@ from gateway.configuration import (
     resilience_config,
     token_config,
 )
-from gateway.fingerprint import QuestionHasher
 from gateway.forward import HttpUpstream, ResilientUpstream, Upstream
 from gateway.metrics import GatewayMetrics
 from gateway.pii import Redactor, Scanner
@@ -66,6 +65,7 @@ class Components:
     upstream: ResilientUpstream
     chat: ChatPipeline
     signer: EventSigner  # signs every audit, usage and status event (telemetry.signing)
+    redactor: Redactor  # the pipelines', also for user agents and error messages
     audit_reader: AuditReader | None = None
     redis: RedisClient | None = None
     instance: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
@@ -202,8 +202,6 @@ async def open_components(
             answer_allowance_tokens=settings.quota_answer_allowance_tokens,
             max_question_chars=settings.max_question_chars,
             max_batch=settings.max_batch,
-            model=model_name(settings),
-            question_hash=QuestionHasher.from_settings(settings),
         )
         components = Components(
             settings=settings,
@@ -215,6 +213,7 @@ async def open_components(
             quota=quota,
             publisher=publisher,
             signer=signer,
+            redactor=redactor,
             metrics=metrics,
             upstream=resilient,
             audit_reader=audit_reader,

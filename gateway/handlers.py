@@ -1,5 +1,7 @@
 """What every gateway route handler does first: find the components, authenticate the
-caller (a guard, before the body is parsed), authorise it, and name it for the upstream.
+caller (a guard, before the body is parsed), authorise it, and name it for the upstream;
+and last: hand the request's :class:`~gateway.outcome.Outcome` to the recorder and
+turn it into the answer (or raise its error for the one error mapping to answer).
 
 Shared by the contract's routes (:mod:`gateway.app`) and the OpenAI-compatible ones
 (:mod:`gateway.openai.routes`), so neither imports the other.
@@ -7,7 +9,7 @@ Shared by the contract's routes (:mod:`gateway.app`) and the OpenAI-compatible o
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from litestar import Request
 from litestar.connection import ASGIConnection
@@ -16,11 +18,12 @@ from litestar.datastructures import State
 from gateway.auth import Principal
 from gateway.components import Components
 from gateway.forward import Caller
-from gateway.recorder import record_of
-from ragward import tracing
+from gateway.outcome import Outcome
+from gateway.recorder import PRINCIPAL, report
+from ragward import request_ids, tracing
+from ragward.errors import Forbidden
 
 ADMIN = "*"
-PRINCIPAL = "ragward_principal"  # the authenticated caller, in the scope's state
 
 
 def components_of(state: State) -> Components:
@@ -34,10 +37,6 @@ async def authenticated(connection: ASGIConnection[Any, Any, Any, Any], _: objec
     gw = components_of(connection.app.state)
     with tracing.span("authenticate"):
         principal = await gw.authenticator.authenticate(connection.headers.get("authorization"))
-    record = record_of(connection.scope)
-    record.tenant, record.subject, record.roles = (
-        principal.tenant, principal.subject, list(principal.roles),
-    )
     connection.scope["state"][PRINCIPAL] = principal
 
 
@@ -49,10 +48,14 @@ def principal_of(request: Request[Any, Any, Any]) -> Principal:
 def authorise(
     request: Request[Any, Any, Any], permission: str | None, index: str | None = None
 ) -> Principal:
+    """The caller, allowed ``permission`` (on ``index``); a refusal names the index."""
     principal = principal_of(request)
     if permission is not None:
         with tracing.span("authorise", attributes={"ragward.permission": permission}):
-            components_of(request.app.state).policy.require(principal, permission, index)
+            try:
+                components_of(request.app.state).policy.require(principal, permission, index)
+            except Forbidden as exc:
+                refuse(request, Outcome(index=index, error=exc))
     return principal
 
 
@@ -65,4 +68,26 @@ def use_cache(request: Request[Any, Any, Any], principal: Principal) -> bool:
 
 
 def caller_of(request: Request[Any, Any, Any], principal: Principal) -> Caller:
-    return Caller(principal.tenant, principal.subject, record_of(request.scope).request_id)
+    return Caller(principal.tenant, principal.subject, request_ids.of(request.scope))
+
+
+def concluded(request: Request[Any, Any, Any], outcome: Outcome) -> Outcome:
+    """Hand ``outcome`` to the recorder; raise its error, if it has one."""
+    if outcome.error is not None:
+        refuse(request, outcome)
+    report(request.scope, outcome)
+    return outcome
+
+
+def refuse(request: Request[Any, Any, Any], outcome: Outcome) -> NoReturn:
+    """Hand a refusal to the recorder and raise its error: the error mapping answers
+    it in the contract's shape (with the rate-limit headers, once admitted)."""
+    report(request.scope, outcome)
+    if outcome.error is None:
+        raise TypeError("refuse() needs an outcome with an error")
+    raise outcome.error
+
+
+def rate_headers(outcome: Outcome) -> dict[str, str]:
+    """The request-rate headers of an admitted request (none before admission)."""
+    return outcome.admission.headers() if outcome.admission is not None else {}

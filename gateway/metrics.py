@@ -73,6 +73,10 @@ class GatewayMetrics:
             "ragward_gateway_stream_disconnects_total",
             "Streamed chat answers the client left before the end.", registry=registry,
         )
+        # The label children the request path uses, looked up once (route templates,
+        # methods and statuses: the same bounded sets the series themselves have).
+        self._answered: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._published: dict[tuple[str, str], Counter] = {}
 
     def observe_stream(self, chat: ChatSummary, *, disconnected: bool) -> None:
         exemplar = tracing.exemplar()
@@ -85,9 +89,20 @@ class GatewayMetrics:
             self.stream_disconnects.inc()
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
+        children = self._answered.get((route, method, status))
+        if children is None:  # prometheus_client's labels() costs more than the increment
+            children = self._answered[route, method, status] = (
+                self.requests.labels(route, method, str(status)), self.duration.labels(route))
+        children[0].inc()
         # with tracing on, the bucket's exemplar leads to this request's trace (OpenMetrics)
-        self.duration.labels(route).observe(seconds, tracing.exemplar())
+        children[1].observe(seconds, tracing.exemplar())
+
+    def published(self, topic: str, path: str) -> None:
+        """An event made durable on ``topic`` by ``path`` (kafka, spool, ...)."""
+        child = self._published.get((topic, path))
+        if child is None:
+            child = self._published[topic, path] = self.events.labels(topic, path)
+        child.inc()
 
     def watch(
         self,

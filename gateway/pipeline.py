@@ -7,27 +7,27 @@ a request blocked for its PII costs no reservation, and the token estimate is
 taken on exactly the text that will be forwarded.
 
 The HTTP layer (:mod:`gateway.app`) authenticates and authorises, then hands the
-question here; the :class:`RequestRecord` collects what the audit and usage
-events need along the way. Nothing here knows about HTTP.
+question here and gets back an :class:`~gateway.outcome.Outcome`: the answers,
+or the error that refused the request together with what was decided before it.
+Nothing here knows about HTTP or about the events the recorder makes of it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from gateway.cache import AnswerCache, cache_key
 from gateway.forward import Caller, Upstream
+from gateway.outcome import Outcome
 from gateway.pii import RedactionSession, Redactor
 from gateway.quota import Admission, QuotaLimiter
 from gateway.tokens import count_tokens
 from rag_core.schemas import (
     BatchRequest,
-    BatchResponse,
     QueryRequest,
     QueryResponse,
     Source,
@@ -35,34 +35,12 @@ from rag_core.schemas import (
     check_limits,
 )
 from ragward import tracing
-from telemetry.events import ChatSummary
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
 _cached_decoder = msgspec.json.Decoder(QueryResponse)
 _encoder = msgspec.json.Encoder()
-
-
-@dataclass
-class RequestRecord:
-    """Everything about one request the audit and usage events report. Never raw text."""
-
-    request_id: str
-    tenant: str = "-"
-    subject: str = "-"
-    roles: list[str] = field(default_factory=list)
-    action: str = ""
-    index: str | None = None
-    reason: str | None = None
-    question_hmac: list[str] = field(default_factory=list)
-    questions_redacted: list[str] = field(default_factory=list)
-    redactions: dict[str, int] = field(default_factory=dict)
-    cached: bool = False
-    usage: Usage | None = None
-    questions: int = 0
-    rate_headers: dict[str, str] = field(default_factory=dict)
-    chat: ChatSummary | None = None  # chat completions: how the answer went
 
 
 class QueryPipeline:
@@ -76,8 +54,6 @@ class QueryPipeline:
         answer_allowance_tokens: int,
         max_question_chars: int,
         max_batch: int,
-        model: str,
-        question_hash: Callable[[str], str],
     ) -> None:
         self.upstream = upstream
         self.quota = quota
@@ -86,8 +62,6 @@ class QueryPipeline:
         self.answer_allowance_tokens = self._allowance = answer_allowance_tokens
         self.max_question_chars = self._max_chars = max_question_chars
         self._max_batch = max_batch
-        self.model = model
-        self.question_hash = question_hash
         self._after_response: set[asyncio.Task[None]] = set()
 
     def later(self, work: Coroutine[Any, Any, None]) -> None:
@@ -97,76 +71,79 @@ class QueryPipeline:
         self._after_response.add(task)
         task.add_done_callback(self._after_response.discard)
 
-    _later = later
-
     async def drain(self) -> None:
         while self._after_response:
             await asyncio.gather(*self._after_response, return_exceptions=True)
 
-    async def query(
-        self, request: QueryRequest, caller: Caller, record: RequestRecord, *, use_cache: bool
-    ) -> QueryResponse:
-        batch = BatchRequest(questions=[request.question], top_k=request.top_k,
-                             index=request.index)
-        results = await self._answer(batch, caller, record, use_cache=use_cache)
-        return results[0]
+    async def query(self, request: QueryRequest, caller: Caller, *, use_cache: bool) -> Outcome:
+        """One question; the outcome has its one answer, or the error that refused it."""
+        return await self._answer(request.index, request.top_k, (request.question,), caller,
+                                  use_cache=use_cache)
 
     async def query_batch(
-        self, request: BatchRequest, caller: Caller, record: RequestRecord, *, use_cache: bool
-    ) -> BatchResponse:
-        return BatchResponse(results=await self._answer(request, caller, record,
-                                                        use_cache=use_cache))
+        self, request: BatchRequest, caller: Caller, *, use_cache: bool
+    ) -> Outcome:
+        """Several questions, answered in the order asked (cached ones from the cache,
+        the others in one upstream call)."""
+        return await self._answer(request.index, request.top_k, tuple(request.questions),
+                                  caller, use_cache=use_cache)
 
     async def _answer(
-        self, request: BatchRequest, caller: Caller, record: RequestRecord, *, use_cache: bool
-    ) -> list[QueryResponse]:
-        check_limits(request.questions, max_question_chars=self._max_chars,
-                     max_batch=self._max_batch)
-        record.index, record.questions = request.index, len(request.questions)
-        session = self.redactor.session()
-        with tracing.span("redact") as span:
-            redacted = [session.redact(q).text for q in request.questions]  # may raise PiiBlocked
-            if span is not None:
-                describe_redaction(span, session.counts, redacted)
-        record.question_hmac = [self.question_hash(q) for q in redacted]
-        record.questions_redacted = redacted
-        record.redactions = dict(session.counts)
-
-        estimate = sum(count_tokens(q) for q in redacted) + self._allowance * len(redacted)
-        version = self.upstream.index_version(request.index) or "unversioned"
-        keys = [cache_key(caller.tenant, request.index, version, request.top_k, q)
-                for q in redacted]
-        cache = self.cache if use_cache else None
-        # The cache read travels with the quota check (one Redis round trip), so the
-        # quota span covers both; the cache span says what the read found.
-        with tracing.span("quota", attributes={"ragward.quota.estimate_tokens": estimate}):
-            admission, hits = await admit_and_look_up(self.quota, caller.tenant, estimate,
-                                                      cache, keys)
-        record.rate_headers = admission.headers()
+        self, index: str, top_k: int, questions: tuple[str, ...], caller: Caller, *,
+        use_cache: bool,
+    ) -> Outcome:
+        redacted: tuple[str, ...] = ()
+        counts: Mapping[str, int] = {}
+        admission: Admission | None = None
         try:
-            with tracing.span("cache") as span:
+            check_limits(questions, max_question_chars=self._max_chars,
+                         max_batch=self._max_batch)
+            session = self.redactor.session()
+            with tracing.span("redact") as span:
+                # may raise PiiBlocked
+                redacted = tuple(session.redact(q).text for q in questions)
                 if span is not None:
-                    span.set_attributes({"ragward.cache.lookups": len(hits) if cache else 0,
-                                         "ragward.cache.hits": len(hits) - hits.count(None)})
-            results = await self._lookup_or_forward(request, redacted, keys, hits, caller,
-                                                    session)
-        except BaseException:
-            await asyncio.shield(self.quota.release(admission))
-            raise
-        record.usage = _sum_usage(r.usage for r in results)
-        record.cached = all(r.cached for r in results)
-        self._later(self.quota.settle(admission, record.usage.total_tokens))
-        return results
+                    describe_redaction(span, session.counts, redacted)
+            counts = dict(session.counts)  # the question's; the answers' are not audited
+            estimate = sum(count_tokens(q) for q in redacted) + self._allowance * len(redacted)
+            version = self.upstream.index_version(index) or "unversioned"
+            keys = [cache_key(caller.tenant, index, version, top_k, q) for q in redacted]
+            cache = self.cache if use_cache else None
+            # The cache read travels with the quota check (one Redis round trip), so the
+            # quota span covers both; the cache span says what the read found.
+            with tracing.span("quota", attributes={"ragward.quota.estimate_tokens": estimate}):
+                admission, hits = await admit_and_look_up(self.quota, caller.tenant, estimate,
+                                                          cache, keys)
+            try:
+                with tracing.span("cache") as span:
+                    if span is not None:
+                        span.set_attributes({
+                            "ragward.cache.lookups": len(hits) if cache else 0,
+                            "ragward.cache.hits": len(hits) - hits.count(None)})
+                answers = await self._lookup_or_forward(index, top_k, redacted, keys, hits,
+                                                        caller, session)
+            except BaseException:
+                await asyncio.shield(self.quota.release(admission))
+                raise
+        except Exception as exc:  # refused or failed: the outcome says how far it got
+            return Outcome(index=index, questions=len(questions), questions_redacted=redacted,
+                           redactions=counts, admission=admission, error=exc)
+        usage = _sum_usage(a.usage for a in answers)
+        self.later(self.quota.settle(admission, usage.total_tokens))
+        return Outcome(index=index, questions=len(questions), questions_redacted=redacted,
+                       redactions=counts, answers=answers, usage=usage, admission=admission,
+                       cached=all(a.cached for a in answers))
 
     async def _lookup_or_forward(
         self,
-        request: BatchRequest,
-        redacted: list[str],
+        index: str,
+        top_k: int,
+        redacted: tuple[str, ...],
         keys: list[str],
         hits: list[bytes | None],
         caller: Caller,
         session: RedactionSession,
-    ) -> list[QueryResponse]:
+    ) -> tuple[QueryResponse, ...]:
         results: list[QueryResponse | None] = [None] * len(redacted)
         for i, hit in enumerate(hits):
             if hit is not None:
@@ -176,26 +153,26 @@ class QueryPipeline:
                 )
         misses = [i for i, r in enumerate(results) if r is None]
         if misses:
-            answers = await self._forward([redacted[i] for i in misses], request, caller)
+            answers = await self._forward([redacted[i] for i in misses], index, top_k, caller)
             with tracing.span("redact answer"):
                 cleaned = [redact_outbound(a, session, caller.request_id) for a in answers]
             for i, clean in zip(misses, cleaned, strict=True):
                 results[i] = clean
                 if self.cache is not None:
-                    self._later(self.cache.set(keys[i], _encoder.encode(clean)))
-        return [r for r in results if r is not None]
+                    self.later(self.cache.set(keys[i], _encoder.encode(clean)))
+        return tuple(r for r in results if r is not None)
 
     async def _forward(
-        self, questions: list[str], request: BatchRequest, caller: Caller
+        self, questions: list[str], index: str, top_k: int, caller: Caller
     ) -> list[QueryResponse]:
         if len(questions) == 1:
-            single = QueryRequest(question=questions[0], top_k=request.top_k, index=request.index)
+            single = QueryRequest(question=questions[0], top_k=top_k, index=index)
             return [await self.upstream.query(single, caller)]
-        batch = BatchRequest(questions=questions, top_k=request.top_k, index=request.index)
+        batch = BatchRequest(questions=questions, top_k=top_k, index=index)
         return (await self.upstream.query_batch(batch, caller)).results
 
 
-def describe_redaction(span: Span, counts: Mapping[str, int], redacted: list[str]) -> None:
+def describe_redaction(span: Span, counts: Mapping[str, int], redacted: Sequence[str]) -> None:
     """What the redact span says: counts per entity type, and the redacted text (its
     placeholders, never the raw values) only where RAGWARD_TRACING_REDACTED_TEXT allows."""
     span.set_attributes({f"ragward.redactions.{kind}": n for kind, n in counts.items()})

@@ -47,8 +47,11 @@ FIELDS: dict[str, dict[str, str]] = {
         "roles": "Roles from the token.",
         "method": "HTTP method.",
         "route": "Route template (`/v1/query`), never the raw path.",
-        "action": "What was attempted (`query`, `query.batch`, `audit.read`, ...).",
-        "index": "Index queried, when any.",
+        "action": "What was attempted (`query`, `query.batch`, `audit.read`, ...): the "
+                  "action of the route the request reached, also when it was refused before "
+                  "its handler ran (401, 400, 413); `\"\"` where no route serves the path.",
+        "index": "Index the request named, when any, also when it was refused for it or "
+                 "for its question (403, 404, 422).",
         "client_addr": "Client address as `RAGWARD_AUDIT_CLIENT_IP` keeps it (the gateway "
                        "applies the policy, the audit store again).",
         "user_agent": "User-Agent header, PII redacted, cut to 256 characters.",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -40,7 +41,16 @@ from litestar.response import Stream
 from gateway.auth import Principal
 from gateway.chat import ChatAnswer, Finished, Text
 from gateway.components import Components
-from gateway.handlers import authenticated, caller_of, components_of, principal_of, use_cache
+from gateway.handlers import (
+    authenticated,
+    caller_of,
+    components_of,
+    concluded,
+    principal_of,
+    rate_headers,
+    refuse,
+    use_cache,
+)
 from gateway.openai.wire import (
     ChatCompletionRequest,
     OpenAIErrorBody,
@@ -49,8 +59,8 @@ from gateway.openai.wire import (
     model_object,
     parse_chat_request,
 )
-from gateway.pipeline import RequestRecord
-from gateway.recorder import finisher_of, record_of
+from gateway.outcome import Outcome
+from gateway.recorder import AUDIT_ACTION, finisher_of, report
 from rag_core.schemas import ChatRequest, Usage
 from ragward.errors import DependencyUnavailable, Forbidden, NotFound, RagwardError
 from ragward.http_errors import OPENAI_SHAPE
@@ -100,52 +110,58 @@ def _principal_for_model(request: Request[Any, Any, Any], model: str, index: str
     return principal
 
 
-@post("/v1/chat/completions", status_code=200, guards=[authenticated], opt=_OPENAI,
-      responses=_CHAT_ERRORS,
+@post("/v1/chat/completions", status_code=200, guards=[authenticated],
+      opt={**_OPENAI, AUDIT_ACTION: "chat.completions"}, responses=_CHAT_ERRORS,
       summary="OpenAI Chat Completions over an index (streamed with stream=true)")
 async def chat_completions(
     request: Request[Any, Any, Any], data: JSONBody[dict[str, Any]]
 ) -> Response[Any]:
     started = time.perf_counter()
-    record = record_of(request.scope)
-    record.action = "chat.completions"
     chat = parse_chat_request(data)
-    record.index = chat.index
+    report(request.scope, Outcome(index=chat.index))  # a refusal below names the model's index
     principal = _principal_for_model(request, chat.model, chat.index)
     gw = components_of(request.app.state)
     forwarded = ChatRequest(
         messages=chat.messages, index=chat.index, top_k=chat.top_k, max_tokens=chat.max_tokens,
         temperature=chat.temperature, top_p=chat.top_p, stop=chat.stop,
     )
-    try:
-        answer = await gw.chat.open(forwarded, caller_of(request, principal), record,
-                                    use_cache=use_cache(request, principal))
-    except NotFound:
-        raise _no_such_model(chat.model) from None
-    ids = {"completion_id": f"chatcmpl-{record.request_id}", "created": int(time.time()),
+    opening, answer = await gw.chat.open(forwarded, caller_of(request, principal),
+                                         use_cache=use_cache(request, principal))
+    if answer is None:
+        if isinstance(opening.error, NotFound):
+            opening = replace(opening, error=_no_such_model(chat.model))
+        refuse(request, opening)
+    request_id = caller_of(request, principal).request_id
+    ids = {"completion_id": f"chatcmpl-{request_id}", "created": int(time.time()),
            "model": chat.model}
     if not chat.stream:
-        return await _complete(answer, record, ids, started)
-    record.chat = ChatSummary(streamed=True, phase="start", outcome="open")
-    stream = _StreamedAnswer(gw, answer, chat, record, finisher_of(request.scope), ids, started)
+        # Reported now, so a failure while collecting is recorded with what was decided.
+        return await _complete(request, answer, concluded(request, opening), ids, started)
+    opening = concluded(request, replace(
+        opening, chat=ChatSummary(streamed=True, phase="start", outcome="open")))
+    stream = _StreamedAnswer(gw, answer, chat, opening, finisher_of(request.scope), ids,
+                             started, request_id)
     return Stream(stream.events(), media_type="text/event-stream",
-                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+                           **rate_headers(opening)})
 
 
 async def _complete(
-    answer: ChatAnswer, record: RequestRecord, ids: dict[str, Any], started: float
+    request: Request[Any, Any, Any], answer: ChatAnswer, opening: Outcome, ids: dict[str, Any],
+    started: float,
 ) -> Response[Any]:
     try:
         text = await answer.collect()
     finally:
         usage = await answer.close()
     assert answer.finished is not None
-    record.usage, record.redactions = usage, answer.redactions
-    record.chat = _summary(answer, usage, started, streamed=False, outcome="completed")
+    outcome = concluded(request, replace(
+        opening, usage=usage, redactions=answer.redactions,
+        chat=_summary(answer, usage, started, streamed=False, outcome="completed")))
     return Response(completion_object(
         **ids, text=text, finish_reason=answer.finished.finish_reason, usage=usage,
         sources=answer.sources,
-    ))
+    ), headers=rate_headers(outcome))
 
 
 def _summary(
@@ -170,13 +186,15 @@ class _StreamedAnswer:
         gw: Components,
         answer: ChatAnswer,
         chat: ChatCompletionRequest,
-        record: RequestRecord,
-        finish: Callable[[], Awaitable[None]],
+        opening: Outcome,
+        finish: Callable[[Outcome], Awaitable[None]],
         ids: dict[str, Any],
         started: float,
+        request_id: str,
     ) -> None:
-        self._gw, self._answer, self._chat, self._record = gw, answer, chat, record
+        self._gw, self._answer, self._chat, self._opening = gw, answer, chat, opening
         self._finish, self._ids, self._started = finish, ids, started
+        self._request_id = request_id
 
     async def events(self) -> AsyncIterator[bytes]:
         answer, ids = self._answer, self._ids
@@ -221,15 +239,17 @@ class _StreamedAnswer:
     async def _close(self, outcome: str, reason: str | None = None) -> None:
         """Settle, then make the closing audit event durable (raises if it cannot be,
         for a completed stream; a failed or abandoned one only logs)."""
-        answer, record, metrics = self._answer, self._record, self._gw.metrics
+        answer = self._answer
         usage = await answer.close()
-        record.usage, record.redactions = usage, answer.redactions
-        record.reason = reason if outcome == "error" else (
-            "client_disconnected" if outcome == "disconnected" else None)
-        record.chat = _summary(answer, usage, self._started, streamed=True, outcome=outcome)
-        metrics.observe_stream(record.chat, disconnected=outcome == "disconnected")
+        summary = _summary(answer, usage, self._started, streamed=True, outcome=outcome)
+        self._gw.metrics.observe_stream(summary, disconnected=outcome == "disconnected")
+        closing = replace(
+            self._opening, usage=usage, redactions=answer.redactions, chat=summary,
+            reason=reason if outcome == "error" else (
+                "client_disconnected" if outcome == "disconnected" else None),
+        )
         try:
-            await self._finish()
+            await self._finish(closing)
         except DependencyUnavailable:
             log.error("stream_audit_not_durable", outcome=outcome)
             if outcome == "completed":
@@ -237,30 +257,26 @@ class _StreamedAnswer:
 
     def _error_event(self, exc: RagwardError) -> bytes:
         return _sse({"error": {"message": exc.message, "type": "api_error", "param": None,
-                               "code": exc.code}, "request_id": self._record.request_id})
+                               "code": exc.code}, "request_id": self._request_id})
 
 
-@get("/v1/models", guards=[authenticated], opt=_OPENAI, responses=_MODEL_ERRORS,
-     summary="The indexes the caller may use, as OpenAI models")
+@get("/v1/models", guards=[authenticated], opt={**_OPENAI, AUDIT_ACTION: "models.list"},
+     responses=_MODEL_ERRORS, summary="The indexes the caller may use, as OpenAI models")
 async def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    record = record_of(request.scope)
-    record.action = "models.list"
     principal = principal_of(request)
     return {"object": "list", "data": await _models(request, principal)}
 
 
-@get("/v1/models/{model_id:path}", guards=[authenticated], opt=_OPENAI,
-     responses=_MODEL_ERRORS,
+@get("/v1/models/{model_id:path}", guards=[authenticated],
+     opt={**_OPENAI, AUDIT_ACTION: "models.read"}, responses=_MODEL_ERRORS,
      summary="One index the caller may use, as an OpenAI model")
 async def retrieve_model(
     request: Request[Any, Any, Any], model_id: FromPath[str]
 ) -> dict[str, Any]:
-    record = record_of(request.scope)
-    record.action = "models.read"
     principal = principal_of(request)
     model = model_id.lstrip("/")
     index = model.removeprefix("ragward/")
-    record.index = index
+    report(request.scope, Outcome(index=index))
     for found in await _models(request, principal):
         if found["id"] == index:
             return {**found, "id": model}

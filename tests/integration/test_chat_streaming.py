@@ -140,6 +140,23 @@ async def test_streamed_answer_is_the_upstream_text_with_usage_from_the_upstream
     assert usage["prompt_tokens"] == sent.usage["prompt_tokens"]
 
 
+async def test_chat_answers_streamed_or_not_carry_the_rate_limit_headers(
+    tmp_path: Path, rag_core_url: str, fresh: OpenAIStub
+) -> None:
+    """The status line of a streamed answer and a non-streamed completion both carry
+    X-RateLimit-* from the quota's admission, the remaining count falling."""
+    settings = gateway_settings(tmp_path, rag_core_url, quota_rpm=10)
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    async with running_gateway(settings) as gw:
+        streamed = await stream_chat(gw, tenant)
+        whole = await gw.client.post("/v1/chat/completions", json=chat_body(stream=False),
+                                     headers=bearer(tenant=tenant))
+    assert streamed.status == 200 and streamed.done and whole.status_code == 200
+    assert streamed.headers["x-ratelimit-remaining"] == "9"
+    assert whole.headers["x-ratelimit-remaining"] == "8"
+    assert streamed.headers["x-ratelimit-limit"] == whole.headers["x-ratelimit-limit"] == "10"
+
+
 async def test_client_disconnect_cancels_upstream_records_once_and_settles_partial_usage(
     tmp_path: Path, rag_core_url: str, redis_url: str, fresh: OpenAIStub
 ) -> None:

@@ -258,6 +258,66 @@ async def test_every_request_kind_has_one_audit_event(
     assert all(e.route == "/v1/query" and e.request_id for e in audit)
 
 
+async def test_every_admitted_answer_carries_the_rate_limit_headers(
+    tmp_path: Path, upstream: UpstreamServer
+) -> None:
+    """A query, a batch and a request that rag_core failed after the quota admitted it
+    all carry X-RateLimit-* with the remaining count falling; a request refused before
+    the quota (no token) carries none."""
+    async with running_gateway(gateway_settings(tmp_path, upstream.url, quota_rpm=10)) as gw:
+        single = await gw.client.post("/v1/query", json={"question": "a"}, headers=bearer())
+        batch = await gw.client.post("/v1/query/batch", json={"questions": ["b", "c"]},
+                                     headers=bearer(roles=["batch"]))
+        upstream.behaviour.status = 500
+        failed = await gw.client.post("/v1/query", json={"question": "d"}, headers=bearer())
+        anonymous = await gw.client.post("/v1/query", json={"question": "e"})
+    assert [r.status_code for r in (single, batch, failed, anonymous)] == [200, 200, 502, 401]
+    assert [r.headers.get("x-ratelimit-remaining") for r in (single, batch, failed)] == [
+        "9", "8", "7"]
+    assert {r.headers["x-ratelimit-limit"] for r in (single, batch, failed)} == {"10"}
+    assert int(single.headers["x-ratelimit-reset"]) > time.time()
+    assert "x-ratelimit-limit" not in anonymous.headers
+
+
+async def test_a_refused_request_is_audited_with_its_routes_action_and_the_index_it_named(
+    tmp_path: Path, upstream: UpstreamServer
+) -> None:
+    """The audit event of a request refused before any handler code (no token, malformed
+    JSON) still names its route's action, and one refused for its index (a role allowed
+    other indexes only) or for a question over the limit names the index it asked for."""
+    settings = gateway_settings(tmp_path, upstream.url, max_question_chars=10,
+                                index_allow={"roles": {"reader": ["public"]}})
+    async with running_gateway(settings) as gw:
+        post = gw.client.post
+        await post("/v1/query/batch", json={"questions": ["q"]})
+        await post("/v1/query", content=b"{", headers=bearer())
+        await post("/v1/query", json={"question": "q", "index": "secret"}, headers=bearer())
+        await post("/v1/query", json={"question": "x" * 11, "index": "public"},
+                   headers=bearer())
+        events = gw.audit_events()
+    assert [(e.status, e.action, e.index) for e in events] == [
+        (401, "query.batch", None), (400, "query", None), (403, "query", "secret"),
+        (422, "query", "public"),
+    ]
+    assert upstream.received == []
+
+
+async def test_a_rate_limited_question_is_audited_redacted_and_hashed(
+    tmp_path: Path, upstream: UpstreamServer
+) -> None:
+    """A refusal keeps what was decided before it: the 429's audit event holds the
+    redacted question, its keyed hash and the redaction counts, like an answered one."""
+    async with running_gateway(gateway_settings(tmp_path, upstream.url, quota_rpm=1)) as gw:
+        for _ in range(2):
+            last = await gw.client.post("/v1/query", json={"question": f"I am {EMAIL}"},
+                                        headers=bearer())
+        answered, refused = gw.audit_events()
+    assert last.status_code == 429 and refused.decision == "rate_limited"
+    assert refused.questions_redacted == ["I am <EMAIL_1>"] == answered.questions_redacted
+    assert refused.question_hmac == answered.question_hmac and len(refused.question_hmac) == 1
+    assert refused.redactions == {"EMAIL": 1} and refused.index == "default"
+
+
 async def test_pii_never_reaches_the_redis_cache_or_the_logs(
     tmp_path: Path, upstream: UpstreamServer, redis_url: str, unique: str,
     capsys: pytest.CaptureFixture[str],
