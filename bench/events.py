@@ -43,6 +43,7 @@ from bench.harness import module_command
 from ragward import devservices
 from ragward.logs import configure_logging
 from ragward.settings import Settings, load_settings
+from telemetry.audit_record import parse_ts_us
 from telemetry.consumer import Delivery
 from telemetry.event_keys import new_key_env, signer_from_settings
 from telemetry.events import (
@@ -56,7 +57,6 @@ from telemetry.events import (
 from telemetry.kafka_bus import KafkaBus
 from telemetry.memory_bus import MemoryBus
 from telemetry.metrics_consumer import MetricsConsumer
-from telemetry.rolling import parse_ts
 from telemetry.signing import EventSigner, EventVerifier, KeySet, PublicKey
 
 TENANTS = [f"tenant-{i}" for i in range(10)]
@@ -300,7 +300,7 @@ async def end_to_end_lag(settings: Settings, tag: str, rate: int,
     async def timed(batch: list[Delivery]) -> None:
         await ingest(batch)
         now = time.time()
-        lags.extend(now - parse_ts(d.event.ts) for d in batch)
+        lags.extend(now - (parse_ts_us(d.event.ts) or 0) / 1e6 for d in batch)
 
     consumer.loop.handler = timed
     await consumer.start()
