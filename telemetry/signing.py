@@ -48,7 +48,6 @@ SALT_BYTES = 16
 Reason = Literal["unsigned", "unknown_key", "bad_signature", "key_expired", "malformed"]
 
 _encoder = msgspec.json.Encoder()
-_decode = msgspec.json.decode
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
@@ -221,21 +220,12 @@ class SignedParts:
 
 def signed_parts(value: bytes) -> SignedParts | Rejection:
     """Split a wire event into its signed parts (no key needed), or say why it cannot be."""
-    data = _decoded(value)
-    return data if isinstance(data, Rejection) else _parts(data)
-
-
-def _decoded(value: bytes) -> dict[str, Any] | Rejection:
     try:
-        data = _decode(value)
+        data = msgspec.json.decode(value)
     except msgspec.DecodeError:
         return Rejection("malformed", "not JSON")
     if not isinstance(data, dict):
         return Rejection("malformed", "not a JSON object")
-    return data
-
-
-def _parts(data: dict[str, Any]) -> SignedParts | Rejection:
     signature, key_id, salt = data.get("signature"), data.get("key_id"), data.get("seal_salt")
     if signature is None and key_id is None:
         return Rejection("unsigned", "the event has no signature")
@@ -290,10 +280,7 @@ class EventVerifier:
 
     def check(self, value: bytes) -> Rejection | None:
         """None when the event is signed by a key of the set; else why not."""
-        data = _decoded(value)
-        if isinstance(data, Rejection):
-            return data
-        parts = _parts(data)
+        parts = signed_parts(value)
         if isinstance(parts, Rejection):
             return parts
         return check_signature(self.keys, parts.key_id, parts.signature, parts.view,
