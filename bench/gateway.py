@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -576,9 +577,35 @@ def report(phases: list[Phase], args: argparse.Namespace, notes: list[str],
     if "ragward" in capacity and "bare" in capacity:
         ratio = capacity["ragward"] / capacity["bare"]
         check("  per-core capacity ragward / bare handler", ratio, ">= 0.5", ratio >= 0.5)
+    out += signing_lines(get)
     out += ["", "Notes:"] + [f"  - {n}" for n in notes]
     if profile_lines:
         out += ["", "Profile of ragward under wrk c=64:"] + [f"  {ln}" for ln in profile_lines]
+    return out
+
+
+def signing_lines(get: Callable[[str, str], Phase | None]) -> list[str]:
+    """--compare-signing: the signing gateway against the same gateway not signing, load by
+    load, as signed / unsigned ratios (issue 22: signing may move no figure by over 5 %)."""
+    out: list[str] = []
+    for load in ("c=64", "50 rps", "200 rps"):
+        signed, unsigned = get("ragward", load), get("unsigned", load)
+        if signed is None or unsigned is None:
+            continue
+        if not out:
+            out = ["", "Event signing (ragward signed / the same gateway unsigned, same run):"]
+        parts = []
+        if load.startswith("c=") and unsigned.rps > 0:
+            parts.append(f"req/s {signed.rps / unsigned.rps:.3f}")
+        if unsigned.cpu_ms_per_req > 0:
+            parts.append(f"CPU/req {signed.cpu_ms_per_req / unsigned.cpu_ms_per_req:.3f} "
+                         f"({signed.cpu_ms_per_req - unsigned.cpu_ms_per_req:+.3f} ms)")
+        for name in ("added_p50_ms", "added_p99_ms"):
+            a, b = getattr(signed, name), getattr(unsigned, name)
+            if a is not None and b is not None:
+                parts.append(f"{name.removeprefix('added_').removesuffix('_ms')} added "
+                             f"{a:.2f} vs {b:.2f} ms")
+        out.append(f"  {load:>8}: " + "; ".join(parts))
     return out
 
 

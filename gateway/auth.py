@@ -24,7 +24,6 @@ is kept on the exception for the audit log.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections import OrderedDict
@@ -46,6 +45,7 @@ from ragward.identity import (
     MAX_TENANT_CHARS,
     is_identity,
 )
+from ragward.refresh_gate import RefreshGate
 from ragward.settings import PLATFORM_PERMISSIONS, IndexAllow
 
 log = structlog.get_logger(__name__)
@@ -87,7 +87,8 @@ class Principal:
 
 
 class JwksCache:
-    """Keys from a JWKS endpoint by ``kid``, refetched on rotation but rate-limited."""
+    """Keys from a JWKS endpoint by ``kid``, refetched on rotation but rate-limited
+    (:class:`ragward.refresh_gate.RefreshGate`)."""
 
     def __init__(
         self,
@@ -99,35 +100,26 @@ class JwksCache:
         self._url = url
         self._session = session
         self._ttl_s = ttl_s
-        self._min_interval_s = min_refresh_interval_s
         self._keys: dict[str, PyJWK] = {}
-        self._fetched_at = float("-inf")
-        self._lock = asyncio.Lock()
+        self._gate = RefreshGate(min_refresh_interval_s)
 
     async def key(self, kid: str) -> PyJWK | None:
-        now = time.monotonic()
-        if kid not in self._keys or now - self._fetched_at > self._ttl_s:
-            await self._refresh(now)
+        if kid not in self._keys or self._gate.age() > self._ttl_s:
+            await self._gate.refresh(self._fetch)
         return self._keys.get(kid)
 
-    async def _refresh(self, requested_at: float) -> None:
-        async with self._lock:
-            if self._fetched_at >= requested_at:  # someone refreshed while we waited
-                return
-            if time.monotonic() - self._fetched_at < self._min_interval_s:
-                return
-            self._fetched_at = time.monotonic()
-            try:
-                async with self._session.get(
-                    self._url, timeout=aiohttp.ClientTimeout(total=5)
-                ) as response:
-                    response.raise_for_status()
-                    keys = PyJWKSet.from_dict(await response.json(content_type=None)).keys
-            except (aiohttp.ClientError, TimeoutError, jwt.PyJWTError, ValueError) as exc:
-                log.warning("jwks_fetch_failed", url=self._url, error=type(exc).__name__)
-                return
-            self._keys = {k.key_id: k for k in keys if k.key_id}
-            log.info("jwks_refreshed", keys=len(self._keys))
+    async def _fetch(self) -> None:
+        try:
+            async with self._session.get(
+                self._url, timeout=aiohttp.ClientTimeout(total=5)
+            ) as response:
+                response.raise_for_status()
+                keys = PyJWKSet.from_dict(await response.json(content_type=None)).keys
+        except (aiohttp.ClientError, TimeoutError, jwt.PyJWTError, ValueError) as exc:
+            log.warning("jwks_fetch_failed", url=self._url, error=type(exc).__name__)
+            return
+        self._keys = {k.key_id: k for k in keys if k.key_id}
+        log.info("jwks_refreshed", keys=len(self._keys))
 
 
 class _VerifiedTokens:

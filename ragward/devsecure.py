@@ -98,9 +98,12 @@ class SecureKafka:
     def security(self, user: str) -> KafkaSecurity:
         return KafkaSecurity.from_settings(self.settings(user))
 
-    async def prepare(self, settings: Settings, groups: Mapping[str, str] | None = None) -> None:
+    async def prepare(self, settings: Settings, groups: Mapping[str, str] | None = None,
+                      timeout_s: float = 30.0) -> None:
         """As the super user: create ``settings``' topics and every component's ACLs on
-        them (for each component user of :data:`COMPONENT_USERS`)."""
+        them (for each component user of :data:`COMPONENT_USERS`), and return only once
+        the broker serves the topics and enforces the ACLs — a client started right after
+        is never denied for a grant still on its way (:mod:`telemetry.kafka_acls`)."""
         from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
         from telemetry.kafka_acls import DEFAULT_GROUPS, create_acls, grants
@@ -110,15 +113,22 @@ class SecureKafka:
         await admin.start()
         try:
             s = settings
-            topics = [s.topic_audit, s.topic_usage, s.topic_alerts, s.topic_dead_letter]
-            missing = sorted(set(topics) - set(await admin.list_topics()))
+            topics = {s.topic_audit, s.topic_usage, s.topic_alerts, s.topic_dead_letter}
+            missing = sorted(topics - set(await admin.list_topics()))
             if missing:
                 await admin.create_topics([NewTopic(t, s.kafka_partitions, 1) for t in missing])
             entries = [
                 grant for component, user in COMPONENT_USERS.items()
                 for grant in grants(s, component, user, groups or DEFAULT_GROUPS)
             ]
-            await create_acls(admin, entries)
+            await create_acls(admin, entries, timeout_s=timeout_s)
+            deadline, pause = time.monotonic() + timeout_s, 0.01
+            while unknown := topics - set(await admin.list_topics()):
+                if time.monotonic() >= deadline:
+                    raise ServiceError(f"topics {sorted(unknown)} not served after "
+                                       f"{timeout_s:.0f}s")
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.5)
         finally:
             await admin.close()
 

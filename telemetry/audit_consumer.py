@@ -237,7 +237,7 @@ class AuditConsumer:
         for record in records:
             if record.topic != self.topic:
                 continue
-            rejection = self.verifier.check(record.value)
+            rejection = await self.verifier.verify(record.value)
             if rejection is None:
                 ours.append(record)
             elif not await self._reject(record, rejection):

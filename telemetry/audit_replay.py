@@ -168,7 +168,7 @@ async def _replay(
                     consumer.pause(tp)
             trusted = []
             for record in records:
-                rejection = verifier.check(record.value)
+                rejection = await verifier.verify(record.value)
                 if rejection is None:
                     trusted.append(record)
                 else:

@@ -312,11 +312,11 @@ class EventConsumer:
         in_batch: set[str] = set()
         seen = self.seen
         decode = self.decoder.decode
-        check = self.verifier.check if self.verifier is not None else None
+        verify = self.verifier.verify if self.verifier is not None else None
         consumed: dict[str, int] = {}
         for record in records:
             consumed[record.topic] = consumed.get(record.topic, 0) + 1
-            if check is not None and (rejection := check(record.value)) is not None:
+            if verify is not None and (rejection := await verify(record.value)) is not None:
                 await self._reject(record, publisher, rejection)
                 continue
             try:

@@ -5,8 +5,11 @@
   (default: the key's RFC 7638 thumbprint).
 * The verifiers' key set: ``RAGWARD_EVENT_KEYS``, a file, an ``https://`` URL or the
   JSON itself, of a JWKS-like document (:class:`telemetry.signing.KeySet`). An event
-  naming a key the set lacks makes the verifier load the set again (at most every
-  30 s), so a key added for a rotation is picked up without a restart.
+  naming a key the set lacks makes the verifier load the set again — at most every
+  30 s (:class:`ragward.refresh_gate.RefreshGate`, as the gateway's JWKS cache), and
+  a URL asynchronously with a 5 s timeout, never blocking the consumer's event loop —
+  so a key added for a rotation is picked up without a restart; a set older than
+  5 minutes is loaded again too, so a key removed from it stops verifying.
 
 With nothing configured, a process whose events never leave it (no
 ``RAGWARD_KAFKA_BOOTSTRAP``), and ``ragward serve`` always, use a dev pair kept in
@@ -17,15 +20,19 @@ one line saying which keys are in effect.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ragward.errors import ConfigError
+from ragward.refresh_gate import RefreshGate
 from ragward.settings import Settings, env_name
 from telemetry.signing import EventSigner, EventVerifier, KeySet, Rejection, private_pem, public_jwk
 
@@ -33,7 +40,9 @@ log = structlog.get_logger(__name__)
 
 DEV_KEY = "event-signing.pem"
 DEV_KEY_SET = "event-keys.json"
-RELOAD_INTERVAL_S = 30.0
+RELOAD_INTERVAL_S = 30.0  # at most one fetch of the key set per this, on unknown key ids
+MAX_AGE_S = 300.0  # a key set older than this is fetched again (a removed key stops)
+FETCH_TIMEOUT_S = 5.0
 
 
 def dev_key_dir(settings: Settings) -> Path:
@@ -121,19 +130,20 @@ def signer_from_settings(settings: Settings, *, dev_keys: bool | None = None) ->
 
 def load_key_set(location: str, source: str) -> KeySet:
     """Read a key set from a file, an http(s) URL, or the JSON document itself (a value
-    starting with ``{``: for an environment filled from a ConfigMap or .env)."""
+    starting with ``{``: for an environment filled from a ConfigMap or .env). For start-up
+    and the CLI, outside an event loop; a running loop awaits :func:`fetch_key_set`."""
+    if _is_url(location):
+        return asyncio.run(fetch_key_set(location, source))
+    return _local_key_set(location, source)
+
+
+def _is_url(location: str) -> bool:
+    return location.startswith(("https://", "http://"))
+
+
+def _local_key_set(location: str, source: str) -> KeySet:
     if location.lstrip().startswith("{"):
         return KeySet.from_bytes(location.encode(), source)
-    if location.startswith(("https://", "http://")):
-        import httpx
-
-        try:
-            response = httpx.get(location, timeout=5.0, follow_redirects=False)
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise ConfigError(f"{source}: cannot fetch the key set ({type(exc).__name__})") \
-                from None
-        return KeySet.from_bytes(response.content, source)
     try:
         data = Path(location).read_bytes()
     except OSError as exc:
@@ -141,33 +151,63 @@ def load_key_set(location: str, source: str) -> KeySet:
     return KeySet.from_bytes(data, source)
 
 
-class ReloadingVerifier(EventVerifier):
-    """An :class:`EventVerifier` that loads its key set again when an event names a key
-    it lacks (at most every ``interval_s``), so rotations need no restart."""
+async def fetch_key_set(location: str, source: str,
+                        timeout_s: float = FETCH_TIMEOUT_S) -> KeySet:
+    """:func:`load_key_set` without blocking the event loop: a URL with aiohttp (no
+    redirects, ``timeout_s`` in all), a file or inline document as it is."""
+    if not _is_url(location):
+        return _local_key_set(location, source)
+    # A session per fetch: fetches are rare (start-up, then at most one per refresh
+    # interval), and the verifier, shared by the consumers of `serve`, has no lifespan
+    # of its own to close a long-lived one in.
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) \
+                as session, session.get(location, allow_redirects=False) as response:
+            response.raise_for_status()
+            data = await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ConfigError(f"{source}: cannot fetch the key set ({type(exc).__name__})") \
+            from None
+    return KeySet.from_bytes(data, source)
 
-    def __init__(self, load: Callable[[], KeySet], interval_s: float = RELOAD_INTERVAL_S,
+
+class RefreshingVerifier(EventVerifier):
+    """An :class:`EventVerifier` that, awaited (:meth:`verify`), fetches its key set again
+    when an event names a key it lacks or the set is older than ``max_age_s`` — through
+    a :class:`~ragward.refresh_gate.RefreshGate`, so at most one fetch runs and none
+    sooner than ``min_interval_s`` after the last — so rotations need no restart.
+
+    ``keys`` is the set loaded at start-up; None (a verifier made inside a running event
+    loop, which must not block on a URL) fetches it at the first event."""
+
+    def __init__(self, fetch: Callable[[], Awaitable[KeySet]], keys: KeySet | None, *,
+                 min_interval_s: float = RELOAD_INTERVAL_S, max_age_s: float = MAX_AGE_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(load())
-        self._load = load
-        self._interval = interval_s
-        self._clock = clock
-        self._loaded_at = clock()
+        super().__init__(keys if keys is not None else KeySet())
+        self._fetch = fetch
+        self._max_age_s = max_age_s
+        self._gate = RefreshGate(min_interval_s, clock)
+        if keys is not None:
+            self._gate.started_at = clock()  # the start-up load counts as the first fetch
 
-    def check(self, value: bytes) -> Rejection | None:
-        rejection = super().check(value)
+    async def verify(self, value: bytes) -> Rejection | None:
+        if self._gate.age() > self._max_age_s:
+            await self._gate.refresh(self._reload)
+        rejection = self.check(value)
         if rejection is None or rejection.reason != "unknown_key":
             return rejection
-        now = self._clock()
-        if now - self._loaded_at < self._interval:
-            return rejection
-        self._loaded_at = now
+        held = self.keys
+        await self._gate.refresh(self._reload)
+        return rejection if self.keys is held else self.check(value)
+
+    async def _reload(self) -> None:
         try:
-            self.keys = self._load()
+            keys = await self._fetch()
         except ConfigError as exc:
             log.error("event_keys.reload_failed", error=str(exc))
-            return rejection
+            return
+        self.keys = keys
         log.info("event_keys.reloaded", keys=sorted(self.keys.keys))
-        return super().check(value)
 
 
 def key_set_location(settings: Settings, *, dev_keys: bool | None = None) -> tuple[str, str]:
@@ -186,9 +226,28 @@ def key_set_location(settings: Settings, *, dev_keys: bool | None = None) -> tup
 def verifier_from_settings(settings: Settings, *, dev_keys: bool | None = None) -> EventVerifier:
     """The consumers' verifier; ``dev_keys`` as for :func:`signer_from_settings`."""
     location, source = key_set_location(settings, dev_keys=dev_keys)
-    verifier = ReloadingVerifier(lambda: load_key_set(location, source))
-    log.info("event_signing.verifying", keys=sorted(verifier.keys.keys), source=source)
-    return verifier
+    return key_set_verifier(location, source)
+
+
+def key_set_verifier(location: str, source: str, *, fetch_timeout_s: float = FETCH_TIMEOUT_S,
+                     **kwargs: Any) -> RefreshingVerifier:
+    """A :class:`RefreshingVerifier` of the key set at ``location``, loaded now unless a
+    URL is to be fetched inside a running event loop (then at the first event);
+    ``kwargs`` as the verifier's."""
+    keys = None
+    if not (_is_url(location) and _loop_running()):
+        keys = load_key_set(location, source)
+        log.info("event_signing.verifying", keys=sorted(keys.keys), source=source)
+    return RefreshingVerifier(lambda: fetch_key_set(location, source, fetch_timeout_s), keys,
+                              **kwargs)
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def key_set_from_settings(settings: Settings) -> KeySet:

@@ -20,18 +20,26 @@ does) or touch another component's group.
 :func:`grants` is the plan; :func:`acl_commands` prints it as Kafka's own
 ``kafka-acls.sh`` commands for an operator (``python -m telemetry.kafka_acls``), and
 :func:`create_acls` applies it through the admin protocol (devservices, tests).
+
+An ACL the controller has committed is not yet in force: each broker's authorizer
+applies it when it replays the metadata log, a moment later. A client started in
+that moment is denied (the secured test broker's pipeline test once was), so
+:func:`create_acls` returns only once every broker lists every grant
+(:func:`wait_until_effective`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import for_code
-from aiokafka.protocol.admin import CreateAclsRequest_v1
+from aiokafka.protocol.admin import CreateAclsRequest_v1, DescribeAclsRequest
 from aiokafka.protocol.api import Request
 
 from ragward.settings import Settings
@@ -48,9 +56,11 @@ Resource = Literal["topic", "group", "cluster"]
 Operation = Literal["Read", "Write", "IdempotentWrite"]
 
 # Kafka's wire codes (org.apache.kafka.common.resource / acl)
-_RESOURCE_CODES = {"topic": 2, "group": 3, "cluster": 4}
-_OPERATION_CODES = {"Read": 3, "Write": 4, "IdempotentWrite": 12}
-_LITERAL, _ALLOW, _ANY_HOST = 3, 3, "*"
+_RESOURCE_CODES: dict[Resource, int] = {"topic": 2, "group": 3, "cluster": 4}
+_OPERATION_CODES: dict[Operation, int] = {"Read": 3, "Write": 4, "IdempotentWrite": 12}
+_RESOURCES: dict[int, Resource] = {code: name for name, code in _RESOURCE_CODES.items()}
+_OPERATIONS: dict[int, Operation] = {code: name for name, code in _OPERATION_CODES.items()}
+_ANY, _LITERAL, _ALLOW, _ANY_HOST = 1, 3, 3, "*"
 
 
 @dataclass(frozen=True, order=True)
@@ -113,12 +123,15 @@ class _CreateAcls(Request[CreateAclsRequest_v1]):  # type: ignore[misc]  # untyp
         return request_struct_class(self._creations)
 
 
-async def create_acls(admin: AIOKafkaAdminClient, entries: Iterable[Grant]) -> None:
-    """Create ``entries`` with a started admin client of a super user (idempotent)."""
+async def create_acls(admin: AIOKafkaAdminClient, entries: Iterable[Grant],
+                      *, timeout_s: float = 30.0) -> None:
+    """Create ``entries`` with a started admin client of a super user (idempotent), and
+    return once they are in force on every broker (module docstring)."""
+    wanted = set(entries)
     creations = [
         (_RESOURCE_CODES[g.resource], g.name, _LITERAL, g.principal, _ANY_HOST,
          _OPERATION_CODES[g.operation], _ALLOW)
-        for g in entries
+        for g in sorted(wanted)
     ]
     if not creations:
         return
@@ -127,6 +140,46 @@ async def create_acls(admin: AIOKafkaAdminClient, entries: Iterable[Grant]) -> N
     for (code, message), entry in zip(response.creation_responses, creations, strict=True):
         if code:
             raise for_code(code)(f"creating ACL {entry}: {message}")
+    await wait_until_effective(admin, wanted, timeout_s=timeout_s)
+
+
+async def wait_until_effective(admin: AIOKafkaAdminClient, entries: Iterable[Grant],
+                               *, timeout_s: float = 30.0) -> None:
+    """Poll every broker's DescribeAcls until each lists all of ``entries``; TimeoutError
+    naming what is still missing after ``timeout_s``."""
+    wanted = set(entries)
+    client = admin._client
+    deadline = time.monotonic() + timeout_s
+    pause = 0.01
+    while True:
+        missing: set[Grant] = set()
+        for node in sorted(b.nodeId for b in client.cluster.brokers()):
+            missing |= wanted - await described(admin, node)
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{len(missing)} ACLs not in force after {timeout_s:.0f}s, "
+                               f"e.g. {min(missing)}")
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
+async def described(admin: AIOKafkaAdminClient, node_id: int) -> set[Grant]:
+    """The literal ALLOW grants broker ``node_id``'s authorizer holds (of the resource
+    types and operations ragward uses)."""
+    client = admin._client
+    response = await client.send(node_id, DescribeAclsRequest(
+        _ANY, None, _LITERAL, None, None, _ANY, _ALLOW))
+    if response.error_code:
+        raise for_code(response.error_code)(f"describing ACLs: {response.error_message}")
+    found = set()
+    for resource_type, name, _pattern, acls in response.resources:
+        resource = _RESOURCES.get(resource_type)
+        for principal, _host, operation, _permission in acls:
+            op = _OPERATIONS.get(operation)
+            if resource is not None and op is not None:
+                found.add(Grant(principal, resource, name, op))
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,9 +27,10 @@ failure is a :class:`Rejection` with a stable ``reason`` (``unsigned``, ``unknow
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -47,6 +48,7 @@ SALT_BYTES = 16
 Reason = Literal["unsigned", "unknown_key", "bad_signature", "key_expired", "malformed"]
 
 _encoder = msgspec.json.Encoder()
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 def b64url(data: bytes) -> str:
@@ -54,7 +56,11 @@ def b64url(data: bytes) -> str:
 
 
 def unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """base64url without padding; a ValueError (binascii.Error, UnicodeEncodeError) when
+    it is not. (``base64.urlsafe_b64decode`` converts its input twice: this is on every
+    verified event's path, twice.)"""
+    padded = (text + "=" * (-len(text) % 4)).encode("ascii")
+    return binascii.a2b_base64(padded.translate(_FROM_URLSAFE))
 
 
 def seal(field: str, value: Any, salt: bytes) -> str:
@@ -65,7 +71,9 @@ def seal(field: str, value: Any, salt: bytes) -> str:
 
 def signed_view(event: Mapping[str, Any], salt: bytes) -> dict[str, Any]:
     """The object whose canonical JSON is signed (module docstring)."""
-    view = {k: v for k, v in event.items() if k not in ("signature", "seal_salt")}
+    view = dict(event)
+    view.pop("signature", None)
+    view.pop("seal_salt", None)
     sealed = {f: seal(f, view.pop(f), salt) for f in PRIVATE_FIELDS if f in view}
     if sealed:
         view["sealed"] = sealed
@@ -203,7 +211,11 @@ class SignedParts:
     key_id: str
     signature: str
     view: bytes
-    ts_us: int | None  # the signed ts, which a key's not_after is compared with
+    ts: str | None  # the signed ts, which a key's not_after is compared with
+
+    @property
+    def ts_us(self) -> int | None:
+        return parse_ts_us(self.ts) if self.ts is not None else None
 
 
 def signed_parts(value: bytes) -> SignedParts | Rejection:
@@ -228,12 +240,13 @@ def signed_parts(value: bytes) -> SignedParts | Rejection:
     except (ValueError, TypeError):
         return Rejection("malformed", "the signed view cannot be computed", key_id)
     ts = data.get("ts")
-    return SignedParts(key_id, signature, view, parse_ts_us(ts) if isinstance(ts, str) else None)
+    return SignedParts(key_id, signature, view, ts if isinstance(ts, str) else None)
 
 
 def check_signature(keys: KeySet, key_id: str, signature: str, view: bytes,
-                    ts_us: int | None) -> Rejection | None:
-    """None when ``signature`` over ``view`` is good under ``key_id`` at time ``ts_us``."""
+                    ts_us: int | Callable[[], int | None] | None) -> Rejection | None:
+    """None when ``signature`` over ``view`` is good under ``key_id`` at time ``ts_us``
+    (or what a callable gives: asked only of a key with a ``not_after``)."""
     key = keys.keys.get(key_id)
     if key is None:
         return Rejection("unknown_key", f"key {key_id!r} is not in the key set", key_id)
@@ -242,14 +255,25 @@ def check_signature(keys: KeySet, key_id: str, signature: str, view: bytes,
     except (InvalidSignature, ValueError):
         return Rejection("bad_signature", f"signature does not match under key {key_id!r}",
                          key_id)
-    if key.not_after_us is not None and (ts_us is None or ts_us > key.not_after_us):
-        return Rejection("key_expired",
-                         f"key {key_id!r} signs only events up to {key.not_after}", key_id)
+    if key.not_after_us is not None:
+        at = ts_us() if callable(ts_us) else ts_us
+        if at is None or at > key.not_after_us:
+            return Rejection("key_expired",
+                             f"key {key_id!r} signs only events up to {key.not_after}", key_id)
     return None
 
 
 class EventVerifier:
-    """Checks wire events against a :class:`KeySet`."""
+    """Checks wire events against a :class:`KeySet`.
+
+    :meth:`verify` is what consumers await; a subclass may fetch its key set again
+    first (:class:`telemetry.event_keys.RefreshingVerifier`). :meth:`check` is the same
+    check with the keys in hand.
+
+    The event is decoded here as plain JSON, and the consumer decodes it again as its
+    type: measured (``bench/events.py``), the second decode costs ~1 µs, converting the
+    decoded object to the type instead ~7 µs, and the Ed25519 check ~140 µs.
+    """
 
     def __init__(self, keys: KeySet) -> None:
         self.keys = keys
@@ -260,6 +284,7 @@ class EventVerifier:
         if isinstance(parts, Rejection):
             return parts
         return check_signature(self.keys, parts.key_id, parts.signature, parts.view,
-                               parts.ts_us)
+                               lambda: parts.ts_us)
 
-
+    async def verify(self, value: bytes) -> Rejection | None:
+        return self.check(value)

@@ -2,7 +2,9 @@
 topics with Debian's kcat — unsigned, signed with a key outside the key set, a real
 event with one field changed — never reach the audit store, /v1/audit or the metrics;
 they land in the dead-letter topic with their reason, fire the ForgedEvents alert, and
-the chain still verifies."""
+the chain still verifies. Both on the plain broker (anyone who reaches it) and on the
+SASL_SSL broker with ACLs, forged there with the gateway's own Kafka credentials — the
+one user the ACLs let write the audit topic, so only the signatures stop it."""
 
 from __future__ import annotations
 
@@ -12,13 +14,16 @@ import shutil
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from alerting.configuration import alert_config
 from alerting.consumer import AlertConsumer
+from ragward.devsecure import ADMIN, COMPONENT_USERS, MECHANISM, SecureKafka
 from ragward.settings import Settings
 from telemetry.audit_consumer import AuditConsumer
 from telemetry.audit_store import AuditQuery, VerifyReport, open_backend, open_store, store_reader
@@ -48,17 +53,64 @@ def _kcat() -> str:
     return kcat
 
 
-def kcat_produce(bootstrap: str, topic: str, key: str, value: bytes) -> None:
-    """One record, as an outsider with network access to the broker would write it."""
-    subprocess.run([_kcat(), "-b", bootstrap, "-t", topic, "-P", "-k", key, "-K", "\t"],
+def kcat_produce(bootstrap: str, topic: str, key: str, value: bytes,
+                 options: list[str] | None = None) -> None:
+    """One record, as an outsider with network access to the broker would write it
+    (``options``: kcat's ``-X`` settings, e.g. stolen credentials)."""
+    subprocess.run([_kcat(), "-b", bootstrap, *(options or []), "-t", topic, "-P", "-k", key,
+                    "-K", "\t"],
                    input=key.encode() + b"\t" + value + b"\n", check=True, timeout=60)
 
 
-def kcat_read(bootstrap: str, topic: str) -> list[bytes]:
-    out = subprocess.run([_kcat(), "-b", bootstrap, "-t", topic, "-C", "-e", "-q", "-o",
-                          "beginning", "-f", "%s\n"], capture_output=True, check=True,
-                         timeout=60).stdout
+def kcat_read(bootstrap: str, topic: str, options: list[str] | None = None) -> list[bytes]:
+    out = subprocess.run([_kcat(), "-b", bootstrap, *(options or []), "-t", topic, "-C", "-e",
+                          "-q", "-o", "beginning", "-f", "%s\n"], capture_output=True,
+                         check=True, timeout=60).stdout
     return [line for line in out.splitlines() if line.strip()]
+
+
+def _topics(unique: str) -> dict[str, str]:
+    return {"topic_audit": f"audit-{unique}", "topic_usage": f"usage-{unique}",
+            "topic_alerts": f"alerts-{unique}", "topic_dead_letter": f"dead-{unique}"}
+
+
+@dataclass
+class Broker:
+    """Where the test runs: the settings every part gets, and kcat's options for the
+    forger and for the investigator reading the dead letters."""
+
+    bootstrap: str
+    overrides: dict[str, Any]
+    secure: SecureKafka | None = None
+    forger: list[str] = field(default_factory=list)
+    investigator: list[str] = field(default_factory=list)
+
+    async def prepare(self, unique: str, tmp_path: Path) -> None:
+        """On the secured broker, this test's topics and ACLs (in force once it returns)."""
+        if self.secure is not None:
+            admin = self.secure.settings(ADMIN, **_topics(unique), data_dir=tmp_path / "admin")
+            await self.secure.prepare(admin, {kind: f"{kind}-{unique}"
+                                              for kind in ("metrics", "alerts", "audit")})
+
+
+def _kcat_sasl(secure: SecureKafka, user: str) -> list[str]:
+    settings = {"security.protocol": "SASL_SSL", "sasl.mechanisms": MECHANISM,
+                "sasl.username": user, "sasl.password": secure.passwords[user],
+                "ssl.ca.location": str(secure.pki.ca_file)}
+    return [arg for k, v in settings.items() for arg in ("-X", f"{k}={v}")]
+
+
+@pytest.fixture(params=["plaintext", "sasl_ssl"])
+def broker(request: pytest.FixtureRequest) -> Broker:
+    """The plain session broker, or the SASL_SSL one: there every part runs as
+    ragward-serve (every component's rights) and the forger holds the gateway's
+    credentials."""
+    if request.param == "plaintext":
+        bootstrap = request.getfixturevalue("kafka_bootstrap")
+        return Broker(bootstrap, {"kafka_bootstrap": bootstrap})
+    secure: SecureKafka = request.getfixturevalue("secure_kafka")
+    return Broker(secure.bootstrap, secure.overrides(COMPONENT_USERS["serve"]), secure,
+                  _kcat_sasl(secure, COMPONENT_USERS["gateway"]), _kcat_sasl(secure, ADMIN))
 
 
 async def _until(check: Callable[[], Awaitable[bool] | bool], what: str,
@@ -87,16 +139,16 @@ def _forgeries(real: AuditEvent) -> dict[str, bytes]:
 
 
 async def test_forged_events_are_dead_lettered_alerted_and_never_stored(
-    tmp_path: Path, upstream: UpstreamServer, kafka_bootstrap: str, unique: str
+    tmp_path: Path, upstream: UpstreamServer, broker: Broker, unique: str
 ) -> None:
     """A real request is stored and readable on /v1/audit; the forgeries are not — in the
     store, on /v1/audit or in the metrics — and each dead letter names its reason and keeps
     the forged bytes; ForgedEvents fires; `audit verify` (chain and signatures) passes."""
-    topics = {"topic_audit": f"audit-{unique}", "topic_usage": f"usage-{unique}",
-              "topic_alerts": f"alerts-{unique}", "topic_dead_letter": f"dead-{unique}"}
+    topics = _topics(unique)
+    await broker.prepare(unique, tmp_path)
     # a slow shared machine must not push the request's audit event into the spool
-    settings = gateway_settings(tmp_path, upstream.url, kafka_bootstrap=kafka_bootstrap,
-                                alert_eval_interval_s=0.2, kafka_ack_timeout_s=20, **topics)
+    settings = gateway_settings(tmp_path, upstream.url, alert_eval_interval_s=0.2,
+                                kafka_ack_timeout_s=20, **broker.overrides, **topics)
 
     def bus(name: str) -> KafkaBus:  # one spool directory per bus, as per process
         return KafkaBus(kafka_config(settings, spool_dir=tmp_path / f"spool-{name}"))
@@ -128,11 +180,12 @@ async def test_forged_events_are_dead_lettered_alerted_and_never_stored(
                               tenant="acme", subject="alice", status=200)
             forgeries = _forgeries(real)
             for value in forgeries.values():
-                kcat_produce(kafka_bootstrap, topics["topic_audit"], "acme", value)
-            kcat_produce(kafka_bootstrap, topics["topic_usage"], "acme", json.dumps(
+                kcat_produce(broker.bootstrap, topics["topic_audit"], "acme", value,
+                             broker.forger)
+            kcat_produce(broker.bootstrap, topics["topic_usage"], "acme", json.dumps(
                 {"type": "usage", "event_id": new_event_id(), "request_id": "forged-usage",
                  "ts": now_rfc3339(), "tenant": "acme", "total_tokens": 10**9,
-                 "cost_usd": 10**6}).encode())
+                 "cost_usd": 10**6}).encode(), broker.forger)
             await _until(lambda: audit.rejected >= 3, "the audit consumer refused the three")
             await _until(lambda: metrics.loop.rejected >= 4, "the metrics consumer refused four")
             await _until(lambda: any(a.rule == "ForgedEvents" and a.state == "firing"
@@ -146,7 +199,8 @@ async def test_forged_events_are_dead_lettered_alerted_and_never_stored(
         page = await store.query(AuditQuery(subject="mallory"))
         assert page.records == []
         assert metrics.view.query("tokens_total", "1h", [])[0].value < 10**9
-        letters = [json.loads(v) for v in kcat_read(kafka_bootstrap, topics["topic_dead_letter"])]
+        letters = [json.loads(v) for v in kcat_read(broker.bootstrap, topics["topic_dead_letter"],
+                                                     broker.investigator)]
         from_audit = {(d["reason"], d["value"]) for d in letters if d["group"] == audit.group}
         assert from_audit == {(r, v.decode()) for r, v in forgeries.items()}
         assert all(original_value(json.dumps(d).encode()) == d["value"].encode()

@@ -311,3 +311,30 @@ async def test_mtls_listener_takes_a_client_certificate_and_names_it_when_missin
         await producer.stop()
     with pytest.raises(KafkaAccessRefused, match=r"^RAGWARD_KAFKA_SSL_CERTFILE: "):
         await check_access(_settings(tmp_path, **tls))
+
+
+async def test_prepare_returns_only_once_every_acl_is_in_force(
+    tmp_path: Path, secure_kafka: SecureKafka, unique: str
+) -> None:
+    """ACLs the controller committed reach the broker's authorizer a moment later; prepare
+    (create_acls) returns only when the broker lists every planned grant, so a client
+    started right after is never denied for a grant on its way. Waiting for a grant that
+    was never made times out naming it."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from telemetry.kafka_acls import Grant, described, grants, wait_until_effective
+
+    settings = await _prepared(secure_kafka, unique, tmp_path)
+    admin = AIOKafkaAdminClient(bootstrap_servers=secure_kafka.bootstrap,
+                                **secure_kafka.security("admin").client_kwargs())
+    await admin.start()
+    try:
+        planned = {grant for component, user in COMPONENT_USERS.items()
+                   for grant in grants(settings, component, user, _groups(unique))}
+        for broker in admin._client.cluster.brokers():
+            assert planned <= await described(admin, broker.nodeId)
+        ghost = Grant("User:nobody", "topic", f"never-{unique}", "Read")
+        with pytest.raises(TimeoutError, match=f"never-{unique}"):
+            await wait_until_effective(admin, [ghost], timeout_s=0.5)
+    finally:
+        await admin.close()

@@ -15,7 +15,7 @@ from ragward.settings import load_settings
 from telemetry.bus import Record
 from telemetry.dead_letter import envelope, original_value
 from telemetry.event_keys import (
-    ReloadingVerifier,
+    RefreshingVerifier,
     load_key_set,
     signer_from_settings,
     verifier_from_settings,
@@ -161,19 +161,27 @@ def test_embedded_default_makes_and_keeps_one_dev_pair(tmp_path: Path,
     assert verifier_from_settings(settings).check(signer.sign(_audit())) is None
 
 
-def test_reloading_verifier_picks_up_a_key_added_for_a_rotation(tmp_path: Path) -> None:
-    """An unknown key id reloads the set (rate-limited): a new key works without a restart."""
+async def test_refreshing_verifier_picks_up_a_key_added_for_a_rotation(tmp_path: Path) -> None:
+    """An unknown key id loads the set again, at most once per interval: a new key works
+    without a restart, and an unknown id within the interval costs no load."""
     key_set = tmp_path / "keys.json"
     write_pair(tmp_path, Ed25519PrivateKey.generate(), "old", key_set)
-    now = [0.0]
-    verifier = ReloadingVerifier(lambda: load_key_set(str(key_set), "test"), 30.0,
-                                 clock=lambda: now[0])
+    now, loads = [0.0], [0]
+
+    async def fetch() -> KeySet:
+        loads[0] += 1
+        return load_key_set(str(key_set), "test")
+
+    verifier = RefreshingVerifier(fetch, load_key_set(str(key_set), "test"),
+                                  min_interval_s=30.0, clock=lambda: now[0])
     new_key = Ed25519PrivateKey.generate()
     write_pair(tmp_path, new_key, "new", key_set)
     event = EventSigner(new_key, "new").sign(_audit())
-    assert verifier.check(event).reason == "unknown_key"  # type: ignore[union-attr]
+    assert (await verifier.verify(event)).reason == "unknown_key"  # type: ignore[union-attr]
+    assert loads == [0]  # the start-up load was at t=0
     now[0] = 31.0
-    assert verifier.check(event) is None
+    assert await verifier.verify(event) is None
+    assert loads == [1]
 
 
 def test_dead_letters_keep_the_reason_and_the_exact_original_bytes() -> None:
