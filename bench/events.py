@@ -43,8 +43,8 @@ from bench.harness import module_command
 from ragward import devservices
 from ragward.logs import configure_logging
 from ragward.settings import Settings, load_settings
-from telemetry.configuration import kafka_config, metrics_consumer_config
 from telemetry.audit_record import parse_ts_us
+from telemetry.configuration import kafka_config, metrics_consumer_config
 from telemetry.consumer import Delivery
 from telemetry.event_keys import new_key_env, signer_from_settings
 from telemetry.events import (
