@@ -168,9 +168,14 @@ for d in sorted(set(writable) | {'/', '/opt/ragward', '/etc', '/usr', '/var', '/
         wrote[d] = True
     except OSError:
         wrote[d] = False
+mounts = dict(line.split()[1:3] for line in open('/proc/self/mounts'))
 print(json.dumps({'uid': os.getuid(), 'gid': os.getgid(), 'pid1': [status('Uid'), status('Gid')],
-                  'writable': sorted(writable), 'wrote': wrote}))
+                  'writable': sorted(writable), 'wrote': wrote,
+                  'fs': {d: mounts.get(d) for d in writable}}))
 """
+# What every container gets from the engine besides the file's mounts: POSIX IPC, in memory,
+# private to the container and bounded (/dev/shm is 64 MB by default), never on disk.
+ENGINE_IPC = {"/dev/shm": "tmpfs", "/dev/mqueue": "mqueue"}
 
 
 def _probe(stack: Stack, name: str) -> dict[str, Any]:
@@ -195,7 +200,8 @@ def test_runs_as_its_compose_user_and_writes_only_its_mounts(stack: Stack, name:
     consumers) runs as the compose file's user, which is the image's uid 10001, main process
     included, with a read-only root: the only places it can write are the file's tmpfs and
     volumes for that service, which are /tmp and /data at most (/data only where a volume is
-    mounted: the image's /data is read-only under read_only)."""
+    mounted: the image's /data is read-only under read_only), and the engine's in-memory IPC
+    mounts (/dev/shm, /dev/mqueue), nothing else."""
     service = stack.services[name]
     uid, gid = (int(part) for part in service.spec["user"].split(":"))
     assert (uid, gid) == (10001, 10001), f"{name}: compose runs it as {service.spec['user']}"
@@ -205,8 +211,11 @@ def test_runs_as_its_compose_user_and_writes_only_its_mounts(stack: Stack, name:
     assert result["pid1"] == [uid, gid], (name, result)
     mounts = service.writable_mounts
     assert mounts <= {"/data", "/tmp"} and "/tmp" in mounts, (name, mounts)
-    assert set(result["writable"]) == mounts, (name, result["writable"])
-    assert {d for d, ok in result["wrote"].items() if ok} == mounts, (name, result["wrote"])
+    assert set(result["writable"]) == mounts | set(ENGINE_IPC), (name, result["writable"])
+    assert {d: result["fs"][d] for d in ENGINE_IPC} == ENGINE_IPC, (name, result["fs"])
+    assert result["fs"]["/tmp"] == "tmpfs", (name, result["fs"])
+    written = {d for d, ok in result["wrote"].items() if ok}
+    assert written == mounts | set(ENGINE_IPC), (name, result["wrote"])
 
 
 @contextlib.contextmanager
@@ -292,9 +301,9 @@ def test_docker_stop_drains_a_non_empty_spool_and_loses_nothing(
     logs = gateway.logs()[-3000:].decode(errors="replace")
     assert gateway.attrs["State"]["ExitCode"] == 0, logs
     assert took < grace, f"took {took:.1f} s of a {grace:g} s grace period"
+    assert _spool_left(docker_client, gateway) == 0, "records left undelivered in the spool"
     drains = _log_events(gateway, "publisher.stop_drain")
     assert len(drains) == 1 and drains[0]["drained"] is True, logs  # the spool was not empty
-    assert _spool_left(docker_client, gateway) == 0, "records left undelivered in the spool"
     _say_past_capture(pytestconfig)(
         f"ragward image tests: docker stop drained {spooled:.0f} spooled bytes "
         f"({SPOOLED_QUERIES} queries) and exited 0 in {took:.1f} s (grace {grace:g} s)")
