@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -167,16 +168,20 @@ def stack(image: BuiltImage, docker_client: docker.DockerClient, image_kafka: Ru
         return one_offs[-1]
 
     say = _say_past_capture(pytestconfig)
-    healthy: dict[str, float] = {}
-    started: dict[str, float] = {}
-    pool = concurrent.futures.ThreadPoolExecutor(len(STARTED))
+    # Each started service is watched from its start by two threads: one polls its health check's
+    # URL from the host, one polls the engine's health status (the engine keeps only the last
+    # five check results, so its log cannot tell afterwards when the first one passed).
+    pool = concurrent.futures.ThreadPoolExecutor(2 * len(STARTED))
     answering: dict[str, concurrent.futures.Future[float | None]] = {}
+    healthy_at: dict[str, concurrent.futures.Future[float]] = {}
+    done = threading.Event()  # the fixture is over: pollers still running give up
 
     def start_timed(name: str) -> Any:
-        started[name] = time.monotonic()
+        started = time.monotonic()
         container = start(name)
         answering[name] = pool.submit(_first_answer_s, chosen[name].health_url(ports[name]),
-                                      started[name], 300)
+                                      started, 300, done)
+        healthy_at[name] = pool.submit(_healthy_s, container, started, 300)
         return container
 
     try:
@@ -186,17 +191,10 @@ def stack(image: BuiltImage, docker_client: docker.DockerClient, image_kafka: Ru
         ingest = start("ingest")
         assert ingest.wait(timeout=600)["StatusCode"] == 0, ingest.logs()[-3000:]
         ingest_s = time.monotonic() - ingest_started
-        healthy["rag-core"] = wait_healthy(start_timed("rag-core"), 300)
-        healthy["gateway-1"] = wait_healthy(start_timed("gateway-1"), 300)
-        for name in CONSUMERS:
-            wait_healthy(containers[name], 300)
-            container = containers[name]
-            container.reload()
-            # From the engine's own timestamps: started -> the first passing check.
-            healthy[name] = _engine_healthy_s(container) or time.monotonic() - started[name]
-        for name in ("rag-core", "gateway-1"):
-            containers[name].reload()
-            healthy[name] = _engine_healthy_s(containers[name]) or healthy[name]
+        start_timed("rag-core")
+        healthy_at["rag-core"].result()  # the gateway depends on rag-core being healthy
+        start_timed("gateway-1")
+        healthy = {name: future.result() for name, future in healthy_at.items()}
         first = {name: future.result() for name, future in answering.items()}
         say(f"ragward image tests: ingest job {ingest_s:.1f} s; start to answering its health "
             "check (polled every 0.1 s) / to healthy per the engine (checks every interval): " +
@@ -204,7 +202,8 @@ def stack(image: BuiltImage, docker_client: docker.DockerClient, image_kafka: Ru
                       for name, seconds in healthy.items()))
         yield Stack(containers, chosen, ports, healthy, image_kafka, start)
     finally:
-        pool.shutdown(cancel_futures=True)
+        done.set()
+        pool.shutdown(wait=False, cancel_futures=True)
         for container in [*containers.values(), *one_offs]:
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
@@ -212,9 +211,10 @@ def stack(image: BuiltImage, docker_client: docker.DockerClient, image_kafka: Ru
             docker_client.volumes.get(volume).remove(force=True)
 
 
-def _first_answer_s(url: str, started: float, timeout_s: float) -> float | None:
+def _first_answer_s(url: str, started: float, timeout_s: float,
+                    done: threading.Event) -> float | None:
     """Seconds from ``started`` until ``url`` first answers 200, polled every 0.1 s."""
-    while time.monotonic() < started + timeout_s:
+    while time.monotonic() < started + timeout_s and not done.is_set():
         with contextlib.suppress(httpx.TransportError):
             if httpx.get(url, timeout=1).status_code == 200:
                 return time.monotonic() - started
@@ -222,19 +222,10 @@ def _first_answer_s(url: str, started: float, timeout_s: float) -> float | None:
     return None
 
 
-def _engine_healthy_s(container: Any) -> float | None:
-    """Seconds from the container's start to its first passing health check, per the engine."""
-    from datetime import datetime
-
-    def parse(stamp: str) -> datetime:
-        head, _, frac = stamp.rstrip("Z").partition(".")
-        return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}")
-
-    state = container.attrs["State"]
-    passing = [entry for entry in state.get("Health", {}).get("Log", []) if entry["ExitCode"] == 0]
-    if not passing:
-        return None
-    return (parse(passing[0]["End"]) - parse(state["StartedAt"])).total_seconds()
+def _healthy_s(container: Any, started: float, timeout_s: float) -> float:
+    """Seconds from ``started`` until the engine reports the container healthy."""
+    wait_healthy(container, timeout_s)
+    return time.monotonic() - started
 
 
 def exec_python(container: Any, code: str) -> tuple[int, str]:

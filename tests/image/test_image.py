@@ -237,16 +237,14 @@ def _spool_bytes(client: httpx.Client) -> float:
     return float(found.group(1))
 
 
-def _wait_until_refused(url: str, timeout_s: float) -> None:
-    """Until nothing listens at ``url``: uvicorn closes its socket first thing on SIGTERM."""
+def _wait_for_log_event(container: Any, event: str, timeout_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{url}/health", timeout=1)
-        except httpx.TransportError:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{url} still serving {timeout_s:g} s after SIGTERM")
+        if found := _log_events(container, event):
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no {event} from {container.name} within {timeout_s:g} s: "
+                         f"{container.logs()[-3000:].decode(errors='replace')}")
 
 
 def _timed_stop(container: Any, grace_s: float) -> float:
@@ -271,8 +269,9 @@ def test_docker_stop_drains_a_non_empty_spool_and_loses_nothing(
 ) -> None:
     """compose's second gateway, containerised, answers queries 200 while Kafka is frozen
     (SIGSTOP) by spooling their audit events; `docker stop` (SIGTERM) comes while the spool holds
-    them and Kafka is still frozen; Kafka thaws once the gateway has stopped serving. The gateway
-    drains the spool to Kafka, exits 0 inside the compose file's stop_grace_period and leaves
+    them and Kafka is still frozen; Kafka thaws once the stopping gateway says it waits for the
+    drain (so the drain cannot have happened before the stop). The gateway drains the spool to
+    Kafka, exits 0 inside the compose file's stop_grace_period and leaves
     its spool empty, and every answered request's audit record reaches /v1/audit through the
     containerised audit consumer: nothing acknowledged is lost."""
     name = "gateway-2"
@@ -295,15 +294,17 @@ def test_docker_stop_drains_a_non_empty_spool_and_loses_nothing(
             spooled = _spool_bytes(client)
             assert spooled > 0, "Kafka is frozen, yet nothing was spooled"
             stopping = pool.submit(_timed_stop, gateway, grace)
-            _wait_until_refused(stack.url(name), grace)
+            # Thaw only once the stopping gateway waits for its spool to drain.
+            draining = _wait_for_log_event(gateway, "publisher.stop_draining", grace)
         took = stopping.result(timeout=grace + 60)
     gateway.reload()
     logs = gateway.logs()[-3000:].decode(errors="replace")
     assert gateway.attrs["State"]["ExitCode"] == 0, logs
     assert took < grace, f"took {took:.1f} s of a {grace:g} s grace period"
     assert _spool_left(docker_client, gateway) == 0, "records left undelivered in the spool"
+    assert draining["spool_bytes"] > 0, draining  # what the stop had to drain
     drains = _log_events(gateway, "publisher.stop_drain")
-    assert len(drains) == 1 and drains[0]["drained"] is True, logs  # the spool was not empty
+    assert len(drains) == 1 and drains[0]["drained"] is True, logs
     _say_past_capture(pytestconfig)(
         f"ragward image tests: docker stop drained {spooled:.0f} spooled bytes "
         f"({SPOOLED_QUERIES} queries) and exited 0 in {took:.1f} s (grace {grace:g} s)")
