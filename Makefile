@@ -78,12 +78,12 @@ test: lock-check $(STAMP) system-deps ## start real Kafka and Redis, run the who
 
 # The image. Both builds install exactly uv.lock from a hash-pinned wheelhouse made by
 # deploy/wheelhouse.py, with pip --no-index; they differ only in where wheels and base come from.
+# Both pick a docker client that builds with BuildKit (deploy/docker-client.sh; DOCKER=... first).
 IMAGE ?= ragward:local
-DOCKER ?= docker
 
 .PHONY: image
-image: ## build the image from the public base images (python:3.11-slim, rust:1-slim) and package indexes
-	DOCKER_BUILDKIT=1 $(DOCKER) build --tag $(IMAGE) .
+image: ## build the image from the public base images (python:3.11-slim, rust:1-slim; PYTHON_IMAGE/RUST_IMAGE=your copies) and package indexes
+	deploy/image.sh $(IMAGE)
 
 .PHONY: image-offline
 image-offline: lock-check $(STAMP) ## build the same image with no registry: host-made wheelhouse, Debian base from mmdebstrap

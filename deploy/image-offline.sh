@@ -19,6 +19,7 @@
 # (the client), WHEELHOUSE_DIR (where the wheelhouse is kept).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source deploy/docker-client.sh
 
 tag=${1:-ragward:local}
 cache=$HOME/.cache/ragward
@@ -28,24 +29,8 @@ wheelhouse=${WHEELHOUSE_DIR:-$cache/wheelhouse}
 base_packages=python3,python3-venv,passwd,ca-certificates
 suite=bookworm
 
-# A client that builds with BuildKit: one with the buildx plugin, or a pre-23 client, which
-# drives the engine's built-in BuildKit itself (Debian 12's docker.io).
-build_command() {
-  local candidate version
-  for candidate in ${DOCKER:-} "$(command -v docker || true)" /usr/bin/docker; do
-    [ -x "$candidate" ] || continue
-    if "$candidate" buildx version >/dev/null 2>&1; then
-      echo "$candidate buildx build --load"; return
-    fi
-    version=$("$candidate" --version | sed -E 's/^Docker version ([0-9]+).*/\1/')
-    if [ "$version" -lt 23 ] 2>/dev/null; then
-      echo "$candidate build"; return
-    fi
-  done
-  echo "error: no docker client that builds with BuildKit (install docker-buildx, or Debian's docker.io)" >&2
-  exit 2
-}
-read -r -a build <<<"$(build_command)"
+build_line=$(build_command)  # an assignment, so set -e stops here when there is none
+read -r -a build <<<"$build_line"
 docker=${build[0]}
 
 apt_sources() {

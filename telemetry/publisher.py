@@ -181,6 +181,9 @@ class DurablePublisher:
         if not self._started:
             return
         if self._drain_on_stop > 0 and not self._spool.is_empty:
+            # Said first: the process may now take up to drain_on_stop_s to exit.
+            log.info("publisher.stop_draining", spool_bytes=self._spool.bytes_used,
+                     timeout_s=self._drain_on_stop)
             drained = await self.wait_drained(self._drain_on_stop)
             log.info("publisher.stop_drain", drained=drained,
                      spool_bytes_left=self._spool.bytes_used)

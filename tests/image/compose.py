@@ -93,19 +93,36 @@ class Service:
             "start_period": nanoseconds(check.get("start_period", "0s")),
         }
 
+    def health_url(self, port: int) -> str:
+        """The URL the service's health check asks, on ``port`` (the checks read the port from
+        the environment: ``'http://127.0.0.1:%s/health' % os.environ.get(...)``)."""
+        test = " ".join(self.spec["healthcheck"]["test"])
+        found = re.search(r"http://127\.0\.0\.1:%s(/[\w/]*)", test)
+        assert found, f"{self.name}: no http://127.0.0.1:%s/... in its health check"
+        return f"http://127.0.0.1:{port}{found.group(1)}"
+
     @property
     def stop_grace_s(self) -> float:
         return nanoseconds(self.spec.get("stop_grace_period", "10s")) / 1e9
 
+    @property
+    def writable_mounts(self) -> set[str]:
+        """Where the file lets this service write: its tmpfs and its volumes' targets."""
+        return ({entry.split(":")[1] for entry in self.spec.get("volumes", [])}
+                | set(self.spec.get("tmpfs", [])))
+
     def run(self, client: docker.DockerClient, name: str, passed: dict[str, str],
-            overrides: dict[str, str]) -> Any:
+            overrides: dict[str, str], command: list[str] | None = None) -> Any:
+        """Start the service's container; ``command`` replaces the whole process (entrypoint
+        and command), everything else stays the file's."""
         mounts = {}
         for entry in self.spec.get("volumes", []):
             source, target = entry.split(":")[:2]
             mounts[self.volumes[source]] = {"bind": target, "mode": "rw"}
         return client.containers.run(
             self.spec["image"],
-            command=self.spec.get("command"),
+            command=self.spec.get("command") if command is None else command[1:],
+            entrypoint=None if command is None else command[:1],
             name=name,
             environment=self.environment(passed, overrides),
             user=self.spec.get("user"),

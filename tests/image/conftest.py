@@ -1,7 +1,8 @@
 """The image built by the air-gapped path, and docker-compose.yml's ragward services running it.
 
 Run by ``make test-image`` (and CI), not by ``make test``: a cold build takes minutes.
-The containers use the host's network and the test session's Kafka, Redis and PostgreSQL.
+The containers use the host's network, the test session's Redis and PostgreSQL, and a Kafka
+broker of the image tests' own (the drain test freezes it).
 What differs from ``docker compose up`` (host networking has one port space and no service
 names) is overridden, and only that: the Kafka, Redis and rag-core addresses, each server's
 listen port, and RAGWARD_AUDIT_DSN on the gateway and the audit consumer (the gateway serves
@@ -10,27 +11,32 @@ listen port, and RAGWARD_AUDIT_DSN on the gateway and the audit consumer (the ga
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
 import secrets
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ragward.devservices import free_port
+from ragward import devservices
+from ragward.devservices import RunningService, free_port
 from telemetry.event_keys import write_pair
 from tests.conftest import TEST_SECRET, _say_past_capture
 from tests.image.compose import Service, services, wait_healthy
 from tests.image.engine import docker_engine
+from tests.services import fail_or_skip
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_TAG = "image-test"
@@ -73,6 +79,20 @@ def image(docker_host: str, docker_client: docker.DockerClient,
     return BuiltImage(tag, seconds)
 
 
+@pytest.fixture(scope="session")
+def image_kafka() -> Iterator[RunningService]:
+    """A Kafka broker (a local process) of the image tests' own, not the session's: the drain
+    test freezes it (SIGSTOP) to make the containerised gateway spool."""
+    try:
+        service = devservices.start_kafka()
+    except devservices.ServiceError as exc:
+        fail_or_skip("the image tests' Kafka", exc)
+    try:
+        yield service
+    finally:
+        devservices.stop(service)
+
+
 @dataclass
 class Stack:
     """The running containers, by compose service name, and what the test needs of them."""
@@ -81,14 +101,26 @@ class Stack:
     services: dict[str, Service]
     ports: dict[str, int]
     healthy_s: dict[str, float]
+    kafka: RunningService
+    # Start one more of ``services`` as the fixture does (gateway-2), or a one-off with a command.
+    start: Callable[..., Any]
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
 
     @property
     def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['gateway-1']}"
+        return self.url("gateway-1")
+
+
+# Started by the fixture, in compose's order. gateway-2 is prepared (its own volume, port and
+# overrides) but started only by the test that needs a second gateway.
+STARTED = ("ingest", "rag-core", "gateway-1", *CONSUMERS)
+GATEWAYS = ("gateway-1", "gateway-2")
 
 
 @pytest.fixture(scope="module")
-def stack(image: BuiltImage, docker_client: docker.DockerClient, kafka_bootstrap: str,
+def stack(image: BuiltImage, docker_client: docker.DockerClient, image_kafka: RunningService,
           redis_url: str, postgres_dsn: str, pytestconfig: pytest.Config,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """ingest, rag-core, gateway-1 and the three consumers, started in compose's order."""
@@ -104,72 +136,96 @@ def stack(image: BuiltImage, docker_client: docker.DockerClient, kafka_bootstrap
                                                   separators=(",", ":")),
                  "RAGWARD_EVENT_SIGNING_KEY_ID": "gateway-1"}
     spec = services(variables)
-    wanted = ("ingest", "rag-core", "gateway-1", *CONSUMERS)
+    wanted = (*STARTED, "gateway-2")
     volumes = {v.split(":")[0] for name in wanted for v in spec[name].get("volumes", [])}
     engine_volumes = {v: docker_client.volumes.create(f"ragward-{run_id}-{v}").name
                       for v in volumes}
     chosen = {name: Service(name, spec[name], engine_volumes) for name in wanted}
     ports = {name: free_port() for name in wanted if name != "ingest"}
-    hosts = {"RAGWARD_KAFKA_BOOTSTRAP": kafka_bootstrap, "RAGWARD_REDIS_URL": redis_url}
+    hosts = {"RAGWARD_KAFKA_BOOTSTRAP": image_kafka.address, "RAGWARD_REDIS_URL": redis_url}
     overrides = {
         "ingest": hosts,
         "rag-core": {**hosts, "RAGWARD_RAG_CORE_PORT": str(ports["rag-core"])},
-        "gateway-1": {**hosts, "RAGWARD_PORT": str(ports["gateway-1"]),
-                      "RAGWARD_RAG_CORE_URL": f"http://127.0.0.1:{ports['rag-core']}",
-                      "RAGWARD_AUDIT_DSN": postgres_dsn},
+        **{name: {**hosts, "RAGWARD_PORT": str(ports[name]),
+                  "RAGWARD_RAG_CORE_URL": f"http://127.0.0.1:{ports['rag-core']}",
+                  "RAGWARD_AUDIT_DSN": postgres_dsn} for name in GATEWAYS},
         **{name: {**hosts, "RAGWARD_CONSUMER_PORT": str(ports[name])} for name in CONSUMERS},
     }
     overrides["consumer-audit"]["RAGWARD_AUDIT_DSN"] = postgres_dsn
     containers: dict[str, Any] = {}
+    one_offs: list[Any] = []
 
-    def start(name: str) -> Any:
-        containers[name] = chosen[name].run(docker_client, f"ragward-{run_id}-{name}", {},
-                                            overrides[name])
-        return containers[name]
+    def start(name: str, command: list[str] | None = None) -> Any:
+        """Service ``name`` as the file runs it; with ``command``, a one-off container of that
+        service (its user, mounts, environment) running ``command`` instead."""
+        if command is None:
+            containers[name] = chosen[name].run(docker_client, f"ragward-{run_id}-{name}", {},
+                                                overrides[name])
+            return containers[name]
+        one_offs.append(chosen[name].run(docker_client,
+                                         f"ragward-{run_id}-{name}-{len(one_offs)}", {},
+                                         overrides[name], command))
+        return one_offs[-1]
 
     say = _say_past_capture(pytestconfig)
-    healthy: dict[str, float] = {}
+    # Each started service is watched from its start by two threads: one polls its health check's
+    # URL from the host, one polls the engine's health status (the engine keeps only the last
+    # five check results, so its log cannot tell afterwards when the first one passed).
+    pool = concurrent.futures.ThreadPoolExecutor(2 * len(STARTED))
+    answering: dict[str, concurrent.futures.Future[float | None]] = {}
+    healthy_at: dict[str, concurrent.futures.Future[float]] = {}
+    done = threading.Event()  # the fixture is over: pollers still running give up
+
+    def start_timed(name: str) -> Any:
+        started = time.monotonic()
+        container = start(name)
+        answering[name] = pool.submit(_first_answer_s, chosen[name].health_url(ports[name]),
+                                      started, 300, done)
+        healthy_at[name] = pool.submit(_healthy_s, container, started, 300)
+        return container
+
     try:
         for name in CONSUMERS:  # they depend only on Kafka (kafka-init in compose)
-            start(name)
-        started = {name: time.monotonic() for name in CONSUMERS}
+            start_timed(name)
+        ingest_started = time.monotonic()
         ingest = start("ingest")
         assert ingest.wait(timeout=600)["StatusCode"] == 0, ingest.logs()[-3000:]
-        healthy["rag-core"] = wait_healthy(start("rag-core"), 300)
-        healthy["gateway-1"] = wait_healthy(start("gateway-1"), 300)
-        for name in CONSUMERS:
-            wait_healthy(containers[name], 300)
-            container = containers[name]
-            container.reload()
-            # From the engine's own timestamps: started -> the first passing check.
-            healthy[name] = _engine_healthy_s(container) or time.monotonic() - started[name]
-        for name in ("rag-core", "gateway-1"):
-            containers[name].reload()
-            healthy[name] = _engine_healthy_s(containers[name]) or healthy[name]
-        say("ragward image tests: start to healthy " +
-            ", ".join(f"{name} {seconds:.1f} s" for name, seconds in healthy.items()))
-        yield Stack(containers, chosen, ports, healthy)
+        ingest_s = time.monotonic() - ingest_started
+        start_timed("rag-core")
+        healthy_at["rag-core"].result()  # the gateway depends on rag-core being healthy
+        start_timed("gateway-1")
+        healthy = {name: future.result() for name, future in healthy_at.items()}
+        first = {name: future.result() for name, future in answering.items()}
+        say(f"ragward image tests: ingest job {ingest_s:.1f} s; start to answering its health "
+            "check (polled every 0.1 s) / to healthy per the engine (checks every interval): " +
+            ", ".join(f"{name} {first[name] or float('nan'):.1f} s / {seconds:.1f} s"
+                      for name, seconds in healthy.items()))
+        yield Stack(containers, chosen, ports, healthy, image_kafka, start)
     finally:
-        for container in containers.values():
+        done.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for container in [*containers.values(), *one_offs]:
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
         for volume in engine_volumes.values():
             docker_client.volumes.get(volume).remove(force=True)
 
 
-def _engine_healthy_s(container: Any) -> float | None:
-    """Seconds from the container's start to its first passing health check, per the engine."""
-    from datetime import datetime
+def _first_answer_s(url: str, started: float, timeout_s: float,
+                    done: threading.Event) -> float | None:
+    """Seconds from ``started`` until ``url`` first answers 200, polled every 0.1 s."""
+    while time.monotonic() < started + timeout_s and not done.is_set():
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return time.monotonic() - started
+        time.sleep(0.1)
+    return None
 
-    def parse(stamp: str) -> datetime:
-        head, _, frac = stamp.rstrip("Z").partition(".")
-        return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}")
 
-    state = container.attrs["State"]
-    passing = [entry for entry in state.get("Health", {}).get("Log", []) if entry["ExitCode"] == 0]
-    if not passing:
-        return None
-    return (parse(passing[0]["End"]) - parse(state["StartedAt"])).total_seconds()
+def _healthy_s(container: Any, started: float, timeout_s: float) -> float:
+    """Seconds from ``started`` until the engine reports the container healthy."""
+    wait_healthy(container, timeout_s)
+    return time.monotonic() - started
 
 
 def exec_python(container: Any, code: str) -> tuple[int, str]:

@@ -254,6 +254,20 @@ def test_env_example_names_are_real_settings() -> None:
     assert names <= setting_env_names(), names - setting_env_names()
 
 
+def test_env_example_settings_reach_a_compose_container() -> None:
+    """Every setting deploy/compose/env.example offers (set or commented out) is passed to some
+    ragward container by docker-compose.yml, as an environment key or in an interpolation: a
+    receiver URL put in .env that no service passes through would be silently ignored."""
+    text = (REPO / "deploy" / "compose" / "env.example").read_text()
+    offered = set(re.findall(r"\b(RAGWARD_[A-Z0-9_]+|OPENAI_[A-Z_]+)=", text))
+    passed: set[str] = set()
+    for service in compose()["services"].values():
+        if is_ragward_image(service.get("image", "")):
+            env = service.get("environment", {})
+            passed |= set(env) | set(re.findall(r"\$\{([A-Z0-9_]+)", json.dumps(env)))
+    assert offered <= passed, sorted(offered - passed)
+
+
 # --- Kubernetes ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", manifest_files(), ids=lambda p: str(p.relative_to(K8S)))
