@@ -117,7 +117,6 @@ SETTINGS_TAKERS = {
     "rag_core.ingest_cli": "ragward ingest (its --delete branch)",
     "telemetry.audit_consumer": "ragward consumer audit (its HTTP and headless runners)",
     # not converted yet
-    "gateway.recorder": "the request path's recorder, rewritten on its own branch",
     "gateway.fingerprint": "QuestionHasher.from_settings",
     "telemetry.client_address": "ClientAddressPolicy.from_settings",
     "telemetry.event_keys": "key material from settings, reworked with the key sets",
