@@ -37,6 +37,7 @@ from rag_core.guard import IngestLimits, Skipped, collect_files
 from rag_core.lexical import LexicalIndex
 from rag_core.ownership import Ownership, check_reingest
 from rag_core.readers import iter_documents
+from rag_core.rerank import SentenceVectors, wants_sentence_vectors
 from rag_core.store import delete_index, new_version_id, persist_version
 from rag_core.stores import (
     StoreConfig,
@@ -258,7 +259,8 @@ def publish(
     store: StoreKind | None = None,
 ) -> str:
     """Publish embedded ``nodes`` as a new version of index ``name``: vectors into their
-    store, the docstore and BM25 beside the manifest, then the atomic switch."""
+    store, the docstore, BM25 and the sentence vectors (:mod:`rag_core.rerank`) beside the
+    manifest, then the atomic switch."""
     config = StoreConfig.from_settings(settings)
     kind: StoreKind = store or config.kind
     version = new_version_id()
@@ -280,9 +282,12 @@ def publish(
         lexical = LexicalIndex.build(
             ids, [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
         )
+        sentences = (SentenceVectors.build(nodes, backend.embed_model)
+                     if wants_sentence_vectors(backend.embed_model) else None)
         return persist_version(
             settings.indexes_dir, name, vector_index, full_manifest, lexical,
-            version=version, stores=config, rows=ids if kind != "embedded" else None,
+            sentences=sentences, version=version, stores=config,
+            rows=ids if kind != "embedded" else None,
         )
     except BaseException:
         drop_vectors(full_manifest, config)  # never leave a table no version points at

@@ -1,4 +1,5 @@
-"""The default offline configuration end to end: USE multilingual v3 + BM25, hybrid."""
+"""The default offline configuration end to end: USE multilingual v3, dense, re-scored by
+sentence vectors and the question's language (rag_core/rerank.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import numpy as np
 import pytest
 
 from rag_core.ingest import ingest
+from rag_core.rerank import FILE_NAME as SENTENCES_FILE
 from rag_core.schemas import QueryRequest
 from rag_core.sentence_encoder import encode
 from rag_core.service import build_service
+from rag_core.store import read_current, version_dir
 from ragward.errors import NotFound
 from ragward.settings import Settings, load_settings
 
@@ -48,7 +51,7 @@ def test_meaning_not_words_ranks_the_answer_first() -> None:
 
 async def test_default_configuration_answers_paraphrases(tmp_path: Path) -> None:
     """With nothing configured but the offline backend, ingest embeds with USE-m3 (recorded
-    in the manifest as local:local-use-m3), the service retrieves hybrid, and paraphrased
+    in the manifest as local:local-use-m3), the service retrieves dense, and paraphrased
     questions in both languages find their documents."""
     corpus = tmp_path / "docs"
     corpus.mkdir()
@@ -79,3 +82,32 @@ async def test_default_configuration_answers_paraphrases(tmp_path: Path) -> None
                                tenant="acme", subject="s", request_id="r")
     finally:
         await hashed.stop()
+
+
+async def test_a_question_finds_its_own_languages_twin_in_a_bilingual_handbook(
+    tmp_path: Path,
+) -> None:
+    """The bundled handbook has every policy in English and in Chinese, which USE-m3 puts
+    at nearly the same point: paraphrased questions get the document in their own
+    language first (without the second stage most English ones got the Chinese twin),
+    and the version carries its chunks' sentence vectors."""
+    settings = _settings(tmp_path, local_embedding="use-m3", retrieval="auto")
+    ingest(settings, [], "hr", sample=True, show_progress=False)
+    version = read_current(settings.indexes_dir, "hr")
+    assert version
+    assert (version_dir(settings.indexes_dir, "hr", version) / SENTENCES_FILE).is_file()
+    service = build_service(settings)
+    await service.start()
+    try:
+        for question, expected in [
+            ("How much vacation does a regular staffer get in twelve moons?",
+             "en-annual-leave.md"),
+            ("Can I roll vacation I didn't take into January?", "en-annual-leave.md"),
+            ("What minimum length applies to login secrets?", "en-information-security.md"),
+            ("一周能在家上班几天？", "zh-remote-work.md"),
+        ]:
+            result = await service.query(QueryRequest(question=question, index="hr", top_k=1),
+                                         tenant="t", subject="s", request_id="r")
+            assert result.sources[0].metadata["file_name"] == expected, question
+    finally:
+        await service.stop()
