@@ -44,6 +44,7 @@ from rag_core.stores import (
     StoreKind,
     collection_name,
     drop_vectors,
+    finish_vectors,
     new_vector_store,
 )
 from rag_core.text import make_splitter
@@ -278,6 +279,7 @@ def publish(
             transformations=[make_splitter()],
             store_nodes_override=True,  # the docstore keeps the nodes whatever the store
         )
+        finish_vectors(config, kind, collection or "", dim)
         ids = [n.node_id for n in nodes]
         lexical = LexicalIndex.build(
             ids, [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
