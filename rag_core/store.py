@@ -8,7 +8,9 @@
         versions/<version>/      a LlamaIndex StorageContext (docstore.json,
                                  index_store.json, default__vector_store.npz for
                                  the embedded store, ...), bm25/ (the version's
-                                 BM25 index, rag_core.lexical) and manifest.json
+                                 BM25 index, rag_core.lexical), sentences.npz
+                                 (its chunks' sentence vectors, rag_core.rerank,
+                                 USE-m3 versions only) and manifest.json
         versions/.tmp-<version>/ being written; never read
 
 A publisher writes a complete version directory, fsyncs it, renames it into
