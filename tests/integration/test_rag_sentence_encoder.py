@@ -28,6 +28,25 @@ def _settings(tmp_path: Path, **overrides: str) -> Settings:
     return load_settings(data_dir=tmp_path, llm="local", **overrides)
 
 
+async def _top_files(
+    settings: Settings, tenant: str | None, asked: list[tuple[str, str]]
+) -> list[str]:
+    """The top source's file of each question asked of index "hr" by ``tenant``; checks
+    the index was built with USE-m3."""
+    service = build_service(settings)
+    await service.start()
+    try:
+        assert service.indexes(tenant or "t")[0].model == "local:local-use-m3"
+        top = []
+        for question, _ in asked:
+            result = await service.query(QueryRequest(question=question, index="hr", top_k=1),
+                                         tenant=tenant or "t", subject="s", request_id="r")
+            top.append(str(result.sources[0].metadata["file_name"]))
+        return top
+    finally:
+        await service.stop()
+
+
 def test_vectors_are_unit_rows_and_empty_text_is_zero() -> None:
     """512-dimensional unit rows; a blank text embeds to the zero row (no model call)."""
     rows = encode(["How much vacation do I get?", "   ", "年假有几天"])
@@ -59,20 +78,11 @@ async def test_default_configuration_answers_paraphrases(tmp_path: Path) -> None
         (corpus / name).write_text(text, encoding="utf-8")
     settings = _settings(tmp_path, local_embedding="use-m3", retrieval="auto")
     ingest(settings, [corpus], "hr", owner="acme", show_progress=False)
-    service = build_service(settings)
-    await service.start()
-    try:
-        assert service.indexes("acme")[0].model == "local:local-use-m3"
-        for question, expected in [
-            ("How much vacation does a regular staffer get?", "leave.md"),
-            ("What minimum length applies to login secrets?", "security.md"),
-            ("去外地办事晚上住宾馆最多花多少？", "travel.md"),
-        ]:
-            result = await service.query(QueryRequest(question=question, index="hr", top_k=1),
-                                         tenant="acme", subject="s", request_id="r")
-            assert result.sources[0].metadata["file_name"] == expected, question
-    finally:
-        await service.stop()
+    assert await _top_files(settings, "acme", [
+        ("How much vacation does a regular staffer get?", "leave.md"),
+        ("What minimum length applies to login secrets?", "security.md"),
+        ("去外地办事晚上住宾馆最多花多少？", "travel.md"),
+    ]) == ["leave.md", "security.md", "travel.md"]
 
     hashed = build_service(_settings(tmp_path, local_embedding="hashed"))
     await hashed.start()
@@ -96,18 +106,10 @@ async def test_a_question_finds_its_own_languages_twin_in_a_bilingual_handbook(
     version = read_current(settings.indexes_dir, "hr")
     assert version
     assert (version_dir(settings.indexes_dir, "hr", version) / SENTENCES_FILE).is_file()
-    service = build_service(settings)
-    await service.start()
-    try:
-        for question, expected in [
-            ("How much vacation does a regular staffer get in twelve moons?",
-             "en-annual-leave.md"),
-            ("Can I roll vacation I didn't take into January?", "en-annual-leave.md"),
-            ("What minimum length applies to login secrets?", "en-information-security.md"),
-            ("一周能在家上班几天？", "zh-remote-work.md"),
-        ]:
-            result = await service.query(QueryRequest(question=question, index="hr", top_k=1),
-                                         tenant="t", subject="s", request_id="r")
-            assert result.sources[0].metadata["file_name"] == expected, question
-    finally:
-        await service.stop()
+    asked = [
+        ("How much vacation does a regular staffer get in twelve moons?", "en-annual-leave.md"),
+        ("Can I roll vacation I didn't take into January?", "en-annual-leave.md"),
+        ("What minimum length applies to login secrets?", "en-information-security.md"),
+        ("一周能在家上班几天？", "zh-remote-work.md"),
+    ]
+    assert await _top_files(settings, None, asked) == [expected for _, expected in asked]
