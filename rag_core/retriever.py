@@ -42,7 +42,7 @@ CANDIDATES = 20
 # In hybrid, a chunk counts for BM25 only when it shares two distinct terms with the
 # question (or its only one): a single incidental word ("computer", "boss") is what
 # BM25 matches on a paraphrase, always in a wrong document; names and codes asked
-# alone still count. make eval: paraphrase hit@1 0.54 -> 0.77 (en), 0.67 -> 0.81 (zh).
+# alone still count. make eval, paraphrase hit@1: 0.54 -> 0.75 (en), 0.67 -> 0.81 (zh).
 HYBRID_MIN_SHARED_TERMS = 2
 
 
