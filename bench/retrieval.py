@@ -1,7 +1,8 @@
 """Retrieval latency and ingest throughput per vector store, at 1,000 and 100,000 chunks.
 
-    .venv/bin/python -m bench.retrieval [--sizes 1000,100000] [--stores embedded,pgvector,qdrant]
-                                        [--queries 200] [--max-seconds 2400]
+    .venv/bin/python -m bench.retrieval [--sizes 1000,10000,100000] [--queries 200]
+                                        [--stores embedded,pgvector,qdrant]
+                                        [--max-seconds 2400] [--case-seconds 600]
 
 A generated corpus (seeded: English and Chinese sentences over a fixed
 vocabulary) with 512-dimensional vectors — USE multilingual v3's size — made
@@ -17,8 +18,11 @@ any store is compared to. The embedding model's own cost is measured apart
 (chunks/s of hashed and USE-m3 on the same text), since it dominates ingest.
 
 pgvector runs in a ``pgserver`` PostgreSQL (HNSW, m=16, ef_construction=64,
-ef_search=40); Qdrant in local mode (exact search in-process). Each case stops
-at ``--max-seconds`` overall: what did not run is printed as skipped.
+ef_search=40, built once after the rows are in); Qdrant in local mode (exact
+search in-process). Sizes run in ascending order; a store whose measured ingest
+rate projects its next size past ``--case-seconds`` stops there (the largest
+size that fits is the one reported), and nothing starts after ``--max-seconds``:
+what did not run is printed as skipped, with why.
 """
 
 from __future__ import annotations
@@ -207,22 +211,26 @@ def _row(r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1000,100000")
+    parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--stores", default="embedded,pgvector,qdrant")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--max-seconds", type=float, default=2400.0)
+    parser.add_argument("--case-seconds", type=float, default=600.0,
+                        help="skip a store's larger sizes once its measured ingest rate "
+                        "projects a case past this (the largest size that fits is kept)")
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.max_seconds
     sizes = [int(s) for s in args.sizes.split(",")]
     stores = args.stores.split(",")
     skipped: list[str] = []
+    rates: dict[str, float] = {}  # store -> chunks/s of its last case
     with tempfile.TemporaryDirectory(prefix="ragward-bench-retrieval-") as tmp:
         root = Path(tmp)
         server, dsn = start_pgvector(root / "pg") if "pgvector" in stores else (None, None)
         try:
-            rates = embed_throughput(corpus(200))
-            print(f"embedding (chunks/s, generated text): hashed {rates['hashed']:.0f}, "
-                  f"USE-m3 {rates['use-m3']:.0f}")
+            embedding = embed_throughput(corpus(200))
+            print(f"embedding (chunks/s, generated text): hashed {embedding['hashed']:.0f}, "
+                  f"USE-m3 {embedding['use-m3']:.0f}")
             print(HEADER, flush=True)
             for size in sizes:  # each row printed as it is measured: a cut run keeps its rows
                 texts = corpus(size)
@@ -233,10 +241,16 @@ def main(argv: list[str] | None = None) -> int:
                       f"{'1.00':>6} {'-':>9} {'-':>7} {'-':>10} {'-':>7}   (baseline)", flush=True)
                 for store in stores:
                     if time.monotonic() > deadline:
-                        skipped.append(f"{store}@{size}")
+                        skipped.append(f"{store}@{size} (run budget)")
+                        continue
+                    projected = size / rates[store] if store in rates else 0.0
+                    if projected > args.case_seconds:
+                        skipped.append(f"{store}@{size} (ingest projected at {projected:.0f} s "
+                                       f"from {rates[store]:.0f} chunks/s)")
                         continue
                     row = run_case(store, size, texts, matrix, queries,
                                    root / f"{store}-{size}", dsn)
+                    rates[store] = row["ingest_cps"]
                     print(_row(row), flush=True)
         finally:
             close_clients()
@@ -245,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     print("latencies in ms per query (top-10); ingest = publish (store + docstore + BM25 + "
           "switch) of pre-computed 512-d vectors")
     if skipped:
-        print("skipped (time budget): " + ", ".join(skipped))
+        print("skipped: " + "; ".join(skipped))
     return 0
 
 

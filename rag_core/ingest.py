@@ -33,12 +33,14 @@ from rag_core.guard import IngestLimits, Skipped, collect_files
 from rag_core.lexical import LexicalIndex
 from rag_core.ownership import Ownership, check_reingest
 from rag_core.readers import iter_documents
+from rag_core.rerank import SentenceVectors, wants_sentence_vectors
 from rag_core.store import delete_index, new_version_id, persist_version
 from rag_core.stores import (
     StoreConfig,
     StoreKind,
     collection_name,
     drop_vectors,
+    finish_vectors,
     new_vector_store,
 )
 from rag_core.text import make_splitter
@@ -263,7 +265,8 @@ def publish(
     store: StoreKind | None = None,
 ) -> str:
     """Publish embedded ``nodes`` as a new version of index ``name``: vectors into their
-    store, the docstore and BM25 beside the manifest, then the atomic switch."""
+    store, the docstore, BM25 and the sentence vectors (:mod:`rag_core.rerank`) beside the
+    manifest, then the atomic switch."""
     stores = config.stores
     kind: StoreKind = store or stores.kind
     version = new_version_id()
@@ -281,13 +284,17 @@ def publish(
             transformations=[make_splitter()],
             store_nodes_override=True,  # the docstore keeps the nodes whatever the store
         )
+        finish_vectors(stores, kind, collection or "", dim)
         ids = [n.node_id for n in nodes]
         lexical = LexicalIndex.build(
             ids, [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
         )
+        sentences = (SentenceVectors.build(nodes, backend.embed_model)
+                     if wants_sentence_vectors(backend.embed_model) else None)
         return persist_version(
             config.indexes_dir, name, vector_index, full_manifest, lexical,
-            version=version, stores=stores, rows=ids if kind != "embedded" else None,
+            sentences=sentences, version=version, stores=stores,
+            rows=ids if kind != "embedded" else None,
         )
     except BaseException:
         drop_vectors(full_manifest, stores)  # never leave a table no version points at

@@ -89,13 +89,22 @@ class LexicalIndex:
             bm25.index(corpus, show_progress=False)
         return cls(bm25, list(ids))
 
-    def top_k(self, query: str, k: int) -> list[tuple[int, float]]:
-        """(row, BM25 score) of the ``k`` best rows sharing a term with ``query``, best first."""
+    def top_k(self, query: str, k: int, *, min_shared: int = 1) -> list[tuple[int, float]]:
+        """(row, BM25 score) of the ``k`` best rows sharing at least ``min_shared`` distinct
+        terms with ``query`` (all of them when it has fewer), best first."""
         tokens = terms(query)
         if not tokens or not self.ids or k <= 0:
             return []
         scores = np.asarray(self._bm25.get_scores(tokens), dtype=np.float32)
         matching = np.flatnonzero(scores > 0.0)
+        distinct = list(dict.fromkeys(tokens))
+        needed = min(min_shared, len(distinct))
+        if needed > 1 and len(matching):
+            shared = sum(
+                (np.asarray(self._bm25.get_scores([t]), dtype=np.float32)[matching] > 0.0)
+                .astype(np.int32) for t in distinct
+            )
+            matching = matching[shared >= needed]
         if len(matching) > k:
             matching = matching[np.argpartition(-scores[matching], k - 1)[:k]]
         ranked = matching[np.argsort(-scores[matching], kind="stable")]

@@ -8,7 +8,9 @@
         versions/<version>/      a LlamaIndex StorageContext (docstore.json,
                                  index_store.json, default__vector_store.npz for
                                  the embedded store, ...), bm25/ (the version's
-                                 BM25 index, rag_core.lexical) and manifest.json
+                                 BM25 index, rag_core.lexical), sentences.npz
+                                 (its chunks' sentence vectors, rag_core.rerank,
+                                 USE-m3 versions only) and manifest.json
         versions/.tmp-<version>/ being written; never read
 
 A publisher writes a complete version directory, fsyncs it, renames it into
@@ -50,6 +52,7 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import BaseNode, MetadataMode
 
 from rag_core.lexical import LexicalIndex
+from rag_core.rerank import SentenceVectors, is_chinese
 from rag_core.stores import DenseSearch, StoreConfig, drop_vectors, open_dense, write_rows
 from ragward.errors import NotFound
 
@@ -134,12 +137,14 @@ def persist_version(
     manifest: dict[str, Any],
     lexical: LexicalIndex,
     *,
+    sentences: SentenceVectors | None = None,
     version: str | None = None,
     stores: StoreConfig | None = None,
     rows: list[str] | None = None,
 ) -> str:
-    """Write ``index`` (its vectors already in their store) and ``lexical`` as a new
-    version of ``name``, make it current, prune old ones (their vectors too)."""
+    """Write ``index`` (its vectors already in their store), ``lexical`` and the
+    ``sentences`` vectors of its chunks as a new version of ``name``, make it current,
+    prune old ones (their vectors too)."""
     version = version or new_version_id()
     versions = index_dir(root, name) / VERSIONS
     versions.mkdir(parents=True, exist_ok=True)
@@ -147,6 +152,8 @@ def persist_version(
     try:
         index.storage_context.persist(persist_dir=str(tmp))
         lexical.save(tmp)
+        if sentences is not None:
+            sentences.save(tmp)
         if rows is not None:
             write_rows(tmp, rows)
         (tmp / MANIFEST).write_text(
@@ -234,6 +241,10 @@ class IndexSnapshot:
     nodes: list[BaseNode]
     dense: DenseSearch
     lexical: LexicalIndex = field(repr=False)
+    # second-stage scoring (rag_core.rerank): per row, is the chunk Chinese; and the
+    # chunks' sentence vectors, None for a version built without them
+    chinese_rows: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, bool))
+    sentences: SentenceVectors | None = field(repr=False, default=None)
 
     @property
     def documents(self) -> int:
@@ -295,4 +306,8 @@ def _load_version(
         nodes=nodes,
         dense=dense,
         lexical=lexical,
+        chinese_rows=np.asarray(
+            [is_chinese(n.get_content(metadata_mode=MetadataMode.NONE)) for n in nodes], bool
+        ),
+        sentences=SentenceVectors.load(path, len(nodes)),
     )

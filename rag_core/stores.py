@@ -136,16 +136,20 @@ def close_clients() -> None:
 _opened_qdrant: list[Any] = []
 
 
-def _external_store(config: StoreConfig, kind: str, collection: str, dim: int) -> Any:
+def _external_store(
+    config: StoreConfig, kind: str, collection: str, dim: int, *, bulk: bool = False
+) -> Any:
     try:
-        return _open_external(config, kind, collection, dim)
+        return _open_external(config, kind, collection, dim, bulk=bulk)
     except ImportError:
         raise ConfigError(
             f"the {kind} store needs the `stores` extra: pip install 'ragward[stores]'"
         ) from None
 
 
-def _open_external(config: StoreConfig, kind: str, collection: str, dim: int) -> Any:
+def _open_external(
+    config: StoreConfig, kind: str, collection: str, dim: int, *, bulk: bool
+) -> Any:
     if kind == "pgvector":
         from llama_index.vector_stores.postgres import PGVectorStore
 
@@ -155,7 +159,9 @@ def _open_external(config: StoreConfig, kind: str, collection: str, dim: int) ->
             async_connection_string=_sqlalchemy_url(dsn, "asyncpg"),
             table_name=collection,
             embed_dim=dim,
-            hnsw_kwargs=HNSW if 0 < dim <= PGVECTOR_HNSW_MAX_DIM else None,
+            # a bulk load writes the rows first and builds HNSW once (finish_vectors):
+            # maintained on every insert it held ingest at ~37 rows/s on 100,000 chunks
+            hnsw_kwargs=dict(HNSW) if _hnsw(dim) and not bulk else None,
             create_engine_kwargs={"pool_size": 2, "max_overflow": 4, "pool_pre_ping": True},
         )
     if kind == "qdrant":
@@ -171,6 +177,10 @@ def _open_external(config: StoreConfig, kind: str, collection: str, dim: int) ->
     raise ConfigError(f"unknown vector store {kind!r}")
 
 
+def _hnsw(dim: int) -> bool:
+    return 0 < dim <= PGVECTOR_HNSW_MAX_DIM
+
+
 def _sqlalchemy_url(dsn: str, driver: str) -> str:
     return re.sub(r"^postgres(?:ql)?(?:\+\w+)?://", f"postgresql+{driver}://", dsn)
 
@@ -178,11 +188,35 @@ def _sqlalchemy_url(dsn: str, driver: str) -> str:
 def new_vector_store(
     config: StoreConfig, kind: StoreKind, collection: str, dim: int
 ) -> BasePydanticVectorStore:
-    """An empty store for one new version's vectors."""
+    """An empty store for one new version's vectors, set up for a bulk load: call
+    :func:`finish_vectors` once every row is in."""
     if kind == "embedded":
         return NumpyVectorStore()
-    store: BasePydanticVectorStore = _external_store(config, kind, collection, dim)
+    store: BasePydanticVectorStore = _external_store(config, kind, collection, dim, bulk=True)
     return store
+
+
+def finish_vectors(config: StoreConfig, kind: StoreKind, collection: str, dim: int) -> None:
+    """After a bulk load: build the version's pgvector HNSW index in one pass, under the
+    name LlamaIndex gives it (so a reader's ``CREATE INDEX IF NOT EXISTS`` finds it)."""
+    if kind != "pgvector" or not _hnsw(dim):
+        return
+    table = f"data_{collection}"  # PGVectorStore's table for a name we made (SQL-safe)
+    with _pg_connect(config) as conn:
+        conn.execute("SET maintenance_work_mem = '256MB'")  # the graph of 100k 512-d rows fits
+        conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "{table}_embedding_idx" ON public."{table}" '
+            f"USING hnsw (embedding {HNSW['hnsw_dist_method']}) "
+            f"WITH (m = {HNSW['hnsw_m']}, ef_construction = {HNSW['hnsw_ef_construction']})"
+        )
+
+
+def _pg_connect(config: StoreConfig) -> Any:
+    import psycopg
+
+    dsn = _require(config.pgvector_dsn, "RAGWARD_PGVECTOR_DSN", "pgvector")
+    return psycopg.connect(re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", dsn),
+                           autocommit=True)
 
 
 def write_rows(version_dir: Path, ids: list[str]) -> None:
@@ -213,11 +247,7 @@ def drop_vectors(manifest: dict[str, Any], config: StoreConfig | None) -> None:
         return
     config = config or StoreConfig()
     if kind == "pgvector":
-        import psycopg
-
-        dsn = _require(config.pgvector_dsn, "RAGWARD_PGVECTOR_DSN", kind)
-        plain = re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", dsn)
-        with psycopg.connect(plain, autocommit=True) as conn:
+        with _pg_connect(config) as conn:
             conn.execute(f'DROP TABLE IF EXISTS public."data_{collection}"')  # a name we made
     elif kind == "qdrant":
         client = _qdrant_client(

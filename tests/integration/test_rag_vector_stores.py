@@ -15,14 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
+from llama_index.core.schema import TextNode
 
+from rag_core.backends import build_local_backend
 from rag_core.configuration import build_service, ingest_config, store_config
-from rag_core.ingest import delete, ingest
+from rag_core.ingest import delete, ingest, publish
 from rag_core.schemas import QueryRequest
-from rag_core.store import read_current, read_manifest, version_dir
+from rag_core.store import load_snapshot, read_current, read_manifest, version_dir
 from rag_core.stores import _qdrant_client, close_clients
+from rag_core.usage import UsageTracker
 from ragward.errors import NotFound
 from ragward.settings import Settings, load_settings
 
@@ -232,3 +236,31 @@ def test_cli_delete_names_the_owner_and_removes_the_index(
     assert read_current(settings.indexes_dir, "handbook") is None
     assert run("--delete", "--index", "handbook", "--tenant", "acme") == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_pgvector_bulk_load_builds_hnsw_once_the_rows_are_in(pgvector_dsn: str,
+                                                              tmp_path: Path) -> None:
+    """A 512-d version (USE-m3's width) is written without an index and gets its HNSW
+    index in one pass before the switch, under LlamaIndex's name: it is there before any
+    reader opened the table, and a nearest-neighbour query through it finds each row."""
+    settings = load_settings(data_dir=tmp_path, vector_store="pgvector",
+                             pgvector_dsn=pgvector_dsn)
+    backend = build_local_backend(UsageTracker(), embedding="hashed")
+    rng = np.random.default_rng(3)
+    matrix = rng.standard_normal((60, 512)).astype(np.float32)
+    nodes = [TextNode(text=f"row {i}", id_=str(uuid.UUID(int=i + 1)),
+                      embedding=matrix[i].tolist(), metadata={"file_name": f"d{i}.md"})
+             for i in range(len(matrix))]
+    publish(ingest_config(settings), "wide", nodes, backend, {"embedding": backend.embedding_id})
+    table = f"data_{collection_of(settings, 'wide')}"
+    with psycopg.connect(pgvector_dsn) as conn:
+        indexes = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", (table,)
+        ).fetchall()
+    # PostgreSQL cuts names at 63 bytes, LlamaIndex's "IF NOT EXISTS" the same way
+    hnsw = [name for name, definition in indexes if "USING hnsw" in definition]
+    assert hnsw == [f"{table}_embedding_idx"[:63]], indexes
+    snapshot = load_snapshot(settings.indexes_dir, "wide", backend.embed_model,
+                             backend.tracker.callback_manager,
+                             stores=store_config(settings))
+    assert [snapshot.top_k(matrix[i], 1)[0][0] for i in (0, 17, 59)] == [0, 17, 59]

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from rag_core.evaluate import load_eval_set
 from rag_core.ingest import sample_corpus_dir
 from rag_core.lexical import terms
 from rag_core.text import english_terms, has_cjk
 
 
-def test_paraphrase_questions_share_no_content_word_with_their_document() -> None:
-    """Every paraphrase question shares no English stem and no Chinese word (jieba,
-    function characters aside) with the document that answers it; at least 40 per
-    language; every answer is a bundled document in the question's language."""
-    items = load_eval_set("paraphrase")
-    assert min(Counter(i["lang"] for i in items).values()) >= 40
+@pytest.mark.parametrize(("name", "per_language"), [("paraphrase", 40),
+                                                    ("paraphrase-heldout", 20)])
+def test_paraphrase_questions_share_no_content_word_with_their_document(
+    name: str, per_language: int
+) -> None:
+    """Every question of both paraphrase sets (the tuning one and the held-out one)
+    shares no English stem and no Chinese word (jieba, function characters aside) with
+    the document that answers it; enough per language; every answer is a bundled
+    document in the question's language; no question repeats within a set."""
+    items = load_eval_set(name)
+    assert min(Counter(i["lang"] for i in items).values()) >= per_language
     overlaps = []
     for item in items:
         path = sample_corpus_dir() / item["source"]
@@ -32,6 +39,12 @@ def test_paraphrase_questions_share_no_content_word_with_their_document() -> Non
             overlaps.append((item["question"], sorted(words)))
     assert overlaps == []
     assert len({i["question"] for i in items}) == len(items)
+
+
+def test_the_held_out_set_shares_no_question_with_the_tuning_set() -> None:
+    """The held-out questions are new ones, not copies of those the constants were tuned on."""
+    tuning = {i["question"] for i in load_eval_set("paraphrase")}
+    assert tuning.isdisjoint(i["question"] for i in load_eval_set("paraphrase-heldout"))
 
 
 def test_bundled_eval_set_names_existing_documents() -> None:

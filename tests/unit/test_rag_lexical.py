@@ -46,6 +46,18 @@ def test_bm25_ranks_the_row_with_the_rare_term_first() -> None:
     assert index.top_k("", 3) == []
 
 
+def test_min_shared_drops_rows_that_share_one_incidental_word() -> None:
+    """With min_shared=2 a row must share two distinct terms with the question: the
+    password row matching only "system" drops out of "Which system lets me reach the VPN?"
+    while the VPN row (two terms) stays; a one-term question still finds its row."""
+    index = LexicalIndex.build([f"n{i}" for i in range(len(DOCS))], DOCS)
+    question = "Which system does the VPN need?"
+    assert {row for row, _ in index.top_k(question, 5)} == {0, 1}
+    assert [row for row, _ in index.top_k(question, 5, min_shared=2)] == [0]
+    assert [row for row, _ in index.top_k("GlobalProtect", 5, min_shared=2)] == [0]
+    assert [row for row, _ in index.top_k("出差补贴标准", 5, min_shared=2)] == [3]
+
+
 def test_saved_index_loads_only_for_the_same_rows(tmp_path: Path) -> None:
     """A saved index scores exactly as before after loading; loading against other rows
     (a version whose order changed) gives None so the caller rebuilds instead of
