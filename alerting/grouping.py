@@ -160,6 +160,15 @@ class Dispatcher:
                 ))
         return out
 
+    def forget(self, before: float) -> int:
+        """Drop notification-log entries last written before ``before`` (the store's
+        retention), so the log stays bounded as groups come and go; returns how many."""
+        stale = [slot for slot, entry in self._nflog.items()
+                 if entry.at < before and slot not in self._in_flight]
+        for slot in stale:
+            del self._nflog[slot]
+        return len(stale)
+
     def done(self, notification: Notification, delivered: bool) -> None:
         """Release the slot; on delivery (or nothing to deliver) record it in the log."""
         slot = (notification.group_key, notification.receiver)

@@ -43,7 +43,7 @@ from alerting.notifiers.format import rfc3339
 from alerting.notifiers.slack import SlackNotifier
 from alerting.notifiers.webhook import WebhookNotifier
 from alerting.rules import RuleSet
-from alerting.state_store import StateStore
+from alerting.state_store import RETENTION_S, StateStore
 from alerting.view import MetricsView
 from telemetry.bus import Publisher
 from telemetry.events import AlertEvent, encode, new_event_id
@@ -51,6 +51,7 @@ from telemetry.events import AlertEvent, encode, new_event_id
 log = structlog.get_logger(__name__)
 
 _PUBLISH_QUEUE = 10_000
+PRUNE_INTERVAL_S = 3600.0  # how often retention runs while the service runs
 
 
 def _event_ts(at: float | None) -> str | None:
@@ -195,6 +196,7 @@ class AlertService:
         self._publisher_task: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._started = False
+        self._next_prune = 0.0
 
     # -- lifecycle -------------------------------------------------------------
     @property
@@ -220,6 +222,7 @@ class AlertService:
         self.store.open()
         try:
             self.store.prune(now)
+            self._next_prune = now + PRUNE_INTERVAL_S
             restored = self.store.load_alerts()
             self._record(self.engine.restore(restored, now))
             notifiers = self._given_notifiers
@@ -361,11 +364,20 @@ class AlertService:
         dispatcher.update(notifiable, now)
         for notification in dispatcher.due(now, silences):
             self._start_delivery(notification)
+        if now >= self._next_prune:
+            self._prune(dispatcher, now)
         if self._forwarding is not None and not self._forwarding.in_flight:
             due = self._forwarding.due(notifiable, now, silences)
             if due:
                 self._start_forward(due, now)
         return transitions
+
+    def _prune(self, dispatcher: Dispatcher, now: float) -> None:
+        """Retention while running, not only at start: the store's log and history and the
+        dispatcher's in-memory log would otherwise grow with every group ever notified."""
+        self._next_prune = now + PRUNE_INTERVAL_S
+        self.store.prune(now)
+        dispatcher.forget(now - RETENTION_S)
 
     def _record(self, transitions: list[Transition]) -> None:
         changed, removed = self.engine.take_changes()

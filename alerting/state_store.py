@@ -26,6 +26,10 @@ from alerting.engine import Alert
 from alerting.grouping import NflogEntry, Notification
 from alerting.silences import Matcher, Silence
 
+#: how long the notification log, the delivery history and expired silences are kept
+#: (Alertmanager's default ``--data.retention``, 120 h)
+RETENTION_S = 5 * 86400.0
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     fingerprint TEXT PRIMARY KEY,
@@ -168,7 +172,7 @@ class StateStore:
         )
         return [tuple(r) for r in rows]
 
-    def prune(self, now: float, keep_s: float = 5 * 86400.0) -> None:
+    def prune(self, now: float, keep_s: float = RETENTION_S) -> None:
         """Forget log entries and expired silences older than ``keep_s``."""
         with self._transaction() as db:
             db.execute("DELETE FROM nflog WHERE at < ?", (now - keep_s,))

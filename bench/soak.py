@@ -27,8 +27,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
+import os
+import re
+import signal
 import sqlite3
 import tempfile
 import time
@@ -62,6 +66,10 @@ class Window:
     redis_mb: float
     lag: dict[str, int]
     statuses: dict[str, int] = field(default_factory=dict)
+    # Redis key family -> [keys, bytes (MEMORY USAGE), keys without a TTL]
+    redis_keys: dict[str, list[int]] = field(default_factory=dict)
+    # consumer -> its own accounting (bench.memprobe): Python blocks, malloc, SQLite
+    heap: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ process readings
@@ -113,10 +121,49 @@ async def redis_used_mb(address: str) -> float:
         await client.aclose()
 
 
+def key_family(key: str) -> str:
+    """``ragward:cache:{t1}:3fa9…`` -> ``ragward:cache:{*}:*``: the tenant (hash tag),
+    digests and days replaced, so keys group by what wrote them."""
+    head, brace, rest = key.partition("{")
+    if brace:
+        rest = "{*}" + rest.partition("}")[2]
+    return head + re.sub(r"[0-9a-f]{16,}|\d{4}-\d{2}-\d{2}|\d{6,}", "*", rest)
+
+
+async def redis_keyspace(address: str) -> dict[str, list[int]]:
+    """Every key, by family: how many, their bytes (``MEMORY USAGE``), how many have no
+    TTL (a key without one, or without a bound, is a leak in waiting)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(address)
+    families: dict[str, list[int]] = {}
+    try:
+        keys = [key async for key in client.scan_iter(count=1000)]
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            pipe = client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.memory_usage(key)
+                pipe.ttl(key)
+            replies = await pipe.execute()
+            for i, key in enumerate(chunk):
+                size, ttl = replies[2 * i], replies[2 * i + 1]
+                if ttl == -2:  # expired between SCAN and TTL
+                    continue
+                row = families.setdefault(key_family(key.decode()), [0, 0, 0])
+                row[0] += 1
+                row[1] += size or 0
+                row[2] += ttl == -1
+        return families
+    finally:
+        await client.aclose()
+
+
 async def consumer_lag(bootstrap: str, groups: dict[str, list[str]]) -> dict[str, int]:
     """Records each group has yet to commit on its topics."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -125,7 +172,11 @@ async def consumer_lag(bootstrap: str, groups: dict[str, list[str]]) -> dict[str
     try:
         lag = {}
         for group, topics in groups.items():
-            committed = await admin.list_consumer_group_offsets(group)
+            try:
+                committed = await admin.list_consumer_group_offsets(group)
+            except KafkaError:  # the coordinator moving: no reading this window
+                lag[group] = -1
+                continue
             tps = [tp for tp in committed if tp.topic in topics]
             ends = await probe.end_offsets(tps) if tps else {}
             lag[group] = sum(ends[tp] - committed[tp].offset for tp in tps)
@@ -258,16 +309,27 @@ def run(args: argparse.Namespace) -> int:
                            workdir)
         config = workdir / "ragward.toml"
         config.write_text(f"[quotas.tenants.{QUOTA}]\nrpm = {QUOTA_RPM}\n")
+        # the gateway signs every event, the consumers verify them against the key set
+        from telemetry.event_keys import new_key_env
+
+        keys = {name.removeprefix("RAGWARD_").lower(): value
+                for name, value in new_key_env(workdir / "keys", "soak-1").items()}
         base, _, gateway, rag_core = start_ragward(
-            procs, workdir, upstream_url + "/v1", redis, kafka, config=config)
+            procs, workdir, upstream_url + "/v1", redis, kafka, config=config, **keys)
         consumers, consumer_ports = {}, {kind: harness.free_port() for kind in CONSUMERS}
+        probes = workdir / "memprobe"
         for kind in CONSUMERS:
-            consumers[kind] = procs.spawn(kind, [
-                str(Path(harness.PY).parent / "ragward"), "consumer", kind],
+            # `ragward consumer KIND` with a SIGUSR1 reading of where its memory is
+            trace = ["--trace"] if args.trace_memory else []
+            consumers[kind] = procs.spawn(kind, harness.module_command(
+                "memprobe", str(probes / kind), *trace, "consumer", kind),
                 harness.child_env(**harness.ragward_env(
                     kafka_bootstrap=kafka.address, redis_url=redis.address,
                     data_dir=workdir / f"{kind}-data", consumer_port=consumer_ports[kind],
-                    log_level="warning", host="127.0.0.1")))
+                    log_level="warning", host="127.0.0.1", event_keys=keys["event_keys"])))
+        for kind in CONSUMERS:  # joined their groups: lag is measurable from the start
+            harness.wait_ready(kind, consumers[kind],
+                               f"http://127.0.0.1:{consumer_ports[kind]}/ready", 180, workdir)
         from ragward.settings import load_settings
         from ragward.tokens import mint
 
@@ -297,8 +359,11 @@ def run(args: argparse.Namespace) -> int:
                 tasks=await asyncio.to_thread(
                     metric_sum, base + "/metrics", "ragward_gateway_event_loop_tasks"),
                 redis_mb=round(await redis_used_mb(redis.address), 2), lag=lag,
-                statuses=dict(client.statuses))
+                statuses=dict(client.statuses),
+                redis_keys=await redis_keyspace(redis.address))
             windows.append(window)
+            window.heap = await asyncio.to_thread(take_readings, probes, consumers,
+                                                  len(windows))
             say(f"{done:>7} requests  {len(lat) / max(seconds, 1e-9):6.1f} req/s  "
                 f"p50 {window.p50_ms:6.1f} ms  p99 {window.p99_ms:7.1f} ms  "
                 f"tasks {window.tasks:.0f}  redis {window.redis_mb} MB  lag {sum(lag.values())}"
@@ -318,6 +383,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         harness.stop_and_keep_logs(procs, workdir, harness.OUT / "logs-soak")
     lines = report(windows, client, elapsed, totals, notes, args)
+    if args.trace_memory:
+        lines += memory_diffs(probes, len(windows))
     print("\n".join(lines), flush=True)
     lines.append(chart(windows, harness.OUT / "soak.png"))
     (harness.OUT / "soak.txt").write_text("\n".join(lines) + "\n")
@@ -326,6 +393,40 @@ def run(args: argparse.Namespace) -> int:
         indent=2))
     say(f"done; {lines[-1]}; results in bench/out/soak.txt")
     return 0
+
+
+def take_readings(probes: Path, consumers: dict[str, Any], number: int
+                  ) -> dict[str, dict[str, float]]:
+    """SIGUSR1 to every consumer (bench.memprobe); its reading, waited for (bounded)."""
+    for proc in consumers.values():
+        os.kill(proc.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 180
+    readings = {}
+    for kind in consumers:
+        done = probes / kind / f"{number:03d}.json"
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        with contextlib.suppress(OSError, ValueError):  # none, or half-written at the deadline
+            figures = json.loads(done.read_text())
+            readings[kind] = {k: v for k, v in figures.items() if isinstance(v, float | int)}
+    return readings
+
+
+def memory_diffs(probes: Path, readings: int) -> list[str]:
+    """Per consumer: what grew from the first window to the last, and in the last one."""
+    from bench.memprobe import diff
+
+    out = ["", "Traced heaps (bench.memprobe --trace; tracing on, so RSS above is not "
+           "the judge):"]
+    for kind in CONSUMERS:
+        if readings < 2 or not (probes / kind / f"{readings:03d}.json").exists():
+            out.append(f"{kind}: no readings")
+            continue
+        out.append(f"{kind} consumer, window 1 -> {readings}:")
+        out += diff(probes / kind, 1, readings)
+        out.append(f"{kind} consumer, window {readings - 1} -> {readings}:")
+        out += diff(probes / kind, readings - 1, readings, top=6)
+    return out
 
 
 def settle(client: Client, base: str, metrics_url: str, audit_db: Path, bootstrap: str,
@@ -353,6 +454,40 @@ def settle(client: Client, base: str, metrics_url: str, audit_db: Path, bootstra
             "lag_after": asyncio.run(consumer_lag(bootstrap, groups))}
 
 
+def heap_table(windows: list[Window]) -> list[str]:
+    """Where each consumer's memory is, window by window (its own accounting)."""
+    if not any(w.heap for w in windows):
+        return []
+    out = ["", "consumer memory by owner: Python blocks (thousands) / malloc in use MB / "
+           "malloc freed-but-kept MB / SQLite MB (page cache)",
+           f"{'requests':>8}  " + "  ".join(f"{k + ' consumer':>30}" for k in CONSUMERS)]
+    for w in windows:
+        cells = []
+        for kind in CONSUMERS:
+            h = w.heap.get(kind, {})
+            cells.append(f"{h.get('py_blocks_k', 0):6.0f} / {h.get('malloc_in_use_mb', 0):5.1f}"
+                         f" / {h.get('malloc_free_kept_mb', 0):5.1f} / "
+                         f"{h.get('sqlite_mb', 0):5.1f}".rjust(30))
+        out.append(f"{w.requests:8d}  " + "  ".join(cells))
+    return out
+
+
+def redis_table(windows: list[Window]) -> list[str]:
+    """Redis keys per family, window by window: count / MB and keys without a TTL."""
+    families = sorted({f for w in windows for f in w.redis_keys})
+    if not families:
+        return []
+    out = ["", "Redis keys per family: keys / MB (MEMORY USAGE) [keys without TTL]",
+           f"{'requests':>8}  " + "  ".join(f"{f[:30]:>30}" for f in families)]
+    for w in windows:
+        cells = []
+        for f in families:
+            keys, size, no_ttl = w.redis_keys.get(f, [0, 0, 0])
+            cells.append(f"{keys:>8d} / {size / 1e6:7.2f} [{no_ttl}]".rjust(30))
+        out.append(f"{w.requests:8d}  " + "  ".join(cells))
+    return out
+
+
 def growth(first: float, last: float) -> float:
     return (last - first) / first * 100 if first else float("nan")
 
@@ -373,6 +508,7 @@ def report(windows: list[Window], client: Client, elapsed: float, totals: dict[s
         out.append(f"{w.requests:8d} {w.seconds:6.0f} {f(w.p50_ms)} {f(w.p99_ms, 8)} "
                    f"{w.tasks:5.0f} {w.redis_mb:7.2f} {sum(w.lag.values()):6d}  "
                    + "  ".join(f"{w.rss_mb[n]:6.0f}/{w.fds[n]:<5d}" for n in names))
+    out += heap_table(windows) + redis_table(windows)
     statuses = Counter(client.statuses)
     five = sum(v for k, v in statuses.items() if k.startswith("5") or k.startswith("-"))
     out += ["", f"statuses: {dict(sorted(statuses.items()))}; by kind: "
@@ -398,10 +534,17 @@ def report(windows: list[Window], client: Client, elapsed: float, totals: dict[s
         for n in names:
             d = last.fds[n] - first.fds[n]
             checks.append((f"open fds change: {n}", f"{d:+d}", abs(d) <= 5))
+        no_ttl = sum(row[2] for row in last.redis_keys.values())
+        checks.append(("Redis keys without a TTL (last window)", str(no_ttl), no_ttl == 0))
         checks.append(("gateway asyncio tasks change", f"{last.tasks - first.tasks:+.0f}",
                        abs(last.tasks - first.tasks) <= 5))
         g = growth(first.p99_ms, last.p99_ms)
         checks.append(("p99 drift (last window vs first)", f"{g:+.1f} %", g <= 20.0))
+    if len(windows) >= 4:  # still growing, or levelled off? the second half alone
+        middle, last = windows[len(windows) // 2], windows[-1]
+        out += ["", f"RSS change over the second half (windows {len(windows) // 2 + 1}"
+                f"-{len(windows)}, {middle.requests} -> {last.requests} requests): " + ", ".join(
+                    f"{n} {growth(middle.rss_mb[n], last.rss_mb[n]):+.1f} %" for n in names)]
     out += ["", "Checks and targets:"]
     out += [f"  {label:48} {value:>22}   {'MET' if ok else 'MISSED'}"
             for label, value, ok in checks]
@@ -450,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=1800.0,
                         help="stop sending after this long even if not done (default 1800)")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--trace-memory", action="store_true",
+                        help="run the consumers under bench.memprobe (tracemalloc) and print "
+                        "what grew between windows (diagnosis; slower)")
     parser.add_argument("--quick", action="store_true",
                         help="5,000 requests in windows of 500, at least 60 s")
     args = parser.parse_args(argv)

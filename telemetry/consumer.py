@@ -104,19 +104,36 @@ class Delivery(NamedTuple):
 BatchHandler = Callable[[list[Delivery]], Awaitable[None]]
 
 
+def _compact(event_id: str) -> int | str:
+    """The form an id is remembered in: a 32-hex-digit id (what ``new_event_id`` mints) as
+    its 128-bit integer — 86 bytes a remembered id instead of 131, which at the default
+    window of 100,000 is most of a consumer's steady memory. Exact: only the one spelling
+    that formats back to itself converts (``int`` would also take ``0x…``, capitals or
+    ``_``), and an int never equals a str, so two different ids never meet."""
+    if len(event_id) == 32:
+        try:
+            number = int(event_id, 16)
+        except ValueError:
+            return event_id
+        if f"{number:032x}" == event_id:
+            return number
+    return event_id
+
+
 class SeenIds:
     """Membership over roughly the last ``window`` ids (between window/2 and window)."""
 
     def __init__(self, window: int) -> None:
         self._half = max(1, window // 2)
-        self._current: set[str] = set()
-        self._previous: set[str] = set()
+        self._current: set[int | str] = set()
+        self._previous: set[int | str] = set()
 
     def __contains__(self, event_id: object) -> bool:
-        return event_id in self._current or event_id in self._previous
+        key = _compact(event_id) if isinstance(event_id, str) else event_id
+        return key in self._current or key in self._previous
 
     def add(self, event_id: str) -> None:
-        self._current.add(event_id)
+        self._current.add(_compact(event_id))
         if len(self._current) >= self._half:
             self._previous, self._current = self._current, set()
 

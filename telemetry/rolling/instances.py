@@ -1,6 +1,11 @@
 """What each gateway instance last said about itself (its status events): degraded
 quota controls and how full its audit spool is. Ingest keeps the last report
-consumed per instance; merging two consumers' views keeps the newer one."""
+consumed per instance; merging two consumers' views keeps the newer one.
+
+An instance is a gateway process (``host:pid``), so every restart or new pod is a
+new name: a report older than the longest window, which no query reads, is
+forgotten when a new instance reports — the map holds the instances heard from
+within the last hour, not every one since the consumer started."""
 
 from __future__ import annotations
 
@@ -26,6 +31,15 @@ class InstanceStatus:
 
 class Instances(dict[str, InstanceStatus]):
     """Instance name → its newest :class:`InstanceStatus`."""
+
+    def report(self, instance: str, status: InstanceStatus, now: float) -> None:
+        """Keep ``status`` as ``instance``'s newest; a new name first drops the reports
+        older than the longest window (O(instances) only when one appears)."""
+        if instance not in self:
+            horizon = now - max(WINDOWS.values())
+            for stale in [i for i, s in self.items() if s.ts <= horizon]:
+                del self[stale]
+        self[instance] = status
 
     def merge(self, other: Instances) -> None:
         """Another consumer's reports: per instance, the newer one stays."""

@@ -107,10 +107,10 @@ class RollingMetrics:
                     self._usage(event, ts)
                 case MetricsStatus() | StatusEvent():
                     ts = _event_time(event.ts, now)
-                    self.status[event.instance] = InstanceStatus(
+                    self.status.report(event.instance, InstanceStatus(
                         ts, dict(event.quota_degraded), event.spool_bytes,
                         event.spool_capacity_bytes,
-                    )
+                    ), now)
                 case _:
                     continue
             self.events += 1

@@ -20,9 +20,9 @@ from alerting.configuration import alert_config
 from alerting.consumer import AlertConsumer
 from alerting.notifiers import RetryPolicy
 from alerting.notifiers.format import rfc3339
-from alerting.service import AlertService
+from alerting.service import PRUNE_INTERVAL_S, AlertService
 from alerting.silences import Matcher, Silence
-from alerting.state_store import StateStore, db_path
+from alerting.state_store import RETENTION_S, StateStore, db_path
 from alerting.view import Sample
 from ragward.settings import Settings, load_settings
 from telemetry.configuration import kafka_config, metrics_consumer_config
@@ -350,6 +350,41 @@ routing: {group_wait: 0s, receivers: [webhook]}
     try:
         [request] = await http_receiver.wait_for("/hook", 1)
         assert request.json()["alerts"][0]["labels"]["tenant"] == "acme"
+    finally:
+        await service.stop()
+
+
+async def test_retention_runs_while_the_service_runs(tmp_path: Path,
+                                                    http_receiver: HttpReceiver) -> None:
+    """A long-running service forgets what is past retention — not only at its next start:
+    once an incident's notifications are older than RETENTION_S, an evaluation drops them
+    from the in-memory notification log and from the store's log and history."""
+    settings = _settings(tmp_path, http_receiver, None)
+    view, clock = ScriptedView(), ManualClock()
+    rules = rules_from_yaml("""
+rules:
+  - {name: HighErrorRate, metric: error_rate, threshold: 0.05, group_by: [tenant]}
+routing: {group_wait: 0s, receivers: [webhook]}
+""")
+    service = AlertService(alert_config(settings), view, None, rules=rules, clock=clock,
+                           registry=CollectorRegistry())
+    await service.start(run_loop=False)
+    try:
+        view.set("error_rate", Sample({"tenant": "acme"}, 0.5, 100))
+        await service.tick()
+        await service.idle()
+        view.set("error_rate", Sample({"tenant": "acme"}, 0.0, 100))
+        clock.advance(60)
+        await service.tick()
+        await service.idle()
+        assert len(http_receiver.at("/hook")) == 2  # firing, then resolved
+        [key] = service.dispatcher.groups()
+        assert service.dispatcher.nflog(key, "webhook") is not None
+        assert service.store.notifications()
+        clock.advance(RETENTION_S + PRUNE_INTERVAL_S)
+        await service.tick()
+        assert service.dispatcher.nflog(key, "webhook") is None
+        assert service.store.notifications() == [] and service.store.load_nflog() == []
     finally:
         await service.stop()
 

@@ -157,6 +157,46 @@ async def test_chat_answers_streamed_or_not_carry_the_rate_limit_headers(
     assert streamed.headers["x-ratelimit-limit"] == whole.headers["x-ratelimit-limit"] == "10"
 
 
+async def test_every_key_the_gateway_writes_in_redis_expires(
+    tmp_path: Path, rag_core_url: str, redis_url: str, fresh: OpenAIStub
+) -> None:
+    """The class-level guard against Redis growing without bound: after every kind of
+    request that touches Redis — a miss and a hit, a batch, two streamed chats (the second
+    from the cache), the usage view and quota rejections — every key that appeared has a
+    TTL; a key without one would stay until Redis runs out of memory."""
+    import redis.asyncio as aioredis
+
+    settings = gateway_settings(tmp_path, rag_core_url, redis_url=redis_url, quota_rpm=8)
+    tenant = f"ttl-{uuid.uuid4().hex[:8]}"
+    client = aioredis.from_url(redis_url)
+    try:
+        before = {key async for key in client.scan_iter(count=1000)}
+        async with running_gateway(settings) as gw:
+            auth = bearer(tenant=tenant, roles=["batch"])
+            for _ in range(2):
+                r = await gw.client.post("/v1/query", json={"question": QUESTION}, headers=auth)
+                assert r.status_code == 200
+            r = await gw.client.post("/v1/query/batch", headers=auth,
+                                     json={"questions": [QUESTION, "And the deadline?"]})
+            assert r.status_code == 200
+            for _ in range(2):
+                assert (await stream_chat(gw, tenant)).done
+            assert (await gw.client.get("/v1/usage", headers=auth)).status_code == 200
+            statuses = [(await gw.client.post("/v1/query", json={"question": f"q{i}"},
+                                              headers=auth)).status_code for i in range(8)]
+            assert 429 in statuses
+        written = {key async for key in client.scan_iter(count=1000)} - before
+        ttls = {key.decode(): await client.ttl(key) for key in written}
+    finally:
+        await client.aclose()
+    scope = f"{{{tenant}}}"
+    for family in (f"ragward:cache:{scope}:", f"ragward:quota:{scope}:rpm",
+                   f"ragward:quota:{scope}:tokens:"):  # each writer was exercised
+        assert any(key.startswith(family) for key in ttls), (family, ttls)
+    assert all(scope in key for key in ttls), ttls  # all under the tenant's tag
+    assert [key for key, ttl in ttls.items() if ttl < 0] == []
+
+
 async def test_client_disconnect_cancels_upstream_records_once_and_settles_partial_usage(
     tmp_path: Path, rag_core_url: str, redis_url: str, fresh: OpenAIStub
 ) -> None:

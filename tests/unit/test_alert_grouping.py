@@ -150,3 +150,24 @@ def test_resolve_while_silenced_still_closes_the_incident() -> None:
     assert d.due(T0 + 70, [silence]) == []
     d.update([_alert("acme", "resolved")], T0 + 100)
     assert [n.status for n in d.due(T0 + 130, [silence])] == ["resolved"]
+
+
+def test_notification_log_forgets_entries_past_retention() -> None:
+    """The in-memory notification log stays bounded as groups come and go: entries last
+    written before the cut-off are dropped (the store prunes the same rows), newer and
+    in-flight ones stay, and a dropped group that fires again is notified afresh."""
+    d = Dispatcher(ROUTING, ("slack",))
+    for i in range(500):  # 500 tenants, each alerting once, an hour apart
+        at = T0 + 3600 * i
+        d.update([_alert(f"t{i}")], at)
+        _deliver(d, d.due(at + 10))
+    d.update([_alert("late")], T0 + 3600 * 500)
+    in_flight = d.due(T0 + 3600 * 500 + 10)  # not done yet
+    cut = T0 + 3600 * 400
+    assert d.forget(cut) == 400
+    assert d.nflog(group_key({"alertname": "HighErrorRate", "tenant": "t0"}), "slack") is None
+    assert d.nflog(group_key({"alertname": "HighErrorRate", "tenant": "t499"}), "slack")
+    assert len(d._nflog) == 100
+    _deliver(d, in_flight)
+    d.update([_alert("t0")], T0 + 3600 * 501)
+    assert _deliver(d, d.due(T0 + 3600 * 501 + 10)) == [("slack", "firing", 1)]

@@ -248,3 +248,19 @@ def test_latency_histogram_buckets_are_inclusive_and_cumulative() -> None:
     one.merge(other)
     assert one.count == 4 and one.sum == pytest.approx(31.2101)
     assert dict(one.cumulative())[0.25] == 3
+
+
+def test_instances_heard_from_long_ago_are_forgotten() -> None:
+    """The status map stays bounded as gateways come and go (each process, ``host:pid``,
+    is an instance): after 1,000 instances reporting a minute apart, only those heard
+    from within the longest window (1 h) are kept, and a fresh one still counts."""
+    clock = [T0]
+    view = RollingMetrics(clock=lambda: clock[0])
+    for i in range(1000):
+        clock[0] = T0 + 60 * i
+        view.ingest([StatusEvent(event_id=new_event_id(), ts=iso(clock[0]),
+                                 instance=f"gw:{i}", quota_degraded={"rpm": i == 999},
+                                 spool_bytes=0, spool_capacity_bytes=100)])
+    assert len(view.status) <= 61
+    assert "gw:999" in view.status and "gw:0" not in view.status
+    assert view.query("quota_degraded", "1m", [], now=clock[0])[0].value == 1.0
