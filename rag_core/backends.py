@@ -7,7 +7,9 @@ their names for pricing, and the shared callback manager of the
 
 * ``local``: the offline embedding ``RAGWARD_LOCAL_EMBEDDING`` names —
   :class:`~rag_core.sentence_encoder.SentenceEncoderEmbedding` (USE multilingual
-  v3, the default) or :class:`~rag_core.embedding.HashedEmbedding` (no weights) —
+  v3, the default), :class:`~rag_core.fused_encoder.FusedEncoderEmbedding` (USE-m3
+  and multilingual-e5-small, opt-in) or :class:`~rag_core.embedding.HashedEmbedding`
+  (no weights) —
   and :class:`~rag_core.answerer.ExtractiveLLM`; offline, cost 0.
 * ``openai``: llama-index's ``OpenAI`` and ``OpenAIEmbedding`` against
   ``OPENAI_BASE_URL``. Retries are the OpenAI SDK's own (``max_retries``:
@@ -32,6 +34,7 @@ from llama_index.llms.openai import OpenAI
 
 from rag_core.answerer import ExtractiveLLM
 from rag_core.embedding import HashedEmbedding
+from rag_core.fused_encoder import FusedEncoderEmbedding
 from rag_core.sentence_encoder import SentenceEncoderEmbedding
 from rag_core.usage import UsageTracker, report_embedding_tokens
 from ragward.errors import (
@@ -169,7 +172,7 @@ def map_openai_error(exc: BaseException) -> RagwardError | None:
     return None
 
 
-LocalEmbedding = Literal["use-m3", "hashed"]
+LocalEmbedding = Literal["use-m3", "use-m3-e5", "hashed"]
 
 
 def build_local_backend(
@@ -179,11 +182,13 @@ def build_local_backend(
 ) -> Backend:
     """``dim``: the hashed embedding's buckets and the extractive answerer's (always hashed)."""
     tracker = tracker or UsageTracker()
-    embed: BaseEmbedding = (
-        SentenceEncoderEmbedding(callback_manager=tracker.callback_manager)
-        if embedding == "use-m3"
-        else HashedEmbedding(dim=dim, callback_manager=tracker.callback_manager)
-    )
+    embed: BaseEmbedding
+    if embedding == "use-m3":
+        embed = SentenceEncoderEmbedding(callback_manager=tracker.callback_manager)
+    elif embedding == "use-m3-e5":
+        embed = FusedEncoderEmbedding(callback_manager=tracker.callback_manager)
+    else:
+        embed = HashedEmbedding(dim=dim, callback_manager=tracker.callback_manager)
     llm = ExtractiveLLM(dim=dim, callback_manager=tracker.callback_manager)
     return Backend(
         name="local",
@@ -212,7 +217,7 @@ class BackendConfig:
     """Which backend answers: ``local`` (offline, with ``local_embedding``) or ``openai``."""
 
     llm: Literal["local", "openai"]
-    local_embedding: Literal["use-m3", "hashed"]
+    local_embedding: LocalEmbedding
     openai: OpenAIConfig
 
 

