@@ -112,7 +112,7 @@ lint: lock-check $(STAMP) ## ruff and mypy, the import-direction check (docs/arc
 	cargo clippy --locked --quiet --release --manifest-path native/Cargo.toml -- -D warnings
 
 .PHONY: eval
-eval: lock-check $(STAMP) ## retrieval quality per configuration (hashed, BM25, hybrid, USE-m3), bundled + paraphrase sets
+eval: lock-check $(STAMP) ## retrieval quality per configuration (hashed, BM25, hybrid, USE-m3, USE-m3 + e5), bundled + paraphrase sets
 	$(PY) -m rag_core.evaluate
 
 .PHONY: bench
