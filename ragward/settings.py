@@ -201,7 +201,10 @@ class Settings(BaseSettings):
     kafka_ack_timeout_s: float = Field(
         2.0, gt=0, description="Wait this long for Kafka's ack before spooling the record."
     )
-    dedupe_window: int = Field(100_000, ge=1, description="Event ids a consumer remembers.")
+    dedupe_window: int = Field(
+        100_000, ge=1, description="Event ids a consumer remembers to drop redeliveries: "
+        "exactly the last N, their memory (100-200 bytes each) taken at start.",
+    )
 
     # -- Kafka transport security (telemetry.kafka_security builds the clients' part) --
     kafka_security_protocol: KafkaSecurityProtocol = Field(
