@@ -258,6 +258,10 @@ class Settings(BaseSettings):
     audit_dsn: str | None = Field(None, description="PostgreSQL DSN; None = SQLite.")
     audit_checkpoint_every: int = Field(1000, ge=1)
     audit_retention_days: int = Field(400, ge=1)
+    audit_sqlite_cache_mib: int = Field(
+        16, ge=1, description="SQLite page cache per audit store connection, MiB (the store "
+        "is append-mostly; misses are served by the OS page cache)."
+    )
     audit_client_ip: Literal["truncate", "hash", "drop"] = "truncate"
     audit_ip_hash_key: SecretStr | None = Field(
         None, description="HMAC key for audit_client_ip=hash (required then; keep it stable)."
