@@ -671,6 +671,12 @@ def report(windows: list[Window], client: Client, elapsed: float, totals: dict[s
             g = growth(base.rss_mb[n], last.rss_mb[n])
             label = f"window {warm + 1}" if n == "redis" else "window 1"
             checks.append((f"RSS growth after {label}: {n}", f"{g:+.1f} %", g <= 5.0))
+        # independent of the rate: what each key costs must not grow (a leak inside Redis
+        # or keys bloating), whatever the number of keys the rate keeps
+        g = growth(*(w.redis_mb / max(1, sum(row[0] for row in w.redis_keys.values()))
+                     for w in (windows[warm], last)))
+        checks.append((f"Redis used memory per key after window {warm + 1}", f"{g:+.1f} %",
+                       g <= 5.0))
         checks += fd_checks(windows, names)
         no_ttl = sum(row[2] for row in last.redis_keys.values())
         checks.append(("Redis keys without a TTL (last window)", str(no_ttl), no_ttl == 0))
