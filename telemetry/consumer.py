@@ -134,8 +134,8 @@ class SeenIds:
     pushes the oldest entry out: the set, the queue and the integers stay the same size
     from the first event on. So a consumer's memory is at its steady state before it
     reads anything — a memory limit too small for the window fails at start, not hours
-    later — and ``len`` never exceeds ``window``. About 100 bytes an entry (10 MB for the
-    default 100,000).
+    later — and ``len`` never exceeds ``window``. About 100 bytes an entry: 10 MB for the
+    default 100,000 (up to twice that per entry for small windows, whose set is sparser).
     """
 
     def __init__(self, window: int) -> None:
