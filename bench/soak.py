@@ -587,7 +587,7 @@ def _connections(window: Window, name: str) -> int:
                if kind.startswith(("to ", "from ")))
 
 
-def fd_checks(windows: list[Window], names: list[str]) -> list[tuple[str, str, bool]]:
+def fd_checks(windows: list[Window], names: list[str]) -> list[tuple[str, str, bool | None]]:
     """Descriptors, split by what a leak looks like. Connections come from pools (the
     gateway's to Redis and rag-core, rag-core's to the upstream, keep-alive from the
     client) that open one per request in flight at the busiest moment and close idle
@@ -597,7 +597,7 @@ def fd_checks(windows: list[Window], names: list[str]) -> list[tuple[str, str, b
     and no connection may sit in CLOSE_WAIT (closed by its peer, never by us: a leak)."""
     first, last = windows[0], windows[-1]
     halves = (windows[:len(windows) // 2], windows[len(windows) // 2:])
-    checks = []
+    checks: list[tuple[str, str, bool | None]] = []
     for n in names:
         d = (last.fds[n] - _connections(last, n)) - (first.fds[n] - _connections(first, n))
         checks.append((f"non-connection fds change: {n}", f"{d:+d}", abs(d) <= 5))
@@ -611,11 +611,13 @@ def fd_checks(windows: list[Window], names: list[str]) -> list[tuple[str, str, b
     return checks
 
 
-def redis_baseline(windows: list[Window], ttl_s: float) -> int:
+def redis_baseline(windows: list[Window], ttl_s: float) -> int | None:
     """The first window that ends a cache TTL or more after the load began: before it the
     answer cache (keys expire after the TTL) is still filling, so Redis' memory is judged
-    from there (the last window when none does)."""
-    return next((i for i, w in enumerate(windows) if w.elapsed_s >= ttl_s), len(windows) - 1)
+    from there; None when no window after it is left to compare (a run shorter than one
+    TTL and a window: Redis is then not judged, rather than judged against itself)."""
+    warm = next((i for i, w in enumerate(windows) if w.elapsed_s >= ttl_s), None)
+    return warm if warm is not None and warm < len(windows) - 1 else None
 
 
 def growth(first: float, last: float) -> float:
@@ -645,7 +647,7 @@ def report(windows: list[Window], client: Client, elapsed: float, totals: dict[s
             f"{dict(client.by_kind)}"]
     if client.errors:
         out.append(f"client errors (first): {client.errors}")
-    checks: list[tuple[str, str, bool]] = [
+    checks: list[tuple[str, str, bool | None]] = [  # None: not judged in this run
         ("requests with an audit record == requests", f"{totals['audit_records']} / {totals['sent']}",
          totals["audit_records"] == totals["sent"]),
         ("gateway requests_total == requests",
@@ -660,23 +662,34 @@ def report(windows: list[Window], client: Client, elapsed: float, totals: dict[s
         first, last = windows[0], windows[-1]
         ttl = float(harness.default_setting("cache_ttl_s"))
         warm = redis_baseline(windows, ttl)
-        out += ["", f"Redis is judged from window {warm + 1} ({windows[warm].requests} requests, "
-                f"{windows[warm].elapsed_s:.0f} s into the load), the first to end a cache TTL "
-                f"({ttl:.0f} s) after the load began: the answer cache holds the distinct answers "
-                "of the last TTL (insertion rate x TTL, every key expiring; the Redis keys table "
-                "above), so it is still filling before that, and its size follows the request "
-                "rate, which the pacing holds constant only while the machine keeps up."]
+        why = (f"the answer cache holds the distinct answers of the last cache TTL ({ttl:.0f} s;"
+               " insertion rate x TTL, every key expiring: the Redis keys table above), so it "
+               "is still filling before one TTL, and its size then follows the request rate, "
+               "which the pacing holds constant only while the machine keeps up")
+        if warm is None:
+            out += ["", f"Redis is not judged: no window after one ending a cache TTL into the "
+                    f"load; {why}."]
+        else:
+            out += ["", f"Redis is judged from window {warm + 1} ({windows[warm].requests} "
+                    f"requests, {windows[warm].elapsed_s:.0f} s into the load), the first to end "
+                    f"a cache TTL after the load began: {why}."]
         for n in names:
-            base = windows[warm] if n == "redis" else first
-            g = growth(base.rss_mb[n], last.rss_mb[n])
-            label = f"window {warm + 1}" if n == "redis" else "window 1"
-            checks.append((f"RSS growth after {label}: {n}", f"{g:+.1f} %", g <= 5.0))
-        # independent of the rate: what each key costs must not grow (a leak inside Redis
-        # or keys bloating), whatever the number of keys the rate keeps
-        g = growth(*(w.redis_mb / max(1, sum(row[0] for row in w.redis_keys.values()))
-                     for w in (windows[warm], last)))
-        checks.append((f"Redis used memory per key after window {warm + 1}", f"{g:+.1f} %",
-                       g <= 5.0))
+            if n != "redis":
+                g = growth(first.rss_mb[n], last.rss_mb[n])
+                checks.append((f"RSS growth after window 1: {n}", f"{g:+.1f} %", g <= 5.0))
+            elif warm is None:
+                checks.append(("RSS growth after one cache TTL: redis", "-", None))
+            else:
+                g = growth(windows[warm].rss_mb[n], last.rss_mb[n])
+                checks.append((f"RSS growth after window {warm + 1}: {n}", f"{g:+.1f} %",
+                               g <= 5.0))
+        if warm is not None:
+            # independent of the rate: what each key costs must not grow (a leak inside
+            # Redis, keys bloating), whatever number of keys the rate keeps
+            g = growth(*(w.redis_mb / max(1, sum(row[0] for row in w.redis_keys.values()))
+                         for w in (windows[warm], last)))
+            checks.append((f"Redis used memory per key after window {warm + 1}",
+                           f"{g:+.1f} %", g <= 5.0))
         checks += fd_checks(windows, names)
         no_ttl = sum(row[2] for row in last.redis_keys.values())
         checks.append(("Redis keys without a TTL (last window)", str(no_ttl), no_ttl == 0))
@@ -690,7 +703,8 @@ def report(windows: list[Window], client: Client, elapsed: float, totals: dict[s
                 f"-{len(windows)}, {middle.requests} -> {last.requests} requests): " + ", ".join(
                     f"{n} {growth(middle.rss_mb[n], last.rss_mb[n]):+.1f} %" for n in names)]
     out += ["", "Checks and targets:"]
-    out += [f"  {label:48} {value:>22}   {'MET' if ok else 'MISSED'}"
+    out += [f"  {label:48} {value:>22}   "
+            f"{'NOT JUDGED' if ok is None else 'MET' if ok else 'MISSED'}"
             for label, value, ok in checks]
     out += ["", "Notes:"] + [f"  - {n}" for n in notes]
     return out
