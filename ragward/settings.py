@@ -201,7 +201,10 @@ class Settings(BaseSettings):
     kafka_ack_timeout_s: float = Field(
         2.0, gt=0, description="Wait this long for Kafka's ack before spooling the record."
     )
-    dedupe_window: int = Field(100_000, ge=1, description="Event ids a consumer remembers.")
+    dedupe_window: int = Field(
+        100_000, ge=1, description="Event ids a consumer remembers to drop redeliveries: "
+        "exactly the last N, their memory (100-200 bytes each) taken at start.",
+    )
 
     # -- Kafka transport security (telemetry.kafka_security builds the clients' part) --
     kafka_security_protocol: KafkaSecurityProtocol = Field(
@@ -255,6 +258,10 @@ class Settings(BaseSettings):
     audit_dsn: str | None = Field(None, description="PostgreSQL DSN; None = SQLite.")
     audit_checkpoint_every: int = Field(1000, ge=1)
     audit_retention_days: int = Field(400, ge=1)
+    audit_sqlite_cache_mib: int = Field(
+        16, ge=1, description="SQLite page cache per audit store connection, MiB (the store "
+        "is append-mostly; misses are served by the OS page cache)."
+    )
     audit_client_ip: Literal["truncate", "hash", "drop"] = "truncate"
     audit_ip_hash_key: SecretStr | None = Field(
         None, description="HMAC key for audit_client_ip=hash (required then; keep it stable)."

@@ -113,4 +113,5 @@ def audit_store_config(settings: Settings, target: str | None = None) -> AuditSt
         client_address=ClientAddressPolicy.from_settings(settings),
         checkpoint_every=settings.audit_checkpoint_every,
         retention_days=settings.audit_retention_days,
+        sqlite_cache_mib=settings.audit_sqlite_cache_mib,
     )

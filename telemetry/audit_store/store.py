@@ -71,12 +71,14 @@ class AuditStore:
 @dataclass(frozen=True, slots=True)
 class AuditStoreConfig:
     """Where the audit log lives (a SQLite path or a PostgreSQL DSN), how client
-    addresses are kept, how often a checkpoint is written and how long records stay."""
+    addresses are kept, how often a checkpoint is written, how long records stay and how
+    much page cache a SQLite connection keeps."""
 
     location: str = field(repr=False)  # a DSN may carry a password
     client_address: ClientAddressPolicy
     checkpoint_every: int
     retention_days: int
+    sqlite_cache_mib: int = 16
 
 
 def open_backend(config: AuditStoreConfig) -> AuditBackend:
@@ -88,7 +90,7 @@ def open_backend(config: AuditStoreConfig) -> AuditBackend:
         return PostgresAuditBackend(config.location, *args)
     from telemetry.audit_store.sqlite import SqliteAuditBackend
 
-    return SqliteAuditBackend(Path(config.location), *args)
+    return SqliteAuditBackend(Path(config.location), *args, cache_mib=config.sqlite_cache_mib)
 
 
 def open_store(config: AuditStoreConfig) -> AuditStore:

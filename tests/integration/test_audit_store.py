@@ -389,3 +389,38 @@ def test_chat_outcomes_are_stored_chained_and_verify_inside_and_out(
     path.write_text(_export_text(export))
     bad = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True)
     assert bad.returncode != 0
+
+
+def test_sqlite_page_cache_is_bounded_by_the_setting(tmp_path: Path) -> None:
+    """The SQLite store's page cache is what ``RAGWARD_AUDIT_SQLITE_CACHE_MIB`` says (16 MiB
+    by default, not 64) on every connection it opens (writer and reader threads alike),
+    and a store written far past that bound holds no more than it in SQLite's own
+    allocator: the audit consumer's memory stops growing there."""
+    import ctypes
+    import ctypes.util
+    from concurrent.futures import ThreadPoolExecutor
+
+    def cache_kib(backend: AuditBackend) -> int:
+        pages: int = backend.conn().execute("PRAGMA cache_size").fetchone()[0]
+        return pages  # negative: KiB
+
+    default = open_backend(audit_store_config(load_settings(data_dir=tmp_path / "a")))
+    assert cache_kib(default) == -16 * 1024
+    default.close_thread()
+
+    store = open_backend(audit_store_config(
+        load_settings(data_dir=tmp_path / "b", audit_sqlite_cache_mib=1)))
+    sqlite_lib = ctypes.CDLL(ctypes.util.find_library("sqlite3"))
+    sqlite_lib.sqlite3_memory_used.restype = ctypes.c_int64
+    before = sqlite_lib.sqlite3_memory_used()
+    records = as_records([make_event(i) for i in range(6000)])
+    for start in range(0, len(records), 500):
+        assert store.append(records[start:start + 500]).written == 500
+    database = sum(p.stat().st_size for p in (tmp_path / "b").rglob("audit.db*"))
+    assert database > 4 * 1024 * 1024  # what a cache without a bound would have kept
+    assert sqlite_lib.sqlite3_memory_used() - before < 2 * 1024 * 1024
+    with ThreadPoolExecutor(1) as other_thread:  # a second connection (the reader's)
+        assert other_thread.submit(cache_kib, store).result() == -1024
+        other_thread.submit(store.close_thread).result()
+    assert cache_kib(store) == -1024
+    store.close_thread()

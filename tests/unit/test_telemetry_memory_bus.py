@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
+
 from telemetry.consumer import SeenIds
 from telemetry.events import new_event_id
 from telemetry.memory_bus import MemoryBus
@@ -105,24 +107,69 @@ def test_seen_ids_window_is_bounded() -> None:
     assert len(seen) <= 100
 
 
-def test_seen_ids_remember_minted_ids_compactly_and_exactly() -> None:
-    """Minted ids are remembered in a third less memory than the same ids kept as strings
-    (a full default window is most of a consumer's steady memory), and the compact form
-    never confuses two ids: spellings ``int(…, 16)`` would equate (``0x…``, capitals,
-    ``_``, a space) stay distinct."""
+def test_seen_ids_remember_exactly_the_last_window_ids() -> None:
+    """After M > N events a window of N holds exactly the last N ids: the N-th from last
+    is still a repeat, the one before it is forgotten, and ``len`` never passes N (nor
+    counts the placeholders a fresh window starts with)."""
+    window = 1000
+    ids = [new_event_id() for _ in range(7 * window + 3)]
+    seen = SeenIds(window=window)
+    assert len(seen) == 0 and ids[0] not in seen
+    for count, event_id in enumerate(ids, 1):
+        seen.add(event_id)
+        assert len(seen) == min(count, window)
+    assert all(event_id in seen for event_id in ids[-window:])
+    assert not any(event_id in seen for event_id in ids[:-window])
+    seen.add(ids[-1])  # a repeat takes no new entry and pushes nothing out
+    assert ids[-window] in seen and len(seen) == window
+    with pytest.raises(ValueError, match="at least 1"):
+        SeenIds(window=0)
+
+
+def test_seen_ids_memory_is_taken_at_start_and_stays_flat() -> None:
+    """A consumer's dedupe memory is at its steady state before the first event: a window
+    of N takes its whole footprint (100 to 200 bytes an id) when it is made, and 5 N events
+    later it holds no more than it did then — the soak's RSS does not grow while the
+    window fills."""
     import tracemalloc
 
-    def held(remember: Callable[[str], object]) -> int:
+    window = 20_000
+    tracemalloc.start()
+    try:
+        seen = SeenIds(window=window)
+        footprint = tracemalloc.get_traced_memory()[0]
+        readings = []
+        for _ in range(5):
+            for _ in range(window):
+                seen.add(new_event_id())
+            readings.append(tracemalloc.get_traced_memory()[0] - footprint)
+    finally:
+        tracemalloc.stop()
+    assert 60 * window < footprint < 200 * window
+    assert max(readings) < 0.02 * footprint, readings
+
+
+def test_seen_ids_remember_minted_ids_compactly_and_exactly() -> None:
+    """A minted id is remembered as its 128-bit integer, at least 30 bytes less than the
+    same id kept as a string (a full default window is most of a consumer's steady
+    memory), and the compact form never confuses two ids: spellings ``int(…, 16)`` would
+    equate (``0x…``, capitals, ``_``, a space) stay distinct."""
+    import tracemalloc
+
+    ids = [new_event_id() for _ in range(50_000)]
+
+    def held(spell: Callable[[str], str]) -> int:
         tracemalloc.start()
         try:
-            for _ in range(50_000):  # each id decoded, remembered, its event dropped
-                remember(new_event_id())
+            seen = SeenIds(window=len(ids))  # its own footprint counts: taken at start
+            for event_id in ids:  # each id decoded, remembered, its event dropped
+                seen.add(spell(event_id))
             return tracemalloc.get_traced_memory()[0]
         finally:
             tracemalloc.stop()
 
-    seen, as_strings = SeenIds(window=100_002), set[str]()
-    assert held(seen.add) < 0.75 * held(as_strings.add)
+    # capitals do not compact: the same window, the ids kept as strings
+    assert held(str) < held(str.upper) - 30 * len(ids)
     minted = "00ab" + "0" * 28
     seen = SeenIds(window=100)
     seen.add(minted)
