@@ -7,7 +7,8 @@ index from wherever it was put, and one service can hold indexes in all three.
 * ``embedded`` (default): :class:`~rag_core.vector_store.NumpyVectorStore`, one
   ``.npz`` inside the version directory; search is a matrix-vector product.
 * ``pgvector``: LlamaIndex's ``PGVectorStore`` on ``RAGWARD_PGVECTOR_DSN``, one
-  table per version (``data_rw_<index hash>_<version>``), HNSW cosine index.
+  table per version (``data_rw_<index hash>_<version>``), HNSW cosine index. Ingest
+  fills the table by binary COPY (:mod:`rag_core.pgvector_bulk`), then builds HNSW.
 * ``qdrant``: LlamaIndex's ``QdrantVectorStore``, one collection per version, on
   ``RAGWARD_QDRANT_URL`` or, unset, Qdrant's local mode under ``data_dir/qdrant``
   (a file lock allows one process at a time: fine for tests and one-process
