@@ -7,7 +7,8 @@ index from wherever it was put, and one service can hold indexes in all three.
 * ``embedded`` (default): :class:`~rag_core.vector_store.NumpyVectorStore`, one
   ``.npz`` inside the version directory; search is a matrix-vector product.
 * ``pgvector``: LlamaIndex's ``PGVectorStore`` on ``RAGWARD_PGVECTOR_DSN``, one
-  table per version (``data_rw_<index hash>_<version>``), HNSW cosine index.
+  table per version (``data_rw_<index hash>_<version>``), HNSW cosine index. Ingest
+  fills the table by binary COPY (:mod:`rag_core.pgvector_bulk`), then builds HNSW.
 * ``qdrant``: LlamaIndex's ``QdrantVectorStore``, one collection per version, on
   ``RAGWARD_QDRANT_URL`` or, unset, Qdrant's local mode under ``data_dir/qdrant``
   (a file lock allows one process at a time: fine for tests and one-process
@@ -154,14 +155,26 @@ def _open_external(
         from llama_index.vector_stores.postgres import PGVectorStore
 
         dsn = _require(config.pgvector_dsn, "RAGWARD_PGVECTOR_DSN", kind)
+        # a bulk load copies each batch in binary (rag_core.pgvector_bulk: psycopg 3) and
+        # builds HNSW once the rows are in (finish_vectors); readers query through LlamaIndex
+        if bulk:
+            from sqlalchemy.pool import NullPool
+
+            from rag_core.pgvector_bulk import BulkPGVectorStore
+
+            # no pool: each batch's connection closes with it, nothing outlives the load
+            return BulkPGVectorStore.from_params(
+                connection_string=_sqlalchemy_url(dsn, "psycopg"),
+                async_connection_string=_sqlalchemy_url(dsn, "asyncpg"),
+                table_name=collection, embed_dim=dim,
+                create_engine_kwargs={"poolclass": NullPool},
+            )
         return PGVectorStore.from_params(
             connection_string=_sqlalchemy_url(dsn, "psycopg2"),
             async_connection_string=_sqlalchemy_url(dsn, "asyncpg"),
             table_name=collection,
             embed_dim=dim,
-            # a bulk load writes the rows first and builds HNSW once (finish_vectors):
-            # maintained on every insert it held ingest at ~37 rows/s on 100,000 chunks
-            hnsw_kwargs=dict(HNSW) if _hnsw(dim) and not bulk else None,
+            hnsw_kwargs=dict(HNSW) if _hnsw(dim) else None,
             create_engine_kwargs={"pool_size": 2, "max_overflow": 4, "pool_pre_ping": True},
         )
     if kind == "qdrant":

@@ -8,6 +8,7 @@ server, on files under the data directory).
 
 from __future__ import annotations
 
+import json
 import tempfile
 import uuid
 import warnings
@@ -19,13 +20,14 @@ import numpy as np
 import psycopg
 import pytest
 from llama_index.core.schema import TextNode
+from psycopg import sql
 
 from rag_core.backends import build_local_backend
 from rag_core.configuration import build_service, ingest_config, store_config
 from rag_core.ingest import delete, ingest, publish
 from rag_core.schemas import QueryRequest
 from rag_core.store import load_snapshot, read_current, read_manifest, version_dir
-from rag_core.stores import _qdrant_client, close_clients
+from rag_core.stores import _qdrant_client, close_clients, open_dense
 from rag_core.usage import UsageTracker
 from ragward.errors import NotFound
 from ragward.settings import Settings, load_settings
@@ -264,3 +266,76 @@ def test_pgvector_bulk_load_builds_hnsw_once_the_rows_are_in(pgvector_dsn: str,
                              backend.tracker.callback_manager,
                              stores=store_config(settings))
     assert [snapshot.top_k(matrix[i], 1)[0][0] for i in (0, 17, 59)] == [0, 17, 59]
+
+
+def _rows(count: int, dim: int, seed: int) -> tuple[np.ndarray, list[TextNode]]:
+    """``count`` nodes with random ``dim``-wide vectors, ids and metadata of their own."""
+    matrix = np.random.default_rng(seed).standard_normal((count, dim)).astype(np.float32)
+    nodes = [TextNode(text=f"row {i} 第{i}行", id_=str(uuid.UUID(int=seed * 10**6 + i + 1)),
+                      embedding=matrix[i].tolist(),
+                      metadata={"file_name": f"d{i}.md", "part": i})
+             for i in range(count)]
+    return matrix, nodes
+
+
+# VectorStoreIndex hands the store 2,048 nodes per add: three batches, the last partial
+MULTI_BATCH = 2 * 2048 + 7
+
+
+def test_pgvector_multi_batch_publish_keeps_every_row(pgvector_dsn: str,
+                                                      tmp_path: Path) -> None:
+    """A publish spanning three COPY batches writes every row once, in LlamaIndex's schema:
+    each row's text, metadata and vector are the node's (LlamaIndex's own reader rebuilds
+    the nodes from them), and a nearest-neighbour query finds rows of every batch."""
+    settings = load_settings(data_dir=tmp_path, vector_store="pgvector",
+                             pgvector_dsn=pgvector_dsn)
+    backend = build_local_backend(UsageTracker(), embedding="hashed")
+    matrix, nodes = _rows(MULTI_BATCH, 64, seed=5)
+    publish(ingest_config(settings), "bulk", nodes, backend, {"embedding": backend.embedding_id})
+    table = f"data_{collection_of(settings, 'bulk')}"
+    with psycopg.connect(pgvector_dsn) as conn:
+        rows = conn.execute(sql.SQL("SELECT node_id, text, embedding::text FROM {}").format(
+            sql.Identifier(table))).fetchall()
+    assert len(rows) == MULTI_BATCH
+    by_id = {node_id: (text, vector) for node_id, text, vector in rows}
+    assert set(by_id) == {n.node_id for n in nodes}
+    for i in (0, 2047, 2048, 4095, 4096, MULTI_BATCH - 1):
+        text, vector = by_id[nodes[i].node_id]
+        assert text == nodes[i].text
+        assert np.array_equal(np.array(json.loads(vector), dtype=np.float32), matrix[i])
+    snapshot = load_snapshot(settings.indexes_dir, "bulk", backend.embed_model,
+                             backend.tracker.callback_manager, stores=store_config(settings))
+    probes = (0, 2047, 2048, 4096, MULTI_BATCH - 1)
+    assert [snapshot.top_k(matrix[i], 1)[0][0] for i in probes] == list(probes)
+    version = read_current(settings.indexes_dir, "bulk")
+    assert version
+    vdir = version_dir(settings.indexes_dir, "bulk", version)
+    reader, _, _ = open_dense(vdir, read_manifest(vdir), store_config(settings))
+    read = {n.node_id: n for n in reader.get_nodes(node_ids=[nodes[1].node_id,
+                                                             nodes[4100].node_id])}
+    assert read[nodes[4100].node_id].get_content() == nodes[4100].text
+    assert read[nodes[4100].node_id].metadata == {"file_name": "d4100.md", "part": 4100}
+    assert read[nodes[1].node_id].metadata["part"] == 1
+
+
+def test_pgvector_failed_bulk_load_keeps_the_current_version(pgvector_dsn: str,
+                                                             tmp_path: Path) -> None:
+    """A re-ingest whose third batch the database refuses (a vector of the wrong width),
+    after two batches were committed, publishes nothing: ``CURRENT`` still names the first
+    version, which answers, and the half-loaded table is dropped."""
+    settings = load_settings(data_dir=tmp_path, vector_store="pgvector",
+                             pgvector_dsn=pgvector_dsn)
+    backend = build_local_backend(UsageTracker(), embedding="hashed")
+    first_matrix, first = _rows(12, 64, seed=1)
+    publish(ingest_config(settings), "kb", first, backend, {"embedding": backend.embedding_id})
+    before = read_current(settings.indexes_dir, "kb")
+    _, second = _rows(MULTI_BATCH, 64, seed=2)
+    second[-1].embedding = second[-1].embedding[:-1]  # type: ignore[index]
+    with pytest.raises(psycopg.errors.DataException, match="expected 64 dimensions"):
+        publish(ingest_config(settings), "kb", second, backend,
+                {"embedding": backend.embedding_id})
+    assert read_current(settings.indexes_dir, "kb") == before
+    assert collections(settings) == {collection_of(settings, "kb")}
+    snapshot = load_snapshot(settings.indexes_dir, "kb", backend.embed_model,
+                             backend.tracker.callback_manager, stores=store_config(settings))
+    assert snapshot.top_k(first_matrix[7], 1)[0][0] == 7
