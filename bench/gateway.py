@@ -523,7 +523,8 @@ def report(phases: list[Phase], args: argparse.Namespace, notes: list[str],
 
     rw, ll, bare = get("ragward", "c=64"), get("litellm", "c=64"), get("bare", "c=64")
     rw200 = get("ragward", "200 rps")
-    out += ["", "Ratios and targets (docs/performance.md):"]
+    out += ["", "Ratios and targets (docs/performance.md)"
+            + (":" if args.rounds == 1 else ", from round 1 (the comparisons below: all):")]
 
     def check(label: str, value: float | None, goal: str, ok: bool | None) -> None:
         verdict = "n/a" if ok is None else ("MET" if ok else "MISSED")
@@ -574,8 +575,8 @@ def report(phases: list[Phase], args: argparse.Namespace, notes: list[str],
         check("  per-core capacity ragward / bare handler", ratio, ">= 0.5", ratio >= 0.5)
     out += comparison_lines(phases, "Event signing", "ragward", "unsigned")
     for traced in ("traced-100", "traced-10"):
-        out += comparison_lines(phases, "Tracing on (issue 22: tracing off may cost no figure "
-                                "over 5 %)", traced, "ragward")
+        out += comparison_lines(phases, "Tracing on against off (issue 22: <= 5 %)", traced,
+                                "ragward")
     out += ["", "Notes:"] + [f"  - {n}" for n in notes]
     if profile_lines:
         out += ["", "Profile of ragward under wrk c=64:"] + [f"  {ln}" for ln in profile_lines]
