@@ -37,15 +37,8 @@ async def authenticated(request: Request[Any, Any, Any]) -> None:
     ~35 µs per request here, that this check never reads.)"""
     gw = components_of(request.app.state)
     with tracing.span("authenticate"):
-        principal = await gw.authenticator.authenticate(header(request, b"authorization"))
+        principal = await gw.authenticator.authenticate(request.headers.get("authorization"))
     request.scope["state"][PRINCIPAL] = principal
-
-
-def header(request: Request[Any, Any, Any], name: bytes) -> str | None:
-    """The first value of a request header (``name`` in lower case, as ASGI has them),
-    read from the scope: building Litestar's ``Headers`` multidict for the two a request
-    needs cost more than reading them (~0.8 % of the gateway's CPU under load)."""
-    return next((v.decode("latin-1") for k, v in request.scope["headers"] if k == name), None)
 
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:
@@ -69,7 +62,7 @@ def authorise(
 
 def use_cache(request: Request[Any, Any, Any], principal: Principal) -> bool:
     """``Cache-Control: no-cache`` bypasses the cache, for admins only."""
-    wants_fresh = "no-cache" in (header(request, b"cache-control") or "").lower()
+    wants_fresh = "no-cache" in request.headers.get("cache-control", "").lower()
     if not wants_fresh:
         return True
     return ADMIN not in components_of(request.app.state).policy.permissions(principal)
