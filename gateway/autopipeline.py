@@ -55,10 +55,6 @@ class AutoPipeline:
         self._expiry: asyncio.TimerHandle | None = None  # the queued batch's deadline
         self._flushes: set[asyncio.Task[None]] = set()
 
-    @property
-    def timeout_s(self) -> float | None:
-        return self._timeout
-
     def execute_command(self, *args: Any) -> asyncio.Future[Any]:
         """Queue ``args`` (e.g. ``"SET", key, value``); the future holds the reply."""
         loop = asyncio.get_running_loop()
