@@ -368,6 +368,27 @@ def wait_quiet(pid: int, limit_s: float = 10.0) -> None:
             return
 
 
+async def kafka_ack_samples(bootstrap: str, linger_ms: int, n: int) -> list[float]:
+    """Seconds per ``acks=all`` send of a 600-byte record, one at a time, from this
+    process: the floor under every request that waits for its audit event's ack."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                enable_idempotence=True, linger_ms=linger_ms)
+    await producer.start()
+    try:
+        for _ in range(20):  # topic auto-creation, metadata
+            await producer.send_and_wait("ragward.bench.probe", b"x" * 600, key=b"t1")
+        samples = []
+        for _ in range(n):
+            start = time.perf_counter()
+            await producer.send_and_wait("ragward.bench.probe", b"x" * 600, key=b"t1")
+            samples.append(time.perf_counter() - start)
+        return samples
+    finally:
+        await producer.stop()
+
+
 async def kafka_record_count(bootstrap: str, topic: str) -> int:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 

@@ -77,7 +77,7 @@ _QUERY_ERRORS = _errors(400, 401, 403, 413, 422, 429, 502, 503, 504)
 
 
 @post("/v1/query", status_code=200, summary="Answer one question", responses=_QUERY_ERRORS,
-      guards=[authenticated], opt={AUDIT_ACTION: "query"})
+      before_request=authenticated, opt={AUDIT_ACTION: "query"})
 async def query(
     request: Request[Any, Any, Any], data: JSONBody[QueryRequest]
 ) -> Response[QueryResponse]:
@@ -89,7 +89,7 @@ async def query(
     return Response(outcome.answers[0], headers=rate_headers(outcome))
 
 
-@post("/v1/query/batch", status_code=200, responses=_QUERY_ERRORS, guards=[authenticated],
+@post("/v1/query/batch", status_code=200, responses=_QUERY_ERRORS, before_request=authenticated,
       summary="Answer a batch (up to RAGWARD_MAX_BATCH) concurrently",
       opt={AUDIT_ACTION: "query.batch"})
 async def query_batch(
@@ -105,7 +105,7 @@ async def query_batch(
 
 
 @get("/v1/usage", summary="The caller's tenant: limits, used, remaining, reset times",
-     responses=_errors(401, 503), guards=[authenticated], opt={AUDIT_ACTION: "usage.read"})
+     responses=_errors(401, 503), before_request=authenticated, opt={AUDIT_ACTION: "usage.read"})
 async def usage(request: Request[Any, Any, Any]) -> dict[str, Any]:
     principal = authorise(request, None)
     usage_now: dict[str, Any] = await components_of(request.app.state).quota.usage(
@@ -115,7 +115,7 @@ async def usage(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 @get("/v1/audit", summary="The caller's tenant's audit records, newest first (audit:read)",
-     responses=_errors(400, 401, 403, 404, 422, 503), guards=[authenticated],
+     responses=_errors(400, 401, 403, 404, 422, 503), before_request=authenticated,
      opt={AUDIT_ACTION: "audit.read"})
 async def audit(
     request: Request[Any, Any, Any],

@@ -14,7 +14,6 @@ that fails (Redis down) is a miss, never an error.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections import OrderedDict
@@ -95,19 +94,19 @@ class RedisCache:
         prefix: str = KEY_PREFIX,
         pipeline: AutoPipeline | None = None,
     ) -> None:
-        self._pipeline = pipeline or AutoPipeline(client)  # batched with other requests'
+        # Batched with other requests' commands; the pipeline bounds each reply's wait (a
+        # pipeline handed in, with its own timeout_s).
+        self._pipeline = pipeline or AutoPipeline(client, timeout_s=timeout_s)
         self._ttl = ttl_s
-        self._timeout = timeout_s
         self._prefix = check_prefix(prefix)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
         try:
-            async with asyncio.timeout(self._timeout):
-                values = await self._pipeline.execute_command(
-                    "MGET", *(self._prefix + key for key in keys)
-                )
+            values = await self._pipeline.execute_command(
+                "MGET", *(self._prefix + key for key in keys)
+            )
         except REDIS_FAILURES as exc:
             log.warning("cache_unavailable", op="get", error=type(exc).__name__)
             return [None] * len(keys)
@@ -115,9 +114,6 @@ class RedisCache:
 
     async def set(self, key: str, value: bytes) -> None:
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._pipeline.execute_command(
-                    "SET", self._prefix + key, value, "EX", self._ttl
-                )
+            await self._pipeline.execute_command("SET", self._prefix + key, value, "EX", self._ttl)
         except REDIS_FAILURES as exc:
             log.warning("cache_unavailable", op="set", error=type(exc).__name__)

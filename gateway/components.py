@@ -150,15 +150,16 @@ async def open_components(
             # Bounded: concurrency is already capped by the upstream limit, and a full pool
             # fails fast into the configured quota mode. (The blocking pool's per-call
             # timeout cost a measurable share of the gateway's CPU.)
-            # No socket_timeout: every call is bounded by asyncio.timeout(redis_timeout_s)
-            # instead, which on 3.11 costs less than redis-py wrapping each send in a task.
+            # No socket_timeout: every call is bounded by redis_timeout_s instead (the
+            # auto-pipeline's deadline per batch, asyncio.timeout elsewhere), which on 3.11
+            # costs less than redis-py wrapping each send in a task.
             redis_client = await stack.enter_async_context(redis_connection(
                 redis_config(settings), max_connections=512,
                 socket_connect_timeout=settings.redis_timeout_s, health_check_interval=5,
             ))
             await check_redis_access(redis_client)  # a refusal stops start-up; down does not
             # One auto-pipeline for quota and cache: a turn's commands share a round trip.
-            redis_pipeline = AutoPipeline(redis_client)
+            redis_pipeline = AutoPipeline(redis_client, timeout_s=settings.redis_timeout_s)
             stack.push_async_callback(redis_pipeline.aclose)
 
         if publisher is None:

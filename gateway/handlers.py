@@ -1,6 +1,6 @@
 """What every gateway route handler does first: find the components, authenticate the
-caller (a guard, before the body is parsed), authorise it, and name it for the upstream;
-and last: hand the request's :class:`~gateway.outcome.Outcome` to the recorder and
+caller (a ``before_request`` hook, before the body is parsed), authorise it, and name it
+for the upstream; and last: hand the request's :class:`~gateway.outcome.Outcome` to the recorder and
 turn it into the answer (or raise its error for the one error mapping to answer).
 
 Shared by the contract's routes (:mod:`gateway.app`) and the OpenAI-compatible ones
@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from litestar import Request
-from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 
 from gateway.auth import Principal
@@ -31,13 +30,15 @@ def components_of(state: State) -> Components:
     return components
 
 
-async def authenticated(connection: ASGIConnection[Any, Any, Any, Any], _: object) -> None:
-    """Guard: the bearer token is checked before the body is even parsed, so an
-    unauthenticated caller learns nothing about the API's validation rules."""
-    gw = components_of(connection.app.state)
+async def authenticated(request: Request[Any, Any, Any]) -> None:
+    """A route's ``before_request`` hook: the bearer token is checked before the body is
+    even parsed, so an unauthenticated caller learns nothing about the API's validation
+    rules. (Not a guard: Litestar hands every guard a fresh copy of the route handler,
+    ~35 µs per request here, that this check never reads.)"""
+    gw = components_of(request.app.state)
     with tracing.span("authenticate"):
-        principal = await gw.authenticator.authenticate(connection.headers.get("authorization"))
-    connection.scope["state"][PRINCIPAL] = principal
+        principal = await gw.authenticator.authenticate(request.headers.get("authorization"))
+    request.scope["state"][PRINCIPAL] = principal
 
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:

@@ -95,7 +95,7 @@ def create_serve_app(settings: Settings) -> Litestar:
     )
 
 
-async def _freeze_heap(_: Litestar) -> None:
+async def freeze_heap(_: Litestar) -> None:
     """Once every client, index and table is built: leave them out of the cyclic
     collector's scans (``gc.freeze``). They live as long as the process, yet each full
     collection walked all of them, a pause on the event loop that grew with the heap
@@ -106,7 +106,7 @@ async def _freeze_heap(_: Litestar) -> None:
 
 
 def _run(app: Litestar, settings: Settings, args: argparse.Namespace) -> int:
-    app.on_startup.append(_freeze_heap)  # runs after the lifespans have built everything
+    app.on_startup.append(freeze_heap)  # runs after the lifespans have built everything
     uvicorn.run(
         app, host=args.host or settings.host, port=args.port or settings.port,
         log_config=None, access_log=False, loop="uvloop", http="httptools",
@@ -147,7 +147,7 @@ def gateway_main(settings: Settings, args: argparse.Namespace) -> int:
     host, port = args.host or settings.host, args.port or settings.port
     if args.worker_slot is not None:
         app = create_gateway_app(workers.worker_settings(settings, args.worker_slot))
-        app.on_startup.append(_freeze_heap)
+        app.on_startup.append(freeze_heap)
         server = uvicorn.Server(uvicorn.Config(
             app, log_config=None, access_log=False, loop="uvloop", http="httptools"))
         server.run(sockets=[workers.reuse_port_socket(host, port)])

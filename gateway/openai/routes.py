@@ -1,7 +1,7 @@
 """The OpenAI-compatible routes (docs/openai.md): chat completions, streamed or not, and models.
 
 Authentication, authorisation, quota, redaction, cache and audit are the
-gateway's usual ones (the same guard and :class:`~gateway.chat.ChatPipeline`
+gateway's usual ones (the same authentication hook and :class:`~gateway.chat.ChatPipeline`
 over the query pipeline's collaborators); only the wire shapes differ. Errors
 come out in OpenAI's shape (the handlers' ``opt`` asks
 :mod:`ragward.http_errors` for it).
@@ -110,7 +110,7 @@ def _principal_for_model(request: Request[Any, Any, Any], model: str, index: str
     return principal
 
 
-@post("/v1/chat/completions", status_code=200, guards=[authenticated],
+@post("/v1/chat/completions", status_code=200, before_request=authenticated,
       opt={**_OPENAI, AUDIT_ACTION: "chat.completions"}, responses=_CHAT_ERRORS,
       summary="OpenAI Chat Completions over an index (streamed with stream=true)")
 async def chat_completions(
@@ -260,14 +260,14 @@ class _StreamedAnswer:
                                "code": exc.code}, "request_id": self._request_id})
 
 
-@get("/v1/models", guards=[authenticated], opt={**_OPENAI, AUDIT_ACTION: "models.list"},
+@get("/v1/models", before_request=authenticated, opt={**_OPENAI, AUDIT_ACTION: "models.list"},
      responses=_MODEL_ERRORS, summary="The indexes the caller may use, as OpenAI models")
 async def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
     principal = principal_of(request)
     return {"object": "list", "data": await _models(request, principal)}
 
 
-@get("/v1/models/{model_id:path}", guards=[authenticated],
+@get("/v1/models/{model_id:path}", before_request=authenticated,
      opt={**_OPENAI, AUDIT_ACTION: "models.read"}, responses=_MODEL_ERRORS,
      summary="One index the caller may use, as an OpenAI model")
 async def retrieve_model(

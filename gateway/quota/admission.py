@@ -9,6 +9,7 @@ control the client must wait for. :func:`usage_view` is ``GET /v1/usage``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -114,6 +115,7 @@ def day_of(epoch_s: float) -> tuple[str, int]:
     return (date(1970, 1, 1) + timedelta(days=number)).isoformat(), number
 
 
+@functools.lru_cache(maxsize=4)  # asked on every settlement, of today (or yesterday)
 def day_start(day: str) -> int:
     return (date.fromisoformat(day) - date(1970, 1, 1)).days * DAY_S
 

@@ -80,8 +80,9 @@ class RedisQuota:
         if window_s <= 0:
             raise ValueError("window_s must be > 0")
         self._redis = redis
-        # Checks and settlements of concurrent requests share round trips.
-        self._pipeline = pipeline or AutoPipeline(redis)
+        # Checks and settlements of concurrent requests share round trips; the pipeline
+        # bounds each reply's wait (a pipeline handed in, with its own timeout_s).
+        self._pipeline = pipeline or AutoPipeline(redis, timeout_s=config.redis_timeout_s)
         self._config = config
         self._prefix = check_prefix(key_prefix)
         self._window_s = window_s
@@ -221,13 +222,12 @@ class RedisQuota:
         window_key, token_base = self._keys(tenant)
         member = f"{self._member_base}:{next(self._sequence)}"
         try:
-            async with asyncio.timeout(self._timeout):
-                raw = await self._pipeline.evalsha(
-                    self._admit_script,
-                    keys=[window_key, token_base],
-                    args=[rpm_limit, self._window_us, member, token_limit, estimated_tokens,
-                          TOKEN_KEY_LIFETIME_DAYS],
-                )
+            raw = await self._pipeline.evalsha(
+                self._admit_script,
+                keys=[window_key, token_base],
+                args=[rpm_limit, self._window_us, member, token_limit, estimated_tokens,
+                      TOKEN_KEY_LIFETIME_DAYS],
+            )
         except REDIS_FAILURES as exc:
             self._enter_degraded(exc, "admit")
             return self._fallback_admit(tenant, estimated_tokens)
@@ -264,8 +264,7 @@ class RedisQuota:
             return  # nothing was reserved and nothing used: no round trip
         if not self._degraded:
             try:
-                async with asyncio.timeout(self._timeout):
-                    await self._pipeline.evalsha(self._settle_script, [key], entry[1:])
+                await self._pipeline.evalsha(self._settle_script, [key], entry[1:])
                 return
             except REDIS_FAILURES as exc:
                 self._enter_degraded(exc, "settle")

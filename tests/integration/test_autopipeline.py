@@ -122,3 +122,25 @@ async def test_a_full_batch_goes_out_without_waiting_for_the_turn(
     )
     assert sorted(replies) == list(range(1, 26))  # batches may overlap; none is lost
     assert client.pipelines == 3
+
+
+async def test_timeout_s_bounds_every_caller_of_a_batch_redis_holds(
+    client: CountingRedis, unique: str
+) -> None:
+    """With ``timeout_s`` a caller waits at most that long from queueing its command: a
+    batch Redis holds (BLPOP on an empty list) fails every caller still waiting with
+    TimeoutError, as asyncio.timeout around each call did, long before Redis answers;
+    a later batch is answered as usual."""
+    batcher = AutoPipeline(client, timeout_s=0.2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    results = await asyncio.gather(
+        batcher.execute_command("BLPOP", f"ap:{unique}:empty", 1),
+        batcher.execute_command("SET", f"ap:{unique}:held", "v"),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, TimeoutError) for r in results), results
+    assert loop.time() - started < 0.9  # the deadline, not BLPOP's own second
+    assert await batcher.execute_command("SET", f"ap:{unique}:later", "v") is True
+    await batcher.aclose()  # waits for the held batch too
+    assert await client.get(f"ap:{unique}:held") == b"v"  # it was sent, just not awaited

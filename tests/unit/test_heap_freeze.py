@@ -23,7 +23,7 @@ def test_the_start_up_hook_freezes_everything_alive_and_collects_garbage_first()
     gc.unfreeze()
     before = weakref.ref(Cycle())  # unreachable at once: only the collector frees it
     try:
-        asyncio.run(serve._freeze_heap(Litestar()))
+        asyncio.run(serve.freeze_heap(Litestar()))
         assert gc.get_freeze_count() > 0
         assert before() is None  # collected, not frozen
         after = weakref.ref(Cycle())
