@@ -32,6 +32,26 @@ def _drop_secrets(
     return event
 
 
+class _ThroughStructlogWriter(logging.Handler):
+    """Emits standard-library records through structlog's ``WriteLogger``.
+
+    ``logging.StreamHandler`` and structlog's loggers each hold their own lock, and
+    ``print`` writes a line and its newline apart: with two threads logging, lines
+    interleaved and a collector got broken JSON. ``WriteLogger`` writes each line
+    whole under one lock per file, shared by every writer of that file.
+    """
+
+    def __init__(self, writer: structlog.WriteLogger) -> None:
+        super().__init__()
+        self._writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._writer.msg(self.format(record))
+        except Exception:  # logging's contract: a failing handler reports, never raises
+            self.handleError(record)
+
+
 def configure_logging(
     fmt: Literal["json", "console"] = "json", level: str = "info"
 ) -> None:
@@ -51,11 +71,12 @@ def configure_logging(
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    # Libraries (aiokafka, uvicorn, httpx) log through the standard library: same format.
-    handler = logging.StreamHandler(sys.stderr)
+    # Libraries (aiokafka, uvicorn, httpx) log through the standard library: same format,
+    # and the same writer, so a line from a library's thread never lands inside ours.
+    handler = _ThroughStructlogWriter(structlog.WriteLogger(sys.stderr))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processor=renderer,
