@@ -38,12 +38,15 @@ from rag_core.store import delete_index, new_version_id, persist_version
 from rag_core.stores import (
     StoreConfig,
     StoreKind,
+    check_reachable,
     collection_name,
     drop_vectors,
     finish_vectors,
     new_vector_store,
+    store_errors,
 )
 from rag_core.text import make_splitter
+from ragward.errors import DependencyUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -184,12 +187,14 @@ def ingest(
     Files that cannot be read are skipped and listed in ``IngestResult.skipped``.
     Raises ValueError for bad input (missing paths, nothing to ingest, bad name),
     :class:`FilesSkipped` when ``fail_fast`` meets a skipped file or every file was
-    skipped, and the backend's domain errors when the embedding provider fails.
+    skipped, and the backend's domain errors when the embedding provider fails or
+    :class:`~ragward.errors.DependencyUnavailable` when the vector store does.
     """
     started = time.perf_counter()
     name = _valid_index_name(index or config.default_index)
     ownership = Ownership(owner)
     check_reingest(config.indexes_dir, name, ownership)
+    check_reachable(store or config.stores.kind, config.stores)  # before paying for embeddings
     roots = list(paths) + ([sample_corpus_dir()] if sample else [])
     if not roots:
         raise ValueError("nothing to ingest: give PATH... or --sample")
@@ -276,14 +281,15 @@ def publish(
     full_manifest = {**manifest, "store": kind, "collection": collection, "dim": dim,
                      "chunks": len(nodes)}
     try:
-        vector_index = VectorStoreIndex(
-            nodes=nodes,
-            embed_model=backend.embed_model,
-            storage_context=StorageContext.from_defaults(vector_store=vector_store),
-            callback_manager=backend.tracker.callback_manager,
-            transformations=[make_splitter()],
-            store_nodes_override=True,  # the docstore keeps the nodes whatever the store
-        )
+        with store_errors(kind):  # the store's writes (pgvector's COPY batches, Qdrant's upserts)
+            vector_index = VectorStoreIndex(
+                nodes=nodes,
+                embed_model=backend.embed_model,
+                storage_context=StorageContext.from_defaults(vector_store=vector_store),
+                callback_manager=backend.tracker.callback_manager,
+                transformations=[make_splitter()],
+                store_nodes_override=True,  # the docstore keeps the nodes whatever the store
+            )
         finish_vectors(stores, kind, collection or "", dim)
         ids = [n.node_id for n in nodes]
         lexical = LexicalIndex.build(
@@ -297,7 +303,11 @@ def publish(
             rows=ids if kind != "embedded" else None,
         )
     except BaseException:
-        drop_vectors(full_manifest, stores)  # never leave a table no version points at
+        try:
+            drop_vectors(full_manifest, stores)  # never leave a table no version points at
+        except DependencyUnavailable:  # the store is gone: say so, keep the first error
+            log.warning("version_vectors_not_dropped", collection=collection,
+                        hint="drop the table / collection by hand")
         raise
 
 

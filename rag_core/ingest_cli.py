@@ -26,8 +26,9 @@ SKIPPED_EXIT = 3
 
 
 def main(settings: Settings, args: argparse.Namespace) -> int:
-    """CLI entry: exit 0 on success, 2 on bad input, 1 when the embedding provider
-    fails, 3 when files were skipped (the rest is published unless ``--fail-fast``)."""
+    """CLI entry: exit 0 on success, 2 on bad input, 1 when a dependency (the embedding
+    provider, the vector store) fails — one line naming it, nothing published or deleted
+    — and 3 when files were skipped (the rest is published unless ``--fail-fast``)."""
     tenant, shared = getattr(args, "tenant", None), bool(getattr(args, "shared", False))
     sample = bool(getattr(args, "sample", False))
     try:

@@ -44,7 +44,7 @@ from rag_core.chat import (
     Conversation,
     conversation,
 )
-from rag_core.ownership import Ownership
+from rag_core.ownership import Ownership, current_ownership
 from rag_core.pricing import Pricing
 from rag_core.retriever import Mode, SnapshotRetriever
 from rag_core.schemas import (
@@ -65,7 +65,7 @@ from rag_core.schemas import (
 from rag_core.store import IndexSnapshot, current_stamp, list_index_names, load_snapshot
 from rag_core.stores import StoreConfig
 from rag_core.synthesizer import SinglePassSynthesizer
-from ragward.errors import NotFound, RagwardError, UpstreamTimeout
+from ragward.errors import DependencyUnavailable, NotFound, RagwardError, UpstreamTimeout
 
 log = structlog.get_logger(__name__)
 
@@ -124,6 +124,9 @@ class RagService:
         self._snapshots: dict[str, IndexSnapshot] = {}
         self._stamps: dict[str, tuple[int, int] | None] = {}
         self._rejected: dict[str, str] = {}
+        # indexes not loaded because their vector store did not answer: queried, they say
+        # so (503) instead of "does not exist", and the next query tries the load again
+        self._unavailable: dict[str, str] = {}
         self._owners: dict[str, Ownership] = {}  # of every index loaded or rejected
         self._locks: dict[str, asyncio.Lock] = {}
         self._watcher: asyncio.Task[None] | None = None
@@ -177,6 +180,8 @@ class RagService:
             return None
         if self._default_index in self._rejected:
             return self._rejected[self._default_index]
+        if self._default_index in self._unavailable:
+            return self._unavailable[self._default_index]
         return (
             f"index '{self._default_index}' is not loaded: run `ragward ingest --sample` "
             "or `ragward ingest PATH`"
@@ -223,6 +228,7 @@ class RagService:
         dropped = self._snapshots.pop(name, None)
         self._stamps.pop(name, None)
         self._rejected.pop(name, None)
+        self._unavailable.pop(name, None)
         self._owners.pop(name, None)
         if dropped is not None:
             log.info("index_unloaded", index=name, version=dropped.version)
@@ -238,6 +244,13 @@ class RagService:
                 self._backend.tracker.callback_manager,
                 stores=self._stores,
             )
+        except DependencyUnavailable as exc:  # its store is down: try again when asked
+            log.error("index_load_failed", index=name, error=exc.message,
+                      exc_type=type(exc).__name__)
+            ownership = current_ownership(self._root, name)
+            if name not in self._snapshots and ownership is not None:
+                self._owners[name], self._unavailable[name] = ownership, exc.message
+            return
         except Exception as exc:  # a broken version must not take the service down
             log.error("index_load_failed", index=name, error=str(exc), exc_type=type(exc).__name__)
             return
@@ -263,6 +276,7 @@ class RagService:
         self._snapshots[name] = snapshot  # the swap: one assignment
         self._stamps[name] = stamp
         self._rejected.pop(name, None)
+        self._unavailable.pop(name, None)
         log.info(
             "index_loaded",
             index=name,
@@ -285,7 +299,10 @@ class RagService:
         if not snapshot.nodes:
             return
         text = snapshot.nodes[0].get_content(metadata_mode=MetadataMode.NONE)
-        await self._answer(snapshot, text[:200] or "warm up", 3)
+        try:
+            await self._answer(snapshot, text[:200] or "warm up", 3)
+        except DependencyUnavailable:  # its store is down now: serve it (503s) until it is back
+            log.warning("index_warm_up_skipped", index=snapshot.name, version=snapshot.version)
 
     def _visible(self, name: str, tenant: str | None) -> bool:
         owner = self._owners.get(name)
@@ -299,6 +316,8 @@ class RagService:
         if not self._visible(name, tenant):
             raise NotFound(f"index '{name}' does not exist")
         snapshot = self._snapshots.get(name)
+        if snapshot is None and name in self._unavailable:
+            raise DependencyUnavailable(self._unavailable[name])
         if snapshot is None:
             raise NotFound(self._rejected.get(name) or f"index '{name}' does not exist")
         return snapshot

@@ -53,7 +53,15 @@ from llama_index.core.schema import BaseNode, MetadataMode
 
 from rag_core.lexical import LexicalIndex
 from rag_core.rerank import SentenceVectors, is_chinese
-from rag_core.stores import DenseSearch, StoreConfig, drop_vectors, open_dense, write_rows
+from rag_core.stores import (
+    DenseSearch,
+    StoreConfig,
+    check_reachable,
+    drop_vectors,
+    open_dense,
+    store_of,
+    write_rows,
+)
 from ragward.errors import NotFound
 
 log = structlog.get_logger(__name__)
@@ -213,10 +221,15 @@ def _remove_version(path: Path, stores: StoreConfig | None) -> None:
 
 def delete_index(root: Path, name: str, *, stores: StoreConfig | None = None) -> list[str]:
     """Remove index ``name``: ``CURRENT`` first (readers stop seeing it at once), then
-    every version with its vectors. Returns the versions removed."""
+    every version with its vectors. Returns the versions removed; raises
+    :class:`~ragward.errors.DependencyUnavailable`, changing nothing, when the current
+    version's store does not answer."""
     base = index_dir(root, name)
-    if read_current(root, name) is None:
+    current = read_current(root, name)
+    if current is None:
         raise NotFound(f"index {name!r} does not exist")
+    # an unreachable store fails the delete before anything is gone, not after CURRENT
+    check_reachable(store_of(read_manifest(version_dir(root, name, current))), stores)
     with _publish_lock(root, name):
         (base / CURRENT).unlink(missing_ok=True)
         _fsync_dir(base)

@@ -23,23 +23,34 @@ a metadata filter that one forgotten argument would bypass.
 
 The nodes (text, metadata), their order and the BM25 index stay in the version
 directory in every case: the external store holds only what it is for.
+
+An external store that cannot be reached, or whose database refuses a statement,
+is one domain error wherever rag_core touches it (:func:`store_errors`):
+:class:`~ragward.errors.DependencyUnavailable` naming the store and the driver's
+exception *type*, never its message (a DSN, a password or a URL's credentials can
+be in it). The CLI prints that line and exits 1; the HTTP layer answers 503.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
+import structlog
 from llama_index.core.vector_stores.types import BasePydanticVectorStore, VectorStoreQuery
 
 from rag_core.vector_store import NumpyVectorStore, top_k
-from ragward.errors import ConfigError
+from ragward.errors import ConfigError, DependencyUnavailable
+
+log = structlog.get_logger(__name__)
 
 StoreKind = Literal["embedded", "pgvector", "qdrant"]
 ROWS_FILE = "rows.json"
@@ -75,6 +86,47 @@ def collection_name(index: str, version: str) -> str:
     return f"rw_{digest}_{re.sub(r'[^a-z0-9]', '_', version.lower())}"
 
 
+# -- the one boundary where a store's failures become a domain error ---------------
+_Errors = tuple[type[BaseException], ...]
+
+
+def _driver_errors(kind: str) -> tuple[_Errors, _Errors]:
+    """(every error the store's clients raise, those that mean "cannot reach it"), imported
+    only once a failure happened (the clients are an optional extra)."""
+    if kind == "pgvector":
+        import psycopg
+        import sqlalchemy.exc
+
+        unreachable: _Errors = (
+            psycopg.OperationalError, sqlalchemy.exc.OperationalError, OSError)
+        return (psycopg.Error, sqlalchemy.exc.SQLAlchemyError, *unreachable), unreachable
+    if kind == "qdrant":
+        import httpx
+        from qdrant_client.http.exceptions import ApiException, ResponseHandlingException
+
+        unreachable = (ResponseHandlingException, httpx.TransportError, OSError)
+        return (ApiException, httpx.HTTPError, *unreachable), unreachable
+    return (), ()
+
+
+@contextlib.contextmanager
+def store_errors(kind: str) -> Iterator[None]:
+    """Run a call on the ``kind`` store; its client's errors leave as
+    :class:`DependencyUnavailable` ("the pgvector store is unavailable
+    (OperationalError)"), logged once with the store and the error type. The driver's
+    message stays behind (``from None``): it can quote the DSN or the URL."""
+    try:
+        yield
+    except Exception as exc:
+        failures, unreachable = _driver_errors(kind)
+        if not isinstance(exc, failures):
+            raise
+        what = "is unavailable" if isinstance(exc, unreachable) else "failed"
+        log.warning("vector_store_failed", store=kind, exc_type=type(exc).__name__)
+        raise DependencyUnavailable(
+            f"the {kind} store {what} ({type(exc).__name__})") from None
+
+
 # -- matrix (embedded) and external searches -------------------------------------
 class MatrixSearch:
     blocking = False
@@ -92,16 +144,16 @@ class ExternalSearch:
 
     blocking = True
 
-    def __init__(self, store: BasePydanticVectorStore, ids: list[str]) -> None:
-        self._store = store
+    def __init__(self, store: BasePydanticVectorStore, ids: list[str], kind: str) -> None:
+        self._store, self._kind = store, kind
         self._rows = {node_id: row for row, node_id in enumerate(ids)}
 
     def top_k(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
         if not self._rows or k <= 0 or not np.any(query):
             return []
-        result = self._store.query(
-            VectorStoreQuery(query_embedding=query.astype(float).tolist(), similarity_top_k=k)
-        )
+        with store_errors(self._kind):
+            result = self._store.query(VectorStoreQuery(
+                query_embedding=query.astype(float).tolist(), similarity_top_k=k))
         ids, scores = result.ids or [], result.similarities or []
         return [
             (self._rows[i], float(s)) for i, s in zip(ids, scores, strict=False) if i in self._rows
@@ -120,8 +172,10 @@ def _qdrant_client(url: str | None, api_key: str | None, path: str | None) -> An
     """One client per location and process: local mode locks its directory."""
     from qdrant_client import QdrantClient
 
-    client = (QdrantClient(url=url, api_key=api_key, timeout=10) if url
-              else QdrantClient(path=path))
+    # no version check: it runs in a thread of its own and, with the server down, prints a
+    # warning to stderr beside the one clean error the first call raises (store_errors)
+    client = (QdrantClient(url=url, api_key=api_key, timeout=10, check_compatibility=False)
+              if url else QdrantClient(path=path))
     _opened_qdrant.append(client)
     return client
 
@@ -141,7 +195,8 @@ def _external_store(
     config: StoreConfig, kind: str, collection: str, dim: int, *, bulk: bool = False
 ) -> Any:
     try:
-        return _open_external(config, kind, collection, dim, bulk=bulk)
+        with store_errors(kind):  # Qdrant's store asks the server about the collection
+            return _open_external(config, kind, collection, dim, bulk=bulk)
     except ImportError:
         raise ConfigError(
             f"the {kind} store needs the `stores` extra: pip install 'ragward[stores]'"
@@ -180,10 +235,7 @@ def _open_external(
     if kind == "qdrant":
         from llama_index.vector_stores.qdrant import QdrantVectorStore
 
-        client = _qdrant_client(
-            config.qdrant_url, config.qdrant_api_key,
-            str(config.qdrant_path) if config.qdrant_path else None,
-        )
+        client = _qdrant_from(config)
         # a doc-id payload index speeds deletes by document on a server; local mode has none
         return QdrantVectorStore(collection_name=collection, client=client,
                                  index_doc_id=bool(config.qdrant_url))
@@ -205,6 +257,7 @@ def new_vector_store(
     :func:`finish_vectors` once every row is in."""
     if kind == "embedded":
         return NumpyVectorStore()
+    check_reachable(kind, config)
     store: BasePydanticVectorStore = _external_store(config, kind, collection, dim, bulk=True)
     return store
 
@@ -215,7 +268,7 @@ def finish_vectors(config: StoreConfig, kind: StoreKind, collection: str, dim: i
     if kind != "pgvector" or not _hnsw(dim):
         return
     table = f"data_{collection}"  # PGVectorStore's table for a name we made (SQL-safe)
-    with _pg_connect(config) as conn:
+    with store_errors(kind), _pg_connect(config) as conn:
         conn.execute("SET maintenance_work_mem = '256MB'")  # the graph of 100k 512-d rows fits
         conn.execute(
             f'CREATE INDEX IF NOT EXISTS "{table}_embedding_idx" ON public."{table}" '
@@ -241,7 +294,7 @@ def open_dense(
     version_dir: Path, manifest: dict[str, Any], config: StoreConfig | None
 ) -> tuple[BasePydanticVectorStore, DenseSearch, list[str]]:
     """The version's vector store, a search over it and its node ids in row order."""
-    kind = str(manifest.get("store", "embedded"))
+    kind = store_of(manifest)
     if kind == "embedded":
         vectors = NumpyVectorStore.from_persist_dir(version_dir)
         return vectors, MatrixSearch(vectors), vectors.ids
@@ -249,23 +302,46 @@ def open_dense(
     store = _external_store(
         config or StoreConfig(), kind, str(manifest["collection"]), int(manifest.get("dim", 0))
     )
-    return store, ExternalSearch(store, ids), ids
+    return store, ExternalSearch(store, ids, kind), ids
 
 
 def drop_vectors(manifest: dict[str, Any], config: StoreConfig | None) -> None:
     """Drop a version's table or collection (nothing to do for the embedded store)."""
-    kind = str(manifest.get("store", "embedded"))
+    kind = store_of(manifest)
     collection = manifest.get("collection")
     if kind == "embedded" or not collection:
         return
     config = config or StoreConfig()
-    if kind == "pgvector":
-        with _pg_connect(config) as conn:
-            conn.execute(f'DROP TABLE IF EXISTS public."data_{collection}"')  # a name we made
-    elif kind == "qdrant":
-        client = _qdrant_client(
-            config.qdrant_url, config.qdrant_api_key,
-            str(config.qdrant_path) if config.qdrant_path else None,
-        )
-        if client.collection_exists(collection):
-            client.delete_collection(collection)
+    with store_errors(kind):
+        if kind == "pgvector":
+            with _pg_connect(config) as conn:
+                conn.execute(f'DROP TABLE IF EXISTS public."data_{collection}"')  # ours
+        elif kind == "qdrant":
+            client = _qdrant_from(config)
+            if client.collection_exists(collection):
+                client.delete_collection(collection)
+
+
+def store_of(manifest: dict[str, Any]) -> str:
+    """The store a version's manifest names (versions from before there was a choice:
+    embedded)."""
+    return str(manifest.get("store", "embedded"))
+
+
+def check_reachable(kind: str, config: StoreConfig | None) -> None:
+    """Raise :class:`DependencyUnavailable` unless the ``kind`` store answers now: asked
+    before a step that cannot be undone half-way (deleting an index) or whose client
+    would otherwise log the driver's message on its way to failing (LlamaIndex's
+    pgvector setup), so an unreachable store fails it whole and cleanly."""
+    config = config or StoreConfig()
+    with store_errors(kind):
+        if kind == "pgvector":
+            with _pg_connect(config) as conn:
+                conn.execute("SELECT 1")
+        elif kind == "qdrant":
+            _qdrant_from(config).get_collections()
+
+
+def _qdrant_from(config: StoreConfig) -> Any:
+    return _qdrant_client(config.qdrant_url, config.qdrant_api_key,
+                          str(config.qdrant_path) if config.qdrant_path else None)

@@ -9,6 +9,7 @@ server, on files under the data directory).
 from __future__ import annotations
 
 import json
+import socket
 import tempfile
 import uuid
 import warnings
@@ -19,9 +20,11 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
+from litestar.testing import AsyncTestClient
 from llama_index.core.schema import TextNode
 from psycopg import sql
 
+from rag_core.app import create_app
 from rag_core.backends import build_local_backend
 from rag_core.configuration import build_service, ingest_config, store_config
 from rag_core.ingest import delete, ingest, publish
@@ -29,7 +32,7 @@ from rag_core.schemas import QueryRequest
 from rag_core.store import load_snapshot, read_current, read_manifest, version_dir
 from rag_core.stores import _qdrant_client, close_clients, open_dense
 from rag_core.usage import UsageTracker
-from ragward.errors import NotFound
+from ragward.errors import DependencyUnavailable, NotFound
 from ragward.settings import Settings, load_settings
 
 STORES = ("embedded", "pgvector", "qdrant")
@@ -331,11 +334,124 @@ def test_pgvector_failed_bulk_load_keeps_the_current_version(pgvector_dsn: str,
     before = read_current(settings.indexes_dir, "kb")
     _, second = _rows(MULTI_BATCH, 64, seed=2)
     second[-1].embedding = second[-1].embedding[:-1]  # type: ignore[index]
-    with pytest.raises(psycopg.errors.DataException, match="expected 64 dimensions"):
+    with pytest.raises(DependencyUnavailable) as refused:
         publish(ingest_config(settings), "kb", second, backend,
                 {"embedding": backend.embedding_id})
+    # the domain error the CLI prints and HTTP maps, naming the store and the error type
+    # only: the driver's message (here the SQL statement) stays behind
+    assert refused.value.message == "the pgvector store failed (DataException)"
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
     assert read_current(settings.indexes_dir, "kb") == before
     assert collections(settings) == {collection_of(settings, "kb")}
     snapshot = load_snapshot(settings.indexes_dir, "kb", backend.embed_model,
                              backend.tracker.callback_manager, stores=store_config(settings))
     assert snapshot.top_k(first_matrix[7], 1)[0][0] == 7
+
+
+# -- a store that does not answer ------------------------------------------------
+PASSWORD = "s3cret-Pa55-9d1e"
+UNREACHABLE = {"pgvector": "OperationalError", "qdrant": "ResponseHandlingException"}
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound for a moment, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def live_settings(kind: str, data_dir: Path, request: pytest.FixtureRequest) -> Settings:
+    """Settings whose ``kind`` store answers: the test's pgvector database, Qdrant local mode."""
+    extra = {"pgvector_dsn": request.getfixturevalue("pgvector_dsn")} if kind == "pgvector" else {}
+    return load_settings(data_dir=data_dir, vector_store=kind, **extra)
+
+
+def down_settings(kind: str, data_dir: Path) -> Settings:
+    """The same data directory with the ``kind`` store on a closed port: a DSN with a
+    password, a Qdrant server URL with an API key."""
+    address = f"127.0.0.1:{closed_port()}"
+    if kind == "pgvector":
+        return load_settings(data_dir=data_dir, vector_store=kind,
+                             pgvector_dsn=f"postgresql://rag:{PASSWORD}@{address}/rag")
+    return load_settings(data_dir=data_dir, vector_store=kind, qdrant_url=f"https://{address}",
+                         qdrant_api_key=PASSWORD)
+
+
+def run_ingest_cli(settings: Settings, *argv: str) -> int:
+    from rag_core.ingest_cli import main
+    from ragward.cli import build_parser
+
+    return main(settings, build_parser().parse_args(["ingest", *argv]))
+
+
+def assert_one_clean_line(kind: str, captured: pytest.CaptureResult[str]) -> None:
+    """The CLI said, once, which store failed and how (the exception type), and nothing
+    it printed or logged carries a traceback or the store's credentials."""
+    lines = [line for line in captured.err.splitlines() if line.startswith("ragward ingest:")]
+    assert lines == [f"ragward ingest: the {kind} store is unavailable ({UNREACHABLE[kind]})"]
+    everything = captured.out + captured.err
+    assert "Traceback" not in everything
+    assert PASSWORD not in everything
+
+
+@pytest.mark.parametrize("kind", sorted(UNREACHABLE))
+def test_cli_ingest_into_an_unreachable_store_says_so_in_one_line(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ragward ingest` with the pgvector DSN / Qdrant URL on a closed port exits 1 with
+    one line naming the store and the error type (no traceback, no password or key),
+    and publishes nothing."""
+    settings = down_settings(kind, tmp_path)
+    assert run_ingest_cli(settings, "--sample", "--shared", "--index", "kb") == 1
+    assert_one_clean_line(kind, capsys.readouterr())
+    assert read_current(settings.indexes_dir, "kb") is None
+
+
+@pytest.mark.parametrize("kind", sorted(UNREACHABLE))
+def test_cli_delete_with_the_store_down_changes_nothing(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`ragward ingest --delete` while the index's store does not answer exits 1 in one
+    line and removes nothing: CURRENT and the vectors stay, so the same command succeeds
+    once the store is back (instead of the files going and the table staying behind)."""
+    live = live_settings(kind, tmp_path, request)
+    ingest(ingest_config(live), [], "kb", sample=True, show_progress=False)
+    before, table = read_current(live.indexes_dir, "kb"), collection_of(live, "kb")
+    capsys.readouterr()
+    assert run_ingest_cli(down_settings(kind, tmp_path), "--delete", "--index", "kb",
+                          "--shared") == 1
+    assert_one_clean_line(kind, capsys.readouterr())
+    assert read_current(live.indexes_dir, "kb") == before
+    assert collections(live) == {table}
+    assert run_ingest_cli(live, "--delete", "--index", "kb", "--shared") == 0
+    assert collections(live) == set()
+
+
+@pytest.mark.parametrize("kind", sorted(UNREACHABLE))
+async def test_query_on_an_index_whose_store_is_down_answers_503(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """rag_core started with the index's store on a closed port answers a query and a chat
+    on it 503 ``dependency_unavailable`` in the contract's shape, naming the store and the
+    error type only (pgvector fails at the search, Qdrant already at loading the index:
+    either way not a 500 and not "does not exist"), and /ready says why."""
+    live = live_settings(kind, tmp_path, request)
+    ingest(ingest_config(live), [], "default", sample=True, show_progress=False)
+    close_clients()  # Qdrant's local mode: release the directory's lock
+    message = f"the {kind} store is unavailable ({UNREACHABLE[kind]})"
+    async with AsyncTestClient(app=create_app(down_settings(kind, tmp_path))) as client:
+        answer = await client.post("/v1/query", json={"question": "How do I submit an expense "
+                                                      "claim?", "index": "default"})
+        assert answer.status_code == 503, answer.text
+        assert answer.json() == {"error": {"code": "dependency_unavailable", "message": message,
+                                           "request_id": answer.headers["x-request-id"]}}
+        assert PASSWORD not in answer.text
+        chat = await client.post("/v1/chat/stream", json={
+            "index": "default", "messages": [{"role": "user", "content": "expense claim?"}]})
+        events = chat.text if chat.status_code == 200 else ""
+        assert (chat.status_code == 503 and chat.json()["error"]["message"] == message) or (
+            '"status":503' in events.replace(" ", "") and message in events), chat.text
+        if kind == "qdrant":  # not loaded at all: /ready names the reason
+            ready = await client.get("/ready")
+            assert ready.status_code == 503 and message in ready.text
