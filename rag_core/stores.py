@@ -224,12 +224,15 @@ def _open_external(
                 table_name=collection, embed_dim=dim,
                 create_engine_kwargs={"poolclass": NullPool},
             )
+        # a reader sets nothing up: ingest made the table and its HNSW index; LlamaIndex's
+        # setup would log each failing step with the driver's message (it can quote the DSN)
         return PGVectorStore.from_params(
             connection_string=_sqlalchemy_url(dsn, "psycopg2"),
             async_connection_string=_sqlalchemy_url(dsn, "asyncpg"),
             table_name=collection,
             embed_dim=dim,
             hnsw_kwargs=dict(HNSW) if _hnsw(dim) else None,
+            perform_setup=False,
             create_engine_kwargs={"pool_size": 2, "max_overflow": 4, "pool_pre_ping": True},
         )
     if kind == "qdrant":

@@ -430,12 +430,14 @@ def test_cli_delete_with_the_store_down_changes_nothing(
 
 @pytest.mark.parametrize("kind", sorted(UNREACHABLE))
 async def test_query_on_an_index_whose_store_is_down_answers_503(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest,
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
 ) -> None:
     """rag_core started with the index's store on a closed port answers a query and a chat
     on it 503 ``dependency_unavailable`` in the contract's shape, naming the store and the
     error type only (pgvector fails at the search, Qdrant already at loading the index:
-    either way not a 500 and not "does not exist"), and /ready says why."""
+    either way not a 500 and not "does not exist"), and /ready says why. The logs name
+    the store and the error type; no traceback, no driver message, no password."""
     live = live_settings(kind, tmp_path, request)
     ingest(ingest_config(live), [], "default", sample=True, show_progress=False)
     close_clients()  # Qdrant's local mode: release the directory's lock
@@ -455,3 +457,9 @@ async def test_query_on_an_index_whose_store_is_down_answers_503(
         if kind == "qdrant":  # not loaded at all: /ready names the reason
             ready = await client.get("/ready")
             assert ready.status_code == 503 and message in ready.text
+    # the service's log lines (structlog writes to stdout here) and the libraries' records;
+    # stderr gets pgserver's own thread's complaints about pytest's closed streams
+    logged = capsys.readouterr().out + caplog.text
+    assert "vector_store_failed" in logged and UNREACHABLE[kind] in logged
+    for leak in ("Traceback", "Connection refused", PASSWORD):
+        assert leak not in logged
