@@ -45,6 +45,7 @@ from rag_core.schemas import (
 )
 from ragward import tracing
 from ragward.errors import (
+    DependencyUnavailable,
     NotFound,
     Overloaded,
     RagwardError,
@@ -268,16 +269,26 @@ def _status_error(status: int, body: bytes) -> RagwardError:
     if status == 404:
         return NotFound("unknown index")
     if status in (400, 422):  # rag_core refused what the gateway let through: say what
-        try:
-            message = str(msgspec.json.decode(body)["error"]["message"])[:300]
-        except (msgspec.DecodeError, KeyError, TypeError):
-            message = "rag_core rejected the request"
-        return ValidationFailed(message)
+        message = _error_field(body, "message")
+        return ValidationFailed(message[:300] if message else "rag_core rejected the request")
+    if status == 503 and _error_field(body, "code") == "dependency_unavailable":
+        # rag_core is up, one of its dependencies (an index's vector store) is not: not
+        # retried, and not a failure of rag_core for the circuit breaker (other indexes
+        # still answer); the store's name and error type stay in rag_core's log
+        return DependencyUnavailable()
     if status == 503:
         return UpstreamUnavailable()
     if status == 504:
         return UpstreamTimeout()
     return UpstreamError(f"rag_core answered {status}")
+
+
+def _error_field(body: bytes, name: str) -> str | None:
+    """A field of rag_core's contract-shaped error body; None when it is not one."""
+    try:
+        return str(msgspec.json.decode(body)["error"][name])
+    except (msgspec.DecodeError, KeyError, TypeError):
+        return None
 
 
 class LocalUpstream:

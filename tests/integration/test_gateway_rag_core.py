@@ -51,24 +51,33 @@ async def test_split_deployment_answers_and_a_reingest_retires_cached_answers(
 
 async def test_a_vector_store_down_behind_rag_core_is_a_503_not_a_500(tmp_path: Path) -> None:
     """rag_core whose index lives in a Qdrant server that does not answer (a closed port)
-    answers the gateway 503; the gateway passes on a 503 in the contract's error shape,
-    with nothing of the store's address or key in it."""
+    answers the gateway 503; the gateway passes on a 503 ``dependency_unavailable`` in the
+    contract's shape, with nothing of the store's address or key in it, and does not count
+    it against rag_core: after more of them than the circuit breaker's threshold an index
+    in another store on the same rag_core still answers."""
     from rag_core.stores import close_clients
     from tests.integration.test_rag_vector_stores import PASSWORD, down_settings
 
     local = load_settings(data_dir=tmp_path / "core", vector_store="qdrant")
     await asyncio.to_thread(ingest, ingest_config(local), [], sample=True, show_progress=False)
+    await asyncio.to_thread(ingest, ingest_config(local), [], "embedded", sample=True,
+                            show_progress=False, store="embedded")
     close_clients()  # Qdrant's local mode: release the directory's lock
     core_settings = down_settings("qdrant", tmp_path / "core")
+    question = {"question": "How do I submit an expense claim?"}
     try:
         async with serving(create_rag_core(core_settings)) as core_url, \
                 running_gateway(gateway_settings(tmp_path, core_url)) as gw:
-            answer = await gw.client.post("/v1/query", json={"question": "expense claim?"},
-                                          headers=bearer())
+            answers = [await gw.client.post("/v1/query", json=question, headers=bearer())
+                       for _ in range(core_settings.circuit_failure_threshold + 1)]
+            other = await gw.client.post("/v1/query", json={**question, "index": "embedded"},
+                                         headers=bearer())
     finally:
         close_clients()
-    assert answer.status_code == 503, answer.text
-    error = answer.json()["error"]
-    assert set(error) == {"code", "message", "request_id"}
-    assert error["code"] == "upstream_unavailable"
-    assert PASSWORD not in answer.text and "127.0.0.1" not in answer.text
+    for answer in answers:
+        assert answer.status_code == 503, answer.text
+        error = answer.json()["error"]
+        assert set(error) == {"code", "message", "request_id"}
+        assert error["code"] == "dependency_unavailable"
+        assert PASSWORD not in answer.text and "127.0.0.1" not in answer.text
+    assert other.status_code == 200, other.text
