@@ -149,16 +149,17 @@ class Stack:
     upstream: UpstreamServer
     client: httpx.AsyncClient
 
-    async def query(self, expr: str) -> list[dict[str, Any]]:
-        """An instant query through Prometheus's HTTP API."""
-        answer = await self.client.get(f"{self.prometheus}/api/v1/query", params={"query": expr})
+    async def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        """An instant query through Prometheus's HTTP API (at a past time if given)."""
+        params = {"query": expr} if at is None else {"query": expr, "time": repr(at)}
+        answer = await self.client.get(f"{self.prometheus}/api/v1/query", params=params)
         body = answer.json()
         assert body["status"] == "success", body
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
 
-    async def value(self, expr: str) -> float | None:
-        result = await self.query(expr)
+    async def value(self, expr: str, at: float | None = None) -> float | None:
+        result = await self.query(expr, at)
         assert len(result) <= 1, result
         return float(result[0]["value"][1]) if result else None
 
@@ -327,8 +328,9 @@ class Seen:
     """Longest average time between samples (scrapes run late on a busy machine)."""
 
 
-async def _seen(stack: Stack, tenant: str) -> Seen:
-    series = await stack.query(f'ragward_requests_total{{tenant="{tenant}"}}[5m]')
+async def _seen(stack: Stack, tenant: str, at: float) -> Seen:
+    """The samples a rule evaluated at ``at`` saw: later scrapes lengthen the span."""
+    series = await stack.query(f'ragward_requests_total{{tenant="{tenant}"}}[5m]', at)
     assert series, tenant
     firsts = [float(s["values"][0][1]) for s in series]
     spans = [float(s["values"][-1][0]) - float(s["values"][0][0]) for s in series]
@@ -365,13 +367,18 @@ async def test_recording_rules_agree_with_ragwards_metrics_and_errors_fire(
         assert requests / 300 <= own_rate <= requests / 290, (tenant, own_rate)
         assert own_ratio == pytest.approx(errors / requests)
 
-        seen = await _seen(stack, tenant)
+        # One evaluation of the rules, and the samples it saw: read at its own timestamp
+        # (the span of a series measured later is longer, and the bound too loose).
+        evaluated = await stack.value(f'timestamp(ragward:requests:rate5m{{tenant="{tenant}"}})')
+        assert evaluated is not None
+        seen = await _seen(stack, tenant, evaluated)
         grow = 1 + 1.1 * seen.max_interval_s / seen.min_span_s
-        rate = await stack.value(f'ragward:requests:rate5m{{tenant="{tenant}"}}')
+        rate = await stack.value(f'ragward:requests:rate5m{{tenant="{tenant}"}}', evaluated)
         assert rate is not None
         assert (requests - seen.before_first_sample) / 300 <= rate <= requests * grow / 300, (
             tenant, rate, own_rate, seen)
-        ratio = await stack.value(f'ragward:request_error_ratio:rate5m{{tenant="{tenant}"}}')
+        ratio = await stack.value(
+            f'ragward:request_error_ratio:rate5m{{tenant="{tenant}"}}', evaluated)
         if errors:
             assert ratio is not None
             low = (errors - 1) / (requests * grow)            # one warm-up 5xx, one 2xx
