@@ -59,6 +59,7 @@ from rag_core.schemas import (
 )
 from ragward import tracing
 from ragward.errors import (
+    DependencyUnavailable,
     NotFound,
     RagwardError,
     UpstreamError,
@@ -106,6 +107,8 @@ _encoder = msgspec.json.Encoder()
 
 def upstream_error(event: ErrorEvent) -> RagwardError:
     """rag_core's error event as the domain error the HTTP layer maps (never its trace)."""
+    if event.code == "dependency_unavailable":  # an index's store is down: as for a query
+        return DependencyUnavailable()
     by_status: dict[int, type[RagwardError]] = {
         404: NotFound, 422: ValidationFailed, 503: UpstreamUnavailable, 504: UpstreamTimeout,
     }

@@ -54,7 +54,8 @@ async def test_a_vector_store_down_behind_rag_core_is_a_503_not_a_500(tmp_path: 
     answers the gateway 503; the gateway passes on a 503 ``dependency_unavailable`` in the
     contract's shape, with nothing of the store's address or key in it, and does not count
     it against rag_core: after more of them than the circuit breaker's threshold an index
-    in another store on the same rag_core still answers."""
+    in another store on the same rag_core still answers. A chat, whole or streamed, gets
+    the same 503 (the store fails before the first byte)."""
     from rag_core.stores import close_clients
     from tests.integration.test_rag_vector_stores import PASSWORD, down_settings
 
@@ -72,12 +73,18 @@ async def test_a_vector_store_down_behind_rag_core_is_a_503_not_a_500(tmp_path: 
                        for _ in range(core_settings.circuit_failure_threshold + 1)]
             other = await gw.client.post("/v1/query", json={**question, "index": "embedded"},
                                          headers=bearer())
+            chats = [await gw.client.post("/v1/chat/completions", headers=bearer(), json={
+                "model": "default", "stream": stream,
+                "messages": [{"role": "user", "content": question["question"]}]})
+                for stream in (False, True)]
     finally:
         close_clients()
-    for answer in answers:
+    for answer, shape in [*((a, {"code", "message", "request_id"}) for a in answers),
+                          # the OpenAI-compatible route answers in OpenAI's error shape
+                          *((c, {"code", "message", "type", "param"}) for c in chats)]:
         assert answer.status_code == 503, answer.text
         error = answer.json()["error"]
-        assert set(error) == {"code", "message", "request_id"}
+        assert set(error) == shape
         assert error["code"] == "dependency_unavailable"
         assert PASSWORD not in answer.text and "127.0.0.1" not in answer.text
     assert other.status_code == 200, other.text
