@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness
-from bench.stream import answer_text, start_ragward
+from bench.stream import answer_text, signing_settings, start_ragward
 
 say = harness.say
 HEAVY, QUOTA = "t1", "tq"  # the main tenant; a tenant whose small rpm makes 429s
@@ -384,10 +384,7 @@ def run(args: argparse.Namespace) -> int:
         config = workdir / "ragward.toml"
         config.write_text(f"[quotas.tenants.{QUOTA}]\nrpm = {QUOTA_RPM}\n")
         # the gateway signs every event, the consumers verify them against the key set
-        from telemetry.event_keys import new_key_env
-
-        keys = {name.removeprefix("RAGWARD_").lower(): value
-                for name, value in new_key_env(workdir / "keys", "soak-1").items()}
+        keys = signing_settings(workdir / "keys", "soak-1")
         base, _, gateway, rag_core = start_ragward(
             procs, workdir, upstream_url + "/v1", redis, kafka, config=config, **keys)
         consumers, consumer_ports = {}, {kind: harness.free_port() for kind in CONSUMERS}

@@ -220,9 +220,12 @@ async def _client_main(spec: dict[str, Any]) -> dict[str, Any]:
 def client_entry(raw: str) -> int:
     import uvloop
 
+    spec = json.loads(raw)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        result = runner.run(_client_main(json.loads(raw)))
-    print(json.dumps(result))
+        result = runner.run(_client_main(spec))
+    # to a file, not stdout: the event loop may leave stdout non-blocking, and a result
+    # over the pipe's 64 KiB was cut short
+    Path(spec["out"]).write_text(json.dumps(result))
     return 0
 
 
@@ -274,12 +277,14 @@ def run_client(t: StreamTarget, *, chunks: int, concurrency: int, max_streams: i
             "headers": {"Content-Type": "application/json", **t.target.headers},
             "concurrency": concurrency, "max_streams": max_streams, "seconds": seconds,
             "stream_timeout_s": 30.0, "raw_pii": [EMAIL, PHONE]}
-    out = subprocess.run(harness.module_command("stream", "--client", json.dumps(spec)),
-                         cwd=REPO, capture_output=True,
-                         text=True, check=False, timeout=seconds + 90)
-    if out.returncode != 0:
-        raise SystemExit(f"stream client failed:\n{out.stderr[-2000:]}")
-    data: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory(prefix="ragward-stream-client-") as scratch:
+        spec["out"] = str(Path(scratch) / "result.json")
+        out = subprocess.run(harness.module_command("stream", "--client", json.dumps(spec)),
+                             cwd=REPO, capture_output=True,
+                             text=True, check=False, timeout=seconds + 90)
+        if out.returncode != 0:
+            raise SystemExit(f"stream client failed:\n{out.stderr[-2000:]}")
+        data: dict[str, Any] = json.loads(Path(spec["out"]).read_text())
     return data
 
 
@@ -477,12 +482,23 @@ def _redaction_kind() -> str:
             "stream() on this branch, so the whole answer is held until the upstream ends)")
 
 
+def signing_settings(directory: Path, kid: str) -> dict[str, str]:
+    """A new event-signing pair as gateway settings (the key set for verifiers included)."""
+    from telemetry.event_keys import new_key_env
+
+    return {name.removeprefix("RAGWARD_").lower(): value
+            for name, value in new_key_env(directory, kid).items()}
+
+
 def start_ragward(procs: Any, workdir: Path, upstream_api: str, redis: Any,
                   kafka: Any, *, config: Path | None = None,
                   **gateway: object) -> tuple[str, str, Any, Any]:
     """Index the bundled handbook through the fake upstream's embeddings, then rag-core
     (openai backend) and the gateway in front of it (``config``: its TOML file; ``gateway``:
     more of its settings). Returns both URLs, both processes."""
+    if kafka is not None and "event_signing_key_file" not in gateway:
+        # a gateway on Kafka signs every event (`ragward gateway` refuses to start without)
+        gateway = {**signing_settings(workdir / "keys", "bench-stream"), **gateway}
     ports = {k: harness.free_port() for k in ("gateway", "rag_core")}
     rag_env = harness.child_env(
         OPENAI_BASE_URL=upstream_api,
