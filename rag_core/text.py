@@ -22,6 +22,7 @@ from llama_index.core.node_parser import SentenceSplitter
 CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _HAS_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+_LETTERS = re.compile(r"[^\W\d_]+")  # a word of any script, digits aside
 _HAS_WORD = re.compile(r"[A-Za-z\u3400-\u4dbf\u4e00-\u9fff]")
 # A sentence ends after CJK terminators, or after .!? that is followed by a space.
 _SENTENCE_END = re.compile(r"(?<=[。！？；!?])\s*|(?<=[.!?])\s+")  # noqa: RUF001 (CJK marks)
@@ -64,6 +65,13 @@ def normalize(text: str) -> str:
 
 def has_cjk(text: str) -> bool:
     return _HAS_CJK.search(text) is not None
+
+
+def is_chinese(text: str) -> bool:
+    """True when Chinese characters outnumber the words of other scripts (a character
+    carries about a word: "连接公司 VPN GlobalProtect" is Chinese)."""
+    cjk = sum(len(run) for run in CJK_RUN.findall(text))
+    return cjk > len(_LETTERS.findall(CJK_RUN.sub(" ", text)))
 
 
 def stem(word: str) -> str:

