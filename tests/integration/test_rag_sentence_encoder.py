@@ -95,25 +95,27 @@ async def test_default_configuration_answers_paraphrases(tmp_path: Path) -> None
         await hashed.stop()
 
 
-async def test_the_fused_embedding_end_to_end(tmp_path: Path) -> None:
-    """RAGWARD_LOCAL_EMBEDDING=use-m3-e5: ingest records local:local-use-m3-e5, keeps the
-    chunks' sentence vectors (896 wide), and the service answers paraphrases in both
-    languages from the fused vectors."""
+@pytest.mark.parametrize(("embedding", "width"), [("use-m3-bge", 512 + 384 + 512),
+                                                   ("use-m3-e5", 512 + 384)])
+async def test_the_fused_embedding_end_to_end(tmp_path: Path, embedding: str, width: int) -> None:
+    """RAGWARD_LOCAL_EMBEDDING=use-m3-bge (the default) or use-m3-e5: ingest records
+    local:local-<embedding>, keeps the chunks' sentence vectors at the fused width, and
+    the service answers paraphrases in both languages from the fused vectors."""
     corpus = tmp_path / "docs"
     corpus.mkdir()
     for name, text in DOCS.items():
         (corpus / name).write_text(text, encoding="utf-8")
-    settings = _settings(tmp_path, local_embedding="use-m3-e5", retrieval="auto")
+    settings = _settings(tmp_path, local_embedding=embedding, retrieval="auto")
     ingest(ingest_config(settings), [corpus], "hr", show_progress=False)
     version = read_current(settings.indexes_dir, "hr")
     assert version
     with np.load(version_dir(settings.indexes_dir, "hr", version) / SENTENCES_FILE) as saved:
-        assert saved["matrix"].shape[1] == 896
+        assert saved["matrix"].shape[1] == width
     assert await _top_files(settings, None, [
         ("How much vacation does a regular staffer get?", "leave.md"),
         ("What minimum length applies to login secrets?", "security.md"),
         ("去外地办事晚上住宾馆最多花多少？", "travel.md"),
-    ], model="local:local-use-m3-e5") == ["leave.md", "security.md", "travel.md"]
+    ], model=f"local:local-{embedding}") == ["leave.md", "security.md", "travel.md"]
 
 
 async def test_a_question_finds_its_own_languages_twin_in_a_bilingual_handbook(
