@@ -21,6 +21,7 @@ their names for pricing, and the shared callback manager of the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -179,6 +180,7 @@ def build_local_backend(
     tracker: UsageTracker | None = None,
     dim: int = LOCAL_DIM,
     embedding: LocalEmbedding = "use-m3-bge",
+    model_dir: Path | None = None,
 ) -> Backend:
     """``dim``: the hashed embedding's buckets and the extractive answerer's (always hashed)."""
     tracker = tracker or UsageTracker()
@@ -186,7 +188,9 @@ def build_local_backend(
     if embedding == "use-m3":
         embed = SentenceEncoderEmbedding(callback_manager=tracker.callback_manager)
     elif embedding == "use-m3-bge":
-        embed = FusedEncoderEmbedding("bge", callback_manager=tracker.callback_manager)
+        embed = FusedEncoderEmbedding(
+            "bge", model_dir=model_dir, callback_manager=tracker.callback_manager
+        )
     elif embedding == "use-m3-e5":
         embed = FusedEncoderEmbedding("e5", callback_manager=tracker.callback_manager)
     else:
@@ -221,6 +225,7 @@ class BackendConfig:
     llm: Literal["local", "openai"]
     local_embedding: LocalEmbedding
     openai: OpenAIConfig
+    model_dir: Path | None = None  # the bge models (None: rag_core.models' default)
 
 
 def build_openai_backend(config: OpenAIConfig, tracker: UsageTracker | None = None) -> Backend:
@@ -265,4 +270,5 @@ def build_openai_backend(config: OpenAIConfig, tracker: UsageTracker | None = No
 def build_backend(config: BackendConfig, tracker: UsageTracker | None = None) -> Backend:
     if config.llm == "openai":
         return build_openai_backend(config.openai, tracker)
-    return build_local_backend(tracker, embedding=config.local_embedding)
+    return build_local_backend(tracker, embedding=config.local_embedding,
+                               model_dir=config.model_dir)

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from rag_core.models import BGE_EN, BGE_ZH, ModelFiles, model_dir
+from rag_core.models import BGE_EN, BGE_ZH, ModelFiles
 from rag_core.text import is_chinese
 
 MAX_TOKENS = 512
@@ -49,11 +50,10 @@ DIM = EN.dim + ZH.dim
 
 
 @functools.cache
-def _session(files: ModelFiles) -> tuple[Any, Any, list[str]]:
+def _session(files: ModelFiles, directory: Path) -> tuple[Any, Any, list[str]]:
     import onnxruntime as ort  # a 20 MB runtime: imported only by who embeds with it
     from tokenizers import Tokenizer
 
-    directory = model_dir()
     onnx_name, tokenizer_name = files.members
     tokenizer = Tokenizer.from_file(str(directory / tokenizer_name))
     tokenizer.enable_truncation(MAX_TOKENS)
@@ -67,9 +67,9 @@ def _session(files: ModelFiles) -> tuple[Any, Any, list[str]]:
     return tokenizer, session, [i.name for i in session.get_inputs()]
 
 
-def _embed(block: Block, texts: list[str]) -> np.ndarray:
+def _embed(block: Block, texts: list[str], directory: Path) -> np.ndarray:
     """(len(texts), block.dim) unit rows: the CLS token's last hidden state."""
-    tokenizer, session, inputs = _session(block.files)
+    tokenizer, session, inputs = _session(block.files, directory)
     rows = np.empty((len(texts), block.dim), dtype=np.float32)
     for start in range(0, len(texts), BATCH):
         encoded = tokenizer.encode_batch(texts[start:start + BATCH])
@@ -83,14 +83,16 @@ def _embed(block: Block, texts: list[str]) -> np.ndarray:
     return rows
 
 
-def encode(texts: list[str], kind: Literal["query", "passage"]) -> np.ndarray:
+def encode(texts: list[str], kind: Literal["query", "passage"], directory: Path) -> np.ndarray:
     """(len(texts), DIM) float32: each row its language's block filled (a unit vector),
-    the other block zero; an empty text is the zero row."""
+    the other block zero; an empty text is the zero row. ``directory``: the model files
+    (rag_core.models)."""
     rows = np.zeros((len(texts), DIM), dtype=np.float32)
     chinese = [is_chinese(t) for t in texts]
     for block, columns, wanted in ((EN, slice(0, EN.dim), False), (ZH, slice(EN.dim, DIM), True)):
         present = [i for i, t in enumerate(texts) if t.strip() and chinese[i] == wanted]
         if present:
             prefix = block.query_prefix if kind == "query" else ""
-            rows[present, columns] = _embed(block, [prefix + texts[i] for i in present])
+            rows[present, columns] = _embed(
+                block, [prefix + texts[i] for i in present], directory)
     return rows

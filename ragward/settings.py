@@ -292,6 +292,10 @@ class Settings(BaseSettings):
         "(USE fused with multilingual-e5-small; the e5 extra) or hashed word / CJK n-grams "
         "(no weights at all). make eval measures each."
     )
+    model_dir: Path | None = Field(
+        None, description="Where 'ragward models fetch' puts the bge models and use-m3-bge "
+        "loads them; unset: the user's cache, ~/.cache/ragward/models."
+    )
     retrieval: Literal["auto", "hybrid", "dense", "bm25"] = Field(
         "auto", description="hybrid = BM25 and dense fused by reciprocal rank; auto = dense "
         "on both backends (measured best offline on paraphrased questions: make eval)."

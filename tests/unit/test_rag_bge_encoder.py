@@ -11,15 +11,18 @@ import numpy as np
 import pytest
 
 from rag_core import bge_encoder
-from rag_core.backends import build_local_backend
+from rag_core.backends import build_backend, build_local_backend
 from rag_core.bge_encoder import EN, ZH
+from rag_core.configuration import backend_config
 from rag_core.fused_encoder import BGE, FusedEncoderEmbedding, fused_encode
+from rag_core.models import model_dir
 from rag_core.sentence_encoder import DIM as USE_DIM
 from rag_core.sentence_encoder import encode as use_encode
 from ragward.errors import ConfigError
 from ragward.settings import load_settings
 
 EN_BLOCK, ZH_BLOCK = slice(0, EN.dim), slice(EN.dim, EN.dim + ZH.dim)
+MODELS = model_dir(load_settings().model_dir)  # RAGWARD_MODEL_DIR, as make test fetched it
 
 
 def test_each_text_fills_its_own_languages_block_with_a_unit_vector() -> None:
@@ -28,7 +31,7 @@ def test_each_text_fills_its_own_languages_block_with_a_unit_vector() -> None:
     text is the zero row."""
     rows = bge_encoder.encode(
         ["How many days of annual leave do I get?", "连接公司 VPN GlobalProtect 的步骤", "  "],
-        "passage",
+        "passage", MODELS,
     )
     assert rows.shape == (3, bge_encoder.DIM) == (3, 384 + 512)
     assert abs(float(np.linalg.norm(rows[0, EN_BLOCK])) - 1.0) < 1e-4
@@ -42,9 +45,9 @@ def test_a_question_gets_the_models_retrieval_instruction_and_a_passage_none() -
     """bge is asymmetric: the query form is the passage form of the instruction-prefixed
     text, in each language, and differs from the plain passage form."""
     for text, block in (("Can I work from a cafe?", EN), ("能在咖啡馆办公吗？", ZH)):
-        query = bge_encoder.encode([text], "query")[0]
-        prefixed = bge_encoder.encode([block.query_prefix + text], "passage")[0]
-        passage = bge_encoder.encode([text], "passage")[0]
+        query = bge_encoder.encode([text], "query", MODELS)[0]
+        prefixed = bge_encoder.encode([block.query_prefix + text], "passage", MODELS)[0]
+        passage = bge_encoder.encode([text], "passage", MODELS)[0]
         assert np.allclose(query, prefixed, atol=1e-5)
         assert float(query @ passage) < 0.99
 
@@ -63,7 +66,8 @@ def test_a_paraphrase_finds_its_answer_in_its_own_language() -> None:
     ]
     questions = ["Can I plug in a memory stick?", "能插优盘拷文件吗？"]
     assert (use_encode(questions) @ use_encode(passages).T).argmax(axis=1).tolist() == [3, 0]
-    fused = fused_encode(questions, "query", BGE) @ fused_encode(passages, "passage", BGE).T
+    fused = (fused_encode(questions, "query", BGE, MODELS)
+             @ fused_encode(passages, "passage", BGE, MODELS).T)
     assert fused.argmax(axis=1).tolist() == [0, 3]
 
 
@@ -72,10 +76,10 @@ def test_fused_rows_average_the_use_and_bge_cosines_and_keep_languages_apart() -
     0.9 * cos_bge; across languages the bge blocks do not overlap, so only the USE part
     (the cross-lingual one) scores an English question against a Chinese passage."""
     texts = ["Who approves a large expense?", "大额报销需要谁审批？"]
-    fused = fused_encode(texts, "passage", BGE)
+    fused = fused_encode(texts, "passage", BGE, MODELS)
     assert fused.shape == (2, USE_DIM + bge_encoder.DIM)
     assert np.allclose(np.linalg.norm(fused, axis=1), 1.0, atol=1e-5)
-    use, bge = use_encode(texts), bge_encoder.encode(texts, "passage")
+    use, bge = use_encode(texts), bge_encoder.encode(texts, "passage", MODELS)
     expected = BGE.use_weight * (use @ use.T) + (1 - BGE.use_weight) * (bge @ bge.T)
     assert np.allclose(fused @ fused.T, expected, atol=1e-5)
     assert np.isclose(float(fused[0] @ fused[1]), BGE.use_weight * float(use[0] @ use[1]),
@@ -87,7 +91,7 @@ def test_it_is_the_default_and_names_itself_in_the_index(monkeypatch: pytest.Mon
     it records local-use-m3-bge (so a later switch of embedding asks for a re-ingest)."""
     monkeypatch.delenv("RAGWARD_LOCAL_EMBEDDING", raising=False)  # the suite's hashed default
     assert load_settings(llm="local").local_embedding == "use-m3-bge"
-    backend = build_local_backend()
+    backend = build_local_backend(model_dir=MODELS)
     assert isinstance(backend.embed_model, FusedEncoderEmbedding)
     assert backend.embedding_model == "local-use-m3-bge"
 
@@ -95,11 +99,13 @@ def test_it_is_the_default_and_names_itself_in_the_index(monkeypatch: pytest.Mon
 def test_without_the_models_the_configuration_is_refused_up_front(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """An empty RAGWARD_MODEL_DIR: building the embedding raises ConfigError naming the
+    """An empty RAGWARD_MODEL_DIR: building the backend raises ConfigError naming the
     setting, the directory, the missing files and the command that fetches them."""
     monkeypatch.setenv("RAGWARD_MODEL_DIR", str(tmp_path))
+    monkeypatch.delenv("RAGWARD_LOCAL_EMBEDDING", raising=False)
+    settings = load_settings(llm="local")
     with pytest.raises(ConfigError, match=(
         r"RAGWARD_LOCAL_EMBEDDING=use-m3-bge needs the bge models in .*bge-small-en-v1\.5\.onnx"
         r".*ragward models fetch"
     )):
-        FusedEncoderEmbedding("bge")
+        build_backend(backend_config(settings))

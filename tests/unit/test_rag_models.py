@@ -149,12 +149,16 @@ def test_an_unreachable_registry_is_one_line_and_exit_1(
 def test_the_model_directory_setting_and_its_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """RAGWARD_MODEL_DIR wins; without it the user's cache (XDG_CACHE_HOME, else ~/.cache)."""
+    """RAGWARD_MODEL_DIR (the model_dir setting) wins; without it the user's cache
+    (XDG_CACHE_HOME, else ~/.cache)."""
     monkeypatch.setenv("RAGWARD_MODEL_DIR", str(tmp_path / "here"))
-    assert models.model_dir() == tmp_path / "here"
+    assert models.model_dir(load_settings().model_dir) == tmp_path / "here"
     monkeypatch.delenv("RAGWARD_MODEL_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert models.model_dir() == tmp_path / "cache" / "ragward" / "models"
+    assert models.model_dir(load_settings().model_dir) == tmp_path / "cache" / "ragward" / "models"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert models.model_dir(None) == tmp_path / "home" / ".cache" / "ragward" / "models"
 
 
 def test_the_pinned_jars_are_maven_centrals() -> None:
