@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import re
+import shlex
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -105,3 +109,25 @@ def test_models_part_failing_fetch_exits_with_one_line(
                                  "downloaded file does not match the known hash")
     assert not (tmp_path / "models" / "SHA256SUMS").exists()
     assert not (tmp_path / "models" / ".made-from").exists()
+
+
+def test_the_online_builds_model_step_has_the_sources_it_imports(tmp_path: Path) -> None:
+    """The Dockerfile's wheelhouse-build stage runs ``wheelhouse.py models`` having copied only a
+    few source files (so a source change elsewhere does not download 228 MB again): with exactly
+    those files and the standard library (no site-packages: pooch comes later, from the
+    wheelhouse), deploy/wheelhouse.py and rag_core.models import and name the pinned models."""
+    text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text())
+    stage = text.split(" AS wheelhouse-build\n", 1)[1].split("\nRUN python deploy/wheelhouse.py "
+                                                             "models /wheelhouse", 1)[0]
+    copied = [shlex.split(line)[1:-1] for line in stage.splitlines()
+              if line.startswith("COPY ") and "--from" not in line]
+    for source in (s for sources in copied for s in sources):
+        (tmp_path / source).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / source, tmp_path / source)
+    probe = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/deploy']; "
+             "import wheelhouse; from rag_core import models; "
+             "print(len(models.MODELS), 'pooch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", probe, str(tmp_path)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["2", "False"]
