@@ -6,16 +6,17 @@
 # built-in BuildKit frontend (Docker 20.10+) has everything used here.
 ARG PYTHON_IMAGE=python:3.11-slim
 ARG RUST_IMAGE=rust:1-slim
-# Where the wheels come from: wheelhouse-build makes them here, from the package indexes;
-# wheelhouse-context takes them from the build context, which is then a wheelhouse made by
-# deploy/wheelhouse.py on a connected host (the air-gapped build). Both are made by the same
-# script from uv.lock and are installed below by the same steps.
+# Where the wheels and the model files come from: wheelhouse-build makes them here, from the
+# package indexes and Maven Central; wheelhouse-context takes them from the build context, which
+# is then a wheelhouse made by deploy/wheelhouse.py on a connected host (the air-gapped build).
+# Both are made by the same script from uv.lock and rag_core/models.py's pins and are installed
+# below by the same steps.
 ARG WHEELHOUSE=wheelhouse-build
 
 # --- rust: the toolchain for the native PII scanner (native/), copied into wheelhouse-build -----
 FROM ${RUST_IMAGE} AS rust
 
-# --- wheelhouse-build: exactly the runtime part of uv.lock, ragward and ragward-pii as wheels ----
+# --- wheelhouse-build: exactly the runtime part of uv.lock, the bge models, ragward, ragward-pii --
 FROM ${PYTHON_IMAGE} AS wheelhouse-build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     UV_LINK_MODE=copy \
@@ -35,6 +36,11 @@ COPY pyproject.toml uv.lock README.md ./
 COPY deploy/wheelhouse.py ./deploy/
 RUN --mount=type=cache,target=/root/.cache/pip \
     python deploy/wheelhouse.py locked /wheelhouse
+# The models (228 MB, fetched by rag_core.models with its pinned hashes): only the files the fetch
+# reads, so that a change elsewhere in the sources does not download them again.
+COPY rag_core/__init__.py rag_core/models.py ./rag_core/
+COPY ragward/__init__.py ragward/errors.py ./ragward/
+RUN python deploy/wheelhouse.py models /wheelhouse
 COPY native ./native
 COPY gateway ./gateway
 COPY rag_core ./rag_core
@@ -68,7 +74,16 @@ RUN --mount=type=bind,from=wheelhouse,source=/wheelhouse/project,target=/wheelho
  && /opt/ragward/bin/ragward --help >/dev/null \
  && /opt/ragward/bin/python -c "from gateway.pii import default_scanner as d; assert d().engine == 'native'"
 
-# --- runtime: slim Python, the venv, a non-root user ---------------------------------------------
+# --- models: the files the wheelhouse's SHA256SUMS lists, each checked; root's, read-only ----------
+FROM ${PYTHON_IMAGE} AS models
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+WORKDIR /wheelhouse
+RUN --mount=type=bind,from=wheelhouse,source=/wheelhouse/models,target=/wheelhouse \
+    sha256sum --check --strict --quiet SHA256SUMS \
+ && install -d -m 0755 /opt/ragward/models \
+ && cut -c67- SHA256SUMS | xargs install -m 0444 -t /opt/ragward/models
+
+# --- runtime: slim Python, the venv, the models, a non-root user ---------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="ragward" \
       org.opencontainers.image.description="Production front door and flight recorder for LlamaIndex RAG services" \
@@ -77,12 +92,15 @@ ENV PATH=/opt/ragward/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     RAGWARD_HOST=0.0.0.0 \
-    RAGWARD_DATA_DIR=/data
+    RAGWARD_DATA_DIR=/data \
+    RAGWARD_MODEL_DIR=/opt/ragward/models
 # Numeric uid/gid so Kubernetes' runAsNonRoot can verify them without /etc/passwd.
 RUN groupadd --system --gid 10001 ragward \
  && useradd --system --uid 10001 --gid ragward --no-create-home --home-dir /data \
             --shell /usr/sbin/nologin ragward \
  && install -d -o ragward -g ragward -m 0750 /data
+# The models first: their layer stays cached while the venv's changes with every source change.
+COPY --from=models /opt/ragward/models /opt/ragward/models
 COPY --from=builder /opt/ragward /opt/ragward
 USER 10001:10001
 WORKDIR /data

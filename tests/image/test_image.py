@@ -103,6 +103,84 @@ def test_help_runs_in_the_image(image: BuiltImage, docker_client: docker.DockerC
         assert command in out
 
 
+# Run in the image as its own user: `ragward models check` passed; what the model directory
+# holds, whose it is, and whether this user can read each file and write any of it (a real
+# write tried, on a root filesystem that is not read-only, so only permissions can refuse).
+MODELS_PROBE = """
+import json, os, stat
+from rag_core.models import MODELS, model_dir
+directory = model_dir()
+def info(path):
+    st = os.stat(path)
+    return {'owner': [st.st_uid, st.st_gid], 'mode': oct(stat.S_IMODE(st.st_mode)),
+            'writable': os.access(path, os.W_OK)}
+files = {}
+for name in sorted(os.listdir(directory)):
+    path = directory / name
+    files[name] = info(path)
+    with open(path, 'rb') as file:
+        files[name]['readable'] = len(file.read(16)) == 16
+    try:
+        open(path, 'ab').close()
+        files[name]['appended'] = True
+    except PermissionError:
+        files[name]['appended'] = False
+try:
+    open(directory / '.probe', 'w').close()
+    created = True
+except PermissionError:
+    created = False
+print(json.dumps({'dir': str(directory), 'uid': os.getuid(), 'dir_info': info(directory),
+                  'created': created, 'files': files,
+                  'expected': sorted(m for model in MODELS for m in model.members)}))
+"""
+
+
+def test_image_ships_the_default_embeddings_models_read_only(
+    image: BuiltImage, docker_client: docker.DockerClient
+) -> None:
+    """The image carries the bge model files the default embedding (use-m3-bge) needs:
+    `ragward models check` exits 0 and finds RAGWARD_MODEL_DIR (/opt/ragward/models) complete;
+    the directory holds exactly the four files rag_core.models names, root's, readable by the
+    runtime user (uid 10001) and not writable by it, the directory included (a write is tried
+    with a writable root filesystem, so the image's permissions alone refuse it)."""
+    check = docker_client.containers.run(image.tag, ["models", "check"], network_mode="host",
+                                         remove=True).decode()
+    assert check.strip() == "/opt/ragward/models: complete", check
+    found = json.loads(docker_client.containers.run(
+        image.tag, ["-c", MODELS_PROBE], entrypoint="python", network_mode="host", remove=True))
+    assert found["uid"] == 10001 and found["dir"] == "/opt/ragward/models", found
+    assert sorted(found["files"]) == found["expected"] and len(found["expected"]) == 4, found
+    assert found["dir_info"] == {"owner": [0, 0], "mode": "0o755", "writable": False}, found
+    assert not found["created"], found
+    for name, info in found["files"].items():
+        assert info == {"owner": [0, 0], "mode": "0o444", "writable": False,
+                        "readable": True, "appended": False}, (name, info)
+
+
+def test_rag_core_indexes_with_the_default_embedding(stack: Stack) -> None:
+    """Compose sets no RAGWARD_LOCAL_EMBEDDING, so the ingest job and rag-core use the default,
+    use-m3-bge, on the image's models: every index the containerised rag-core serves (the one
+    the ingest job built) records the embedding local:local-use-m3-bge."""
+    for name in ("ingest", "rag-core"):
+        assert "RAGWARD_LOCAL_EMBEDDING" not in stack.services[name].spec["environment"], name
+    code, out = exec_python(stack.containers["rag-core"], LIST_INDEXES)
+    assert code == 0, out
+    indexes = json.loads(out)["indexes"]
+    assert indexes and {index["model"] for index in indexes} == {"local:local-use-m3-bge"}, (
+        indexes)
+
+
+# rag-core's own GET /v1/indexes, asked from inside its container with its internal token.
+LIST_INDEXES = """
+import os, urllib.request
+request = urllib.request.Request(
+    'http://127.0.0.1:%s/v1/indexes' % os.environ['RAGWARD_RAG_CORE_PORT'],
+    headers={'X-Internal-Token': os.environ['RAGWARD_INTERNAL_TOKEN']})
+print(urllib.request.urlopen(request, timeout=10).read().decode())
+"""
+
+
 def test_every_ragward_service_turns_healthy(stack: Stack) -> None:
     """gateway, rag-core (after its ingest job exited 0) and the three consumers, each with the
     compose file's own command, user, read-only root and health check, are healthy."""

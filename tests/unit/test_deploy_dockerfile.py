@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from rag_core import models
 from ragward.cli import build_parser
 from ragward.devservices import free_port
 from ragward.settings import Settings, env_name
@@ -67,17 +68,20 @@ def test_hadolint_can_fail(tmp_path: Path) -> None:
 
 
 def test_dockerfile_is_multi_stage_slim_and_non_root() -> None:
-    """Builder and runtime stages on PYTHON_IMAGE (python:3.11-slim by default); the wheels come
-    from a wheelhouse stage picked by WHEELHOUSE (built here with the Rust image's cargo, or the
-    build context itself for the air-gapped build); the builder installs with pip --no-index
-    --require-hashes only; the runtime copies only the venv and runs as uid 10001; ENTRYPOINT
-    ragward; HEALTHCHECK present; no `# syntax=` line (it would pull a frontend image)."""
+    """Builder, models and runtime stages on PYTHON_IMAGE (python:3.11-slim by default); the
+    wheels and model files come from a wheelhouse stage picked by WHEELHOUSE (built here with the
+    Rust image's cargo, or the build context itself for the air-gapped build); the builder
+    installs with pip --no-index --require-hashes only; the models stage takes the files the
+    wheelhouse's SHA256SUMS lists, each checked; the runtime copies only those and the venv and
+    runs as uid 10001; ENTRYPOINT ragward; HEALTHCHECK present; no `# syntax=` line (it would
+    pull a frontend image)."""
     steps = instructions()
     text = DOCKERFILE.read_text()
     froms = [args for keyword, args in steps if keyword == "FROM"]
     assert froms == ["${RUST_IMAGE} AS rust", "${PYTHON_IMAGE} AS wheelhouse-build",
                      "scratch AS wheelhouse-context", "${WHEELHOUSE} AS wheelhouse",
-                     "${PYTHON_IMAGE} AS builder", "${PYTHON_IMAGE} AS runtime"]
+                     "${PYTHON_IMAGE} AS builder", "${PYTHON_IMAGE} AS models",
+                     "${PYTHON_IMAGE} AS runtime"]
     assert re.search(r"ARG PYTHON_IMAGE=python:3\.11-slim\b", text)
     assert re.search(r"^ARG WHEELHOUSE=wheelhouse-build$", text, re.M)
     assert not re.search(r"^# *syntax=", text, re.M)
@@ -88,25 +92,33 @@ def test_dockerfile_is_multi_stage_slim_and_non_root() -> None:
         "--require-hashes" in args and "--no-deps" in args and "from=wheelhouse" in args
         for args in installs)
     assert "PIP_NO_INDEX=1" in " ".join(a for k, a in steps[starts[4]:starts[5]] if k == "ENV")
-    runtime = steps[starts[5]:]
+    models_runs = [args for keyword, args in steps[starts[5]:starts[6]] if keyword == "RUN"]
+    assert len(models_runs) == 1 and "from=wheelhouse" in models_runs[0]
+    assert "sha256sum --check --strict" in models_runs[0]
+    runtime = steps[starts[6]:]
     copies = [args for keyword, args in runtime if keyword == "COPY"]
-    assert copies == ["--from=builder /opt/ragward /opt/ragward"]
+    assert copies == ["--from=models /opt/ragward/models /opt/ragward/models",
+                      "--from=builder /opt/ragward /opt/ragward"]
     users = [args for keyword, args in runtime if keyword == "USER"]
     assert users == ["10001:10001"]
     assert [args for keyword, args in runtime if keyword == "ENTRYPOINT"] == ['["ragward"]']
     assert len([1 for keyword, _ in runtime if keyword == "HEALTHCHECK"]) == 1
 
 
-def test_dockerfile_default_command_and_env_are_real() -> None:
-    """CMD is a real subcommand; every RAGWARD_* the image sets is a setting; the servers bind
-    0.0.0.0 inside the container."""
+def test_dockerfile_default_command_and_env_are_real(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CMD is a real subcommand; every RAGWARD_* the image sets is a setting or the model
+    directory rag_core.models reads; the servers bind 0.0.0.0 inside the container and the
+    models are looked for where the models stage puts them."""
     steps = instructions()
     cmd = json.loads(next(args for keyword, args in steps if keyword == "CMD"))
     build_parser().parse_args(cmd)
     env_text = " ".join(args for keyword, args in steps if keyword == "ENV")
     pairs = dict(re.findall(r"(RAGWARD_[A-Z0-9_]+)=(\S+)", env_text))
-    assert pairs == {"RAGWARD_HOST": "0.0.0.0", "RAGWARD_DATA_DIR": "/data"}
-    assert set(pairs) <= {env_name("host"), env_name("data_dir")}
+    assert pairs == {"RAGWARD_HOST": "0.0.0.0", "RAGWARD_DATA_DIR": "/data",
+                     "RAGWARD_MODEL_DIR": "/opt/ragward/models"}
+    assert set(pairs) - {"RAGWARD_MODEL_DIR"} <= {env_name("host"), env_name("data_dir")}
+    monkeypatch.setenv("RAGWARD_MODEL_DIR", pairs["RAGWARD_MODEL_DIR"])
+    assert models.model_dir() == Path("/opt/ragward/models")
 
 
 def healthcheck_argv() -> list[str]:
