@@ -23,7 +23,7 @@ import pytest
 from rag_core import models
 from ragward.cli import build_parser
 from ragward.devservices import free_port
-from ragward.settings import Settings, env_name
+from ragward.settings import Settings, env_name, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
@@ -106,9 +106,9 @@ def test_dockerfile_is_multi_stage_slim_and_non_root() -> None:
 
 
 def test_dockerfile_default_command_and_env_are_real(monkeypatch: pytest.MonkeyPatch) -> None:
-    """CMD is a real subcommand; every RAGWARD_* the image sets is a setting or the model
-    directory rag_core.models reads; the servers bind 0.0.0.0 inside the container and the
-    models are looked for where the models stage puts them."""
+    """CMD is a real subcommand; every RAGWARD_* the image sets is a setting; the servers
+    bind 0.0.0.0 inside the container and the models are looked for where the models stage
+    puts them."""
     steps = instructions()
     cmd = json.loads(next(args for keyword, args in steps if keyword == "CMD"))
     build_parser().parse_args(cmd)
@@ -116,9 +116,9 @@ def test_dockerfile_default_command_and_env_are_real(monkeypatch: pytest.MonkeyP
     pairs = dict(re.findall(r"(RAGWARD_[A-Z0-9_]+)=(\S+)", env_text))
     assert pairs == {"RAGWARD_HOST": "0.0.0.0", "RAGWARD_DATA_DIR": "/data",
                      "RAGWARD_MODEL_DIR": "/opt/ragward/models"}
-    assert set(pairs) - {"RAGWARD_MODEL_DIR"} <= {env_name("host"), env_name("data_dir")}
+    assert set(pairs) <= {env_name("host"), env_name("data_dir"), env_name("model_dir")}
     monkeypatch.setenv("RAGWARD_MODEL_DIR", pairs["RAGWARD_MODEL_DIR"])
-    assert models.model_dir() == Path("/opt/ragward/models")
+    assert models.model_dir(load_settings().model_dir) == Path("/opt/ragward/models")
 
 
 def healthcheck_argv() -> list[str]:
