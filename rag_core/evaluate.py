@@ -1,6 +1,6 @@
 """``python -m rag_core.evaluate`` (``make eval``): retrieval quality per configuration.
 
-Four question sets, each over the bundled handbook (eight English and eight
+Five question sets, each over the bundled handbook (eight English and eight
 Chinese documents):
 
 * ``sample/eval.json`` — questions written with the documents' own words;
@@ -10,8 +10,9 @@ Chinese documents):
   second stage's constants (:mod:`rag_core.rerank`) were tuned on this one;
 * ``sample/paraphrase-heldout.json`` — more such questions, written before that
   tuning and never used for it: the figure to trust;
-* ``sample/paraphrase-third.json`` — a third such set, written (and committed)
-  by another hand before anything was measured on it.
+* ``sample/paraphrase-third.json`` and ``sample/paraphrase-fourth.json`` — a
+  third and a fourth such set, each written (and committed) by another hand
+  before anything was measured on it.
 
 For each configuration — an offline embedding (hashed n-grams, USE
 multilingual v3, or USE-m3 fused with multilingual-e5-small or with bge-small per
@@ -51,7 +52,7 @@ from ragward.logs import configure_logging
 from ragward.settings import Settings, load_settings
 
 MRR_DEPTH = 10
-SETS = ("eval", "paraphrase", "paraphrase-heldout", "paraphrase-third")
+SETS = ("eval", "paraphrase", "paraphrase-heldout", "paraphrase-third", "paraphrase-fourth")
 # The cross-lingual probe: these documents are left out of the handbook, so the paraphrase
 # questions they answered can only be answered by their translation (two of each language).
 ONLY_IN_TRANSLATION = ("en-benefits.md", "en-information-security.md",
