@@ -109,7 +109,8 @@ def test_help_runs_in_the_image(image: BuiltImage, docker_client: docker.DockerC
 MODELS_PROBE = """
 import json, os, stat
 from rag_core.models import MODELS, model_dir
-directory = model_dir()
+from ragward.settings import load_settings
+directory = model_dir(load_settings().model_dir)  # RAGWARD_MODEL_DIR, as the servers read it
 def info(path):
     st = os.stat(path)
     return {'owner': [st.st_uid, st.st_gid], 'mode': oct(stat.S_IMODE(st.st_mode)),
