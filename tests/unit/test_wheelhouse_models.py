@@ -46,7 +46,7 @@ def fetched(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     def content(member: str) -> bytes:
         return member.encode()
 
-    def fetch(directory: Path | None = None, *, progress: bool = False) -> list[Path]:
+    def fetch(directory: Path | None = None, **options: object) -> list[Path]:
         assert directory is not None
         calls.append(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -110,7 +110,7 @@ def test_models_part_failing_fetch_exits_with_one_line(
 ) -> None:
     """A download or hash failure ends the script with one error line and no SHA256SUMS, so
     the image build has nothing to install and the next run fetches again."""
-    def fail(directory: Path | None = None, *, progress: bool = False) -> list[Path]:
+    def fail(directory: Path | None = None, **options: object) -> list[Path]:
         raise ValueError("SHA256 hash of downloaded file does not match the known hash")
 
     monkeypatch.setattr(models, "fetch", fail)
