@@ -5,6 +5,7 @@ them first)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +110,28 @@ def test_without_the_models_the_configuration_is_refused_up_front(
         r".*ragward models fetch"
     )):
         build_backend(backend_config(settings))
+
+
+async def test_embedding_a_question_leaves_the_event_loop_free() -> None:
+    """rag-core awaits the query embedding on its event loop: the model's 15-20 ms run in a
+    worker thread, so a task on the same loop keeps running while questions are embedded
+    (run inline, as before, it would not get one turn), and the vectors are the same."""
+    model = FusedEncoderEmbedding("bge", model_dir=MODELS)
+    model.get_query_embedding("warm the sessions up")
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    task = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    before = turns
+    questions = ["Can I work from a cafe?", "能在咖啡馆办公吗？", "Who approves a big expense?"]
+    vectors = [await model.aget_query_embedding(q) for q in questions]
+    during = turns - before
+    task.cancel()
+    assert during >= len(questions), during
+    assert np.allclose(vectors, [model.get_query_embedding(q) for q in questions], atol=1e-6)
