@@ -4,7 +4,6 @@ unknown key ids do not hammer the server, and a fetch never blocks the event loo
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -20,6 +19,7 @@ from ragward.settings import load_settings
 from telemetry.event_keys import key_set_verifier, load_key_set, verifier_from_settings
 from telemetry.events import AuditEvent, new_event_id, now_rfc3339
 from telemetry.signing import EventSigner, public_jwk
+from tests.loop_turns import loop_turns
 
 
 class KeyServer:
@@ -140,18 +140,10 @@ async def test_a_fetch_never_blocks_the_event_loop_and_is_bounded_by_its_timeout
     key_server.publish(new)
     key_server.delay_s = 0.6
     verifier = key_set_verifier(key_server.url, "RAGWARD_EVENT_KEYS", min_interval_s=0.0)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
     try:
-        assert await verifier.verify(new.sign(_event())) is None  # waited 0.6 s for the set
-        assert ticks >= 20, ticks
+        async with loop_turns(0.01) as turns:
+            assert await verifier.verify(new.sign(_event())) is None  # waited 0.6 s for the set
+        assert turns.count >= 20, turns.count
         slow = key_set_verifier(key_server.url, "RAGWARD_EVENT_KEYS", min_interval_s=0.0,
                                 fetch_timeout_s=0.2)
         key_server.delay_s = 10.0
@@ -161,5 +153,3 @@ async def test_a_fetch_never_blocks_the_event_loop_and_is_bounded_by_its_timeout
         assert time.monotonic() - started < 2.0
     finally:
         key_server.release.set()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)

@@ -5,7 +5,6 @@ them first)."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from rag_core.sentence_encoder import DIM as USE_DIM
 from rag_core.sentence_encoder import encode as use_encode
 from ragward.errors import ConfigError
 from ragward.settings import load_settings
+from tests.loop_turns import loop_turns
 
 EN_BLOCK, ZH_BLOCK = slice(0, EN.dim), slice(EN.dim, EN.dim + ZH.dim)
 MODELS = model_dir(load_settings().model_dir)  # RAGWARD_MODEL_DIR, as make test fetched it
@@ -118,20 +118,8 @@ async def test_embedding_a_question_leaves_the_event_loop_free() -> None:
     (run inline, as before, it would not get one turn), and the vectors are the same."""
     model = FusedEncoderEmbedding("bge", model_dir=MODELS)
     model.get_query_embedding("warm the sessions up")
-    turns = 0
-
-    async def other_work() -> None:
-        nonlocal turns
-        while True:
-            await asyncio.sleep(0)
-            turns += 1
-
-    task = asyncio.create_task(other_work())
-    await asyncio.sleep(0)
-    before = turns
     questions = ["Can I work from a cafe?", "能在咖啡馆办公吗？", "Who approves a big expense?"]
-    vectors = [await model.aget_query_embedding(q) for q in questions]
-    during = turns - before
-    task.cancel()
-    assert during >= len(questions), during
+    async with loop_turns() as turns:
+        vectors = [await model.aget_query_embedding(q) for q in questions]
+    assert turns.count >= len(questions), turns.count
     assert np.allclose(vectors, [model.get_query_embedding(q) for q in questions], atol=1e-6)
