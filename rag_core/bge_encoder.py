@@ -67,6 +67,13 @@ def _session(files: ModelFiles, directory: Path) -> tuple[Any, Any, list[str]]:
     return tokenizer, session, [i.name for i in session.get_inputs()]
 
 
+def load(directory: Path) -> None:
+    """Both models, now (a few seconds): at start-up, not on the first question of each
+    language (the start-up warm-up asks in one language only)."""
+    for block in (EN, ZH):
+        _session(block.files, directory)
+
+
 def _embed(block: Block, texts: list[str], directory: Path) -> np.ndarray:
     """(len(texts), block.dim) unit rows: the CLS token's last hidden state."""
     tokenizer, session, inputs = _session(block.files, directory)

